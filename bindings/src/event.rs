@@ -1,0 +1,116 @@
+//! The event: what travels on the bus, in the shape every runtime sees.
+//!
+//! An event is immutable once published and shared between subscribers as an
+//! `Arc<Event>`, so fan-out to many plugins copies nothing. Ids are ULIDs
+//! (sortable by creation time); timestamps are RFC 3339 in UTC with
+//! milliseconds, as they appear in tap output and dead letters.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The `source` of events published by the host itself, `--input`, the admin
+/// endpoint or the embedding application.
+pub const HOST_SOURCE: &str = "host";
+
+/// One event on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id (a ULID).
+    pub id: String,
+    /// The concrete topic it was published on.
+    pub topic: String,
+    /// Any JSON value; usually an object.
+    pub payload: Value,
+    /// The publishing plugin's name, or `host`.
+    pub source: String,
+    /// When it was published, RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    /// The id of the event that started this chain, if any.
+    pub correlation_id: Option<String>,
+    /// Free-form string headers (trace context travels here).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// A new event with a fresh id and the current time, and no correlation.
+    ///
+    /// ```
+    /// use plughost_bindings::Event;
+    /// let e = Event::new("text.raw", serde_json::json!({"text": "hi"}), "host");
+    /// assert_eq!(e.topic, "text.raw");
+    /// assert_eq!(e.id.len(), 26);
+    /// ```
+    pub fn new(topic: impl Into<String>, payload: Value, source: impl Into<String>) -> Event {
+        Event {
+            id: new_id(),
+            topic: topic.into(),
+            payload,
+            source: source.into(),
+            timestamp: now_timestamp(),
+            correlation_id: None,
+            headers: BTreeMap::new(),
+        }
+    }
+
+    /// A new event caused by handling `self`: it carries `self`'s correlation id
+    /// (or `self`'s id when it had none).
+    pub fn caused(&self, topic: impl Into<String>, payload: Value, source: impl Into<String>) -> Event {
+        let mut event = Event::new(topic, payload, source);
+        event.correlation_id = Some(self.correlation_key().to_owned());
+        event
+    }
+
+    /// The correlation id this event's consequences carry.
+    pub fn correlation_key(&self) -> &str {
+        self.correlation_id.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The event as one line of JSON.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("an event always serializes")
+    }
+
+    /// The event as a JSON value.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("an event always serializes")
+    }
+}
+
+/// A fresh, unique, time-sortable event id.
+pub fn new_id() -> String {
+    ulid::Ulid::generate().to_string()
+}
+
+/// The current time as RFC 3339 UTC with milliseconds (`2026-11-21T12:00:00.000Z`).
+pub fn now_timestamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caused_events_carry_the_chain_correlation() {
+        let first = Event::new("a", Value::Null, HOST_SOURCE);
+        let second = first.caused("b", Value::Null, "p1");
+        assert_eq!(second.correlation_id.as_deref(), Some(first.id.as_str()));
+        let third = second.caused("c", Value::Null, "p2");
+        assert_eq!(third.correlation_id.as_deref(), Some(first.id.as_str()));
+        assert_ne!(third.id, second.id);
+    }
+
+    #[test]
+    fn json_shape_matches_the_contract() {
+        let e = Event::new("text.raw", serde_json::json!({"text": "hi"}), HOST_SOURCE);
+        let v = e.to_value();
+        for key in ["id", "topic", "payload", "source", "timestamp", "correlation_id", "headers"] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert!(e.timestamp.ends_with('Z') && e.timestamp.len() == 24, "{}", e.timestamp);
+    }
+}

@@ -1,0 +1,35 @@
+//! plughost bindings: one interface over the Lua, Rhai and native runtimes.
+//!
+//! # Layout
+//!
+//! - [`event`]: the [`Event`] every runtime sees, with ids and timestamps.
+//! - [`outcome`]: what `on_event` asked for ([`Outcome`]).
+//! - [`error`]: [`ScriptError`], a failure positioned in the plugin's source.
+//! - [`host_api`]: [`HostApi`], the services the host offers to plugins
+//!   (publish, log, metrics, spans, registered functions).
+//! - [`plugin`]: [`PluginInstance`], the hooks every runtime implements, and
+//!   [`load`] / [`check`], which pick the runtime.
+//! - [`timers`]: the pure timer schedule behind `timer.after/every`.
+//! - [`modpath`]: `require`/`import` resolution confined to the plugin folder.
+//! - `lua`: the Lua runtime, one small module per binding.
+//!
+//! The host crate (`plughost`) owns threads, queues and files; this crate
+//! only turns hook calls into interpreter calls and back.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod event;
+pub mod host_api;
+pub mod lua;
+pub mod modpath;
+pub mod outcome;
+pub mod plugin;
+mod runtime_kind;
+pub mod timers;
+
+pub use error::{ErrorKind, HookName, ScriptError};
+pub use event::{Event, HOST_SOURCE};
+pub use host_api::{HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SharedHost, SpanGuard};
+pub use outcome::Outcome;
+pub use plugin::{check, load, PluginInstance, PluginSpec, RuntimeLimits};
+pub use runtime_kind::RuntimeKind;

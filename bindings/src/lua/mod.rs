@@ -1,0 +1,298 @@
+//! The Lua runtime: one mlua interpreter (Lua 5.4, vendored) per plugin.
+//!
+//! Loading creates a sandboxed interpreter, registers the bindings (each in
+//! its own small module with a `register` function), runs the entry chunk
+//! under the time limit, and looks the hook functions up once. Chunks are
+//! named `@<path>`, so every error and traceback names the file and line.
+
+mod bus;
+mod context;
+mod convert;
+mod error;
+mod log;
+mod outcome;
+mod require;
+mod sandbox;
+mod telemetry;
+mod timer;
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mlua::chunk::ChunkMode;
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value as LuaValue};
+use serde_json::Value;
+
+use self::context::{Context, Ctx};
+use self::error::to_script_error;
+use crate::{ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost};
+
+/// The hook functions, looked up once after the entry chunk ran.
+struct Hooks {
+    init: Option<Function>,
+    on_event: Option<Function>,
+    on_config: Option<Function>,
+    shutdown: Option<Function>,
+}
+
+/// A loaded Lua plugin.
+pub struct LuaPlugin {
+    lua: Lua,
+    ctx: Ctx,
+    hooks: Hooks,
+    readonly: Function,
+    spec: PluginSpec,
+    entry: String,
+}
+
+impl LuaPlugin {
+    /// Creates the interpreter, registers the bindings and runs the entry chunk.
+    pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<LuaPlugin, ScriptError> {
+        let entry = spec.entry_display();
+        let source = std::fs::read(&spec.entry).map_err(|e| {
+            ScriptError::new(ErrorKind::Load, format!("cannot read the entry script: {e}"))
+                .or_file(&entry)
+                .in_hook(HookName::Load)
+        })?;
+        let ctx: Ctx = Rc::new(Context {
+            info: spec.info.clone(),
+            host,
+            dir: spec.dir.clone(),
+            current: RefCell::new(None),
+            timers: RefCell::default(),
+            callbacks: RefCell::default(),
+            budget: Rc::default(),
+        });
+        let mb = spec.limits.memory_bytes >> 20;
+        let fail = |e: mlua::Error| to_script_error(&e, mb).or_file(&entry).in_hook(HookName::Load);
+        let (lua, readonly) = sandbox::new_lua(spec.limits.memory_bytes, ctx.budget.clone()).map_err(fail)?;
+        let setup = || -> mlua::Result<()> {
+            convert::install(&lua)?;
+            bus::register(&lua, &ctx)?;
+            log::register(&lua, &ctx)?;
+            telemetry::register(&lua, &ctx)?;
+            timer::register(&lua, &ctx)?;
+            outcome::register(&lua)?;
+            require::register(&lua, &ctx)?;
+            let config = convert::to_lua(&lua, &spec.config)?;
+            lua.globals().set("config", readonly.call::<LuaValue>(config)?)?;
+            let state = match &spec.state {
+                Value::Null => LuaValue::Table(lua.create_table()?),
+                other => convert::to_lua(&lua, other)?,
+            };
+            lua.globals().set("state", state)
+        };
+        setup().map_err(fail)?;
+
+        ctx.budget.start(spec.limits.hook_timeout);
+        let ran = lua
+            .load(source)
+            .set_name(format!("@{entry}"))
+            .set_mode(ChunkMode::Text)
+            .exec();
+        ctx.budget.stop();
+        ran.map_err(fail)?;
+
+        let globals = lua.globals();
+        let hook = |name: &str| -> Result<Option<Function>, ScriptError> {
+            match globals.raw_get::<LuaValue>(name) {
+                Ok(LuaValue::Nil) => Ok(None),
+                Ok(LuaValue::Function(f)) => Ok(Some(f)),
+                Ok(other) => Err(ScriptError::new(
+                    ErrorKind::Load,
+                    format!("`{name}` must be a function, found a {}", other.type_name()),
+                )
+                .or_file(&entry)
+                .in_hook(HookName::Load)),
+                Err(e) => Err(fail(e)),
+            }
+        };
+        let hooks = Hooks {
+            init: hook("init")?,
+            on_event: hook("on_event")?,
+            on_config: hook("on_config")?,
+            shutdown: hook("shutdown")?,
+        };
+        Ok(LuaPlugin {
+            lua,
+            ctx,
+            hooks,
+            readonly,
+            spec: spec.clone(),
+            entry,
+        })
+    }
+
+    fn call<A: IntoLuaMulti, R: FromLuaMulti>(&self, f: &Function, args: A, hook: HookName) -> Result<R, ScriptError> {
+        self.ctx.budget.start(self.spec.limits.hook_timeout);
+        let result = f.call::<R>(args);
+        self.ctx.budget.stop();
+        result.map_err(|e| self.error(&e, hook))
+    }
+
+    fn error(&self, e: &mlua::Error, hook: HookName) -> ScriptError {
+        to_script_error(e, self.spec.limits.memory_bytes >> 20)
+            .or_file(&self.entry)
+            .in_hook(hook)
+    }
+
+    fn event_table(&self, event: &Event) -> mlua::Result<Table> {
+        let lua = &self.lua;
+        let t = lua.create_table_with_capacity(0, 7)?;
+        t.raw_set("id", event.id.as_str())?;
+        t.raw_set("topic", event.topic.as_str())?;
+        t.raw_set("payload", convert::to_lua(lua, &event.payload)?)?;
+        t.raw_set("source", event.source.as_str())?;
+        t.raw_set("timestamp", event.timestamp.as_str())?;
+        if let Some(c) = &event.correlation_id {
+            t.raw_set("correlation_id", c.as_str())?;
+        }
+        let headers = lua.create_table_with_capacity(0, event.headers.len())?;
+        for (k, v) in &event.headers {
+            headers.raw_set(k.as_str(), v.as_str())?;
+        }
+        t.raw_set("headers", headers)?;
+        Ok(t)
+    }
+}
+
+impl PluginInstance for LuaPlugin {
+    fn init(&mut self) -> Result<(), ScriptError> {
+        match &self.hooks.init {
+            Some(f) => self.call(f, (), HookName::Init),
+            None => Ok(()),
+        }
+    }
+
+    fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
+        let Some(f) = &self.hooks.on_event else {
+            return Ok(Outcome::Ack);
+        };
+        let table = self
+            .event_table(event)
+            .map_err(|e| self.error(&e, HookName::OnEvent))?;
+        *self.ctx.current.borrow_mut() = Some(event.clone());
+        let result = self.call::<_, LuaValue>(f, table, HookName::OnEvent);
+        *self.ctx.current.borrow_mut() = None;
+        outcome::from_return(result?).map_err(|e| e.or_file(&self.entry).in_hook(HookName::OnEvent))
+    }
+
+    fn has_on_config(&self) -> bool {
+        self.hooks.on_config.is_some()
+    }
+
+    fn on_config(&mut self, config: &Value) -> Result<(), ScriptError> {
+        let view = convert::to_lua(&self.lua, config)
+            .and_then(|c| self.readonly.call::<LuaValue>(c))
+            .map_err(|e| self.error(&e, HookName::OnConfig))?;
+        self.lua
+            .globals()
+            .set("config", view.clone())
+            .map_err(|e| self.error(&e, HookName::OnConfig))?;
+        self.spec.config = config.clone();
+        match &self.hooks.on_config {
+            Some(f) => self.call(f, view, HookName::OnConfig),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), ScriptError> {
+        match &self.hooks.shutdown {
+            Some(f) => self.call(f, (), HookName::Shutdown),
+            None => Ok(()),
+        }
+    }
+
+    fn next_timer(&mut self) -> Option<Instant> {
+        self.ctx.timers.borrow_mut().next_deadline()
+    }
+
+    fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
+        let (id, live) = self.ctx.timers.borrow_mut().pop_due(now)?;
+        let f = if live {
+            self.ctx.callbacks.borrow().get(&id).cloned()
+        } else {
+            self.ctx.callbacks.borrow_mut().remove(&id)
+        }?;
+        Some(self.call(&f, (), HookName::Timer))
+    }
+
+    fn clear_timers(&mut self) {
+        self.ctx.timers.borrow_mut().clear();
+        self.ctx.callbacks.borrow_mut().clear();
+    }
+
+    fn state(&mut self) -> Result<Value, ScriptError> {
+        let state: LuaValue = self.lua.globals().raw_get("state").map_err(|e| self.error(&e, HookName::Shutdown))?;
+        convert::from_lua(&state).map_err(|e| {
+            ScriptError::new(
+                ErrorKind::Runtime,
+                format!("state must hold plain data: {}", e.message("state")),
+            )
+            .or_file(&self.entry)
+        })
+    }
+}
+
+/// Compiles the entry and every other `.lua` file of the plugin folder
+/// without running anything; returns every syntax error.
+pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
+    let lua = Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).expect("a bare Lua state");
+    let mut errors = Vec::new();
+    if !spec.entry.is_file() {
+        errors.push(
+            ScriptError::new(ErrorKind::Load, "entry script not found")
+                .or_file(&spec.entry_display()),
+        );
+    }
+    let mut files = Vec::new();
+    collect_lua_files(&spec.dir, &mut files);
+    if spec.entry.is_file() && !files.iter().any(|f| same_file(f, &spec.entry)) {
+        files.push(spec.entry.clone());
+    }
+    files.sort();
+    for file in files {
+        let shown = file.display().to_string();
+        match std::fs::read(&file) {
+            Ok(src) => {
+                if let Err(e) = lua
+                    .load(src)
+                    .set_name(format!("@{shown}"))
+                    .set_mode(ChunkMode::Text)
+                    .into_function()
+                {
+                    errors.push(to_script_error(&e, 0).or_file(&shown));
+                }
+            }
+            Err(e) => errors.push(ScriptError::new(ErrorKind::Load, e.to_string()).or_file(&shown)),
+        }
+    }
+    errors
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn collect_lua_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            collect_lua_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "lua") {
+            out.push(path);
+        }
+    }
+}

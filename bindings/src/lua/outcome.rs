@@ -1,0 +1,77 @@
+//! `outcome.retry([ms])`, `outcome.forward(topic, payload)`, `outcome.drop(reason)`,
+//! and reading what `on_event` returned.
+
+use mlua::{Lua, UserData, Value as LuaValue};
+
+use super::context::convert_error;
+use super::convert::from_lua;
+use super::error::raise;
+use crate::{ErrorKind, Outcome, ScriptError};
+
+/// An outcome value as scripts hold it.
+pub(crate) struct LuaOutcome(pub Outcome);
+
+impl UserData for LuaOutcome {
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("outcome {:?}", this.0)));
+    }
+}
+
+/// Registers the `outcome` table.
+pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
+    let t = lua.create_table()?;
+    t.set(
+        "retry",
+        lua.create_function(|lua, ms: Option<f64>| {
+            let delay_ms = match ms {
+                Some(ms) if !ms.is_finite() || ms < 0.0 => {
+                    return Err(raise(lua, "outcome.retry: delay must be milliseconds >= 0"));
+                }
+                Some(ms) => Some(ms as u64),
+                None => None,
+            };
+            Ok(LuaOutcome(Outcome::Retry { delay_ms }))
+        })?,
+    )?;
+    t.set(
+        "forward",
+        lua.create_function(|lua, (topic, payload): (String, LuaValue)| {
+            let payload = from_lua(&payload).map_err(|e| convert_error(lua, "payload", e))?;
+            Ok(LuaOutcome(Outcome::Forward { topic, payload }))
+        })?,
+    )?;
+    t.set(
+        "drop",
+        lua.create_function(|_, reason: Option<String>| {
+            Ok(LuaOutcome(Outcome::Drop {
+                reason: reason.unwrap_or_else(|| "dropped by the plugin".into()),
+            }))
+        })?,
+    )?;
+    lua.globals().set("outcome", t)
+}
+
+/// Reads `on_event`'s return value.
+pub(crate) fn from_return(value: LuaValue) -> Result<Outcome, ScriptError> {
+    match &value {
+        LuaValue::Nil => return Ok(Outcome::Ack),
+        LuaValue::Boolean(true) => return Ok(Outcome::Ack),
+        LuaValue::String(s) if s.as_bytes().as_ref() == b"ack" => return Ok(Outcome::Ack),
+        LuaValue::UserData(ud) => {
+            if let Ok(o) = ud.borrow::<LuaOutcome>() {
+                return Ok(o.0.clone());
+            }
+        }
+        _ => {}
+    }
+    let shown = match &value {
+        LuaValue::String(s) => format!("\"{}\"", s.to_string_lossy()),
+        other => other.to_string().unwrap_or_else(|_| other.type_name().to_owned()),
+    };
+    Err(ScriptError::new(
+        ErrorKind::BadReturn,
+        format!(
+            "on_event returned {shown}; expected nothing, true, \"ack\" or an outcome.retry/forward/drop(...) value"
+        ),
+    ))
+}

@@ -1,0 +1,36 @@
+//! `require "name"`: modules from the plugin's own folder, nowhere else.
+
+use std::collections::HashMap;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mlua::chunk::ChunkMode;
+use mlua::{Lua, Value as LuaValue};
+
+use super::context::Ctx;
+use super::error::raise;
+use crate::modpath;
+
+/// Registers `require`, caching each module's value like Lua's own.
+pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
+    let loaded: Rc<RefCell<HashMap<String, LuaValue>>> = Rc::default();
+    let c = ctx.clone();
+    let require = lua.create_function(move |lua, name: String| {
+        if let Some(v) = loaded.borrow().get(&name) {
+            return Ok(v.clone());
+        }
+        let module = modpath::resolve(&c.dir, &name, "lua").map_err(|m| raise(lua, format!("require: {m}")))?;
+        let source = std::fs::read(&module.path)
+            .map_err(|e| raise(lua, format!("require `{name}`: {e}")))?;
+        let chunk_name = format!("@{}", c.dir.join(&module.relative).display());
+        let value: LuaValue = lua
+            .load(source)
+            .set_name(chunk_name)
+            .set_mode(ChunkMode::Text)
+            .call(name.clone())?;
+        let value = if value.is_nil() { LuaValue::Boolean(true) } else { value };
+        loaded.borrow_mut().insert(name, value.clone());
+        Ok(value)
+    })?;
+    lua.globals().set("require", require)
+}

@@ -1,0 +1,40 @@
+//! `timer.after(ms, fn)`, `timer.every(ms, fn)` and `timer.cancel(id)`.
+//!
+//! Callbacks run later on the plugin's own thread, between events, under the
+//! same time limit as a hook.
+
+use std::time::{Duration, Instant};
+
+use mlua::{Function, Lua};
+
+use super::context::Ctx;
+use super::error::raise;
+
+/// Registers the `timer` table.
+pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
+    let t = lua.create_table()?;
+    for (name, repeat) in [("after", false), ("every", true)] {
+        let c = ctx.clone();
+        t.set(
+            name,
+            lua.create_function(move |lua, (ms, f): (f64, Function)| {
+                if !ms.is_finite() || ms < 0.0 {
+                    return Err(raise(lua, format!("timer.{name}: delay must be a number of milliseconds >= 0")));
+                }
+                let after = Duration::from_secs_f64(ms / 1000.0);
+                let id = c.timers.borrow_mut().add(Instant::now(), after, repeat);
+                c.callbacks.borrow_mut().insert(id, f);
+                Ok(id)
+            })?,
+        )?;
+    }
+    let c = ctx.clone();
+    t.set(
+        "cancel",
+        lua.create_function(move |_, id: u64| {
+            c.callbacks.borrow_mut().remove(&id);
+            Ok(c.timers.borrow_mut().cancel(id))
+        })?,
+    )?;
+    lua.globals().set("timer", t)
+}

@@ -1,0 +1,106 @@
+//! The one interface every runtime implements: load a plugin, call its hooks.
+//!
+//! The host's plugin thread owns one [`PluginInstance`] and calls it one hook
+//! at a time; nothing here is shared between threads. [`load`] and [`check`]
+//! pick the runtime from the [`PluginSpec`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{Event, Outcome, PluginInfo, RuntimeKind, ScriptError, SharedHost};
+
+/// The interpreter limits of one plugin (`limits.*` in the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeLimits {
+    /// Memory cap of the interpreter in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock budget of one hook call.
+    pub hook_timeout: Duration,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        RuntimeLimits {
+            memory_bytes: 64 << 20,
+            hook_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Everything a runtime needs to load one plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Name, version and runtime.
+    pub info: Arc<PluginInfo>,
+    /// The plugin's folder: `require`/`import` may not leave it.
+    pub dir: PathBuf,
+    /// The entry file (script or shared library), inside or relative to the folder.
+    pub entry: PathBuf,
+    /// The manifest's `config` mapping.
+    pub config: Value,
+    /// The `state` to start with (carried over from the previous version on reload).
+    pub state: Value,
+    /// Interpreter limits.
+    pub limits: RuntimeLimits,
+}
+
+impl PluginSpec {
+    /// The entry path as shown in messages.
+    pub fn entry_display(&self) -> String {
+        self.entry.display().to_string()
+    }
+}
+
+/// A loaded plugin: one interpreter (or library) and its hooks.
+///
+/// Every hook is optional in the script; calling a missing one is a no-op.
+pub trait PluginInstance {
+    /// Runs `init()`.
+    fn init(&mut self) -> Result<(), ScriptError>;
+    /// Runs `on_event(event)` and returns what the plugin asked for.
+    fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError>;
+    /// Whether the script defines `on_config`.
+    fn has_on_config(&self) -> bool;
+    /// Runs `on_config(config)` with the new config (which also replaces `config`).
+    fn on_config(&mut self, config: &Value) -> Result<(), ScriptError>;
+    /// Runs `shutdown()`.
+    fn shutdown(&mut self) -> Result<(), ScriptError>;
+    /// The earliest timer deadline, if any timer is set.
+    fn next_timer(&mut self) -> Option<Instant>;
+    /// Runs one timer callback due at `now`; `None` when none is due.
+    fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>>;
+    /// Cancels every timer (the old version's, when a reload replaces it).
+    fn clear_timers(&mut self);
+    /// A plain-data copy of `state`, to carry over to the next version.
+    fn state(&mut self) -> Result<Value, ScriptError>;
+}
+
+/// Loads a plugin: compiles the entry and runs its top-level code (not `init`).
+pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstance>, ScriptError> {
+    match spec.info.runtime {
+        RuntimeKind::Lua => Ok(Box::new(crate::lua::LuaPlugin::load(spec, host)?)),
+        other => Err(ScriptError::new(
+            crate::ErrorKind::Load,
+            format!("the {other} runtime is not available in this build"),
+        )
+        .or_file(&spec.entry_display())),
+    }
+}
+
+/// Compiles a plugin's scripts without running them, for `plughost check`.
+/// Returns every error found.
+pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
+    match spec.info.runtime {
+        RuntimeKind::Lua => crate::lua::check(spec),
+        other => vec![
+            ScriptError::new(
+                crate::ErrorKind::Load,
+                format!("the {other} runtime is not available in this build"),
+            )
+            .or_file(&spec.entry_display()),
+        ],
+    }
+}

@@ -1,0 +1,150 @@
+//! The timer schedule of one plugin: pure bookkeeping, no threads.
+//!
+//! Runtimes keep the callbacks; this keeps the deadlines. The plugin's thread
+//! asks for the next deadline, sleeps until then (or until an event arrives),
+//! and pops the timers that are due. Repeating timers are rescheduled from
+//! their previous deadline, so `timer.every` does not drift.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+/// The smallest interval a repeating timer may have; shorter ones are raised
+/// to this so a mistaken `timer.every(0, f)` cannot spin a core.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Identifies one timer of a plugin.
+pub type TimerId = u64;
+
+/// Deadlines of a plugin's timers.
+#[derive(Debug, Default)]
+pub struct Timers {
+    next_id: TimerId,
+    heap: BinaryHeap<Reverse<(Instant, TimerId)>>,
+    // id -> (deadline, repeat interval); absent = cancelled or fired once.
+    live: HashMap<TimerId, (Instant, Option<Duration>)>,
+}
+
+impl Timers {
+    /// An empty schedule.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Schedules a timer at `now + after`, repeating every `after` when `repeat`.
+    pub fn add(&mut self, now: Instant, after: Duration, repeat: bool) -> TimerId {
+        self.next_id += 1;
+        let id = self.next_id;
+        let interval = after.max(if repeat { MIN_INTERVAL } else { Duration::ZERO });
+        let deadline = now + interval;
+        self.heap.push(Reverse((deadline, id)));
+        self.live.insert(id, (deadline, repeat.then_some(interval)));
+        id
+    }
+
+    /// Cancels a timer; returns whether it was live.
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        self.live.remove(&id).is_some()
+    }
+
+    /// Cancels every timer.
+    pub fn clear(&mut self) {
+        self.live.clear();
+        self.heap.clear();
+    }
+
+    /// The earliest deadline of a live timer.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(Reverse((deadline, id))) = self.heap.peek().copied() {
+            match self.live.get(&id) {
+                Some((d, _)) if *d == deadline => return Some(deadline),
+                _ => {
+                    self.heap.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Pops one timer due at `now`, rescheduling it when it repeats.
+    /// Returns its id and whether it is still live afterwards.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(TimerId, bool)> {
+        let deadline = self.next_deadline()?;
+        if deadline > now {
+            return None;
+        }
+        let Reverse((_, id)) = self.heap.pop()?;
+        let (_, repeat) = self.live[&id];
+        match repeat {
+            Some(interval) => {
+                // Skip missed periods instead of firing a burst after a stall.
+                let mut next = deadline + interval;
+                if next <= now {
+                    next = now + interval;
+                }
+                self.heap.push(Reverse((next, id)));
+                self.live.insert(id, (next, repeat));
+                Some((id, true))
+            }
+            None => {
+                self.live.remove(&id);
+                Some((id, false))
+            }
+        }
+    }
+
+    /// Whether no timer is live.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_fires_once_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        let id = t.add(t0, Duration::from_millis(10), false);
+        assert_eq!(t.pop_due(t0), None);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(10)), Some((id, false)));
+        assert_eq!(t.pop_due(t0 + Duration::from_secs(1)), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn repeating_timer_reschedules_without_drift_or_bursts() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        let id = t.add(t0, Duration::from_millis(10), true);
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(11)), Some((id, true)));
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(20)));
+        // A long stall yields one firing, not a burst.
+        let late = t0 + Duration::from_millis(100);
+        assert_eq!(t.pop_due(late), Some((id, true)));
+        assert_eq!(t.pop_due(late), None);
+    }
+
+    #[test]
+    fn cancelled_timers_never_fire() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        let a = t.add(t0, Duration::from_millis(5), true);
+        let b = t.add(t0, Duration::from_millis(7), false);
+        assert!(t.cancel(a));
+        assert!(!t.cancel(a));
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(50)), Some((b, false)));
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(50)), None);
+    }
+
+    #[test]
+    fn zero_interval_repeat_is_raised_to_the_minimum() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        t.add(t0, Duration::ZERO, true);
+        assert_eq!(t.next_deadline(), Some(t0 + MIN_INTERVAL));
+    }
+}

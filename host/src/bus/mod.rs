@@ -1,0 +1,237 @@
+//! The event bus: routes each published event to the queues of the plugins
+//! whose subscriptions match it, and to the application's subscribers.
+//!
+//! Every plugin has its own bounded [`Queue`] and its own thread, so a slow
+//! plugin delays only itself (and, by design, publishers into its queue when
+//! its overflow policy is `block`). The bus also keeps the count of events
+//! not yet finished (queued, being handled, or waiting for a retry), which is
+//! how the host knows it is idle, and it publishes dead letters.
+//!
+//! A plugin that publishes into its own full queue is never made to wait
+//! (it would wait for itself); two plugins that publish into each other's
+//! full `block` queues can still wait for each other, which is why the
+//! manifest lets such plugins choose a dropping overflow policy.
+
+pub mod queue;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use plughost_bindings::{Event, HOST_SOURCE};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use self::queue::{Control, Delivery, Pop, Push, Queue};
+use crate::topic::PatternSet;
+
+/// The topic dead letters are published on.
+pub const DEAD_LETTER_TOPIC: &str = "plughost.dead_letter";
+
+/// A plugin's place on the bus.
+#[derive(Debug)]
+pub struct Route {
+    /// The plugin's name.
+    pub plugin: String,
+    /// Its subscriptions.
+    pub patterns: PatternSet,
+    /// Its queue.
+    pub queue: Arc<Queue>,
+    /// Events discarded by its overflow policy.
+    pub dropped: AtomicU64,
+}
+
+struct Subscriber {
+    patterns: PatternSet,
+    tx: UnboundedSender<Arc<Event>>,
+}
+
+/// The event bus shared by the host and every plugin thread.
+#[derive(Default)]
+pub struct Bus {
+    routes: RwLock<Vec<Arc<Route>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    pending: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("pending", &self.pending.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a plugin's route; events published from now on reach its queue.
+    pub fn add_route(&self, route: Arc<Route>) {
+        self.routes.write().unwrap_or_else(|p| p.into_inner()).push(route);
+    }
+
+    /// Removes a plugin's route and returns it.
+    pub fn remove_route(&self, plugin: &str) -> Option<Arc<Route>> {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        let at = routes.iter().position(|r| r.plugin == plugin)?;
+        Some(routes.remove(at))
+    }
+
+    /// The route of a plugin.
+    pub fn route(&self, plugin: &str) -> Option<Arc<Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|r| r.plugin == plugin)
+            .cloned()
+    }
+
+    /// Adds an application subscriber receiving every event matching `patterns`.
+    pub fn subscribe(&self, patterns: PatternSet, tx: UnboundedSender<Arc<Event>>) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Subscriber { patterns, tx });
+    }
+
+    /// Ends every subscriber's stream.
+    pub fn close_subscribers(&self) {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn matching_routes(&self, topic: &str) -> Vec<Arc<Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|r| r.patterns.matches(topic))
+            .cloned()
+            .collect()
+    }
+
+    fn notify_subscribers(&self, event: &Arc<Event>) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|s| !s.patterns.matches(&event.topic) || s.tx.send(event.clone()).is_ok());
+    }
+
+    /// Publishes from a plugin thread (or any non-async caller): waits while a
+    /// `block` queue is full, except the publisher's own queue.
+    pub fn publish_blocking(&self, event: Event, publisher: Option<&str>) -> String {
+        let event = Arc::new(event);
+        self.notify_subscribers(&event);
+        for route in self.matching_routes(&event.topic) {
+            let own = publisher == Some(route.plugin.as_str());
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            let outcome = route.queue.push_blocking(event.clone(), own);
+            self.account(&route, outcome);
+        }
+        event.id.clone()
+    }
+
+    /// Publishes from async code: awaits room while a `block` queue is full.
+    pub async fn publish_async(&self, event: Event) -> String {
+        let event = Arc::new(event);
+        self.notify_subscribers(&event);
+        for route in self.matching_routes(&event.topic) {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            let outcome = route.queue.push_async(event.clone()).await;
+            self.account(&route, outcome);
+        }
+        event.id.clone()
+    }
+
+    /// Publishes a host event (`plughost.*`), never waiting: host events may
+    /// exceed a queue's limit rather than stall the host.
+    pub fn publish_host(&self, topic: &str, payload: Value) -> String {
+        let event = Arc::new(Event::new(topic, payload, HOST_SOURCE));
+        self.notify_subscribers(&event);
+        for route in self.matching_routes(&event.topic) {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            let outcome = route.queue.try_push(event.clone(), true);
+            self.account(&route, outcome);
+        }
+        event.id.clone()
+    }
+
+    fn account(&self, route: &Route, outcome: Push) {
+        match outcome {
+            Push::Queued => {}
+            Push::DroppedOldest(old) | Push::DroppedNewest(old) => {
+                route.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    plugin = %route.plugin,
+                    event.id = %old.id,
+                    topic = %old.topic,
+                    "queue full (limits.queue): event dropped by the overflow policy"
+                );
+                self.done();
+            }
+            Push::Closed(ev) => {
+                tracing::warn!(plugin = %route.plugin, event.id = %ev.id, "plugin stopped before the event could be queued");
+                self.done();
+            }
+            Push::Full(_) => unreachable!("blocking pushes wait for room"),
+        }
+    }
+
+    /// Publishes a dead letter for `event`, which `plugin` failed to handle.
+    ///
+    /// A dead letter that itself fails is logged, never dead-lettered again,
+    /// so a plugin subscribed to `>` cannot loop.
+    pub fn dead_letter(&self, plugin: &str, event: &Event, attempts: u32, error: &str) {
+        tracing::warn!(
+            plugin,
+            event.id = %event.id,
+            topic = %event.topic,
+            attempts,
+            "dead letter: {}",
+            error.lines().next().unwrap_or_default()
+        );
+        if event.topic == DEAD_LETTER_TOPIC {
+            tracing::error!(plugin, event.id = %event.id, "failed to handle a dead letter: {error}");
+            return;
+        }
+        let payload = json!({
+            "event": event.to_value(),
+            "plugin": plugin,
+            "attempts": attempts,
+            "error": error,
+        });
+        let letter = event.caused(DEAD_LETTER_TOPIC, payload, HOST_SOURCE);
+        self.publish_blocking(letter, Some(plugin));
+    }
+
+    /// Marks one queued event as finished (handled, dead-lettered or discarded).
+    pub fn done(&self) {
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Marks work that must keep the host from being idle (a timer callback).
+    pub fn begin_work(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Events queued, being handled or waiting for a retry.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no event is pending anywhere.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.pending() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

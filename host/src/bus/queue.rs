@@ -1,0 +1,290 @@
+//! A plugin's bounded queue: pending deliveries, control messages, overflow.
+//!
+//! One consumer (the plugin's thread) and any number of publishers. The
+//! manifest's `limits.overflow` decides what a full queue does: `block` makes
+//! the publisher wait for room (a plugin thread on a condition variable, an
+//! async publisher on a `Notify`), `drop_oldest` and `drop_newest` discard
+//! one event and report it so the bus counts it. Control messages (stop)
+//! bypass the limit and are taken before events.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use plughost_bindings::Event;
+
+use crate::manifest::Overflow;
+
+/// One delivery of an event to a plugin.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event.
+    pub event: Arc<Event>,
+    /// 1 for the first delivery, more for retries.
+    pub attempt: u32,
+}
+
+/// A message for the plugin's thread that is not an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Run `shutdown` and exit.
+    Stop,
+}
+
+/// What the consumer got.
+#[derive(Debug)]
+pub enum Pop {
+    /// A control message.
+    Control(Control),
+    /// An event to handle.
+    Event(Delivery),
+    /// The deadline passed with nothing to do.
+    Timeout,
+}
+
+/// What a push did.
+#[derive(Debug)]
+pub enum Push {
+    /// Queued.
+    Queued,
+    /// Queued, and this older event was discarded to make room (`drop_oldest`).
+    DroppedOldest(Arc<Event>),
+    /// Not queued: the queue is full and drops new events (`drop_newest`).
+    DroppedNewest(Arc<Event>),
+    /// Not queued: the queue is full and blocks; wait for room and try again.
+    Full(Arc<Event>),
+    /// Not queued: the plugin has stopped.
+    Closed(Arc<Event>),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: VecDeque<Delivery>,
+    control: VecDeque<Control>,
+    closed: bool,
+}
+
+/// A bounded queue of deliveries for one plugin.
+#[derive(Debug)]
+pub struct Queue {
+    inner: Mutex<Inner>,
+    ready: Condvar,
+    room: Condvar,
+    room_async: tokio::sync::Notify,
+    capacity: usize,
+    overflow: Overflow,
+}
+
+impl Queue {
+    /// A queue holding at most `capacity` events.
+    pub fn new(capacity: usize, overflow: Overflow) -> Self {
+        Queue {
+            inner: Mutex::default(),
+            ready: Condvar::new(),
+            room: Condvar::new(),
+            room_async: tokio::sync::Notify::new(),
+            capacity: capacity.max(1),
+            overflow,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tries to queue an event; never waits. `force` ignores the limit (a
+    /// plugin publishing to itself must not wait for its own queue).
+    pub fn try_push(&self, event: Arc<Event>, force: bool) -> Push {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Push::Closed(event);
+        }
+        let mut result = Push::Queued;
+        if inner.events.len() >= self.capacity && !force {
+            match self.overflow {
+                Overflow::Block => return Push::Full(event),
+                Overflow::DropNewest => return Push::DroppedNewest(event),
+                Overflow::DropOldest => {
+                    if let Some(old) = inner.events.pop_front() {
+                        result = Push::DroppedOldest(old.event);
+                    }
+                }
+            }
+        }
+        inner.events.push_back(Delivery { event, attempt: 1 });
+        drop(inner);
+        self.ready.notify_one();
+        result
+    }
+
+    /// Queues an event, waiting on this thread while a `block` queue is full.
+    pub fn push_blocking(&self, event: Arc<Event>, force: bool) -> Push {
+        let mut event = event;
+        loop {
+            match self.try_push(event, force) {
+                Push::Full(e) => {
+                    let inner = self.lock();
+                    if inner.events.len() >= self.capacity && !inner.closed {
+                        drop(self.room.wait(inner));
+                    }
+                    event = e;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Queues an event, awaiting room while a `block` queue is full.
+    pub async fn push_async(&self, event: Arc<Event>) -> Push {
+        let mut event = event;
+        loop {
+            let notified = self.room_async.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_push(event, false) {
+                Push::Full(e) => {
+                    event = e;
+                    notified.await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a control message; it is taken before any queued event.
+    pub fn control(&self, msg: Control) {
+        self.lock().control.push_back(msg);
+        self.ready.notify_one();
+    }
+
+    /// Takes the next control message or event, waiting until `deadline` (or forever).
+    pub fn pop(&self, deadline: Option<Instant>) -> Pop {
+        let mut inner = self.lock();
+        loop {
+            if let Some(c) = inner.control.pop_front() {
+                return Pop::Control(c);
+            }
+            if let Some(d) = inner.events.pop_front() {
+                drop(inner);
+                self.room.notify_all();
+                self.room_async.notify_waiters();
+                return Pop::Event(d);
+            }
+            match deadline {
+                None => inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Pop::Timeout;
+                    }
+                    inner = self
+                        .ready
+                        .wait_timeout(inner, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Closes the queue and returns what was still in it. Blocked publishers are released.
+    pub fn close(&self) -> Vec<Delivery> {
+        let mut inner = self.lock();
+        inner.closed = true;
+        let left = inner.events.drain(..).collect();
+        drop(inner);
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+        left
+    }
+
+    /// Number of queued events.
+    pub fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// Whether no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::time::Duration;
+
+    fn ev(n: u32) -> Arc<Event> {
+        Arc::new(Event::new(format!("t.{n}"), Value::Null, "host"))
+    }
+
+    fn topic(p: Pop) -> String {
+        match p {
+            Pop::Event(d) => d.event.topic.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn drop_oldest_discards_the_head() {
+        let q = Queue::new(2, Overflow::DropOldest);
+        q.try_push(ev(1), false);
+        q.try_push(ev(2), false);
+        let Push::DroppedOldest(old) = q.try_push(ev(3), false) else {
+            panic!()
+        };
+        assert_eq!(old.topic, "t.1");
+        assert_eq!(topic(q.pop(None)), "t.2");
+        assert_eq!(topic(q.pop(None)), "t.3");
+    }
+
+    #[test]
+    fn drop_newest_refuses_the_new_event() {
+        let q = Queue::new(1, Overflow::DropNewest);
+        q.try_push(ev(1), false);
+        assert!(matches!(q.try_push(ev(2), false), Push::DroppedNewest(_)));
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn block_waits_for_room() {
+        let q = Arc::new(Queue::new(1, Overflow::Block));
+        q.try_push(ev(1), false);
+        assert!(matches!(q.try_push(ev(2), false), Push::Full(_)));
+        let q2 = q.clone();
+        let publisher = std::thread::spawn(move || q2.push_blocking(ev(2), false));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!publisher.is_finished());
+        assert_eq!(topic(q.pop(None)), "t.1");
+        assert!(matches!(publisher.join().unwrap(), Push::Queued));
+        assert_eq!(topic(q.pop(None)), "t.2");
+    }
+
+    #[test]
+    fn forced_pushes_ignore_the_limit() {
+        let q = Queue::new(1, Overflow::Block);
+        q.try_push(ev(1), false);
+        assert!(matches!(q.try_push(ev(2), true), Push::Queued));
+        assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn control_comes_first_and_timeouts_expire() {
+        let q = Queue::new(4, Overflow::Block);
+        q.try_push(ev(1), false);
+        q.control(Control::Stop);
+        assert!(matches!(q.pop(None), Pop::Control(Control::Stop)));
+        assert_eq!(topic(q.pop(None)), "t.1");
+        let start = Instant::now();
+        assert!(matches!(q.pop(Some(start + Duration::from_millis(10))), Pop::Timeout));
+    }
+
+    #[test]
+    fn close_returns_the_rest_and_refuses_more() {
+        let q = Queue::new(4, Overflow::Block);
+        q.try_push(ev(1), false);
+        assert_eq!(q.close().len(), 1);
+        assert!(matches!(q.try_push(ev(2), false), Push::Closed(_)));
+    }
+}

@@ -1,0 +1,8 @@
+//! The command line's building blocks, one module per command; `main.rs`
+//! only parses flags and calls these.
+
+pub mod check;
+pub mod input;
+pub mod list;
+pub mod logging;
+pub mod run;

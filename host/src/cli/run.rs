@@ -1,0 +1,173 @@
+//! `plughost run`: start the host, feed it input, tap the bus, stop cleanly.
+//!
+//! The order is the contract's: plugins start (every `init` done) before the
+//! first input line is published; on Ctrl-C or SIGTERM input stops, queues
+//! drain for up to the drain timeout, `shutdown` hooks run; with
+//! `--exit-when-idle` the host exits once input is done and nothing is
+//! pending.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::BufReader;
+
+use super::input::{self, InputStats};
+use crate::Host;
+
+/// Where `--input` reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// Standard input (`-`), read line by line as it arrives.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+/// Options of `plughost run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Plugins directories.
+    pub plugins: Vec<PathBuf>,
+    /// Events to publish.
+    pub input: Option<InputSource>,
+    /// Patterns whose events are printed on stdout.
+    pub taps: Vec<String>,
+    /// Exit when input is done and the host is idle.
+    pub exit_when_idle: bool,
+    /// How long shutdown waits for queues to drain.
+    pub drain_timeout: Duration,
+}
+
+/// Exit codes of the command line.
+pub mod exit {
+    /// Everything went fine.
+    pub const OK: i32 = 0;
+    /// A plugin or an input line had errors.
+    pub const ERRORS: i32 = 1;
+    /// Bad usage or configuration.
+    pub const USAGE: i32 = 2;
+}
+
+/// Runs the host until a signal (or idleness with `exit_when_idle`); returns the exit code.
+pub async fn run(opts: RunOptions) -> i32 {
+    let host = match Host::builder().plugins_dirs(opts.plugins.clone()).build() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::USAGE;
+        }
+    };
+    let mut had_errors = false;
+    for e in host.catalog().errors() {
+        tracing::error!("{e}");
+        had_errors = true;
+    }
+    let tap = if opts.taps.is_empty() {
+        None
+    } else {
+        let patterns: Vec<&str> = opts.taps.iter().map(String::as_str).collect();
+        match host.subscribe_all(&patterns) {
+            Ok(stream) => Some(tokio::spawn(print_tap(stream))),
+            Err(e) => {
+                tracing::error!("--tap: {e}");
+                return exit::USAGE;
+            }
+        }
+    };
+    let reader = match &opts.input {
+        None => None,
+        Some(InputSource::Stdin) => Some(("<stdin>".to_owned(), Box::new(BufReader::new(tokio::io::stdin())) as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>)),
+        Some(InputSource::File(path)) => match tokio::fs::File::open(path).await {
+            Ok(f) => Some((path.display().to_string(), Box::new(BufReader::new(f)) as _)),
+            Err(e) => {
+                tracing::error!("--input {}: {e}", path.display());
+                return exit::USAGE;
+            }
+        },
+    };
+
+    let report = host.start().await;
+    had_errors |= !report.failed.is_empty();
+    tracing::info!(
+        started = report.started.len(),
+        failed = report.failed.len(),
+        "plughost running; Ctrl-C to stop"
+    );
+
+    let input_task = reader.map(|(name, reader)| {
+        let host = host.clone();
+        tokio::spawn(async move { input::publish_lines(&host, &name, reader).await })
+    });
+    let stats = wait(&host, input_task, opts.exit_when_idle).await;
+    had_errors |= stats.errors > 0;
+
+    let shutdown = host.shutdown(opts.drain_timeout).await;
+    had_errors |= !shutdown.undelivered.is_empty();
+    if let Some(tap) = tap {
+        let _ = tap.await;
+    }
+    if had_errors { exit::ERRORS } else { exit::OK }
+}
+
+/// Waits for the reason to stop: a signal, or (with `exit_when_idle`) the
+/// input done and the host idle. Input is stopped on a signal.
+async fn wait(host: &Host, input: Option<tokio::task::JoinHandle<InputStats>>, exit_when_idle: bool) -> InputStats {
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let Some(mut input) = input else {
+        (&mut signal).await;
+        return InputStats::default();
+    };
+    let stats = tokio::select! {
+        s = &mut input => s.unwrap_or_default(),
+        () = &mut signal => {
+            input.abort();
+            tracing::info!("signal received: input stopped, draining queues");
+            return InputStats::default();
+        }
+    };
+    tracing::info!(published = stats.published, errors = stats.errors, "input done");
+    if exit_when_idle {
+        tokio::select! {
+            () = host.wait_idle() => {}
+            () = &mut signal => tracing::info!("signal received: draining queues"),
+        }
+    } else {
+        (&mut signal).await;
+        tracing::info!("signal received: draining queues");
+    }
+    stats
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn print_tap(mut stream: crate::EventStream) {
+    while let Some(event) = stream.recv().await {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{}", event.to_json_line()).and_then(|()| out.flush()).is_err() {
+            // stdout closed (e.g. `| head`): stop printing, keep running.
+            return;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Rust functions an application registers for scripts to call.
+//!
+//! Registered as `HostBuilder::function("name", f)`; a script calls it as
+//! `host.name(a, b)` (Lua). Arguments and the result are JSON values; an
+//! `Err(message)` becomes an ordinary script error at the calling line.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// A function scripts can call: JSON arguments in, JSON result or message out.
+pub type HostFunction = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send + Sync>;
+
+/// The registered functions by name.
+#[derive(Clone, Default)]
+pub struct Functions {
+    by_name: BTreeMap<String, HostFunction>,
+}
+
+impl std::fmt::Debug for Functions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
+}
+
+/// Whether `name` can be a script-visible function name (a Lua/Rhai identifier).
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Functions {
+    /// Registers (or replaces) a function.
+    pub fn insert(&mut self, name: String, f: HostFunction) {
+        self.by_name.insert(name, f);
+    }
+
+    /// The names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    /// Calls `name`.
+    pub fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String> {
+        let f = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| format!("no host function named `{name}`"))?;
+        f(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_identifiers() {
+        assert!(valid_name("lookup_user"));
+        assert!(valid_name("_x1"));
+        assert!(!valid_name("1x"));
+        assert!(!valid_name("a-b"));
+        assert!(!valid_name(""));
+    }
+
+    #[test]
+    fn calls_reach_the_registered_function() {
+        let mut f = Functions::default();
+        f.insert("twice".into(), Arc::new(|a| Ok(Value::from(a[0].as_i64().unwrap() * 2))));
+        assert_eq!(f.call("twice", vec![Value::from(21)]), Ok(Value::from(42)));
+        assert!(f.call("nope", vec![]).unwrap_err().contains("nope"));
+    }
+}

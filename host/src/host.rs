@@ -1,0 +1,377 @@
+//! The host: plugins discovered, started in dependency order, connected by
+//! the bus, and shut down draining every queue.
+//!
+//! [`HostBuilder`] collects plugins directories and the application's Rust
+//! functions; [`Host::start`] starts every startable plugin (each `init` has
+//! run when it returns); [`Host::publish`] and [`Host::subscribe`] talk to
+//! the bus; [`Host::shutdown`] drains the queues for up to a deadline, runs
+//! the `shutdown` hooks, and reports what was left undelivered.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use plughost_bindings::Event;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::actor::{self, Stats};
+use crate::bus::{Bus, Control, Delivery, Queue, Route};
+use crate::catalog::Catalog;
+use crate::discovery::DiscoveryError;
+use crate::functions::{self, Functions, HostFunction};
+use crate::services::{Services, HOST_TOPIC_PREFIX};
+use crate::topic::{self, Pattern, PatternSet, TopicError};
+
+/// The default time [`Host::shutdown`] waits for queues to drain.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a host could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A plugins directory is missing or unreadable.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// A registered function's name is not an identifier.
+    #[error("host function name `{0}` must be an identifier (letters, digits, `_`)")]
+    FunctionName(String),
+}
+
+/// Why an event could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The topic is malformed or has wildcards.
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// The topic is under `plughost.`.
+    #[error("topic `{0}` is reserved: topics under `plughost.` are the host's")]
+    Reserved(String),
+}
+
+/// Builds a [`Host`].
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let host = plughost::Host::builder()
+///     .plugins_dir("plugins")
+///     .function("shout", |args| Ok(serde_json::json!(args[0].as_str().unwrap_or("").to_uppercase())))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct HostBuilder {
+    dirs: Vec<PathBuf>,
+    functions: Functions,
+    bad_function: Option<String>,
+}
+
+impl HostBuilder {
+    /// Adds a plugins directory (searched recursively).
+    pub fn plugins_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dirs.push(dir.into());
+        self
+    }
+
+    /// Adds several plugins directories.
+    pub fn plugins_dirs(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.dirs.extend(dirs);
+        self
+    }
+
+    /// Registers a Rust function scripts can call as `host.NAME(...)`.
+    pub fn function<F>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Vec<Value>) -> Result<Value, String> + Send + Sync + 'static,
+    {
+        if !functions::valid_name(name) {
+            self.bad_function.get_or_insert_with(|| name.to_owned());
+        }
+        let f: HostFunction = Arc::new(f);
+        self.functions.insert(name.to_owned(), f);
+        self
+    }
+
+    /// Discovers the plugins. Plugin errors do not fail the build: they are
+    /// in [`Host::catalog`] and those plugins are not started.
+    pub fn build(self) -> Result<Host, HostError> {
+        if let Some(name) = self.bad_function {
+            return Err(HostError::FunctionName(name));
+        }
+        let catalog = Catalog::load(&self.dirs)?;
+        let bus = Arc::new(Bus::new());
+        let services = Arc::new(Services::new(bus.clone(), self.functions));
+        Ok(Host {
+            inner: Arc::new(Inner {
+                catalog,
+                bus,
+                services,
+                running: Mutex::default(),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    catalog: Catalog,
+    bus: Arc<Bus>,
+    services: Arc<Services>,
+    running: Mutex<Vec<Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    name: String,
+    queue: Arc<Queue>,
+    actor: actor::Actor,
+    stats: Arc<Stats>,
+}
+
+/// A plugin host. Cheap to clone; clones share the same plugins and bus.
+#[derive(Debug, Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+/// What [`Host::start`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StartReport {
+    /// Plugins running, in start order.
+    pub started: Vec<String>,
+    /// Plugins that failed to load or `init`, with the error.
+    pub failed: Vec<(String, String)>,
+}
+
+/// What [`Host::shutdown`] left behind.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Ids of events still queued (or waiting for a retry) at the deadline, by plugin.
+    pub undelivered: Vec<(String, String)>,
+    /// Whether every queue drained before the deadline.
+    pub drained: bool,
+}
+
+impl Host {
+    /// A builder.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The discovered plugins and their errors.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// Starts every startable plugin in dependency order and runs its `init`.
+    ///
+    /// Every plugin's queue is on the bus before the first `init`, so events
+    /// published by an early plugin's `init` reach later plugins too. A plugin
+    /// that fails is reported (and announced on `plughost.plugin.failed`); its
+    /// dependents do not start; the others do.
+    pub async fn start(&self) -> StartReport {
+        let inner = &self.inner;
+        let mut report = StartReport::default();
+        let mut staged = Vec::new();
+        for &i in &inner.catalog.start_order {
+            let def = inner.catalog.entries[i].def.clone().expect("startable plugins are valid");
+            let m = &def.manifest;
+            let queue = Arc::new(Queue::new(m.limits.queue, m.limits.overflow));
+            inner.bus.add_route(Arc::new(Route {
+                plugin: m.name.clone(),
+                patterns: PatternSet::new(m.subscriptions.clone()),
+                queue: queue.clone(),
+                dropped: Default::default(),
+            }));
+            inner
+                .services
+                .set_publications(&m.name, m.publications.clone().map(PatternSet::new));
+            staged.push((def, queue));
+        }
+        let mut failed_names: Vec<String> = Vec::new();
+        for (def, queue) in staged {
+            let name = def.manifest.name.clone();
+            if let Some(dep) = def
+                .manifest
+                .dependencies
+                .iter()
+                .find(|d| failed_names.contains(&d.name))
+            {
+                let error = format!("dependency `{}` failed to start", dep.name);
+                self.fail(&name, &queue, &error);
+                report.failed.push((name.clone(), error));
+                failed_names.push(name);
+                continue;
+            }
+            let stats = Arc::new(Stats::default());
+            let actor = match actor::spawn(&def, inner.bus.clone(), inner.services.clone(), queue.clone(), stats.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    let error = format!("cannot start a thread: {e}");
+                    self.fail(&name, &queue, &error);
+                    report.failed.push((name.clone(), error));
+                    failed_names.push(name);
+                    continue;
+                }
+            };
+            let mut actor = actor;
+            let ready = (&mut actor.ready).await;
+            match ready {
+                Ok(Ok(())) => {
+                    tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
+                    inner.bus.publish_host("plughost.plugin.started", json!({"plugin": name}));
+                    report.started.push(name.clone());
+                    inner.running.lock().unwrap_or_else(|p| p.into_inner()).push(Running {
+                        name,
+                        queue,
+                        actor,
+                        stats,
+                    });
+                }
+                Ok(Err(e)) => {
+                    let error = e.detailed();
+                    self.fail(&name, &queue, &error);
+                    report.failed.push((name.clone(), e.to_string()));
+                    failed_names.push(name);
+                }
+                Err(_) => {
+                    let error = "the plugin thread stopped during init".to_owned();
+                    self.fail(&name, &queue, &error);
+                    report.failed.push((name.clone(), error));
+                    failed_names.push(name);
+                }
+            }
+        }
+        report
+    }
+
+    /// Takes a plugin that could not start off the bus; events already queued
+    /// for it are dead-lettered, not lost.
+    fn fail(&self, name: &str, queue: &Queue, error: &str) {
+        let bus = &self.inner.bus;
+        bus.remove_route(name);
+        self.inner.services.set_publications(name, None);
+        tracing::error!(plugin = name, "plugin failed to start: {error}");
+        for d in queue.close() {
+            bus.dead_letter(name, &d.event, 0, &format!("plugin `{name}` failed to start: {error}"));
+            bus.done();
+        }
+        bus.publish_host("plughost.plugin.failed", json!({"plugin": name, "error": error}));
+    }
+
+    /// Publishes `payload` on `topic` with source `host`; returns the event id.
+    ///
+    /// Waits (asynchronously) while a subscriber's `block` queue is full.
+    pub async fn publish(&self, topic: &str, payload: Value) -> Result<String, PublishError> {
+        self.publish_event(Event::new(topic, payload, plughost_bindings::HOST_SOURCE)).await
+    }
+
+    /// Publishes a prepared event (to set headers or a correlation id).
+    pub async fn publish_event(&self, event: Event) -> Result<String, PublishError> {
+        topic::validate_topic(&event.topic)?;
+        if event.topic.starts_with(HOST_TOPIC_PREFIX) {
+            return Err(PublishError::Reserved(event.topic));
+        }
+        Ok(self.inner.bus.publish_async(event).await)
+    }
+
+    /// A stream of every event matching `pattern` from now on.
+    pub fn subscribe(&self, pattern: &str) -> Result<EventStream, TopicError> {
+        self.subscribe_all(&[pattern])
+    }
+
+    /// A stream of every event matching any of `patterns` from now on.
+    pub fn subscribe_all(&self, patterns: &[&str]) -> Result<EventStream, TopicError> {
+        let patterns = patterns
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.inner.bus.subscribe(PatternSet::new(patterns), tx);
+        Ok(EventStream { rx })
+    }
+
+    /// Waits until every queue is empty, no hook is running and no retry is pending.
+    pub async fn wait_idle(&self) {
+        self.inner.bus.wait_idle().await
+    }
+
+    /// Events queued, being handled or waiting for a retry.
+    pub fn pending(&self) -> usize {
+        self.inner.bus.pending()
+    }
+
+    /// Names of the running plugins, in start order.
+    pub fn running(&self) -> Vec<String> {
+        self.lock_running().iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Delivery counts of a running plugin.
+    pub fn stats(&self, plugin: &str) -> Option<Arc<Stats>> {
+        self.lock_running()
+            .iter()
+            .find(|r| r.name == plugin)
+            .map(|r| r.stats.clone())
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drains the queues for up to `drain_timeout`, then stops every plugin
+    /// (dependents first), running its `shutdown` hook. Events still queued
+    /// at the deadline are logged by id and returned, never silently lost.
+    pub async fn shutdown(&self, drain_timeout: Duration) -> ShutdownReport {
+        let drained = tokio::time::timeout(drain_timeout, self.wait_idle()).await.is_ok();
+        if !drained {
+            tracing::warn!(pending = self.pending(), "drain timeout reached; stopping plugins with events still queued");
+        }
+        let running: Vec<Running> = std::mem::take(&mut *self.lock_running());
+        let mut report = ShutdownReport {
+            drained,
+            ..Default::default()
+        };
+        for r in running.into_iter().rev() {
+            r.queue.control(Control::Stop);
+            let exit = r.actor.exited.await.unwrap_or_default();
+            let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
+            self.inner.bus.remove_route(&r.name);
+            if let Some(e) = exit.shutdown_error {
+                tracing::error!(plugin = %r.name, "{}", e.detailed());
+            }
+            for Delivery { event, .. } in exit.undelivered {
+                tracing::warn!(plugin = %r.name, event.id = %event.id, topic = %event.topic, "undelivered at shutdown");
+                self.inner.bus.done();
+                report.undelivered.push((r.name.clone(), event.id.clone()));
+            }
+            tracing::info!(plugin = %r.name, "plugin stopped");
+            self.inner.bus.publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
+        }
+        if !report.undelivered.is_empty() {
+            tracing::warn!(count = report.undelivered.len(), "events undelivered at shutdown");
+        }
+        self.inner.bus.close_subscribers();
+        report
+    }
+}
+
+/// Events matching a subscription, as a [`futures::Stream`].
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<Arc<Event>>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the host has shut down.
+    pub async fn recv(&mut self) -> Option<Arc<Event>> {
+        self.rx.recv().await
+    }
+}
+
+impl futures::Stream for EventStream {
+    type Item = Arc<Event>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}

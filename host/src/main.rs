@@ -1,0 +1,134 @@
+//! The `plughost` command: parses the command line and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use plughost::cli::logging::{self, LogFormat};
+use plughost::cli::run::{exit, InputSource, RunOptions};
+use plughost::cli::{check, list};
+
+#[derive(Parser, Debug)]
+#[command(name = "plughost", version, about = "A host for plugins written in Lua, Rhai or Rust")]
+struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the host on one or more plugins directories.
+    Run {
+        /// A plugins directory (repeatable; default ./plugins).
+        #[arg(long = "plugins", value_name = "DIR")]
+        plugins: Vec<PathBuf>,
+        /// Publish each JSON line {"topic":…, "payload":…} of FILE, or of stdin with `-`.
+        #[arg(long, value_name = "FILE|-")]
+        input: Option<String>,
+        /// Print every bus event matching PATTERN as a JSON line on stdout (repeatable).
+        #[arg(long = "tap", value_name = "PATTERN")]
+        taps: Vec<String>,
+        /// Exit once the input is done and every queue is empty.
+        #[arg(long, requires = "input")]
+        exit_when_idle: bool,
+        /// How long shutdown waits for queues to drain, e.g. `10s`, `500ms`.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime_duration)]
+        drain_timeout: Duration,
+    },
+    /// Validate manifests and compile scripts; exit 1 on any error.
+    Check {
+        /// Plugins directories (default ./plugins).
+        dirs: Vec<PathBuf>,
+    },
+    /// List the plugins: name, version, runtime, enabled, subscriptions, errors.
+    List {
+        /// Plugins directories (default ./plugins).
+        dirs: Vec<PathBuf>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn or_default(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    if dirs.is_empty() {
+        vec![PathBuf::from("plugins")]
+    } else {
+        dirs
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(match cli.log_format {
+        Format::Text => LogFormat::Text,
+        Format::Json => LogFormat::Json,
+    });
+    let code = match cli.command {
+        Command::Run {
+            plugins,
+            input,
+            taps,
+            exit_when_idle,
+            drain_timeout,
+        } => {
+            let opts = RunOptions {
+                plugins: or_default(plugins),
+                input: input.map(|i| if i == "-" { InputSource::Stdin } else { InputSource::File(i.into()) }),
+                taps,
+                exit_when_idle,
+                drain_timeout,
+            };
+            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(plughost::cli::run::run(opts)),
+                Err(e) => {
+                    eprintln!("plughost: cannot start the async runtime: {e}");
+                    exit::USAGE
+                }
+            }
+        }
+        Command::Check { dirs } => match check::check(&or_default(dirs)) {
+            Ok((count, problems)) => {
+                for p in &problems {
+                    println!("{p}");
+                }
+                eprintln!("checked {count} plugin(s): {} error(s)", problems.len());
+                if problems.is_empty() { exit::OK } else { exit::ERRORS }
+            }
+            Err(e) => {
+                eprintln!("plughost: {e}");
+                exit::USAGE
+            }
+        },
+        Command::List { dirs, json } => match plughost::catalog::Catalog::load(&or_default(dirs)) {
+            Ok(catalog) => {
+                let rows = list::rows(&catalog);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+                } else {
+                    print!("{}", list::table(&rows));
+                }
+                if rows.iter().any(|r| !r.errors.is_empty()) { exit::ERRORS } else { exit::OK }
+            }
+            Err(e) => {
+                eprintln!("plughost: {e}");
+                exit::USAGE
+            }
+        },
+    };
+    ExitCode::from(code as u8)
+}

@@ -1,0 +1,164 @@
+//! The host's side of the bindings: [`HostApi`] implemented over the bus.
+//!
+//! Every runtime's `bus.publish`, `log.*`, `telemetry.*` and `host.*` end
+//! here, so the checks (valid topic, reserved `plughost.` topics, the
+//! manifest's `publications`) and the log format are the same for all.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use plughost_bindings::{Event, HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SpanGuard};
+use serde_json::{Map, Value};
+
+use crate::bus::Bus;
+use crate::functions::Functions;
+use crate::topic::{self, PatternSet};
+
+/// Topics under this prefix belong to the host.
+pub const HOST_TOPIC_PREFIX: &str = "plughost.";
+
+/// The host services shared by every plugin.
+#[derive(Debug)]
+pub struct Services {
+    bus: Arc<Bus>,
+    functions: Functions,
+    /// Each plugin's `publications`, when it declared them.
+    publications: RwLock<HashMap<String, PatternSet>>,
+}
+
+impl Services {
+    /// Services over `bus` with the application's `functions`.
+    pub fn new(bus: Arc<Bus>, functions: Functions) -> Self {
+        Services {
+            bus,
+            functions,
+            publications: RwLock::default(),
+        }
+    }
+
+    /// Sets (or clears) the topics a plugin may publish on.
+    pub fn set_publications(&self, plugin: &str, allowed: Option<PatternSet>) {
+        let mut map = self.publications.write().unwrap_or_else(|p| p.into_inner());
+        match allowed {
+            Some(set) => map.insert(plugin.to_owned(), set),
+            None => map.remove(plugin),
+        };
+    }
+
+    /// Checks that `plugin` may publish on `topic`.
+    pub fn check_topic(&self, plugin: &str, topic: &str) -> Result<(), String> {
+        topic::validate_topic(topic).map_err(|e| e.to_string())?;
+        if topic.starts_with(HOST_TOPIC_PREFIX) {
+            return Err(format!("topic `{topic}` is reserved: topics under `plughost.` are the host's"));
+        }
+        let map = self.publications.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(allowed) = map.get(plugin) {
+            if !allowed.matches(topic) {
+                let list: Vec<&str> = allowed.patterns().iter().map(|p| p.as_str()).collect();
+                return Err(format!(
+                    "topic `{topic}` is outside this plugin's publications ({})",
+                    list.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl HostApi for Services {
+    fn publish(&self, plugin: &PluginInfo, topic: &str, payload: Value, cause: Option<&Event>) -> Result<String, String> {
+        self.check_topic(&plugin.name, topic)?;
+        let event = match cause {
+            Some(c) => c.caused(topic, payload, plugin.name.as_str()),
+            None => Event::new(topic, payload, plugin.name.as_str()),
+        };
+        Ok(self.bus.publish_blocking(event, Some(&plugin.name)))
+    }
+
+    fn log(&self, plugin: &PluginInfo, r: LogRecord<'_>) {
+        let at = match (r.file, r.line) {
+            (Some(f), Some(l)) => format!("{f}:{l}"),
+            (Some(f), None) => f.to_owned(),
+            _ => String::new(),
+        };
+        let fields = r.fields.map(|f| Value::Object(f.clone()).to_string());
+        macro_rules! emit {
+            ($level:expr) => {
+                match &fields {
+                    Some(fields) => tracing::event!(
+                        target: "plughost::plugin",
+                        $level,
+                        plugin = %plugin.name,
+                        at,
+                        fields = %fields,
+                        "{}",
+                        r.message
+                    ),
+                    None => tracing::event!(
+                        target: "plughost::plugin",
+                        $level,
+                        plugin = %plugin.name,
+                        at,
+                        "{}",
+                        r.message
+                    ),
+                }
+            };
+        }
+        match r.level {
+            LogLevel::Trace => emit!(tracing::Level::TRACE),
+            LogLevel::Debug => emit!(tracing::Level::DEBUG),
+            LogLevel::Info => emit!(tracing::Level::INFO),
+            LogLevel::Warn => emit!(tracing::Level::WARN),
+            LogLevel::Error => emit!(tracing::Level::ERROR),
+        }
+    }
+
+    fn metric(&self, plugin: &PluginInfo, kind: MetricKind, name: &str, value: f64, attributes: &Map<String, Value>) -> Result<(), String> {
+        if name.is_empty()
+            || name.len() > 128
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(format!(
+                "metric name `{name}`: use 1 to 128 letters, digits, `.`, `_` or `-`"
+            ));
+        }
+        if !value.is_finite() {
+            return Err(format!("metric `{name}`: value {value} is not finite"));
+        }
+        let attributes = serde_json::Value::Object(attributes.clone()).to_string();
+        // Until the OpenTelemetry pipeline lands, metrics are recorded as debug events.
+        tracing::event!(
+            target: "plughost::metric",
+            tracing::Level::DEBUG,
+            plugin.name = %plugin.name,
+            kind = ?kind,
+            metric = name,
+            value,
+            attributes,
+            "metric"
+        );
+        Ok(())
+    }
+
+    fn span(&self, plugin: &PluginInfo, name: &str, attributes: &Map<String, Value>, cause: Option<&Event>) -> SpanGuard {
+        let attributes = serde_json::Value::Object(attributes.clone()).to_string();
+        let span = tracing::info_span!(
+            target: "plughost::plugin",
+            "script_span",
+            plugin.name = %plugin.name,
+            span.name = name,
+            message.id = cause.map(|c| c.id.as_str()).unwrap_or(""),
+            attributes,
+        );
+        Box::new(span.entered())
+    }
+
+    fn function_names(&self) -> Vec<String> {
+        self.functions.names()
+    }
+
+    fn call_function(&self, _plugin: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String> {
+        self.functions.call(name, args)
+    }
+}

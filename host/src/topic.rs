@@ -1,0 +1,242 @@
+//! Topics and topic patterns: which events a subscription receives.
+//!
+//! A topic is a `.`-separated list of non-empty tokens (`text.raw`). A pattern
+//! is a topic whose tokens may be `*` (exactly one token) or, as the last
+//! token, `>` (one or more trailing tokens), the NATS convention, so a bridge
+//! to NATS maps one to one. Everything here is pure: parsing validates once,
+//! matching walks two token lists without allocating.
+
+use std::fmt;
+
+/// Why a topic or pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// The text was empty.
+    #[error("a topic cannot be empty")]
+    Empty,
+    /// Two dots in a row, or a dot at either end.
+    #[error("topic `{0}` has an empty token (check for `..` or a dot at either end)")]
+    EmptyToken(String),
+    /// A wildcard where a concrete topic is required.
+    #[error("topic `{0}` contains a wildcard; `*` and `>` are for subscriptions only")]
+    Wildcard(String),
+    /// `>` anywhere but as the last token.
+    #[error("pattern `{0}`: `>` may only be the last token")]
+    TailNotLast(String),
+    /// A wildcard glued to other characters, like `text*`.
+    #[error("pattern `{0}`: `*` and `>` must be whole tokens, like `text.*`")]
+    PartialWildcard(String),
+    /// Whitespace or control characters.
+    #[error("topic `{0}` contains whitespace or control characters")]
+    BadCharacter(String),
+}
+
+/// Checks that `topic` is a concrete topic (no wildcards) that events can be published on.
+pub fn validate_topic(topic: &str) -> Result<(), TopicError> {
+    check_tokens(topic)?;
+    if topic.split('.').any(|t| t == "*" || t == ">") {
+        return Err(TopicError::Wildcard(topic.to_owned()));
+    }
+    Ok(())
+}
+
+fn check_tokens(text: &str) -> Result<(), TopicError> {
+    if text.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TopicError::BadCharacter(text.to_owned()));
+    }
+    let mut tokens = text.split('.').peekable();
+    while let Some(token) = tokens.next() {
+        if token.is_empty() {
+            return Err(TopicError::EmptyToken(text.to_owned()));
+        }
+        if token.len() > 1 && (token.contains('*') || token.contains('>')) {
+            return Err(TopicError::PartialWildcard(text.to_owned()));
+        }
+        if token == ">" && tokens.peek().is_some() {
+            return Err(TopicError::TailNotLast(text.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// A validated subscription pattern such as `text.*` or `plughost.>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pattern {
+    text: String,
+}
+
+impl Pattern {
+    /// Parses and validates a pattern.
+    ///
+    /// ```
+    /// use plughost::topic::Pattern;
+    /// let p = Pattern::parse("text.*").unwrap();
+    /// assert!(p.matches("text.raw"));
+    /// assert!(!p.matches("text.raw.en"));
+    /// assert!(Pattern::parse("a.>.b").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, TopicError> {
+        check_tokens(text)?;
+        Ok(Pattern {
+            text: text.to_owned(),
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `topic` is matched by this pattern.
+    pub fn matches(&self, topic: &str) -> bool {
+        matches(&self.text, topic)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Pattern {
+    type Err = TopicError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Pattern::parse(s)
+    }
+}
+
+/// Whether the (already validated) `pattern` matches the concrete `topic`.
+pub fn matches(pattern: &str, topic: &str) -> bool {
+    let mut pat = pattern.split('.');
+    let mut top = topic.split('.');
+    loop {
+        match (pat.next(), top.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(p), Some(t)) if p == t => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// A set of patterns; an event matches when any of them does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatternSet {
+    patterns: Vec<Pattern>,
+}
+
+impl PatternSet {
+    /// Builds a set from parsed patterns.
+    pub fn new(patterns: Vec<Pattern>) -> Self {
+        PatternSet { patterns }
+    }
+
+    /// Whether any pattern matches `topic`.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.patterns.iter().any(|p| p.matches(topic))
+    }
+
+    /// Whether the set holds no pattern.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The patterns, in the order given.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.patterns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, t: &str) -> bool {
+        Pattern::parse(p).unwrap().matches(t)
+    }
+
+    #[test]
+    fn literal_patterns_match_only_the_same_topic() {
+        assert!(m("text.raw", "text.raw"));
+        assert!(!m("text.raw", "text.raws"));
+        assert!(!m("text.raw", "text"));
+        assert!(!m("text", "text.raw"));
+    }
+
+    #[test]
+    fn star_matches_exactly_one_token() {
+        assert!(m("text.*", "text.raw"));
+        assert!(m("*.raw", "text.raw"));
+        assert!(m("*", "text"));
+        assert!(!m("*", "text.raw"));
+        assert!(!m("text.*", "text"));
+        assert!(!m("text.*", "text.raw.en"));
+        assert!(m("a.*.c", "a.b.c"));
+        assert!(!m("a.*.c", "a.b.d"));
+    }
+
+    #[test]
+    fn tail_matches_one_or_more_trailing_tokens() {
+        assert!(m(">", "text"));
+        assert!(m(">", "a.b.c"));
+        assert!(m("text.>", "text.raw"));
+        assert!(m("text.>", "text.raw.en"));
+        assert!(!m("text.>", "text"));
+        assert!(m("*.>", "a.b"));
+        assert!(!m("*.>", "a"));
+        assert!(m("plughost.>", "plughost.dead_letter"));
+    }
+
+    #[test]
+    fn malformed_patterns_are_refused_with_a_reason() {
+        assert_eq!(Pattern::parse(""), Err(TopicError::Empty));
+        assert!(matches!(
+            Pattern::parse("a..b"),
+            Err(TopicError::EmptyToken(_))
+        ));
+        assert!(matches!(
+            Pattern::parse(".a"),
+            Err(TopicError::EmptyToken(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("a.>.b"),
+            Err(TopicError::TailNotLast(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("a.b*"),
+            Err(TopicError::PartialWildcard(_))
+        ));
+        assert!(matches!(
+            Pattern::parse("a b"),
+            Err(TopicError::BadCharacter(_))
+        ));
+    }
+
+    #[test]
+    fn concrete_topics_refuse_wildcards() {
+        assert!(validate_topic("text.raw").is_ok());
+        assert!(matches!(
+            validate_topic("text.*"),
+            Err(TopicError::Wildcard(_))
+        ));
+        assert!(matches!(validate_topic(">"), Err(TopicError::Wildcard(_))));
+        assert!(validate_topic("a..b").is_err());
+    }
+
+    #[test]
+    fn a_set_matches_when_any_pattern_does() {
+        let set = PatternSet::new(vec![
+            Pattern::parse("a.*").unwrap(),
+            Pattern::parse("b.>").unwrap(),
+        ]);
+        assert!(set.matches("a.x"));
+        assert!(set.matches("b.x.y"));
+        assert!(!set.matches("c"));
+        assert!(!PatternSet::default().matches("a"));
+    }
+}

@@ -58,7 +58,12 @@ impl Event {
 
     /// A new event caused by handling `self`: it carries `self`'s correlation id
     /// (or `self`'s id when it had none).
-    pub fn caused(&self, topic: impl Into<String>, payload: Value, source: impl Into<String>) -> Event {
+    pub fn caused(
+        &self,
+        topic: impl Into<String>,
+        payload: Value,
+        source: impl Into<String>,
+    ) -> Event {
         let mut event = Event::new(topic, payload, source);
         event.correlation_id = Some(self.correlation_key().to_owned());
         event
@@ -108,9 +113,21 @@ mod tests {
     fn json_shape_matches_the_contract() {
         let e = Event::new("text.raw", serde_json::json!({"text": "hi"}), HOST_SOURCE);
         let v = e.to_value();
-        for key in ["id", "topic", "payload", "source", "timestamp", "correlation_id", "headers"] {
+        for key in [
+            "id",
+            "topic",
+            "payload",
+            "source",
+            "timestamp",
+            "correlation_id",
+            "headers",
+        ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
-        assert!(e.timestamp.ends_with('Z') && e.timestamp.len() == 24, "{}", e.timestamp);
+        assert!(
+            e.timestamp.ends_with('Z') && e.timestamp.len() == 24,
+            "{}",
+            e.timestamp
+        );
     }
 }

@@ -108,7 +108,12 @@ pub trait HostApi: Send + Sync + 'static {
     fn function_names(&self) -> Vec<String>;
 
     /// Calls a registered function with JSON arguments.
-    fn call_function(&self, plugin: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String>;
+    fn call_function(
+        &self,
+        plugin: &PluginInfo,
+        name: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, String>;
 }
 
 /// A shared handle to the host services.

@@ -31,5 +31,5 @@ pub use error::{ErrorKind, HookName, ScriptError};
 pub use event::{Event, HOST_SOURCE};
 pub use host_api::{HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SharedHost, SpanGuard};
 pub use outcome::Outcome;
-pub use plugin::{check, load, PluginInstance, PluginSpec, RuntimeLimits};
+pub use plugin::{PluginInstance, PluginSpec, RuntimeLimits, check, load};
 pub use runtime_kind::RuntimeKind;

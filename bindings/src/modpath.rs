@@ -44,16 +44,22 @@ pub fn resolve(dir: &Path, name: &str, ext: &str) -> Result<ModuleFile, String> 
         .canonicalize()
         .map_err(|e| format!("plugin folder {}: {e}", dir.display()))?;
     let candidate = root.join(&relative);
-    let real = candidate
-        .canonicalize()
-        .map_err(|_| format!("module `{name}` not found (looked for {})", relative.display()))?;
+    let real = candidate.canonicalize().map_err(|_| {
+        format!(
+            "module `{name}` not found (looked for {})",
+            relative.display()
+        )
+    })?;
     if !real.starts_with(&root) {
         return Err(format!(
             "module `{name}` resolves outside the plugin folder (through a link); refused"
         ));
     }
     if !real.is_file() {
-        return Err(format!("module `{name}`: {} is not a file", relative.display()));
+        return Err(format!(
+            "module `{name}`: {} is not a file",
+            relative.display()
+        ));
     }
     Ok(ModuleFile {
         path: real,
@@ -98,8 +104,11 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.lua"), "return 1").unwrap();
         let dir = folder();
-        std::os::unix::fs::symlink(outside.path().join("secret.lua"), dir.path().join("leak.lua"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.lua"),
+            dir.path().join("leak.lua"),
+        )
+        .unwrap();
         let err = resolve(dir.path(), "leak", "lua").unwrap_err();
         assert!(err.contains("outside"), "{err}");
     }

@@ -7,9 +7,9 @@
 //! into an action by [`crate::delivery::decide`] and carried out here.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -59,7 +59,13 @@ pub struct Actor {
 }
 
 /// Starts the thread of plugin `def`, consuming `queue`.
-pub fn spawn(def: &PluginDef, bus: Arc<Bus>, services: Arc<Services>, queue: Arc<Queue>, stats: Arc<Stats>) -> std::io::Result<Actor> {
+pub fn spawn(
+    def: &PluginDef,
+    bus: Arc<Bus>,
+    services: Arc<Services>,
+    queue: Arc<Queue>,
+    stats: Arc<Stats>,
+) -> std::io::Result<Actor> {
     let (ready_tx, ready) = oneshot::channel();
     let (exit_tx, exited) = oneshot::channel();
     let def = def.clone();
@@ -90,7 +96,11 @@ pub fn spawn(def: &PluginDef, bus: Arc<Bus>, services: Arc<Services>, queue: Arc
                 }
             }
         })?;
-    Ok(Actor { thread, ready, exited })
+    Ok(Actor {
+        thread,
+        ready,
+        exited,
+    })
 }
 
 fn run(
@@ -103,7 +113,8 @@ fn run(
 ) -> Exit {
     let spec = def.spec(Value::Null);
     let started = Instant::now();
-    let loaded = plughost_bindings::load(&spec, services.clone()).and_then(|mut p| p.init().map(|()| p));
+    let loaded =
+        plughost_bindings::load(&spec, services.clone()).and_then(|mut p| p.init().map(|()| p));
     let mut plugin = match loaded {
         Ok(p) => p,
         Err(e) => {
@@ -119,7 +130,7 @@ fn run(
     }
     let mut worker = Worker {
         name: &def.manifest.name,
-        retry: def.manifest.retry.clone(),
+        retry: def.manifest.retry,
         bus,
         services,
         stats,
@@ -153,7 +164,8 @@ fn run(
     }
     plugin.clear_timers();
     let shutdown_error = plugin.shutdown().err();
-    let mut undelivered: Vec<Delivery> = std::mem::take(&mut worker.retries).into_values().collect();
+    let mut undelivered: Vec<Delivery> =
+        std::mem::take(&mut worker.retries).into_values().collect();
     undelivered.extend(queue.close());
     Exit {
         undelivered,
@@ -200,8 +212,12 @@ impl Worker<'_> {
                         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(m) => {
-                        self.bus
-                            .dead_letter(self.name, &d.event, d.attempt, &format!("outcome.forward: {m}"));
+                        self.bus.dead_letter(
+                            self.name,
+                            &d.event,
+                            d.attempt,
+                            &format!("outcome.forward: {m}"),
+                        );
                         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -51,7 +51,9 @@ impl PluginDef {
                 memory_bytes: usize::try_from(self.manifest.limits.memory_mb)
                     .unwrap_or(usize::MAX >> 20)
                     .saturating_mul(1 << 20),
-                hook_timeout: std::time::Duration::from_millis(self.manifest.limits.event_timeout_ms),
+                hook_timeout: std::time::Duration::from_millis(
+                    self.manifest.limits.event_timeout_ms,
+                ),
             },
         }
     }
@@ -134,7 +136,9 @@ impl Catalog {
 
     /// Every error of every plugin, in discovery order.
     pub fn errors(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().flat_map(|e| e.errors.iter().map(String::as_str))
+        self.entries
+            .iter()
+            .flat_map(|e| e.errors.iter().map(String::as_str))
     }
 
     /// The plugin named `name`.
@@ -169,7 +173,11 @@ fn read_entry(dir: PathBuf) -> Entry {
 }
 
 /// Picks the runtime and entry file as SPEC §2 says.
-fn resolve_entry(dir: &Path, manifest_path: &Path, m: &Manifest) -> Result<(RuntimeKind, PathBuf), String> {
+fn resolve_entry(
+    dir: &Path,
+    manifest_path: &Path,
+    m: &Manifest,
+) -> Result<(RuntimeKind, PathBuf), String> {
     let file = manifest_path.display();
     let at = |key: &str| match m.positions.get(key) {
         Some(p) => format!("{file}:{}:{}", p.line, p.column),
@@ -179,7 +187,11 @@ fn resolve_entry(dir: &Path, manifest_path: &Path, m: &Manifest) -> Result<(Runt
         (Some(runtime), Some(entry)) => {
             let path = dir.join(entry);
             if runtime != RuntimeKind::Native && !path.is_file() {
-                return Err(format!("{}: entry `{entry}` not found in {}", at("entry"), dir.display()));
+                return Err(format!(
+                    "{}: entry `{entry}` not found in {}",
+                    at("entry"),
+                    dir.display()
+                ));
             }
             Ok((runtime, path))
         }
@@ -189,7 +201,11 @@ fn resolve_entry(dir: &Path, manifest_path: &Path, m: &Manifest) -> Result<(Runt
                 .ok_or_else(|| format!("{}: `runtime: native` needs `entry`", at("runtime")))?;
             let path = dir.join(default);
             if !path.is_file() {
-                return Err(format!("{}: `runtime: {runtime}` but {} has no {default}", at("runtime"), dir.display()));
+                return Err(format!(
+                    "{}: `runtime: {runtime}` but {} has no {default}",
+                    at("runtime"),
+                    dir.display()
+                ));
             }
             Ok((runtime, path))
         }
@@ -224,7 +240,10 @@ fn mark_duplicates(entries: &mut [Entry]) {
         if idx.len() < 2 {
             continue;
         }
-        let places: Vec<String> = idx.iter().map(|&i| entries[i].dir.display().to_string()).collect();
+        let places: Vec<String> = idx
+            .iter()
+            .map(|&i| entries[i].dir.display().to_string())
+            .collect();
         for &i in &idx {
             let file = entries[i].manifest_path.display().to_string();
             entries[i].errors.push(format!(

@@ -60,7 +60,9 @@ pub fn decide(result: Result<Outcome, ScriptError>, attempt: u32, retry: &Retry)
                 retry.max_attempts
             ),
         },
-        Err(e) => Action::DeadLetter { error: e.detailed() },
+        Err(e) => Action::DeadLetter {
+            error: e.detailed(),
+        },
     }
 }
 
@@ -110,7 +112,13 @@ mod tests {
             }
         );
         assert_eq!(
-            decide(Ok(Outcome::Retry { delay_ms: Some(10_000_000) }), 1, &r),
+            decide(
+                Ok(Outcome::Retry {
+                    delay_ms: Some(10_000_000)
+                }),
+                1,
+                &r
+            ),
             Action::Retry {
                 after: MAX_RETRY_DELAY,
                 attempt: 2
@@ -129,8 +137,19 @@ mod tests {
 
     #[test]
     fn errors_and_drops_are_dead_lettered_at_once() {
-        let drop = decide(Ok(Outcome::Drop { reason: "spam".into() }), 1, &retry());
-        assert_eq!(drop, Action::DeadLetter { error: "spam".into() });
+        let drop = decide(
+            Ok(Outcome::Drop {
+                reason: "spam".into(),
+            }),
+            1,
+            &retry(),
+        );
+        assert_eq!(
+            drop,
+            Action::DeadLetter {
+                error: "spam".into()
+            }
+        );
         let mut err = ScriptError::new(ErrorKind::Runtime, "boom");
         err.file = Some("p/main.lua".into());
         err.line = Some(3);

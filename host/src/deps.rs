@@ -132,10 +132,11 @@ pub fn resolve(nodes: &[Node<'_>]) -> Resolution {
             if !node.enabled || started.contains(&i) || res.errors.contains_key(&i) {
                 continue;
             }
-            let ready = node
-                .dependencies
-                .iter()
-                .all(|d| index.get(d.name.as_str()).is_some_and(|j| started.contains(j)));
+            let ready = node.dependencies.iter().all(|d| {
+                index
+                    .get(d.name.as_str())
+                    .is_some_and(|j| started.contains(j))
+            });
             if ready {
                 started.insert(i);
                 res.order.push(i);
@@ -153,7 +154,11 @@ pub fn resolve(nodes: &[Node<'_>]) -> Resolution {
         let blocker = node
             .dependencies
             .iter()
-            .find(|d| index.get(d.name.as_str()).is_none_or(|j| !started.contains(j)))
+            .find(|d| {
+                index
+                    .get(d.name.as_str())
+                    .is_none_or(|j| !started.contains(j))
+            })
             .map(|d| d.name.clone())
             .unwrap_or_default();
         res.errors.entry(i).or_default().push(DepError::Blocked {
@@ -185,7 +190,8 @@ fn find_cycles(nodes: &[Node<'_>], index: &BTreeMap<&str, usize>) -> Vec<(usize,
         while let Some((at, path)) = stack.pop() {
             for next in deps(at) {
                 if next == start {
-                    let mut cycle: Vec<String> = path.iter().map(|&k| nodes[k].name.to_owned()).collect();
+                    let mut cycle: Vec<String> =
+                        path.iter().map(|&k| nodes[k].name.to_owned()).collect();
                     cycle.push(nodes[start].name.to_owned());
                     found.push((start, cycle));
                     stack.clear();

@@ -70,7 +70,10 @@ mod tests {
     #[test]
     fn calls_reach_the_registered_function() {
         let mut f = Functions::default();
-        f.insert("twice".into(), Arc::new(|a| Ok(Value::from(a[0].as_i64().unwrap() * 2))));
+        f.insert(
+            "twice".into(),
+            Arc::new(|a| Ok(Value::from(a[0].as_i64().unwrap() * 2))),
+        );
         assert_eq!(f.call("twice", vec![Value::from(21)]), Ok(Value::from(42)));
         assert!(f.call("nope", vec![]).unwrap_err().contains("nope"));
     }

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use plughost_bindings::Event;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::actor::{self, Stats};
@@ -22,7 +22,7 @@ use crate::bus::{Bus, Control, Delivery, Queue, Route};
 use crate::catalog::Catalog;
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
-use crate::services::{Services, HOST_TOPIC_PREFIX};
+use crate::services::{HOST_TOPIC_PREFIX, Services};
 use crate::topic::{self, Pattern, PatternSet, TopicError};
 
 /// The default time [`Host::shutdown`] waits for queues to drain.
@@ -175,7 +175,10 @@ impl Host {
         let mut report = StartReport::default();
         let mut staged = Vec::new();
         for &i in &inner.catalog.start_order {
-            let def = inner.catalog.entries[i].def.clone().expect("startable plugins are valid");
+            let def = inner.catalog.entries[i]
+                .def
+                .clone()
+                .expect("startable plugins are valid");
             let m = &def.manifest;
             let queue = Arc::new(Queue::new(m.limits.queue, m.limits.overflow));
             inner.bus.add_route(Arc::new(Route {
@@ -205,7 +208,13 @@ impl Host {
                 continue;
             }
             let stats = Arc::new(Stats::default());
-            let actor = match actor::spawn(&def, inner.bus.clone(), inner.services.clone(), queue.clone(), stats.clone()) {
+            let actor = match actor::spawn(
+                &def,
+                inner.bus.clone(),
+                inner.services.clone(),
+                queue.clone(),
+                stats.clone(),
+            ) {
                 Ok(a) => a,
                 Err(e) => {
                     let error = format!("cannot start a thread: {e}");
@@ -220,14 +229,20 @@ impl Host {
             match ready {
                 Ok(Ok(())) => {
                     tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
-                    inner.bus.publish_host("plughost.plugin.started", json!({"plugin": name}));
+                    inner
+                        .bus
+                        .publish_host("plughost.plugin.started", json!({"plugin": name}));
                     report.started.push(name.clone());
-                    inner.running.lock().unwrap_or_else(|p| p.into_inner()).push(Running {
-                        name,
-                        queue,
-                        actor,
-                        stats,
-                    });
+                    inner
+                        .running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Running {
+                            name,
+                            queue,
+                            actor,
+                            stats,
+                        });
                 }
                 Ok(Err(e)) => {
                     let error = e.detailed();
@@ -254,17 +269,26 @@ impl Host {
         self.inner.services.set_publications(name, None);
         tracing::error!(plugin = name, "plugin failed to start: {error}");
         for d in queue.close() {
-            bus.dead_letter(name, &d.event, 0, &format!("plugin `{name}` failed to start: {error}"));
+            bus.dead_letter(
+                name,
+                &d.event,
+                0,
+                &format!("plugin `{name}` failed to start: {error}"),
+            );
             bus.done();
         }
-        bus.publish_host("plughost.plugin.failed", json!({"plugin": name, "error": error}));
+        bus.publish_host(
+            "plughost.plugin.failed",
+            json!({"plugin": name, "error": error}),
+        );
     }
 
     /// Publishes `payload` on `topic` with source `host`; returns the event id.
     ///
     /// Waits (asynchronously) while a subscriber's `block` queue is full.
     pub async fn publish(&self, topic: &str, payload: Value) -> Result<String, PublishError> {
-        self.publish_event(Event::new(topic, payload, plughost_bindings::HOST_SOURCE)).await
+        self.publish_event(Event::new(topic, payload, plughost_bindings::HOST_SOURCE))
+            .await
     }
 
     /// Publishes a prepared event (to set headers or a correlation id).
@@ -323,9 +347,14 @@ impl Host {
     /// (dependents first), running its `shutdown` hook. Events still queued
     /// at the deadline are logged by id and returned, never silently lost.
     pub async fn shutdown(&self, drain_timeout: Duration) -> ShutdownReport {
-        let drained = tokio::time::timeout(drain_timeout, self.wait_idle()).await.is_ok();
+        let drained = tokio::time::timeout(drain_timeout, self.wait_idle())
+            .await
+            .is_ok();
         if !drained {
-            tracing::warn!(pending = self.pending(), "drain timeout reached; stopping plugins with events still queued");
+            tracing::warn!(
+                pending = self.pending(),
+                "drain timeout reached; stopping plugins with events still queued"
+            );
         }
         let running: Vec<Running> = std::mem::take(&mut *self.lock_running());
         let mut report = ShutdownReport {
@@ -346,10 +375,15 @@ impl Host {
                 report.undelivered.push((r.name.clone(), event.id.clone()));
             }
             tracing::info!(plugin = %r.name, "plugin stopped");
-            self.inner.bus.publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
+            self.inner
+                .bus
+                .publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
         }
         if !report.undelivered.is_empty() {
-            tracing::warn!(count = report.undelivered.len(), "events undelivered at shutdown");
+            tracing::warn!(
+                count = report.undelivered.len(),
+                "events undelivered at shutdown"
+            );
         }
         self.inner.bus.close_subscribers();
         report

@@ -12,5 +12,7 @@ pub mod manifest;
 pub mod services;
 pub mod topic;
 
-pub use host::{EventStream, Host, HostBuilder, HostError, PublishError, ShutdownReport, StartReport};
+pub use host::{
+    EventStream, Host, HostBuilder, HostError, PublishError, ShutdownReport, StartReport,
+};
 pub use plughost_bindings::{Event, Outcome, RuntimeKind, ScriptError};

@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use plughost::cli::logging::{self, LogFormat};
-use plughost::cli::run::{exit, InputSource, RunOptions};
+use plughost::cli::run::{InputSource, RunOptions, exit};
 use plughost::cli::{check, list};
 
 #[derive(Parser, Debug)]
-#[command(name = "plughost", version, about = "A host for plugins written in Lua, Rhai or Rust")]
+#[command(
+    name = "plughost",
+    version,
+    about = "A host for plugins written in Lua, Rhai or Rust"
+)]
 struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, global = true, default_value = "text")]
@@ -88,12 +92,21 @@ fn main() -> ExitCode {
         } => {
             let opts = RunOptions {
                 plugins: or_default(plugins),
-                input: input.map(|i| if i == "-" { InputSource::Stdin } else { InputSource::File(i.into()) }),
+                input: input.map(|i| {
+                    if i == "-" {
+                        InputSource::Stdin
+                    } else {
+                        InputSource::File(i.into())
+                    }
+                }),
                 taps,
                 exit_when_idle,
                 drain_timeout,
             };
-            match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt.block_on(plughost::cli::run::run(opts)),
                 Err(e) => {
                     eprintln!("plughost: cannot start the async runtime: {e}");
@@ -107,7 +120,11 @@ fn main() -> ExitCode {
                     println!("{p}");
                 }
                 eprintln!("checked {count} plugin(s): {} error(s)", problems.len());
-                if problems.is_empty() { exit::OK } else { exit::ERRORS }
+                if problems.is_empty() {
+                    exit::OK
+                } else {
+                    exit::ERRORS
+                }
             }
             Err(e) => {
                 eprintln!("plughost: {e}");
@@ -118,11 +135,18 @@ fn main() -> ExitCode {
             Ok(catalog) => {
                 let rows = list::rows(&catalog);
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&rows).expect("rows serialize")
+                    );
                 } else {
                     print!("{}", list::table(&rows));
                 }
-                if rows.iter().any(|r| !r.errors.is_empty()) { exit::ERRORS } else { exit::OK }
+                if rows.iter().any(|r| !r.errors.is_empty()) {
+                    exit::ERRORS
+                } else {
+                    exit::OK
+                }
             }
             Err(e) => {
                 eprintln!("plughost: {e}");

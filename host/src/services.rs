@@ -49,24 +49,30 @@ impl Services {
     pub fn check_topic(&self, plugin: &str, topic: &str) -> Result<(), String> {
         topic::validate_topic(topic).map_err(|e| e.to_string())?;
         if topic.starts_with(HOST_TOPIC_PREFIX) {
-            return Err(format!("topic `{topic}` is reserved: topics under `plughost.` are the host's"));
+            return Err(format!(
+                "topic `{topic}` is reserved: topics under `plughost.` are the host's"
+            ));
         }
         let map = self.publications.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(allowed) = map.get(plugin) {
-            if !allowed.matches(topic) {
-                let list: Vec<&str> = allowed.patterns().iter().map(|p| p.as_str()).collect();
-                return Err(format!(
-                    "topic `{topic}` is outside this plugin's publications ({})",
-                    list.join(", ")
-                ));
-            }
+        if let Some(allowed) = map.get(plugin).filter(|a| !a.matches(topic)) {
+            let list: Vec<&str> = allowed.patterns().iter().map(|p| p.as_str()).collect();
+            return Err(format!(
+                "topic `{topic}` is outside this plugin's publications ({})",
+                list.join(", ")
+            ));
         }
         Ok(())
     }
 }
 
 impl HostApi for Services {
-    fn publish(&self, plugin: &PluginInfo, topic: &str, payload: Value, cause: Option<&Event>) -> Result<String, String> {
+    fn publish(
+        &self,
+        plugin: &PluginInfo,
+        topic: &str,
+        payload: Value,
+        cause: Option<&Event>,
+    ) -> Result<String, String> {
         self.check_topic(&plugin.name, topic)?;
         let event = match cause {
             Some(c) => c.caused(topic, payload, plugin.name.as_str()),
@@ -114,10 +120,19 @@ impl HostApi for Services {
         }
     }
 
-    fn metric(&self, plugin: &PluginInfo, kind: MetricKind, name: &str, value: f64, attributes: &Map<String, Value>) -> Result<(), String> {
+    fn metric(
+        &self,
+        plugin: &PluginInfo,
+        kind: MetricKind,
+        name: &str,
+        value: f64,
+        attributes: &Map<String, Value>,
+    ) -> Result<(), String> {
         if name.is_empty()
             || name.len() > 128
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
             return Err(format!(
                 "metric name `{name}`: use 1 to 128 letters, digits, `.`, `_` or `-`"
@@ -141,7 +156,13 @@ impl HostApi for Services {
         Ok(())
     }
 
-    fn span(&self, plugin: &PluginInfo, name: &str, attributes: &Map<String, Value>, cause: Option<&Event>) -> SpanGuard {
+    fn span(
+        &self,
+        plugin: &PluginInfo,
+        name: &str,
+        attributes: &Map<String, Value>,
+        cause: Option<&Event>,
+    ) -> SpanGuard {
         let attributes = serde_json::Value::Object(attributes.clone()).to_string();
         let span = tracing::info_span!(
             target: "plughost::plugin",
@@ -158,7 +179,12 @@ impl HostApi for Services {
         self.functions.names()
     }
 
-    fn call_function(&self, _plugin: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String> {
+    fn call_function(
+        &self,
+        _plugin: &PluginInfo,
+        name: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, String> {
         self.functions.call(name, args)
     }
 }

@@ -1,1 +1,7 @@
+//! plughost's black-box suite: the real binary (and the library) against
+//! plugin folders written into temp dirs.
+//!
+//! Behaviour modules are written once and run against every runtime.
 
+mod outcomes;
+mod support;

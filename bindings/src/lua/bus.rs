@@ -2,7 +2,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value as LuaValue};
 
-use super::context::{convert_error, Ctx};
+use super::context::{Ctx, convert_error};
 use super::convert::{from_lua, to_lua};
 use super::error::raise;
 
@@ -32,7 +32,10 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
                 let args = args
                     .iter()
                     .enumerate()
-                    .map(|(i, a)| from_lua(a).map_err(|e| convert_error(lua, &format!("argument {}", i + 1), e)))
+                    .map(|(i, a)| {
+                        from_lua(a)
+                            .map_err(|e| convert_error(lua, &format!("argument {}", i + 1), e))
+                    })
                     .collect::<mlua::Result<Vec<_>>>()?;
                 let result = c
                     .host

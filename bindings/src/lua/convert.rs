@@ -149,7 +149,9 @@ fn table_to_json(t: &Table, depth: usize) -> Result<Value, ConvertError> {
     {
         let mut items = vec![Value::Null; len];
         for (k, v) in &entries {
-            let LuaValue::Integer(i) = k else { unreachable!() };
+            let LuaValue::Integer(i) = k else {
+                unreachable!()
+            };
             let idx = *i as usize - 1;
             items[idx] = from_lua_at(v, depth).map_err(|e| e.at(format!("[{i}]")))?;
         }
@@ -193,7 +195,8 @@ mod tests {
 
     #[test]
     fn values_roundtrip() {
-        let v = json!({"s": "x", "i": 3, "f": 1.5, "b": true, "n": {"a": [1, 2, {"z": []}]}, "e": {}});
+        let v =
+            json!({"s": "x", "i": 3, "f": 1.5, "b": true, "n": {"a": [1, 2, {"z": []}]}, "e": {}});
         assert_eq!(roundtrip(v.clone()), v);
     }
 
@@ -206,8 +209,14 @@ mod tests {
     fn lua_tables_become_arrays_or_sorted_objects() {
         let lua = Lua::new();
         install(&lua).unwrap();
-        let v: LuaValue = lua.load("return {b = 1, a = {10, 20}, [3] = 'x'}").eval().unwrap();
-        assert_eq!(from_lua(&v).unwrap(), json!({"3": "x", "a": [10, 20], "b": 1}));
+        let v: LuaValue = lua
+            .load("return {b = 1, a = {10, 20}, [3] = 'x'}")
+            .eval()
+            .unwrap();
+        assert_eq!(
+            from_lua(&v).unwrap(),
+            json!({"3": "x", "a": [10, 20], "b": 1})
+        );
         let sparse: LuaValue = lua.load("return {[1] = 1, [3] = 3}").eval().unwrap();
         assert_eq!(from_lua(&sparse).unwrap(), json!({"1": 1, "3": 3}));
     }
@@ -222,7 +231,12 @@ mod tests {
             "a function cannot be converted to JSON (at payload.items[2])"
         );
         let cyclic: LuaValue = lua.load("local t = {}; t.t = t; return t").eval().unwrap();
-        assert!(from_lua(&cyclic).unwrap_err().message("state").contains("contain itself"));
+        assert!(
+            from_lua(&cyclic)
+                .unwrap_err()
+                .message("state")
+                .contains("contain itself")
+        );
         let nan: LuaValue = lua.load("return {x = 0/0}").eval().unwrap();
         assert!(from_lua(&nan).is_err());
     }

@@ -51,7 +51,10 @@ pub(crate) fn to_script_error(err: &mlua::Error, memory_mb: usize) -> ScriptErro
     // Unwrap callback layers, keeping the outermost traceback.
     loop {
         match current {
-            mlua::Error::CallbackError { traceback: tb, cause } => {
+            mlua::Error::CallbackError {
+                traceback: tb,
+                cause,
+            } => {
                 traceback.get_or_insert_with(|| tb.clone());
                 current = cause;
             }
@@ -152,7 +155,11 @@ mod tests {
                 let s = to_script_error(&e, 64);
                 assert_eq!(s.file.as_deref(), Some("p/main.lua"));
                 assert_eq!(s.line, Some(1));
-                assert!(s.message.starts_with("attempt to index a nil value"), "{}", s.message);
+                assert!(
+                    s.message.starts_with("attempt to index a nil value"),
+                    "{}",
+                    s.message
+                );
                 assert!(s.traceback.unwrap().contains("stack traceback"));
             })
             .unwrap_err();

@@ -6,7 +6,7 @@
 use mlua::{Lua, MultiValue, Value as LuaValue};
 use serde_json::Value;
 
-use super::context::{convert_error, Ctx};
+use super::context::{Ctx, convert_error};
 use super::convert::from_lua;
 use super::error::caller_position;
 use crate::{LogLevel, LogRecord};
@@ -53,7 +53,13 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
     lua.globals().set("print", print)
 }
 
-fn emit(lua: &Lua, ctx: &Ctx, level: LogLevel, message: &str, fields: Option<&serde_json::Map<String, Value>>) {
+fn emit(
+    lua: &Lua,
+    ctx: &Ctx,
+    level: LogLevel,
+    message: &str,
+    fields: Option<&serde_json::Map<String, Value>>,
+) {
     let pos = caller_position(lua);
     ctx.host.log(
         &ctx.info,

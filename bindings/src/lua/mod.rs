@@ -28,7 +28,9 @@ use serde_json::Value;
 
 use self::context::{Context, Ctx};
 use self::error::to_script_error;
-use crate::{ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost};
+use crate::{
+    ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost,
+};
 
 /// The hook functions, looked up once after the entry chunk ran.
 struct Hooks {
@@ -53,9 +55,12 @@ impl LuaPlugin {
     pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<LuaPlugin, ScriptError> {
         let entry = spec.entry_display();
         let source = std::fs::read(&spec.entry).map_err(|e| {
-            ScriptError::new(ErrorKind::Load, format!("cannot read the entry script: {e}"))
-                .or_file(&entry)
-                .in_hook(HookName::Load)
+            ScriptError::new(
+                ErrorKind::Load,
+                format!("cannot read the entry script: {e}"),
+            )
+            .or_file(&entry)
+            .in_hook(HookName::Load)
         })?;
         let ctx: Ctx = Rc::new(Context {
             info: spec.info.clone(),
@@ -67,8 +72,13 @@ impl LuaPlugin {
             budget: Rc::default(),
         });
         let mb = spec.limits.memory_bytes >> 20;
-        let fail = |e: mlua::Error| to_script_error(&e, mb).or_file(&entry).in_hook(HookName::Load);
-        let (lua, readonly) = sandbox::new_lua(spec.limits.memory_bytes, ctx.budget.clone()).map_err(fail)?;
+        let fail = |e: mlua::Error| {
+            to_script_error(&e, mb)
+                .or_file(&entry)
+                .in_hook(HookName::Load)
+        };
+        let (lua, readonly) =
+            sandbox::new_lua(spec.limits.memory_bytes, ctx.budget.clone()).map_err(fail)?;
         let setup = || -> mlua::Result<()> {
             convert::install(&lua)?;
             bus::register(&lua, &ctx)?;
@@ -78,7 +88,8 @@ impl LuaPlugin {
             outcome::register(&lua)?;
             require::register(&lua, &ctx)?;
             let config = convert::to_lua(&lua, &spec.config)?;
-            lua.globals().set("config", readonly.call::<LuaValue>(config)?)?;
+            lua.globals()
+                .set("config", readonly.call::<LuaValue>(config)?)?;
             let state = match &spec.state {
                 Value::Null => LuaValue::Table(lua.create_table()?),
                 other => convert::to_lua(&lua, other)?,
@@ -126,7 +137,12 @@ impl LuaPlugin {
         })
     }
 
-    fn call<A: IntoLuaMulti, R: FromLuaMulti>(&self, f: &Function, args: A, hook: HookName) -> Result<R, ScriptError> {
+    fn call<A: IntoLuaMulti, R: FromLuaMulti>(
+        &self,
+        f: &Function,
+        args: A,
+        hook: HookName,
+    ) -> Result<R, ScriptError> {
         self.ctx.budget.start(self.spec.limits.hook_timeout);
         let result = f.call::<R>(args);
         self.ctx.budget.stop();
@@ -226,7 +242,11 @@ impl PluginInstance for LuaPlugin {
     }
 
     fn state(&mut self) -> Result<Value, ScriptError> {
-        let state: LuaValue = self.lua.globals().raw_get("state").map_err(|e| self.error(&e, HookName::Shutdown))?;
+        let state: LuaValue = self
+            .lua
+            .globals()
+            .raw_get("state")
+            .map_err(|e| self.error(&e, HookName::Shutdown))?;
         convert::from_lua(&state).map_err(|e| {
             ScriptError::new(
                 ErrorKind::Runtime,
@@ -240,7 +260,8 @@ impl PluginInstance for LuaPlugin {
 /// Compiles the entry and every other `.lua` file of the plugin folder
 /// without running anything; returns every syntax error.
 pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
-    let lua = Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).expect("a bare Lua state");
+    let lua =
+        Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).expect("a bare Lua state");
     let mut errors = Vec::new();
     if !spec.entry.is_file() {
         errors.push(
@@ -281,7 +302,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn collect_lua_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();

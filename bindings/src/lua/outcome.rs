@@ -13,7 +13,9 @@ pub(crate) struct LuaOutcome(pub Outcome);
 
 impl UserData for LuaOutcome {
     fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("outcome {:?}", this.0)));
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("outcome {:?}", this.0))
+        });
     }
 }
 
@@ -66,7 +68,9 @@ pub(crate) fn from_return(value: LuaValue) -> Result<Outcome, ScriptError> {
     }
     let shown = match &value {
         LuaValue::String(s) => format!("\"{}\"", s.to_string_lossy()),
-        other => other.to_string().unwrap_or_else(|_| other.type_name().to_owned()),
+        other => other
+            .to_string()
+            .unwrap_or_else(|_| other.type_name().to_owned()),
     };
     Err(ScriptError::new(
         ErrorKind::BadReturn,

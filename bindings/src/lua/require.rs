@@ -1,7 +1,7 @@
 //! `require "name"`: modules from the plugin's own folder, nowhere else.
 
-use std::collections::HashMap;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use mlua::chunk::ChunkMode;
@@ -19,7 +19,8 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         if let Some(v) = loaded.borrow().get(&name) {
             return Ok(v.clone());
         }
-        let module = modpath::resolve(&c.dir, &name, "lua").map_err(|m| raise(lua, format!("require: {m}")))?;
+        let module = modpath::resolve(&c.dir, &name, "lua")
+            .map_err(|m| raise(lua, format!("require: {m}")))?;
         let source = std::fs::read(&module.path)
             .map_err(|e| raise(lua, format!("require `{name}`: {e}")))?;
         let chunk_name = format!("@{}", c.dir.join(&module.relative).display());
@@ -28,7 +29,11 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
             .set_name(chunk_name)
             .set_mode(ChunkMode::Text)
             .call(name.clone())?;
-        let value = if value.is_nil() { LuaValue::Boolean(true) } else { value };
+        let value = if value.is_nil() {
+            LuaValue::Boolean(true)
+        } else {
+            value
+        };
         loaded.borrow_mut().insert(name, value.clone());
         Ok(value)
     })?;

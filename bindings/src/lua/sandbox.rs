@@ -48,7 +48,12 @@ impl Budget {
 /// A fresh interpreter with the allow-listed libraries, the memory cap and
 /// the time hook. Returns it with the prelude's `readonly` function.
 pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(Lua, Function)> {
-    let libs = StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS;
+    let libs = StdLib::STRING
+        | StdLib::TABLE
+        | StdLib::MATH
+        | StdLib::UTF8
+        | StdLib::COROUTINE
+        | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
     let hook_budget = budget.clone();
     lua.set_global_hook(
@@ -91,23 +96,34 @@ mod tests {
     fn forbidden_names_are_absent() {
         let (lua, _) = lua();
         for name in [
-            "io", "debug", "package", "dofile", "loadfile", "require", "os.execute", "os.exit",
-            "os.getenv", "string.dump",
+            "io",
+            "debug",
+            "package",
+            "dofile",
+            "loadfile",
+            "require",
+            "os.execute",
+            "os.exit",
+            "os.getenv",
+            "string.dump",
         ] {
-            let v: mlua::Value = lua.load(format!("return {name}")).eval().unwrap_or(mlua::Value::Nil);
+            let v: mlua::Value = lua
+                .load(format!("return {name}"))
+                .eval()
+                .unwrap_or(mlua::Value::Nil);
             assert!(v.is_nil(), "{name} should be absent");
         }
-        let ok: bool = lua.load("return os.time() > 0 and type(os.clock()) == 'number'").eval().unwrap();
+        let ok: bool = lua
+            .load("return os.time() > 0 and type(os.clock()) == 'number'")
+            .eval()
+            .unwrap();
         assert!(ok);
     }
 
     #[test]
     fn binary_chunks_are_refused() {
         let (lua, _) = lua();
-        let r: (mlua::Value, String) = lua
-            .load("return load('\\27Lua', 'x', 'b')")
-            .eval()
-            .unwrap();
+        let r: (mlua::Value, String) = lua.load("return load('\\27Lua', 'x', 'b')").eval().unwrap();
         assert!(r.1.contains("binary"), "{}", r.1);
     }
 
@@ -123,7 +139,10 @@ mod tests {
             budget.start(Duration::from_millis(30));
             let err = lua.load(src).exec().unwrap_err();
             budget.stop();
-            assert!(err.to_string().contains("time limit exceeded"), "{src}: {err}");
+            assert!(
+                err.to_string().contains("time limit exceeded"),
+                "{src}: {err}"
+            );
         }
     }
 

@@ -19,7 +19,10 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
             name,
             lua.create_function(move |lua, (ms, f): (f64, Function)| {
                 if !ms.is_finite() || ms < 0.0 {
-                    return Err(raise(lua, format!("timer.{name}: delay must be a number of milliseconds >= 0")));
+                    return Err(raise(
+                        lua,
+                        format!("timer.{name}: delay must be a number of milliseconds >= 0"),
+                    ));
                 }
                 let after = Duration::from_secs_f64(ms / 1000.0);
                 let id = c.timers.borrow_mut().add(Instant::now(), after, repeat);

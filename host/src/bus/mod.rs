@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use plughost_bindings::{Event, HOST_SOURCE};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
@@ -70,7 +70,10 @@ impl Bus {
 
     /// Adds a plugin's route; events published from now on reach its queue.
     pub fn add_route(&self, route: Arc<Route>) {
-        self.routes.write().unwrap_or_else(|p| p.into_inner()).push(route);
+        self.routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(route);
     }
 
     /// Removes a plugin's route and returns it.
@@ -100,7 +103,10 @@ impl Bus {
 
     /// Ends every subscriber's stream.
     pub fn close_subscribers(&self) {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn matching_routes(&self, topic: &str) -> Vec<Arc<Route>> {

@@ -277,7 +277,10 @@ mod tests {
         assert!(matches!(q.pop(None), Pop::Control(Control::Stop)));
         assert_eq!(topic(q.pop(None)), "t.1");
         let start = Instant::now();
-        assert!(matches!(q.pop(Some(start + Duration::from_millis(10))), Pop::Timeout));
+        assert!(matches!(
+            q.pop(Some(start + Duration::from_millis(10))),
+            Pop::Timeout
+        ));
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub fn check(dirs: &[PathBuf]) -> Result<(usize, Vec<String>), crate::discovery:
         problems.extend(entry.errors.iter().cloned());
         if let Some(def) = &entry.def {
             let spec = def.spec(serde_json::Value::Null);
-            problems.extend(plughost_bindings::check(&spec).iter().map(ToString::to_string));
+            problems.extend(
+                plughost_bindings::check(&spec)
+                    .iter()
+                    .map(ToString::to_string),
+            );
         }
     }
     Ok((catalog.entries.len(), problems))

@@ -79,7 +79,11 @@ pub struct InputStats {
 }
 
 /// Publishes every line of `reader` (named `name` in messages) as it arrives.
-pub async fn publish_lines<R: AsyncBufRead + Unpin>(host: &Host, name: &str, reader: R) -> InputStats {
+pub async fn publish_lines<R: AsyncBufRead + Unpin>(
+    host: &Host,
+    name: &str,
+    reader: R,
+) -> InputStats {
     let mut stats = InputStats::default();
     let mut lines = reader.lines();
     let mut number = 0usize;
@@ -118,9 +122,11 @@ mod tests {
 
     #[test]
     fn a_line_becomes_a_host_event() {
-        let e = parse_line(r#"{"topic": "text.raw", "payload": {"text": "hi"}, "headers": {"k": "v"}}"#)
-            .unwrap()
-            .unwrap();
+        let e = parse_line(
+            r#"{"topic": "text.raw", "payload": {"text": "hi"}, "headers": {"k": "v"}}"#,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(e.topic, "text.raw");
         assert_eq!(e.payload["text"], "hi");
         assert_eq!(e.source, "host");

@@ -36,7 +36,13 @@ pub fn rows(catalog: &Catalog) -> Vec<Row> {
                 runtime: def.map(|d| d.runtime.to_string()),
                 enabled: def.map(|d| d.manifest.enabled),
                 subscriptions: def
-                    .map(|d| d.manifest.subscriptions.iter().map(|p| p.to_string()).collect())
+                    .map(|d| {
+                        d.manifest
+                            .subscriptions
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 path: e.dir.display().to_string(),
                 errors: e.errors.clone(),
@@ -54,7 +60,8 @@ pub fn table(rows: &[Row]) -> String {
                 r.name.clone().unwrap_or_else(|| format!("? ({})", r.path)),
                 r.version.clone().unwrap_or_else(|| "-".into()),
                 r.runtime.clone().unwrap_or_else(|| "-".into()),
-                r.enabled.map_or("-".into(), |e| if e { "yes".into() } else { "no".into() }),
+                r.enabled
+                    .map_or("-".into(), |e| if e { "yes".into() } else { "no".into() }),
                 if r.subscriptions.is_empty() {
                     "-".into()
                 } else {

@@ -77,7 +77,11 @@ pub async fn run(opts: RunOptions) -> i32 {
     };
     let reader = match &opts.input {
         None => None,
-        Some(InputSource::Stdin) => Some(("<stdin>".to_owned(), Box::new(BufReader::new(tokio::io::stdin())) as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>)),
+        Some(InputSource::Stdin) => Some((
+            "<stdin>".to_owned(),
+            Box::new(BufReader::new(tokio::io::stdin()))
+                as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>,
+        )),
         Some(InputSource::File(path)) => match tokio::fs::File::open(path).await {
             Ok(f) => Some((path.display().to_string(), Box::new(BufReader::new(f)) as _)),
             Err(e) => {
@@ -112,7 +116,11 @@ pub async fn run(opts: RunOptions) -> i32 {
 
 /// Waits for the reason to stop: a signal, or (with `exit_when_idle`) the
 /// input done and the host idle. Input is stopped on a signal.
-async fn wait(host: &Host, input: Option<tokio::task::JoinHandle<InputStats>>, exit_when_idle: bool) -> InputStats {
+async fn wait(
+    host: &Host,
+    input: Option<tokio::task::JoinHandle<InputStats>>,
+    exit_when_idle: bool,
+) -> InputStats {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let Some(mut input) = input else {
@@ -127,7 +135,11 @@ async fn wait(host: &Host, input: Option<tokio::task::JoinHandle<InputStats>>, e
             return InputStats::default();
         }
     };
-    tracing::info!(published = stats.published, errors = stats.errors, "input done");
+    tracing::info!(
+        published = stats.published,
+        errors = stats.errors,
+        "input done"
+    );
     if exit_when_idle {
         tokio::select! {
             () = host.wait_idle() => {}
@@ -165,7 +177,10 @@ pub async fn shutdown_signal() {
 async fn print_tap(mut stream: crate::EventStream) {
     while let Some(event) = stream.recv().await {
         let mut out = std::io::stdout().lock();
-        if writeln!(out, "{}", event.to_json_line()).and_then(|()| out.flush()).is_err() {
+        if writeln!(out, "{}", event.to_json_line())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             // stdout closed (e.g. `| head`): stop printing, keep running.
             return;
         }

@@ -92,7 +92,22 @@ pub fn new_id() -> String {
 
 /// The current time as RFC 3339 UTC with milliseconds (`2026-11-21T12:00:00.000Z`).
 pub fn now_timestamp() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    // Formatting a date costs more than the rest of an event; events come in
+    // bursts, so each thread keeps the text of the last millisecond it saw.
+    thread_local! {
+        static LAST: std::cell::RefCell<(u128, String)> = const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    LAST.with_borrow_mut(|(last_ms, text)| {
+        if *last_ms != ms || text.is_empty() {
+            *last_ms = ms;
+            *text = humantime::format_rfc3339_millis(now).to_string();
+        }
+        text.clone()
+    })
 }
 
 #[cfg(test)]

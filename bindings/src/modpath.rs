@@ -21,6 +21,13 @@ pub fn resolve(dir: &Path, name: &str, ext: &str) -> Result<ModuleFile, String> 
     if name.is_empty() {
         return Err("module name is empty".into());
     }
+    // Leaving the folder is refused before anything else, so the message says so.
+    let climbs = name.split(['/', '\\']).any(|seg| seg == "..") || name.starts_with("..");
+    if name.starts_with(['/', '\\']) || climbs {
+        return Err(format!(
+            "module `{name}` is outside the plugin folder (only files inside it can be loaded)"
+        ));
+    }
     let stem = name.strip_suffix(&format!(".{ext}")).unwrap_or(name);
     let mut relative = PathBuf::new();
     for part in stem.split(['.', '/']) {
@@ -33,8 +40,6 @@ pub fn resolve(dir: &Path, name: &str, ext: &str) -> Result<ModuleFile, String> 
     if relative
         .components()
         .any(|c| !matches!(c, Component::Normal(_)))
-        || name.starts_with('/')
-        || name.contains("..")
     {
         return Err(format!(
             "module `{name}` is outside the plugin folder (only files inside it can be loaded)"

@@ -121,9 +121,16 @@ impl Catalog {
         let start_order = resolution.order.iter().map(|&k| nodes[k].0).collect();
         let mut dep_errors: Vec<(usize, Vec<String>)> = Vec::new();
         for (k, errs) in &resolution.errors {
-            let i = nodes[*k].0;
-            let file = entries[i].manifest_path.display().to_string();
-            dep_errors.push((i, errs.iter().map(|e| format!("{file}: {e}")).collect()));
+            let (i, node) = &nodes[*k];
+            let file = entries[*i].manifest_path.display().to_string();
+            // Point at the dependency's line, as other manifest errors do.
+            let at = |e: &deps::DepError| {
+                node.dependencies
+                    .iter()
+                    .find(|d| d.name == e.dependency())
+                    .map_or_else(|| file.clone(), |d| format!("{file}:{}", d.position))
+            };
+            dep_errors.push((*i, errs.iter().map(|e| format!("{}: {e}", at(e))).collect()));
         }
         for (i, errs) in dep_errors {
             entries[i].errors.extend(errs);

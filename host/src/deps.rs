@@ -73,6 +73,21 @@ pub enum DepError {
     },
 }
 
+impl DepError {
+    /// The dependency the error is about, as written in the manifest (for a
+    /// cycle, the plugin's next one on the cycle), so the error can point at
+    /// its line.
+    pub fn dependency(&self) -> &str {
+        match self {
+            DepError::Missing { dependency, .. }
+            | DepError::Disabled { dependency, .. }
+            | DepError::Version { dependency, .. }
+            | DepError::Blocked { dependency, .. } => dependency,
+            DepError::Cycle { cycle, .. } => cycle.get(1).map_or("", String::as_str),
+        }
+    }
+}
+
 /// The result of resolution.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Resolution {

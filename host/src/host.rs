@@ -140,7 +140,8 @@ pub struct Host {
 pub struct StartReport {
     /// Plugins running, in start order.
     pub started: Vec<String>,
-    /// Plugins that failed to load or `init`, with the error.
+    /// Plugins that could not start (refused by the catalog, or failed to
+    /// load or `init`), with the error.
     pub failed: Vec<(String, String)>,
 }
 
@@ -173,6 +174,31 @@ impl Host {
     pub async fn start(&self) -> StartReport {
         let inner = &self.inner;
         let mut report = StartReport::default();
+        // Plugins the catalog refused (bad manifest, missing or cyclic
+        // dependency, duplicate name) could not start either: say so on the
+        // bus too. A manifest without a valid name is named by its folder.
+        for entry in inner
+            .catalog
+            .entries
+            .iter()
+            .filter(|e| !e.errors.is_empty())
+        {
+            if entry.def.as_ref().is_some_and(|d| !d.manifest.enabled) {
+                continue;
+            }
+            let name = entry.name().map(str::to_owned).unwrap_or_else(|| {
+                entry.dir.file_name().map_or_else(
+                    || entry.dir.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                )
+            });
+            let error = entry.errors.join("\n");
+            inner.bus.publish_host(
+                "plughost.plugin.failed",
+                json!({"plugin": name, "error": error}),
+            );
+            report.failed.push((name, error));
+        }
         let mut staged = Vec::new();
         for &i in &inner.catalog.start_order {
             let def = inner.catalog.entries[i]

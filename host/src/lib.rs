@@ -1,4 +1,73 @@
-//! plughost
+//! plughost: a host for plugins written in Lua, Rhai or Rust.
+//!
+//! The host finds plugin folders (a `plugin.yaml` and a script), runs each
+//! plugin in an interpreter of its own on a thread of its own, and connects
+//! them through an event bus. This crate is the product; the `plughost`
+//! binary only parses its command line and calls [`cli`].
+//!
+//! # Example
+//!
+//! Build a host on a plugins directory, register a Rust function scripts can
+//! call, start it, publish, read what the plugin published, shut down:
+//!
+//! ```
+//! use std::time::Duration;
+//! use futures::StreamExt;
+//! use serde_json::json;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # std::fs::create_dir(dir.path().join("greeter"))?;
+//! # std::fs::write(dir.path().join("greeter/plugin.yaml"),
+//! #     "name: greeter\nversion: 1.0.0\nsubscriptions: [user.joined]\n")?;
+//! # std::fs::write(dir.path().join("greeter/main.lua"),
+//! #     "function on_event(e) bus.publish('user.greeted', {text = host.shout(e.payload.name)}) end")?;
+//! # let plugins = dir.path();
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let host = plughost::Host::builder()
+//!         .plugins_dir(plugins)
+//!         .function("shout", |args| Ok(json!(args[0].as_str().unwrap_or("").to_uppercase())))
+//!         .build()?;
+//!     let mut greeted = host.subscribe("user.greeted")?;
+//!     let report = host.start().await; // every `init` has run
+//!     assert_eq!(report.started, ["greeter"]);
+//!
+//!     host.publish("user.joined", json!({"name": "ada"})).await?;
+//!     let event = greeted.next().await.expect("the plugin publishes");
+//!     assert_eq!(event.payload, json!({"text": "ADA"}));
+//!
+//!     let report = host.shutdown(Duration::from_secs(10)).await; // drains every queue
+//!     assert!(report.undelivered.is_empty());
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! Pure logic, tested on its own:
+//!
+//! - [`manifest`]: `plugin.yaml` parsed and validated, errors with line and column.
+//! - [`topic`]: topic validation and `*` / `>` pattern matching.
+//! - [`deps`]: dependency checks and start order.
+//! - [`delivery`]: what follows a plugin's outcome (ack, retry, forward, dead letter).
+//!
+//! Around it:
+//!
+//! - [`discovery`] walks the plugins directories; [`catalog`] reads every manifest and
+//!   resolves runtimes, entries, duplicates and dependencies.
+//! - [`bus`] routes events to each plugin's bounded [`bus::Queue`] and to subscribers,
+//!   and knows when the host is idle.
+//! - [`actor`] is the thread that owns one plugin's interpreter and carries out outcomes.
+//! - [`services`] implements the bindings' [`plughost_bindings::HostApi`]: publish checks,
+//!   logs, metrics, registered [`functions`].
+//! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
+//! - [`cli`] holds the commands of the binary.
+//!
+//! The runtimes themselves (Lua today) live in the `plughost-bindings` crate behind one
+//! interface, [`plughost_bindings::PluginInstance`].
+#![deny(missing_docs)]
+
 pub mod actor;
 pub mod bus;
 pub mod catalog;

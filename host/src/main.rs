@@ -76,6 +76,14 @@ fn or_default(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     }
 }
 
+/// Writes `text` on stdout. A closed stdout (`plughost list | head`) is not
+/// worth a panic: the reader has what it wanted.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(match cli.log_format {
@@ -107,7 +115,14 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt.block_on(plughost::cli::run::run(opts)),
+                Ok(rt) => {
+                    let code = rt.block_on(plughost::cli::run::run(opts));
+                    // Tokio reads stdin on a blocking thread whose read cannot
+                    // be cancelled: waiting for it would keep a signalled host
+                    // alive until the next input line or EOF.
+                    rt.shutdown_background();
+                    code
+                }
                 Err(e) => {
                     eprintln!("plughost: cannot start the async runtime: {e}");
                     exit::USAGE
@@ -116,9 +131,12 @@ fn main() -> ExitCode {
         }
         Command::Check { dirs } => match check::check(&or_default(dirs)) {
             Ok((count, problems)) => {
-                for p in &problems {
-                    println!("{p}");
-                }
+                print_stdout(
+                    &problems
+                        .iter()
+                        .map(|p| format!("{p}\n"))
+                        .collect::<String>(),
+                );
                 eprintln!("checked {count} plugin(s): {} error(s)", problems.len());
                 if problems.is_empty() {
                     exit::OK
@@ -135,12 +153,10 @@ fn main() -> ExitCode {
             Ok(catalog) => {
                 let rows = list::rows(&catalog);
                 if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&rows).expect("rows serialize")
-                    );
+                    let text = serde_json::to_string_pretty(&rows).expect("rows serialize");
+                    print_stdout(&format!("{text}\n"));
                 } else {
-                    print!("{}", list::table(&rows));
+                    print_stdout(&list::table(&rows));
                 }
                 if rows.iter().any(|r| !r.errors.is_empty()) {
                     exit::ERRORS

@@ -3,5 +3,12 @@
 //!
 //! Behaviour modules are written once and run against every runtime.
 
+mod bindings;
+mod cli;
+mod examples;
+mod library;
+mod lifecycle;
+mod live;
 mod outcomes;
+mod sandbox;
 mod support;

@@ -12,8 +12,10 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
     let c = ctx.clone();
     bus.set(
         "publish",
-        lua.create_function(move |lua, (topic, payload): (String, LuaValue)| {
-            let payload = from_lua(&payload).map_err(|e| convert_error(lua, "payload", e))?;
+        lua.create_function(move |lua, (topic, payload): (mlua::LuaString, LuaValue)| {
+            let topic = topic.to_str()?;
+            let payload = super::raw::from_lua(lua, &payload)
+                .map_err(|e| convert_error(lua, "payload", e))?;
             let cause = c.current.borrow().clone();
             c.host
                 .publish(&c.info, &topic, payload, cause.as_deref())

@@ -12,10 +12,19 @@ use mlua::{Lua, Table, Value as LuaValue};
 use serde_json::{Map, Number, Value};
 
 /// Deepest nesting converted; deeper is almost surely a table that contains itself.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Registry key of the metatable that marks empty tables that were JSON arrays.
 const ARRAY_MARK: &str = "plughost.array";
+/// [`ARRAY_MARK`] for the C API.
+pub(crate) const ARRAY_MARK_C: &std::ffi::CStr = c"plughost.array";
+
+/// Metatable field of the prelude's read-only views (`config` and its parts),
+/// which hold no entries of their own: the table they show. A view converts
+/// as that table.
+const VIEW_KEY: &str = "__plughost_view";
+/// [`VIEW_KEY`] for the C API.
+pub(crate) const VIEW_KEY_C: &std::ffi::CStr = c"__plughost_view";
 
 /// A value that cannot be converted, with where it sits (`payload.items[2]`).
 #[derive(Debug)]
@@ -25,14 +34,14 @@ pub(crate) struct ConvertError {
 }
 
 impl ConvertError {
-    fn new(what: impl Into<String>) -> Self {
+    pub(crate) fn new(what: impl Into<String>) -> Self {
         ConvertError {
             what: what.into(),
             path: Vec::new(),
         }
     }
 
-    fn at(mut self, segment: String) -> Self {
+    pub(crate) fn at(mut self, segment: String) -> Self {
         self.path.push(segment);
         self
     }
@@ -123,14 +132,57 @@ fn lua_string(s: &mlua::LuaString) -> String {
     }
 }
 
+/// A converted table entry's key.
+enum Key {
+    Index(i64),
+    Name(String),
+}
+
 fn table_to_json(t: &Table, depth: usize) -> Result<Value, ConvertError> {
-    let len = t.raw_len();
-    let mut entries: Vec<(LuaValue, LuaValue)> = Vec::with_capacity(len);
+    if let Some(shown) = t
+        .metatable()
+        .and_then(|m| m.raw_get::<Option<Table>>(VIEW_KEY).ok().flatten())
+    {
+        return table_to_json(&shown, depth);
+    }
+    // One pass: convert every value while reading the keys, then decide
+    // between array and object.
+    let mut entries: Vec<(Key, Value)> = Vec::with_capacity(t.raw_len());
+    let mut failure: Option<ConvertError> = None;
     t.for_each(|k: LuaValue, v: LuaValue| {
-        entries.push((k, v));
-        Ok(())
+        let key = match k {
+            LuaValue::Integer(i) => Key::Index(i),
+            LuaValue::String(s) => Key::Name(lua_string(&s)),
+            LuaValue::Number(f) => Key::Name(f.to_string()),
+            LuaValue::Boolean(b) => Key::Name(b.to_string()),
+            other => {
+                failure = Some(ConvertError::new(format!(
+                    "a {} cannot be a JSON object key",
+                    other.type_name()
+                )));
+                return Err(mlua::Error::runtime("stop"));
+            }
+        };
+        match from_lua_at(&v, depth) {
+            Ok(value) => {
+                entries.push((key, value));
+                Ok(())
+            }
+            Err(e) => {
+                let seg = match &key {
+                    Key::Index(i) => format!("[{i}]"),
+                    Key::Name(n) => format!(".{n}"),
+                };
+                failure = Some(e.at(seg));
+                Err(mlua::Error::runtime("stop"))
+            }
+        }
     })
-    .map_err(|e| ConvertError::new(e.to_string()))?;
+    .map_err(|e| {
+        failure
+            .take()
+            .unwrap_or_else(|| ConvertError::new(e.to_string()))
+    })?;
     if entries.is_empty() {
         let is_array = t
             .metatable()
@@ -142,44 +194,29 @@ fn table_to_json(t: &Table, depth: usize) -> Result<Value, ConvertError> {
             Value::Object(Map::new())
         });
     }
-    if len == entries.len()
-        && entries
-            .iter()
-            .all(|(k, _)| matches!(k, LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len))
-    {
-        let mut items = vec![Value::Null; len];
-        for (k, v) in &entries {
-            let LuaValue::Integer(i) = k else {
-                unreachable!()
-            };
-            let idx = *i as usize - 1;
-            items[idx] = from_lua_at(v, depth).map_err(|e| e.at(format!("[{i}]")))?;
+    let n = entries.len();
+    let is_sequence = entries
+        .iter()
+        .all(|(k, _)| matches!(k, Key::Index(i) if *i >= 1 && (*i as usize) <= n));
+    if is_sequence {
+        // Keys are distinct and all in 1..=n, so every slot is filled.
+        let mut items = vec![Value::Null; n];
+        for (k, v) in entries {
+            if let Key::Index(i) = k {
+                items[i as usize - 1] = v;
+            }
         }
         return Ok(Value::Array(items));
     }
-    let mut keyed: Vec<(String, &LuaValue)> = Vec::with_capacity(entries.len());
-    for (k, v) in &entries {
-        let key = match k {
-            LuaValue::String(s) => lua_string(s),
-            LuaValue::Integer(i) => i.to_string(),
-            LuaValue::Number(f) => f.to_string(),
-            LuaValue::Boolean(b) => b.to_string(),
-            other => {
-                return Err(ConvertError::new(format!(
-                    "a {} cannot be a JSON object key",
-                    other.type_name()
-                )));
-            }
-        };
-        keyed.push((key, v));
-    }
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut map = Map::with_capacity(keyed.len());
-    for (key, v) in keyed {
-        let converted = from_lua_at(v, depth).map_err(|e| e.at(format!(".{key}")))?;
-        map.insert(key, converted);
-    }
-    Ok(Value::Object(map))
+    let mut named: Vec<(String, Value)> = entries
+        .into_iter()
+        .map(|(k, v)| match k {
+            Key::Index(i) => (i.to_string(), v),
+            Key::Name(n) => (n, v),
+        })
+        .collect();
+    named.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(Value::Object(named.into_iter().collect()))
 }
 
 #[cfg(test)]

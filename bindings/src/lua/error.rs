@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use mlua::Lua;
+use mlua::{Lua, Value as LuaValue};
 
 use crate::{ErrorKind, ScriptError};
 
@@ -26,22 +26,71 @@ impl std::error::Error for LimitExceeded {}
 /// An error raised by a binding, positioned at the script line that called
 /// it, like Lua's own `error(msg, 2)`.
 pub(crate) fn raise(lua: &Lua, message: impl fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(positioned(lua, message))
+}
+
+/// `message` prefixed with the calling script line: `file:line: message`.
+pub(crate) fn positioned(lua: &Lua, message: impl fmt::Display) -> String {
     match caller_position(lua) {
-        Some((file, line)) => mlua::Error::runtime(format!("{file}:{line}: {message}")),
-        None => mlua::Error::runtime(message.to_string()),
+        Some((file, line)) => format!("{file}:{line}: {message}"),
+        None => message.to_string(),
     }
 }
 
-/// File and line of the innermost Lua (not C or Rust) frame on the stack.
+/// File and line of the innermost script frame on the stack: not C or Rust,
+/// and not plughost's own Lua glue (the prelude's `pcall`, `telemetry.span`),
+/// whose chunks are named `[plughost …]`.
 pub(crate) fn caller_position(lua: &Lua) -> Option<(String, usize)> {
-    (1..16).find_map(|level| {
+    (1..24).find_map(|level| {
         lua.inspect_stack(level, |d| {
             let line = d.current_line()?;
             let src = d.source().short_src?.into_owned();
-            (src != "[C]").then_some((src, line))
+            (src != "[C]" && !src.starts_with("[plughost")).then_some((src, line))
         })
         .flatten()
     })
+}
+
+/// What a script catches (with `pcall`, `xpcall`, `coroutine.resume`) of an
+/// error raised by a binding: mlua hands it over as an opaque userdata; the
+/// script gets a one-line string positioned at the line that called the
+/// binding, like Lua's own errors, which it can match, concatenate or
+/// publish. Memory and time limit errors, and values that are not Rust errors
+/// (a script's own error values), are kept as they are.
+pub(crate) fn to_script(lua: &Lua, value: LuaValue) -> mlua::Result<LuaValue> {
+    let LuaValue::Error(err) = &value else {
+        return Ok(value);
+    };
+    let mut traceback = None;
+    let mut inner: &mlua::Error = err;
+    loop {
+        match inner {
+            mlua::Error::CallbackError {
+                cause,
+                traceback: tb,
+            } => {
+                traceback.get_or_insert(tb.as_str());
+                inner = cause;
+            }
+            mlua::Error::WithContext { cause, .. } => inner = cause,
+            _ => break,
+        }
+    }
+    let text = match inner {
+        mlua::Error::MemoryError(_) => return Ok(value),
+        mlua::Error::ExternalError(e) if e.downcast_ref::<LimitExceeded>().is_some() => {
+            return Ok(value);
+        }
+        // Positioned already: by `raise`, or by Lua for an error in a module.
+        mlua::Error::RuntimeError(message) => split_traceback(message).0,
+        // mlua's own (a bad argument): positioned at the call, found in the
+        // traceback taken when it was raised.
+        other => match traceback.and_then(first_lua_frame) {
+            Some((file, line)) => format!("{file}:{line}: {other}"),
+            None => positioned(lua, other),
+        },
+    };
+    lua.create_string(text).map(LuaValue::String)
 }
 
 /// Converts an mlua error into a script error with kind, position and traceback.

@@ -11,6 +11,7 @@ mod convert;
 mod error;
 mod log;
 mod outcome;
+mod raw;
 mod require;
 mod sandbox;
 mod telemetry;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mlua::chunk::ChunkMode;
-use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Table, Value as LuaValue};
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Value as LuaValue};
 use serde_json::Value;
 
 use self::context::{Context, Ctx};
@@ -154,25 +155,6 @@ impl LuaPlugin {
             .or_file(&self.entry)
             .in_hook(hook)
     }
-
-    fn event_table(&self, event: &Event) -> mlua::Result<Table> {
-        let lua = &self.lua;
-        let t = lua.create_table_with_capacity(0, 7)?;
-        t.raw_set("id", event.id.as_str())?;
-        t.raw_set("topic", event.topic.as_str())?;
-        t.raw_set("payload", convert::to_lua(lua, &event.payload)?)?;
-        t.raw_set("source", event.source.as_str())?;
-        t.raw_set("timestamp", event.timestamp.as_str())?;
-        if let Some(c) = &event.correlation_id {
-            t.raw_set("correlation_id", c.as_str())?;
-        }
-        let headers = lua.create_table_with_capacity(0, event.headers.len())?;
-        for (k, v) in &event.headers {
-            headers.raw_set(k.as_str(), v.as_str())?;
-        }
-        t.raw_set("headers", headers)?;
-        Ok(t)
-    }
 }
 
 impl PluginInstance for LuaPlugin {
@@ -187,9 +169,8 @@ impl PluginInstance for LuaPlugin {
         let Some(f) = &self.hooks.on_event else {
             return Ok(Outcome::Ack);
         };
-        let table = self
-            .event_table(event)
-            .map_err(|e| self.error(&e, HookName::OnEvent))?;
+        let table =
+            raw::event_table(&self.lua, event).map_err(|e| self.error(&e, HookName::OnEvent))?;
         *self.ctx.current.borrow_mut() = Some(event.clone());
         let result = self.call::<_, LuaValue>(f, table, HookName::OnEvent);
         *self.ctx.current.borrow_mut() = None;

@@ -5,8 +5,11 @@
 //! `time`, `clock`, `date`); `io`, `debug` and `package` are never opened.
 //! Memory is capped by the allocator limit. Time is enforced by a global
 //! count hook, inherited by every coroutine, that raises once the hook call's
-//! deadline has passed; the prelude re-raises that error out of `pcall`,
-//! `xpcall` and `coroutine.resume`, so a runaway loop cannot catch it.
+//! deadline has passed; the prelude raises it again out of `pcall`, `xpcall`
+//! and `coroutine.resume` (whatever error they caught, since the caught one
+//! may be the script's own), so a runaway loop cannot catch it. The same
+//! wrappers turn the errors bindings raise into strings (see
+//! `error::to_script`).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
-use super::error::LimitExceeded;
+use super::error::{LimitExceeded, caller_position};
 
 /// Instructions between two checks of the deadline: frequent enough to stop a
 /// loop within a millisecond, rare enough to cost nothing measurable.
@@ -43,7 +46,26 @@ impl Budget {
     pub(crate) fn exceeded(&self) -> bool {
         self.deadline.get().is_some_and(|d| Instant::now() >= d)
     }
+
+    /// The time limit error, positioned at the script line `at`, once the
+    /// deadline has passed.
+    fn check(&self, at: Option<(String, usize)>) -> mlua::Result<()> {
+        if !self.exceeded() {
+            return Ok(());
+        }
+        let ms = self.timeout.get().as_millis();
+        let message = format!(
+            "time limit exceeded: the hook ran longer than {ms} ms (limits.event_timeout_ms)"
+        );
+        Err(mlua::Error::external(LimitExceeded(match at {
+            Some((file, line)) => format!("{file}:{line}: {message}"),
+            None => message,
+        })))
+    }
 }
+
+/// Registry key of Lua's own `pcall`, before the prelude replaced it.
+pub(crate) const RAW_PCALL: &str = "plughost.raw_pcall";
 
 /// A fresh interpreter with the allow-listed libraries, the memory cap and
 /// the time hook. Returns it with the prelude's `readonly` function.
@@ -58,25 +80,39 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
     let hook_budget = budget.clone();
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(CHECK_EVERY),
-        move |_, _| {
+        move |lua, debug| {
             if hook_budget.exceeded() {
-                let ms = hook_budget.timeout.get().as_millis();
-                Err(mlua::Error::external(LimitExceeded(format!(
-                    "time limit exceeded: the hook ran longer than {ms} ms (limits.event_timeout_ms)"
-                ))))
-            } else {
-                Ok(VmState::Continue)
+                // The line the runaway code was at, unless that is glue.
+                let here = debug.source().short_src.map(|s| s.into_owned());
+                let at = match (here, debug.current_line()) {
+                    (Some(src), Some(line)) if !src.starts_with('[') => Some((src, line)),
+                    _ => caller_position(lua),
+                };
+                hook_budget.check(at)?;
             }
+            Ok(VmState::Continue)
         },
     )?;
-    let over = {
+    let check_budget = {
         let budget = budget.clone();
-        lua.create_function(move |_, ()| Ok(budget.exceeded()))?
+        lua.create_function(move |lua, ()| {
+            if budget.exceeded() {
+                budget.check(caller_position(lua))?;
+            }
+            Ok(())
+        })?
     };
+    // Kept before the prelude wraps it: glue written in Lua (`telemetry.span`)
+    // catches errors with it, and must pass every error on unchanged.
+    let raw_pcall: Function = lua.globals().get("pcall")?;
+    lua.set_named_registry_value(RAW_PCALL, raw_pcall)?;
+    let to_script = lua.create_function(super::error::to_script)?;
     let readonly: Function = lua
         .load(include_str!("prelude.lua"))
         .set_name("=[plughost prelude]")
-        .call(over)?;
+        .call((check_budget, to_script))?;
+    // Events make many short-lived tables: the generational collector suits them.
+    lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
     // The cap comes last so the prelude never counts against the plugin.
     lua.set_memory_limit(memory_bytes)?;
     Ok((lua, readonly))
@@ -143,6 +179,69 @@ mod tests {
                 err.to_string().contains("time limit exceeded"),
                 "{src}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_caught_error_past_the_deadline_becomes_the_time_limit() {
+        let (lua, budget) = lua();
+        budget.start(Duration::from_millis(20));
+        let err = lua
+            .load("while true do pcall(error, 'mine') end")
+            .set_name("@p/main.lua")
+            .exec()
+            .unwrap_err();
+        budget.stop();
+        let shown = super::super::error::to_script_error(&err, 8);
+        assert!(shown.message.starts_with("time limit exceeded"), "{shown}");
+        assert_eq!(shown.file.as_deref(), Some("p/main.lua"));
+        assert_eq!(shown.line, Some(1));
+    }
+
+    #[test]
+    fn binding_errors_are_caught_as_positioned_strings() {
+        let (lua, _) = lua();
+        let refuse = lua
+            .create_function(|lua, ()| -> mlua::Result<()> {
+                Err(super::super::error::raise(lua, "refused"))
+            })
+            .unwrap();
+        lua.globals().set("refuse", refuse).unwrap();
+        let caught: Vec<String> = lua
+            .load(
+                "local out = {}\n\
+                 out[1] = select(2, pcall(refuse))\n\
+                 out[2] = select(2, xpcall(function() refuse() end, function(e) return type(e) .. ': ' .. e end))\n\
+                 out[3] = select(2, coroutine.resume(coroutine.create(function() refuse() end)))\n\
+                 return out",
+            )
+            .set_name("@p/main.lua")
+            .eval()
+            .unwrap();
+        assert_eq!(
+            caught,
+            [
+                "p/main.lua:2: refused",
+                "string: p/main.lua:3: refused",
+                "p/main.lua:4: refused",
+            ]
+        );
+    }
+
+    #[test]
+    fn readonly_views_convert_as_the_table_they_show() {
+        let budget = Rc::new(Budget::default());
+        let (lua, readonly) = new_lua(8 << 20, budget).unwrap();
+        super::super::convert::install(&lua).unwrap();
+        let data = serde_json::json!({"a": {"b": [1, 2]}, "c": "d"});
+        let view: mlua::Value = readonly
+            .call(super::super::convert::to_lua(&lua, &data).unwrap())
+            .unwrap();
+        lua.globals().set("config", view.clone()).unwrap();
+        let part: mlua::Value = lua.load("return config.a").eval().unwrap();
+        for (v, want) in [(&view, &data), (&part, &data["a"])] {
+            assert_eq!(&super::super::convert::from_lua(v).unwrap(), want);
+            assert_eq!(&super::super::raw::from_lua(&lua, v).unwrap(), want);
         }
     }
 

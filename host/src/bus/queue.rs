@@ -62,6 +62,9 @@ struct Inner {
     events: VecDeque<Delivery>,
     control: VecDeque<Control>,
     closed: bool,
+    // Who is asleep, so nobody pays for a wake-up (a system call) in vain.
+    consumer_waiting: bool,
+    producers_waiting: usize,
 }
 
 /// A bounded queue of deliveries for one plugin.
@@ -112,8 +115,11 @@ impl Queue {
             }
         }
         inner.events.push_back(Delivery { event, attempt: 1 });
+        let wake = inner.consumer_waiting;
         drop(inner);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         result
     }
 
@@ -123,9 +129,11 @@ impl Queue {
         loop {
             match self.try_push(event, force) {
                 Push::Full(e) => {
-                    let inner = self.lock();
+                    let mut inner = self.lock();
                     if inner.events.len() >= self.capacity && !inner.closed {
-                        drop(self.room.wait(inner));
+                        inner.producers_waiting += 1;
+                        let mut inner = self.room.wait(inner).unwrap_or_else(|p| p.into_inner());
+                        inner.producers_waiting -= 1;
                     }
                     event = e;
                 }
@@ -136,17 +144,23 @@ impl Queue {
 
     /// Queues an event, awaiting room while a `block` queue is full.
     pub async fn push_async(&self, event: Arc<Event>) -> Push {
-        let mut event = event;
+        let mut event = match self.try_push(event, false) {
+            Push::Full(e) => e,
+            other => return other,
+        };
         loop {
             let notified = self.room_async.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match self.try_push(event, false) {
-                Push::Full(e) => {
-                    event = e;
-                    notified.await;
-                }
-                other => return other,
+            self.lock().producers_waiting += 1;
+            let pushed = self.try_push(event, false);
+            if let Push::Full(e) = pushed {
+                notified.await;
+                event = e;
+                self.lock().producers_waiting -= 1;
+            } else {
+                self.lock().producers_waiting -= 1;
+                return pushed;
             }
         }
     }
@@ -165,16 +179,23 @@ impl Queue {
                 return Pop::Control(c);
             }
             if let Some(d) = inner.events.pop_front() {
+                // Blocked publishers are woken once the queue is half empty, not
+                // for every slot, so a full queue does not ping-pong.
+                let wake = inner.producers_waiting > 0 && inner.events.len() <= self.capacity / 2;
                 drop(inner);
-                self.room.notify_all();
-                self.room_async.notify_waiters();
+                if wake {
+                    self.room.notify_all();
+                    self.room_async.notify_waiters();
+                }
                 return Pop::Event(d);
             }
+            inner.consumer_waiting = true;
             match deadline {
                 None => inner = self.ready.wait(inner).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        inner.consumer_waiting = false;
                         return Pop::Timeout;
                     }
                     inner = self
@@ -184,6 +205,7 @@ impl Queue {
                         .0;
                 }
             }
+            inner.consumer_waiting = false;
         }
     }
 

@@ -51,6 +51,9 @@ pub mod exit {
 
 /// Runs the host until a signal (or idleness with `exit_when_idle`); returns the exit code.
 pub async fn run(opts: RunOptions) -> i32 {
+    // Listen before anything runs: a signal that arrives while plugins start
+    // or input begins must stop the host cleanly, not kill it.
+    let signal = shutdown_signal();
     let host = match Host::builder().plugins_dirs(opts.plugins.clone()).build() {
         Ok(h) => h,
         Err(e) => {
@@ -103,7 +106,7 @@ pub async fn run(opts: RunOptions) -> i32 {
         let host = host.clone();
         tokio::spawn(async move { input::publish_lines(&host, &name, reader).await })
     });
-    let stats = wait(&host, input_task, opts.exit_when_idle).await;
+    let stats = wait(&host, input_task, opts.exit_when_idle, signal).await;
     had_errors |= stats.errors > 0;
 
     let shutdown = host.shutdown(opts.drain_timeout).await;
@@ -120,8 +123,8 @@ async fn wait(
     host: &Host,
     input: Option<tokio::task::JoinHandle<InputStats>>,
     exit_when_idle: bool,
+    signal: impl Future<Output = ()>,
 ) -> InputStats {
-    let signal = shutdown_signal();
     tokio::pin!(signal);
     let Some(mut input) = input else {
         (&mut signal).await;
@@ -153,24 +156,36 @@ async fn wait(
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled, so a signal arriving in between is not lost (nor does it
+/// kill the process with the default action). Call it inside the runtime.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt()).ok();
+    let term = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(int) => {}
+            () = wait(term) => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

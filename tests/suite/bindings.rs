@@ -1,0 +1,844 @@
+//! SPEC §4 the script API: every binding and hook, for every runtime.
+//!
+//! Scripts mark the lines whose position an error or a log record must name
+//! with an `@marker` comment; [`line_of`] finds them, so the assertions keep
+//! holding when a script is edited.
+
+use serde_json::{Value, json};
+
+use crate::behaviours;
+use crate::support::{Fixture, Run, Runtime, Src, ev};
+
+/// The 1-based line of `src` holding `@marker`.
+pub(crate) fn line_of(src: &str, marker: &str) -> usize {
+    let tag = format!("@{marker}");
+    let mut hits = src
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.split_whitespace().any(|w| w == tag));
+    let (i, _) = hits
+        .next()
+        .unwrap_or_else(|| panic!("no line marked {tag} in\n{src}"));
+    assert!(hits.next().is_none(), "{tag} marks several lines");
+    i + 1
+}
+
+/// `/<plugin>/<file>:<line>`: how errors and log records name a script line
+/// (the plugins directory in front is the fixture's temp dir).
+pub(crate) fn at(plugin: &str, file: &str, line: usize) -> String {
+    format!("/{plugin}/{file}:{line}")
+}
+
+/// The one stderr line holding `needle`.
+pub(crate) fn log_line<'a>(run: &'a Run, needle: &str) -> &'a str {
+    let hits: Vec<&str> = run.stderr.lines().filter(|l| l.contains(needle)).collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected one log line with {needle:?}\n{run}"
+    );
+    hits[0]
+}
+
+/// The one payload on `topic`.
+fn only(run: &Run, topic: &str) -> Value {
+    let p = run.payloads(topic);
+    assert_eq!(p.len(), 1, "expected one event on {topic}\n{run}");
+    p[0].clone()
+}
+
+// ---------------------------------------------------------------- event
+
+const EVENT_FIELDS: Src = Src {
+    lua: r#"
+function on_event(e)
+  bus.publish("fields", {
+    topic = e.topic,
+    id = e.id,
+    source = e.source,
+    timestamp = e.timestamp,
+    correlation_id = e.correlation_id or "none",
+    headers = e.headers,
+    payload = e.payload,
+  })
+end
+"#,
+};
+
+fn event_fields_reach_the_script(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", EVENT_FIELDS.get(rt));
+    let payload = json!({
+        "s": "text",
+        "i": 42,
+        "neg": -7,
+        "big": 9007199254740993_i64,
+        "f": 2.5,
+        "whole_float": 1.0,
+        "b": true,
+        "no": false,
+        "obj": {"inner": {"deep": "yes", "list": [1, "two", {"three": 3}, [4]]}},
+        "arr": [1, 2, 3],
+        "empty_array": [],
+        "empty_object": {},
+    });
+    let run = fx.run(&[
+        json!({
+            "topic": "in",
+            "payload": payload,
+            "headers": {"trace": "abc", "k": "v"},
+            "correlation_id": "corr-1",
+        }),
+        ev("in", json!({"second": true})),
+    ]);
+    run.expect_code(0);
+    let inputs = run.on("in");
+    let seen = run.payloads("fields");
+    assert_eq!(seen.len(), 2, "{run}");
+
+    assert_eq!(seen[0]["topic"], "in");
+    assert_eq!(seen[0]["id"], inputs[0]["id"]);
+    assert_eq!(seen[0]["source"], "host");
+    assert_eq!(seen[0]["timestamp"], inputs[0]["timestamp"]);
+    assert_eq!(seen[0]["correlation_id"], "corr-1");
+    assert_eq!(seen[0]["headers"], json!({"trace": "abc", "k": "v"}));
+    // Every kind of value survives the trip into the script and back out,
+    // including an empty array (not turned into `{}`).
+    assert_eq!(seen[0]["payload"], payload, "{run}");
+
+    assert_eq!(seen[1]["id"], inputs[1]["id"]);
+    assert_ne!(seen[0]["id"], seen[1]["id"]);
+    assert_eq!(
+        seen[1]["correlation_id"], "none",
+        "no correlation id is nil"
+    );
+    assert_eq!(seen[1]["headers"], json!({}));
+    assert_eq!(seen[1]["payload"], json!({"second": true}));
+}
+
+const PAYLOAD_TYPES: Src = Src {
+    lua: r#"
+function on_event(e)
+  local p = e.payload
+  bus.publish("types", {
+    s = type(p.s),
+    i = math.type(p.i),
+    big = p.big == 9007199254740993,
+    f = math.type(p.f),
+    b = type(p.b),
+    obj = type(p.obj),
+    deep = p.obj.inner.deep,
+    arr_len = #p.arr,
+    arr_second = p.arr[2],
+    empty_len = #p.empty,
+    sum = p.i + p.f,
+  })
+end
+"#,
+};
+
+fn payload_values_have_native_types(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", PAYLOAD_TYPES.get(rt));
+    let run = fx.run(&[ev(
+        "in",
+        json!({
+            "s": "x", "i": 40, "big": 9007199254740993_i64, "f": 2.5, "b": false,
+            "obj": {"inner": {"deep": "yes"}}, "arr": ["a", "b", "c"], "empty": [],
+        }),
+    )]);
+    run.expect_code(0);
+    assert_eq!(
+        only(&run, "types"),
+        json!({
+            "s": "string", "i": "integer", "big": true, "f": "float", "b": "boolean",
+            "obj": "table", "deep": "yes", "arr_len": 3, "arr_second": "b", "empty_len": 0,
+            "sum": 42.5,
+        }),
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------- bus
+
+const PUBLISH_ID: Src = Src {
+    lua: r#"
+function on_event(e)
+  local first = bus.publish("out", { n = 1 })
+  local second = bus.publish("out", { n = 2 })
+  bus.publish("returned", { first = first, second = second })
+end
+"#,
+};
+
+fn publish_returns_the_new_events_id(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", PUBLISH_ID.get(rt));
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    let out = run.on("out");
+    assert_eq!(out.len(), 2, "{run}");
+    let returned = only(&run, "returned");
+    assert!(returned["first"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(returned["first"], out[0]["id"], "{run}");
+    assert_eq!(returned["second"], out[1]["id"], "{run}");
+    assert_ne!(returned["first"], returned["second"]);
+    assert_eq!(out[0]["source"], "p");
+}
+
+const CHAIN_FIRST: Src = Src {
+    lua: r#"
+function on_event(e)
+  bus.publish("mid", { n = e.payload.n })
+end
+"#,
+};
+
+const CHAIN_SECOND: Src = Src {
+    lua: r#"
+function on_event(e)
+  bus.publish("end", { n = e.payload.n, saw_source = e.source, saw_corr = e.correlation_id })
+end
+"#,
+};
+
+fn correlation_ids_follow_a_chain_of_plugins(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "a", "subscriptions: [in]\n", CHAIN_FIRST.get(rt));
+    fx.plugin(rt, "b", "subscriptions: [mid]\n", CHAIN_SECOND.get(rt));
+    let run = fx.run(&[
+        ev("in", json!({"n": 1})),
+        json!({"topic": "in", "payload": {"n": 2}, "correlation_id": "given-corr"}),
+    ]);
+    run.expect_code(0);
+    let by_n = |topic: &str, n: i64| -> Value {
+        run.on(topic)
+            .into_iter()
+            .find(|e| e["payload"]["n"] == n)
+            .unwrap_or_else(|| panic!("no {topic} with n = {n}\n{run}"))
+    };
+
+    // Without a correlation id, the chain carries the input's id.
+    let input = by_n("in", 1);
+    assert_eq!(input["correlation_id"], Value::Null);
+    let (mid, end) = (by_n("mid", 1), by_n("end", 1));
+    assert_eq!(mid["correlation_id"], input["id"], "{run}");
+    assert_eq!(end["correlation_id"], input["id"], "{run}");
+    assert_eq!(end["payload"]["saw_source"], "a");
+    assert_eq!(end["payload"]["saw_corr"], input["id"]);
+    assert_eq!(end["source"], "b");
+
+    // With one, the chain keeps it.
+    let (mid, end) = (by_n("mid", 2), by_n("end", 2));
+    assert_eq!(mid["correlation_id"], "given-corr", "{run}");
+    assert_eq!(end["correlation_id"], "given-corr", "{run}");
+}
+
+const PUBLISH_REFUSED: Src = Src {
+    lua: r#"
+local function try(topic)
+  local ok, err = pcall(function()
+    return bus.publish(topic, {}) -- @publish
+  end)
+  if ok then return "ok" end
+  return { kind = type(err), text = tostring(err) }
+end
+
+function on_event(e)
+  local report = {
+    elsewhere = try("elsewhere"),
+    star = try("out.*"),
+    tail = try("out.>"),
+    reserved = try("plughost.plugin.started"),
+    allowed = try("out.fine"),
+  }
+  -- Caught straight by pcall, xpcall or a coroutine, the error is the same
+  -- kind of string, naming the line of the call.
+  local _, direct = pcall(bus.publish, "out.*", {}) -- @direct
+  report.direct = direct
+  local _, handled = xpcall(function()
+    bus.publish("out.*", {}) -- @xpcall
+  end, function(err) return "handled: " .. err end)
+  report.xpcall = handled
+  local co = coroutine.create(function()
+    bus.publish("out.*", {}) -- @coroutine
+  end)
+  local _, resumed = coroutine.resume(co)
+  report.coroutine = resumed
+  local _, bad_arg = pcall(function()
+    bus.publish({}, {}) -- @bad-arg
+  end)
+  report.bad_arg = bad_arg
+  bus.publish("out.report", report)
+end
+"#,
+};
+
+fn refused_publishes_raise_catchable_errors_at_the_line(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = PUBLISH_REFUSED.get(rt);
+    fx.plugin(
+        rt,
+        "strict",
+        "subscriptions: [in]\npublications: [out.>]\n",
+        src,
+    );
+    fx.plugin(rt, "open", "subscriptions: [in]\n", src);
+    let run = fx.run(&[ev("in", json!({}))]);
+    let line = line_of(src, "publish");
+    let reports = run.on("out.report");
+    assert_eq!(
+        reports.len(),
+        2,
+        "both scripts went on after the errors\n{run}"
+    );
+    for report in &reports {
+        let plugin = report["source"].as_str().unwrap();
+        let r = &report["payload"];
+        let expect_error = |key: &str, phrase: &str| {
+            let e = &r[key];
+            assert_eq!(
+                e["kind"], "string",
+                "{plugin}: {key}: the error is a string: {e}"
+            );
+            let text = e["text"].as_str().unwrap();
+            let prefix = format!("{}: ", at(plugin, rt.entry(), line));
+            assert!(
+                text.contains(&prefix),
+                "{plugin}: {key}: the error should name {prefix}: {text}"
+            );
+            assert!(
+                !text.contains("traceback"),
+                "{plugin}: {key}: one line: {text}"
+            );
+            assert!(text.contains(phrase), "{plugin}: {key}: {text}");
+        };
+        expect_error("star", "wildcard");
+        expect_error("tail", "wildcard");
+        expect_error("reserved", "reserved");
+        assert_eq!(r["allowed"], "ok", "{plugin}");
+        for (key, marker, phrase) in [
+            ("direct", "direct", "wildcard"),
+            ("xpcall", "xpcall", "wildcard"),
+            ("coroutine", "coroutine", "wildcard"),
+            ("bad_arg", "bad-arg", "bad argument #1"),
+        ] {
+            let text = r[key].as_str().unwrap_or_else(|| panic!("{key}: {r}"));
+            let pos = at(plugin, rt.entry(), line_of(src, marker));
+            assert!(
+                text.contains(&format!("{pos}: ")),
+                "{key}: names {pos}: {text}"
+            );
+            assert!(text.contains(phrase), "{key}: {text}");
+            assert!(!text.contains("traceback"), "{key}: one line: {text}");
+        }
+        assert!(r["xpcall"].as_str().unwrap().starts_with("handled: "));
+        if plugin == "strict" {
+            expect_error("elsewhere", "outside this plugin's publications");
+        } else {
+            assert_eq!(r["elsewhere"], "ok", "{plugin}");
+        }
+    }
+    // Nothing refused reached the bus.
+    let elsewhere = run.on("elsewhere");
+    assert_eq!(elsewhere.len(), 1, "{run}");
+    assert_eq!(elsewhere[0]["source"], "open");
+    assert_eq!(run.on("out.fine").len(), 2);
+    assert_eq!(run.on("plughost.plugin.started").len(), 2, "{run}");
+    assert!(run.dead_letters().is_empty(), "{run}");
+}
+
+// ---------------------------------------------------------------- config
+
+const CONFIG: Src = Src {
+    lua: r#"
+function on_event(e)
+  local keys = {}
+  for k in pairs(config) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local items = {}
+  for i, v in ipairs(config.list) do items[i] = v end
+  local deep_keys = {}
+  for k, v in pairs(config.nested.deep) do deep_keys[#deep_keys + 1] = k .. "=" .. tostring(v) end
+  table.sort(deep_keys)
+
+  local ok, err = pcall(function()
+    config.name = "changed" -- @set-top
+  end)
+  local nested_ok, nested_err = pcall(function()
+    config.nested.deep.flag = false -- @set-nested
+  end)
+
+  bus.publish("config", {
+    name = config.name,
+    max = config.limits.max,
+    ratio = config.limits.ratio,
+    flag = config.nested.deep.flag,
+    missing = config.missing == nil,
+    keys = table.concat(keys, ","),
+    deep_keys = table.concat(deep_keys, ","),
+    len = #config.list,
+    items = items,
+    set_ok = ok,
+    set_err = tostring(err),
+    nested_ok = nested_ok,
+    nested_err = tostring(nested_err),
+  })
+end
+"#,
+};
+
+fn config_is_readable_and_read_only(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = CONFIG.get(rt);
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nconfig:\n  name: demo\n  limits: {max: 3, ratio: 0.5}\n  \
+         list: [a, b, c]\n  nested: {deep: {flag: true, level: 2}}\n",
+        src,
+    );
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    let c = only(&run, "config");
+    assert_eq!(c["name"], "demo", "{run}");
+    assert_eq!(c["max"], 3);
+    assert_eq!(c["ratio"], 0.5);
+    assert_eq!(c["flag"], true, "the failed assignment changed nothing");
+    assert_eq!(c["missing"], true);
+    assert_eq!(c["keys"], "limits,list,name,nested");
+    assert_eq!(c["deep_keys"], "flag=true,level=2");
+    assert_eq!(c["len"], 3);
+    assert_eq!(c["items"], json!(["a", "b", "c"]));
+    for (ok, err, marker) in [
+        ("set_ok", "set_err", "set-top"),
+        ("nested_ok", "nested_err", "set-nested"),
+    ] {
+        assert_eq!(c[ok], false, "{run}");
+        let err = c[err].as_str().unwrap();
+        assert!(err.contains("config is read-only"), "{err}");
+        let pos = at("p", rt.entry(), line_of(src, marker));
+        assert!(err.contains(&pos), "the error should name {pos}: {err}");
+    }
+}
+
+const CONFIG_AS_DATA: Src = Src {
+    lua: r#"
+function on_event(e)
+  state.kept = config.list
+  bus.publish("limits", config.limits)
+  bus.publish("whole", { config = config, kept = state.kept })
+end
+"#,
+};
+
+fn config_parts_are_data_like_any_other(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]
+config:
+  limits: {max: 3, ratio: 0.5}
+  list: [a, b]
+",
+        CONFIG_AS_DATA.get(rt),
+    );
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    assert_eq!(
+        only(&run, "limits"),
+        json!({"max": 3, "ratio": 0.5}),
+        "{run}"
+    );
+    assert_eq!(
+        only(&run, "whole"),
+        json!({
+            "config": {"limits": {"max": 3, "ratio": 0.5}, "list": ["a", "b"]},
+            "kept": ["a", "b"],
+        }),
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------- state
+
+const STATE: Src = Src {
+    lua: r#"
+function init()
+  state.greeting = "set in init"
+  state.count = 0
+  state.seen = {}
+end
+
+function on_event(e)
+  state.count = state.count + 1
+  state.seen[#state.seen + 1] = e.payload.tag
+  bus.publish("state", { greeting = state.greeting, count = state.count, seen = state.seen })
+end
+"#,
+};
+
+fn state_survives_across_events_and_hooks(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", STATE.get(rt));
+    let run = fx.run(&[
+        ev("in", json!({"tag": "a"})),
+        ev("in", json!({"tag": "b"})),
+        ev("in", json!({"tag": "c"})),
+    ]);
+    run.expect_code(0);
+    assert_eq!(
+        run.payloads("state"),
+        vec![
+            json!({"greeting": "set in init", "count": 1, "seen": ["a"]}),
+            json!({"greeting": "set in init", "count": 2, "seen": ["a", "b"]}),
+            json!({"greeting": "set in init", "count": 3, "seen": ["a", "b", "c"]}),
+        ],
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------- log
+
+const LOG: Src = Src {
+    lua: r#"
+function on_event(e)
+  log.info("info-marker") -- @info
+  log.warn("warn-marker", { code = "field-value-1" }) -- @warn
+  log.error("error-marker", { code = "field-value-2" }) -- @error
+  log.debug("debug-marker")
+  log.trace("trace-marker")
+  print("print-marker", 42, true) -- @print
+  bus.publish("done", {})
+end
+"#,
+};
+
+fn log_records_name_the_plugin_and_the_line(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = LOG.get(rt);
+    fx.plugin(rt, "p", "subscriptions: [in]\n", src);
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    only(&run, "done");
+    for (needle, level, marker, field) in [
+        ("info-marker", "INFO", "info", None),
+        ("warn-marker", "WARN", "warn", Some("field-value-1")),
+        ("error-marker", "ERROR", "error", Some("field-value-2")),
+        ("print-marker\t42\ttrue", "INFO", "print", None),
+    ] {
+        let line = log_line(&run, needle);
+        assert!(line.contains(level), "{level}: {line}");
+        assert!(line.contains("plugin=p"), "{line}");
+        let pos = at("p", rt.entry(), line_of(src, marker));
+        assert!(line.contains(&pos), "should name {pos}: {line}");
+        if let Some(field) = field {
+            assert!(line.contains(field), "should carry the fields: {line}");
+        }
+    }
+    // The harness logs at `info`: debug and trace records are filtered out.
+    assert!(!run.stderr.contains("debug-marker"), "{run}");
+    assert!(!run.stderr.contains("trace-marker"), "{run}");
+    // Nothing a script logs or prints reaches stdout: it holds tapped events only.
+    assert!(!run.stdout.contains("marker"), "{run}");
+    run.events();
+}
+
+// ---------------------------------------------------------------- timer
+
+const TIMERS: Src = Src {
+    lua: r#"
+function on_event(e)
+  state.deliveries = (state.deliveries or 0) + 1
+  if state.deliveries == 1 then
+    state.after, state.ticks = 0, 0
+    timer.after(10, function()
+      state.after = state.after + 1
+      bus.publish("after", {})
+    end)
+    local ticker
+    ticker = timer.every(10, function()
+      state.ticks = state.ticks + 1
+      bus.publish("tick", { n = state.ticks })
+      if state.ticks == 3 then timer.cancel(ticker) end
+    end)
+    local never = timer.every(5, function() bus.publish("never", {}) end)
+    timer.cancel(never)
+    -- A pending retry keeps the host running while the timers fire.
+    return outcome.retry(300)
+  end
+  bus.publish("done", { after = state.after, ticks = state.ticks })
+end
+"#,
+};
+
+fn timers_fire_repeat_and_cancel(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", TIMERS.get(rt));
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    assert_eq!(run.on("after").len(), 1, "timer.after fires once\n{run}");
+    assert_eq!(
+        run.payloads("tick"),
+        vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})],
+        "timer.every repeats until cancelled\n{run}"
+    );
+    assert!(
+        run.on("never").is_empty(),
+        "a cancelled timer never fires\n{run}"
+    );
+    assert_eq!(only(&run, "done"), json!({"after": 1, "ticks": 3}));
+    assert!(run.dead_letters().is_empty(), "{run}");
+}
+
+const TIMER_ERROR: Src = Src {
+    lua: r#"
+function on_event(e)
+  state.deliveries = (state.deliveries or 0) + 1
+  if state.deliveries == 1 then
+    timer.after(5, function()
+      error("boom in a timer") -- @timer-error
+    end)
+    timer.after(30, function() bus.publish("later", {}) end)
+    return outcome.retry(200)
+  end
+  bus.publish("done", {})
+end
+"#,
+};
+
+fn a_timer_error_is_logged_and_the_plugin_goes_on(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = TIMER_ERROR.get(rt);
+    fx.plugin(rt, "p", "subscriptions: [in]\n", src);
+    let run = fx.run(&[ev("in", json!({}))]);
+    let line = log_line(&run, "boom in a timer");
+    let pos = at("p", rt.entry(), line_of(src, "timer-error"));
+    assert!(line.contains(&pos), "should name {pos}: {line}");
+    assert!(line.contains("ERROR"), "{line}");
+    assert_eq!(run.on("later").len(), 1, "{run}");
+    assert_eq!(run.on("done").len(), 1, "{run}");
+    assert!(run.dead_letters().is_empty(), "{run}");
+}
+
+// ---------------------------------------------------------------- telemetry
+
+const TELEMETRY: Src = Src {
+    lua: r#"
+function on_event(e)
+  telemetry.counter("requests.total", 1)
+  telemetry.counter("requests.total", 2, { route = "a" })
+  telemetry.gauge("queue_depth", 5.5)
+  telemetry.gauge("queue_depth", 3, { shard = 1 })
+  telemetry.histogram("latency-ms", 12.5)
+  telemetry.histogram("latency-ms", 7, { route = "b" })
+
+  local bad_ok, bad_err = pcall(function()
+    telemetry.counter("bad name!", 1) -- @bad-metric
+  end)
+
+  local a, b = telemetry.span("work", function() return 1, "two" end)
+  local c = telemetry.span("work.attrs", { step = "x" }, function() return { nested = true } end)
+  local deep = telemetry.span("outer", function()
+    return telemetry.span("inner", { level = 2 }, function() return "deep" end)
+  end)
+  local span_ok, span_err = pcall(telemetry.span, "failing", function()
+    error("inside a span") -- @span-error
+  end)
+  local _, span_value = pcall(telemetry.span, "failing", { a = 1 }, function()
+    error({ code = 7 })
+  end)
+  local after_ok, after = pcall(telemetry.span, "after", function() return "still works" end)
+
+  bus.publish("report", {
+    bad_ok = bad_ok,
+    bad_kind = type(bad_err),
+    bad_err = tostring(bad_err),
+    a = a,
+    b = b,
+    c = c,
+    deep = deep,
+    span_ok = span_ok,
+    span_kind = type(span_err),
+    span_err = tostring(span_err),
+    span_value = span_value,
+    after = after,
+  })
+end
+"#,
+};
+
+fn telemetry_metrics_and_spans(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = TELEMETRY.get(rt);
+    fx.plugin(rt, "p", "subscriptions: [in]\n", src);
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    let r = only(&run, "report");
+    // Spans run the function and hand back all of its results.
+    assert_eq!(r["a"], 1, "{run}");
+    assert_eq!(r["b"], "two");
+    assert_eq!(r["c"], json!({"nested": true}));
+    assert_eq!(r["deep"], "deep");
+
+    assert_eq!(r["bad_ok"], false);
+    assert_eq!(r["bad_kind"], "string", "{r}");
+    let bad = r["bad_err"].as_str().unwrap();
+    let pos = at("p", rt.entry(), line_of(src, "bad-metric"));
+    assert!(
+        bad.contains(&format!("{pos}: ")),
+        "should name {pos}: {bad}"
+    );
+    assert!(bad.contains("metric name `bad name!`"), "{bad}");
+
+    // An error inside a span reaches the caller unchanged.
+    assert_eq!(r["span_ok"], false);
+    assert_eq!(r["span_kind"], "string", "{r}");
+    let pos = at("p", rt.entry(), line_of(src, "span-error"));
+    let span_err = r["span_err"].as_str().unwrap();
+    assert!(
+        span_err.ends_with(&format!("{pos}: inside a span")),
+        "{span_err}"
+    );
+    assert_eq!(
+        r["span_value"],
+        json!({"code": 7}),
+        "error values pass as they are"
+    );
+    assert_eq!(r["after"], "still works");
+    assert!(run.dead_letters().is_empty(), "{run}");
+}
+
+// ---------------------------------------------------------------- hooks
+
+const LIFECYCLE: Src = Src {
+    lua: r#"
+function init()
+  state.init_ran = true
+  bus.publish("from.init", {})
+end
+
+function on_event(e)
+  state.handled = (state.handled or 0) + 1
+  bus.publish("seen", { init_ran = state.init_ran == true })
+end
+
+function shutdown()
+  log.info("shutdown-marker")
+  bus.publish("from.shutdown", { handled = state.handled })
+end
+"#,
+};
+
+fn init_runs_first_and_shutdown_runs_at_exit(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", LIFECYCLE.get(rt));
+    let run = fx.run(&[ev("in", json!({})), ev("in", json!({}))]);
+    run.expect_code(0);
+    let topics: Vec<String> = run
+        .events()
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap().to_owned())
+        .collect();
+    let first = |t: &str| {
+        topics
+            .iter()
+            .position(|x| x == t)
+            .unwrap_or_else(|| panic!("no {t}\n{run}"))
+    };
+    assert!(first("from.init") < first("in"), "{topics:?}");
+    assert_eq!(
+        run.payloads("seen"),
+        vec![json!({"init_ran": true}); 2],
+        "{run}"
+    );
+    assert_eq!(only(&run, "from.shutdown"), json!({"handled": 2}));
+    assert!(first("from.shutdown") > topics.iter().rposition(|t| t == "seen").unwrap());
+    log_line(&run, "shutdown-marker");
+}
+
+const SEQUENCE: Src = Src {
+    lua: r#"
+function on_event(e)
+  if state.busy then error("on_event re-entered") end
+  state.busy = true
+  bus.publish("seq", { n = e.payload.n })
+  state.busy = false
+end
+"#,
+};
+
+fn events_are_handled_one_at_a_time_in_publish_order(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", SEQUENCE.get(rt));
+    let input: Vec<Value> = (0..200).map(|n| ev("in", json!({"n": n}))).collect();
+    let run = fx.run(&input);
+    run.expect_code(0);
+    let got: Vec<i64> = run
+        .payloads("seq")
+        .iter()
+        .map(|p| p["n"].as_i64().unwrap())
+        .collect();
+    let want: Vec<i64> = (0..200).collect();
+    assert_eq!(got, want, "{run}");
+    assert!(run.dead_letters().is_empty(), "{run}");
+}
+
+// ---------------------------------------------------------------- outcome
+
+const OUTCOME_VALUES: Src = Src {
+    lua: r#"
+function on_event(e)
+  local kinds = {}
+  for _, name in ipairs({ "retry", "forward", "drop" }) do
+    kinds[name] = type(outcome[name])
+  end
+  local ok, err = pcall(function()
+    return outcome.retry(-5) -- @bad-retry
+  end)
+  bus.publish("outcome", { kinds = kinds, bad_retry_ok = ok, bad_retry = tostring(err) })
+  if e.payload.drop_without_reason then return outcome.drop() end
+end
+"#,
+};
+
+fn outcome_values_and_their_argument_checks(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = OUTCOME_VALUES.get(rt);
+    fx.plugin(rt, "p", "subscriptions: [in]\n", src);
+    let run = fx.run(&[ev("in", json!({"drop_without_reason": true}))]);
+    run.expect_code(0);
+    let o = only(&run, "outcome");
+    assert_eq!(
+        o["kinds"],
+        json!({"retry": "function", "forward": "function", "drop": "function"})
+    );
+    assert_eq!(o["bad_retry_ok"], false);
+    let err = o["bad_retry"].as_str().unwrap();
+    let pos = at("p", rt.entry(), line_of(src, "bad-retry"));
+    assert!(err.contains(&pos), "should name {pos}: {err}");
+    assert!(err.contains("outcome.retry"), "{err}");
+    // `outcome.drop()` without a reason still dead-letters, with some reason.
+    let dl = run.dead_letters();
+    assert_eq!(dl.len(), 1, "{run}");
+    assert!(dl[0]["error"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+behaviours!(
+    event_fields_reach_the_script,
+    payload_values_have_native_types,
+    publish_returns_the_new_events_id,
+    correlation_ids_follow_a_chain_of_plugins,
+    refused_publishes_raise_catchable_errors_at_the_line,
+    config_is_readable_and_read_only,
+    config_parts_are_data_like_any_other,
+    state_survives_across_events_and_hooks,
+    log_records_name_the_plugin_and_the_line,
+    timers_fire_repeat_and_cancel,
+    a_timer_error_is_logged_and_the_plugin_goes_on,
+    telemetry_metrics_and_spans,
+    init_runs_first_and_shutdown_runs_at_exit,
+    events_are_handled_one_at_a_time_in_publish_order,
+    outcome_values_and_their_argument_checks,
+);

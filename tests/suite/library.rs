@@ -1,0 +1,154 @@
+//! SPEC §9: the embedding API, used as an application would.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use plughost::Host;
+use serde_json::json;
+
+use crate::support::Fixture;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const ECHO: &str = r#"
+function on_event(e)
+  bus.publish("out", { shout = host.shout(e.payload.text), n = e.payload.n })
+end
+"#;
+
+#[test]
+fn build_start_publish_subscribe_call_and_shut_down() {
+    let fx = Fixture::new();
+    fx.file(
+        "echo/plugin.yaml",
+        "name: echo\nversion: 1.0.0\nsubscriptions: [in]\n",
+    );
+    fx.file("echo/main.lua", ECHO);
+    rt().block_on(async {
+        let host = Host::builder()
+            .plugins_dir(fx.path())
+            .function("shout", |args| {
+                let text = args
+                    .first()
+                    .and_then(|a| a.as_str())
+                    .ok_or("shout(text) needs a string")?;
+                Ok(json!(text.to_uppercase()))
+            })
+            .build()
+            .unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let report = host.start().await;
+        assert_eq!(report.started, vec!["echo".to_owned()]);
+        assert!(report.failed.is_empty());
+
+        let id = host
+            .publish("in", json!({"text": "hi", "n": 1}))
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), out.next())
+            .await
+            .expect("an output within 5 s")
+            .expect("stream open");
+        assert_eq!(event.payload, json!({"shout": "HI", "n": 1}));
+        assert_eq!(event.source, "echo");
+        assert_eq!(event.correlation_id.as_deref(), Some(id.as_str()));
+
+        // Shutdown drains every queue first: all 200 are handled.
+        for n in 0..200 {
+            host.publish("in", json!({"text": "x", "n": n}))
+                .await
+                .unwrap();
+        }
+        let report = host.shutdown(Duration::from_secs(10)).await;
+        assert!(
+            report.drained && report.undelivered.is_empty(),
+            "{report:?}"
+        );
+        let mut seen = 0;
+        while let Some(e) = out.next().await {
+            assert_eq!(e.payload["n"], json!(seen));
+            seen += 1;
+        }
+        assert_eq!(
+            seen, 200,
+            "the stream ends after shutdown, with every event"
+        );
+    });
+}
+
+const FAILING_CALL: &str = r#"
+function on_event(e)
+  local ok, err = pcall(host.shout, 42)
+  bus.publish("out", { ok = ok, err = tostring(err) })
+end
+"#;
+
+#[test]
+fn a_registered_function_error_is_a_script_error() {
+    let fx = Fixture::new();
+    fx.file(
+        "p/plugin.yaml",
+        "name: p\nversion: 1.0.0\nsubscriptions: [in]\n",
+    );
+    fx.file("p/main.lua", FAILING_CALL);
+    rt().block_on(async {
+        let host = Host::builder()
+            .plugins_dir(fx.path())
+            .function("shout", |args| {
+                args.first()
+                    .and_then(|a| a.as_str())
+                    .map(|t| json!(t.to_uppercase()))
+                    .ok_or_else(|| "shout(text) needs a string".to_owned())
+            })
+            .build()
+            .unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        host.start().await;
+        host.publish("in", json!({})).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), out.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.payload["ok"], json!(false));
+        let err = event.payload["err"].as_str().unwrap();
+        assert!(
+            err.contains("main.lua:3: host.shout: shout(text) needs a string"),
+            "{err}"
+        );
+        host.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+#[test]
+fn bad_input_to_the_builder_and_publish_is_refused() {
+    let err = Host::builder()
+        .function("not-an-identifier", |_| Ok(json!(null)))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("not-an-identifier"), "{err}");
+    let err = Host::builder()
+        .plugins_dir("/no/such/dir")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("/no/such/dir"), "{err}");
+
+    let fx = Fixture::new();
+    rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        host.start().await;
+        assert!(host.publish("a.*", json!(1)).await.is_err());
+        assert!(
+            host.publish("plughost.plugin.started", json!(1))
+                .await
+                .is_err()
+        );
+        assert!(host.subscribe("a.>.b").is_err());
+        host.shutdown(Duration::from_secs(1)).await;
+    });
+}

@@ -1,0 +1,507 @@
+//! SPEC §4 sandbox and limits, for every runtime.
+
+use serde_json::{Value, json};
+
+use crate::behaviours;
+use crate::bindings::{at, line_of, log_line};
+use crate::support::{Fixture, Run, Runtime, Src, ev};
+
+/// The one payload on `topic`.
+fn only(run: &Run, topic: &str) -> Value {
+    let p = run.payloads(topic);
+    assert_eq!(p.len(), 1, "expected one event on {topic}\n{run}");
+    p[0].clone()
+}
+
+// ---------------------------------------------------------------- allow-list
+
+const ALLOW_LIST: Src = Src {
+    lua: r#"
+local forbidden = {
+  "io", "debug", "package", "dofile", "loadfile", "loadstring",
+  "os.execute", "os.exit", "os.getenv", "os.remove", "os.rename", "os.tmpname",
+  "os.setlocale", "string.dump",
+}
+local required = {
+  "os.time", "os.clock", "os.date", "string", "string.format", "table", "table.concat",
+  "math", "math.floor", "utf8", "utf8.char", "coroutine", "coroutine.wrap",
+  "pcall", "error", "load", "require", "print", "setmetatable", "tostring",
+}
+
+local function lookup(path)
+  local v = _G
+  for part in path:gmatch("[^.]+") do
+    if type(v) ~= "table" then return nil end
+    v = v[part]
+  end
+  return v
+end
+
+function on_event(e)
+  local present, missing = {}, {}
+  for _, name in ipairs(forbidden) do
+    if lookup(name) ~= nil then present[#present + 1] = name end
+  end
+  for _, name in ipairs(required) do
+    if lookup(name) == nil then missing[#missing + 1] = name end
+  end
+  local os_keys = {}
+  for k in pairs(os) do os_keys[#os_keys + 1] = k end
+  table.sort(os_keys)
+
+  -- A binary chunk is refused whatever mode is asked for.
+  local binary = "\27Lua\84\0\25\147\13\10\26\10"
+  local bin_default, err_default = load(binary)
+  local bin_b, err_b = load(binary, "chunk", "b")
+  local bin_bt, err_bt = load(binary, "chunk", "bt")
+  local text = load("return 1 + 1")
+
+  bus.publish("report", {
+    present = table.concat(present, " "),
+    missing = table.concat(missing, " "),
+    os_keys = table.concat(os_keys, " "),
+    binary_loaded = bin_default ~= nil or bin_b ~= nil or bin_bt ~= nil,
+    binary_errors = { tostring(err_default), tostring(err_b), tostring(err_bt) },
+    text_chunk = text and text() or "refused",
+    time = math.type(os.time()),
+    date = os.date("!%Y", 0),
+  })
+end
+"#,
+};
+
+fn only_the_allow_listed_names_exist(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", ALLOW_LIST.get(rt));
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    let r = only(&run, "report");
+    assert_eq!(
+        r["present"], "",
+        "forbidden names present: {}",
+        r["present"]
+    );
+    assert_eq!(r["missing"], "", "allowed names missing: {}", r["missing"]);
+    assert_eq!(r["os_keys"], "clock date time", "os holds only these");
+    assert_eq!(r["binary_loaded"], false, "{r}");
+    for err in r["binary_errors"].as_array().unwrap() {
+        assert!(err.as_str().unwrap().contains("binary"), "{err}");
+    }
+    assert_eq!(r["text_chunk"], 2);
+    assert_eq!(r["time"], "integer");
+    assert_eq!(r["date"], "1970");
+}
+
+// ---------------------------------------------------------------- require
+
+const HELPERS: &str = r#"
+local M = {}
+function M.greet(name) return "hello " .. name end
+function M.fail()
+  error("failing in helpers") -- @helpers-error
+end
+return M
+"#;
+
+const TEXT_UTIL: &str = r#"
+return { shout = function(s) return string.upper(s) .. "!" end }
+"#;
+
+const REQUIRE_INSIDE: Src = Src {
+    lua: r#"
+local helpers = require "helpers"
+local text = require "util.text"
+
+function on_event(e)
+  local ok, err = pcall(helpers.fail)
+  bus.publish("report", {
+    greet = helpers.greet("bob"),
+    shout = text.shout("hi"),
+    slashed = require("util/text").shout("yo"),
+    cached = require("helpers") == helpers,
+    fail_ok = ok,
+    fail_err = tostring(err),
+  })
+end
+"#,
+};
+
+fn require_loads_modules_from_the_plugin_folder(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", REQUIRE_INSIDE.get(rt));
+    fx.file("p/helpers.lua", HELPERS);
+    fx.file("p/util/text.lua", TEXT_UTIL);
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    let r = only(&run, "report");
+    assert_eq!(r["greet"], "hello bob", "{run}");
+    assert_eq!(r["shout"], "HI!");
+    assert_eq!(r["slashed"], "YO!");
+    assert_eq!(r["cached"], true, "a module is loaded once");
+    assert_eq!(r["fail_ok"], false);
+    // Errors inside a module name the module's file and line.
+    let pos = at("p", "helpers.lua", line_of(HELPERS, "helpers-error"));
+    let err = r["fail_err"].as_str().unwrap();
+    assert!(
+        err.ends_with(&format!("{pos}: failing in helpers")),
+        "{err}"
+    );
+}
+
+const REQUIRE_OUTSIDE: Src = Src {
+    lua: r#"
+local function try(name)
+  local ok, err = pcall(function()
+    return require(name) -- @require
+  end)
+  return { ok = ok, kind = type(err), err = tostring(err) }
+end
+
+function on_event(e)
+  local report = {
+    parent = try("../outside"),
+    nested_parent = try("util/../../outside"),
+    absolute = try(config.absolute),
+    link = try("link"),
+  }
+  report.continued = true
+  bus.publish("report", report)
+end
+"#,
+};
+
+/// Writes a plugin that tries to `require` files outside its folder:
+/// `outside.lua` next to it, by a relative path, an absolute path and a link.
+fn plugin_reaching_outside(rt: Runtime) -> Fixture {
+    let fx = Fixture::new();
+    let outside = fx.file("outside.lua", "return 'outside'\n");
+    let absolute = outside.with_extension("");
+    fx.plugin(
+        rt,
+        "p",
+        &format!(
+            "subscriptions: [in]\nconfig: {{absolute: {:?}}}\n",
+            absolute.to_str().unwrap()
+        ),
+        REQUIRE_OUTSIDE.get(rt),
+    );
+    fx.file("p/util/text.lua", TEXT_UTIL);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&outside, fx.path().join("p/link.lua")).unwrap();
+    fx
+}
+
+fn require_outside_the_folder_is_a_catchable_error(rt: Runtime) {
+    let fx = plugin_reaching_outside(rt);
+    let run = fx.run(&[ev("in", json!({}))]);
+    run.expect_code(0);
+    let r = only(&run, "report");
+    assert_eq!(r["continued"], true, "{run}");
+    let pos = at("p", rt.entry(), line_of(REQUIRE_OUTSIDE.get(rt), "require"));
+    let mut cases = vec!["parent", "nested_parent", "absolute"];
+    if cfg!(unix) {
+        cases.push("link");
+    }
+    for case in cases {
+        let c = &r[case];
+        assert_eq!(c["ok"], false, "{case}: refused\n{run}");
+        assert_eq!(c["kind"], "string", "{case}: the error is a string: {c}");
+        let err = c["err"].as_str().unwrap();
+        assert!(
+            err.contains(&format!("{pos}: ")),
+            "{case}: names {pos}: {err}"
+        );
+        assert!(err.contains("require"), "{case}: {err}");
+        assert!(!err.contains("'outside'"), "{case}: {err}");
+    }
+}
+
+fn require_outside_the_folder_says_why(rt: Runtime) {
+    let fx = plugin_reaching_outside(rt);
+    let run = fx.run(&[ev("in", json!({}))]);
+    let r = only(&run, "report");
+    let mut cases = vec!["parent", "nested_parent", "absolute"];
+    if cfg!(unix) {
+        cases.push("link");
+    }
+    for case in cases {
+        let err = r[case]["err"].as_str().unwrap();
+        assert!(
+            err.contains("outside the plugin folder"),
+            "{case}: the refusal should say the module is outside the plugin folder: {err}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- memory
+
+const MEMORY_BOMB: Src = Src {
+    lua: r#"
+function on_event(e)
+  local kind = e.payload.kind
+  if kind == "table" then
+    local t = {}
+    for i = 1, 1e9 do t[i] = i end
+  elseif kind == "string" then
+    local s = "x"
+    while true do s = s .. s end
+  end
+  bus.publish("handled", { kind = kind })
+end
+"#,
+};
+
+fn a_memory_bomb_dead_letters_that_event_only(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {memory_mb: 16, event_timeout_ms: 10000}\n",
+        MEMORY_BOMB.get(rt),
+    );
+    let run = fx.run(&[
+        ev("in", json!({"kind": "table"})),
+        ev("in", json!({"kind": "ok-1"})),
+        ev("in", json!({"kind": "string"})),
+        ev("in", json!({"kind": "ok-2"})),
+    ]);
+    let dl = run.dead_letters();
+    let kinds: Vec<&Value> = dl.iter().map(|d| &d["event"]["payload"]["kind"]).collect();
+    assert_eq!(kinds, vec!["table", "string"], "{run}");
+    for d in &dl {
+        let error = d["error"].as_str().unwrap();
+        assert!(
+            error.contains("memory limit exceeded (limits.memory_mb = 16)"),
+            "{error}"
+        );
+        assert!(error.contains(&format!("/p/{}", rt.entry())), "{error}");
+        assert_eq!(d["plugin"], "p");
+    }
+    assert_eq!(
+        run.payloads("handled"),
+        vec![json!({"kind": "ok-1"}), json!({"kind": "ok-2"})],
+        "{run}"
+    );
+}
+
+// ---------------------------------------------------------------- time
+
+const RUNAWAY: Src = Src {
+    lua: r#"
+function on_event(e)
+  local kind = e.payload.kind
+  if kind == "loop" then
+    while true do end -- @loop
+  elseif kind == "pcall" then
+    while true do pcall(function() while true do end end) end -- @pcall
+  elseif kind == "pcall-error" then
+    while true do local ok, err = pcall(error, "caught and ignored") end -- @pcall-error
+  elseif kind == "coroutine" then
+    local co = coroutine.create(function() while true do end end) -- @coroutine
+    while true do coroutine.resume(co) end -- @coroutine-resume
+  elseif kind == "wrap" then
+    local f = function() while true do coroutine.yield() end end -- @wrap
+    while true do pcall(coroutine.wrap(f)) end -- @wrap-call
+  elseif kind == "xpcall" then
+    while true do xpcall(function() while true do end end, function(err) return err end) end -- @xpcall
+  end
+  bus.publish("handled", { kind = kind })
+end
+"#,
+};
+
+fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = RUNAWAY.get(rt);
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {event_timeout_ms: 100}\n",
+        src,
+    );
+    // Each kind, with the lines the loop runs on.
+    let runaway: [(&str, &[&str]); 6] = [
+        ("loop", &["loop"]),
+        ("pcall", &["pcall"]),
+        ("pcall-error", &["pcall-error"]),
+        ("coroutine", &["coroutine", "coroutine-resume"]),
+        ("wrap", &["wrap", "wrap-call"]),
+        ("xpcall", &["xpcall"]),
+    ];
+    let mut input = Vec::new();
+    for (i, (kind, _)) in runaway.iter().enumerate() {
+        input.push(ev("in", json!({"kind": kind})));
+        input.push(ev("in", json!({"kind": format!("ok-{i}")})));
+    }
+    let run = fx.run(&input);
+    let dl = run.dead_letters();
+    let kinds: Vec<&Value> = dl.iter().map(|d| &d["event"]["payload"]["kind"]).collect();
+    let want: Vec<&str> = runaway.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, want, "{run}");
+    for (d, (kind, markers)) in dl.iter().zip(runaway) {
+        let error = d["error"].as_str().unwrap();
+        let named = markers.iter().any(|m| {
+            let pos = at("p", rt.entry(), line_of(src, m));
+            error.contains(&format!("{pos}: time limit exceeded"))
+        });
+        assert!(named, "{kind}: should name the loop's line: {error}");
+        assert!(error.contains("limits.event_timeout_ms"), "{error}");
+        assert_eq!(d["attempts"], 1);
+    }
+    let handled: Vec<Value> = (0..runaway.len())
+        .map(|i| json!({"kind": format!("ok-{i}")}))
+        .collect();
+    assert_eq!(run.payloads("handled"), handled, "{run}");
+}
+
+const RUNAWAY_TIMER: Src = Src {
+    lua: r#"
+function on_event(e)
+  state.deliveries = (state.deliveries or 0) + 1
+  if state.deliveries == 1 then
+    timer.after(1, function()
+      while true do end -- @timer-loop
+    end)
+    return outcome.retry(400)
+  end
+  bus.publish("done", {})
+end
+"#,
+};
+
+fn a_runaway_timer_callback_is_stopped(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {event_timeout_ms: 100}\n",
+        RUNAWAY_TIMER.get(rt),
+    );
+    let run = fx.run(&[ev("in", json!({}))]);
+    let line = log_line(&run, "time limit exceeded");
+    assert!(line.contains("ERROR"), "{line}");
+    let pos = at(
+        "p",
+        rt.entry(),
+        line_of(RUNAWAY_TIMER.get(rt), "timer-loop"),
+    );
+    assert!(line.contains(&pos), "should name {pos}: {line}");
+    assert_eq!(run.on("done").len(), 1, "{run}");
+}
+
+const STUCK_INIT: Src = Src {
+    lua: r#"
+function init()
+  while true do end -- @init-loop
+end
+function on_event(e) bus.publish("stuck.handled", {}) end
+"#,
+};
+
+const STUCK_TOP_LEVEL: Src = Src {
+    lua: r#"
+while true do end -- @top-loop
+"#,
+};
+
+const HEALTHY: Src = Src {
+    lua: r#"
+function on_event(e) bus.publish("fine.handled", { n = e.payload.n }) end
+"#,
+};
+
+fn a_runaway_init_fails_that_plugin_only(rt: Runtime) {
+    let fx = Fixture::new();
+    let limits = "subscriptions: [in]\nlimits: {event_timeout_ms: 100}\n";
+    fx.plugin(rt, "stuck", limits, STUCK_INIT.get(rt));
+    fx.plugin(rt, "stuck-top", limits, STUCK_TOP_LEVEL.get(rt));
+    fx.plugin(rt, "fine", limits, HEALTHY.get(rt));
+    let run = fx.run(&[ev("in", json!({"n": 1})), ev("in", json!({"n": 2}))]);
+    run.expect_code(1);
+    let failed = run.payloads("plughost.plugin.failed");
+    let mut names: Vec<&str> = failed
+        .iter()
+        .map(|f| f["plugin"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["stuck", "stuck-top"], "{run}");
+    for f in &failed {
+        let error = f["error"].as_str().unwrap_or_default();
+        assert!(error.contains("time limit exceeded"), "{f}");
+        let (plugin, src, marker) = match f["plugin"].as_str().unwrap() {
+            "stuck" => ("stuck", STUCK_INIT.get(rt), "init-loop"),
+            _ => ("stuck-top", STUCK_TOP_LEVEL.get(rt), "top-loop"),
+        };
+        let pos = at(plugin, rt.entry(), line_of(src, marker));
+        assert!(error.contains(&pos), "should name {pos}: {f}");
+    }
+    let started = run.payloads("plughost.plugin.started");
+    assert_eq!(started, vec![json!({"plugin": "fine"})], "{run}");
+    assert_eq!(
+        run.payloads("fine.handled"),
+        vec![json!({"n": 1}), json!({"n": 2})],
+        "{run}"
+    );
+    assert!(run.on("stuck.handled").is_empty());
+}
+
+behaviours!(
+    only_the_allow_listed_names_exist,
+    require_loads_modules_from_the_plugin_folder,
+    require_outside_the_folder_is_a_catchable_error,
+    require_outside_the_folder_says_why,
+    a_memory_bomb_dead_letters_that_event_only,
+    a_runaway_loop_dead_letters_that_event_only,
+    a_runaway_timer_callback_is_stopped,
+    a_runaway_init_fails_that_plugin_only,
+);
+
+const RUNAWAY_PATTERN: Src = Src {
+    lua: r#"
+function on_event(e)
+  if e.payload.kind == "pattern" then
+    -- Backtracking inside the C pattern matcher: about a second, and no Lua
+    -- instruction for the time hook to stop.
+    string.find(string.rep("a", 20), string.rep("a*", 10) .. "b")
+  end
+  bus.publish("handled", { kind = e.payload.kind })
+end
+"#,
+};
+
+fn a_runaway_library_call_is_stopped(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {event_timeout_ms: 100}\n",
+        RUNAWAY_PATTERN.get(rt),
+    );
+    let run = fx.run(&[
+        ev("in", json!({"kind": "pattern"})),
+        ev("in", json!({"kind": "ok"})),
+    ]);
+    let dl = run.dead_letters();
+    assert_eq!(dl.len(), 1, "{run}");
+    assert!(
+        dl[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("time limit exceeded"),
+        "{run}"
+    );
+    assert_eq!(run.payloads("handled"), vec![json!({"kind": "ok"})]);
+}
+
+/// Behaviours held back by a known bug: move each into `behaviours!` above
+/// once it is fixed.
+mod known_bugs {
+    use crate::support::Runtime;
+
+    #[test]
+    #[ignore = "bug: the time limit is checked between Lua instructions only, so a long call \
+                into the C library (a backtracking string.find) runs past it"]
+    fn lua_a_runaway_library_call_is_stopped() {
+        super::a_runaway_library_call_is_stopped(Runtime::Lua)
+    }
+}

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use crate::Payload;
 
 /// The `source` of events published by the host itself, `--input`, the admin
 /// endpoint or the embedding application.
@@ -23,7 +24,7 @@ pub struct Event {
     /// The concrete topic it was published on.
     pub topic: String,
     /// Any JSON value; usually an object.
-    pub payload: Value,
+    pub payload: Payload,
     /// The publishing plugin's name, or `host`.
     pub source: String,
     /// When it was published, RFC 3339 UTC with milliseconds.
@@ -44,11 +45,15 @@ impl Event {
     /// assert_eq!(e.topic, "text.raw");
     /// assert_eq!(e.id.len(), 26);
     /// ```
-    pub fn new(topic: impl Into<String>, payload: Value, source: impl Into<String>) -> Event {
+    pub fn new(
+        topic: impl Into<String>,
+        payload: impl Into<Payload>,
+        source: impl Into<String>,
+    ) -> Event {
         Event {
             id: new_id(),
             topic: topic.into(),
-            payload,
+            payload: payload.into(),
             source: source.into(),
             timestamp: now_timestamp(),
             correlation_id: None,
@@ -61,7 +66,7 @@ impl Event {
     pub fn caused(
         &self,
         topic: impl Into<String>,
-        payload: Value,
+        payload: impl Into<Payload>,
         source: impl Into<String>,
     ) -> Event {
         let mut event = Event::new(topic, payload, source);
@@ -80,7 +85,7 @@ impl Event {
     }
 
     /// The event as a JSON value.
-    pub fn to_value(&self) -> Value {
+    pub fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("an event always serializes")
     }
 }
@@ -113,6 +118,7 @@ pub fn now_timestamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn caused_events_carry_the_chain_correlation() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::{Event, RuntimeKind};
+use crate::{Event, Payload, RuntimeKind};
 
 /// Who a plugin is: carried by every log line, span and metric it produces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub trait HostApi: Send + Sync + 'static {
         &self,
         plugin: &PluginInfo,
         topic: &str,
-        payload: Value,
+        payload: Payload,
         cause: Option<&Event>,
     ) -> Result<String, String>;
 

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`event`]: the [`Event`] every runtime sees, with ids and timestamps.
+//! - [`payload`]: [`Payload`], a JSON value that crosses the bus packed.
 //! - [`outcome`]: what `on_event` asked for ([`Outcome`]).
 //! - [`error`]: [`ScriptError`], a failure positioned in the plugin's source.
 //! - [`host_api`]: [`HostApi`], the services the host offers to plugins
@@ -23,6 +24,7 @@ pub mod host_api;
 pub mod lua;
 pub mod modpath;
 pub mod outcome;
+pub mod payload;
 pub mod plugin;
 mod runtime_kind;
 pub mod timers;
@@ -31,5 +33,6 @@ pub use error::{ErrorKind, HookName, ScriptError};
 pub use event::{Event, HOST_SOURCE};
 pub use host_api::{HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SharedHost, SpanGuard};
 pub use outcome::Outcome;
+pub use payload::Payload;
 pub use plugin::{PluginInstance, PluginSpec, RuntimeLimits, check, load};
 pub use runtime_kind::RuntimeKind;

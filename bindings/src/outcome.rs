@@ -1,6 +1,6 @@
 //! What a plugin's `on_event` asked the host to do with the event.
 
-use serde_json::Value;
+use crate::Payload;
 
 /// The value `on_event` returned, in runtime-neutral form.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,7 +18,7 @@ pub enum Outcome {
         /// Concrete topic to publish on.
         topic: String,
         /// Payload of the forwarded event.
-        payload: Value,
+        payload: Payload,
     },
     /// Dead-letter the event with this reason.
     Drop {

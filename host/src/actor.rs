@@ -17,7 +17,7 @@ use plughost_bindings::{PluginInstance, ScriptError};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::bus::{Bus, Control, Delivery, Pop, Queue};
+use crate::bus::{Bus, Control, Delivery, Pop, Queue, flush_deferred};
 use crate::catalog::PluginDef;
 use crate::delivery::{self, Action};
 use crate::manifest::Retry;
@@ -88,6 +88,7 @@ pub fn spawn(
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_default();
+                    flush_deferred();
                     tracing::error!(plugin = %name, "plugin thread panicked: {what}");
                     let _ = exit_tx.send(Exit {
                         undelivered: queue.close(),
@@ -118,6 +119,7 @@ fn run(
     let mut plugin = match loaded {
         Ok(p) => p,
         Err(e) => {
+            flush_deferred();
             if let Some(tx) = ready.take() {
                 let _ = tx.send(Err(e));
             }
@@ -125,6 +127,7 @@ fn run(
         }
     };
     tracing::debug!(plugin = %def.manifest.name, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "init done");
+    flush_deferred();
     if let Some(tx) = ready.take() {
         let _ = tx.send(Ok(()));
     }
@@ -156,7 +159,7 @@ fn run(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        match queue.pop(deadline) {
+        match queue.pop(deadline, flush_deferred) {
             Pop::Control(Control::Stop) => break,
             Pop::Event(d) => worker.handle(plugin.as_mut(), d),
             Pop::Timeout => {}
@@ -164,6 +167,7 @@ fn run(
     }
     plugin.clear_timers();
     let shutdown_error = plugin.shutdown().err();
+    flush_deferred();
     let mut undelivered: Vec<Delivery> =
         std::mem::take(&mut worker.retries).into_values().collect();
     undelivered.extend(queue.close());

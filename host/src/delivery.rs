@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use plughost_bindings::{Outcome, ScriptError};
-use serde_json::Value;
+use plughost_bindings::{Outcome, Payload, ScriptError};
 
 use crate::manifest::Retry;
 
@@ -25,7 +24,7 @@ pub enum Action {
         /// Where to publish.
         topic: String,
         /// What to publish.
-        payload: Value,
+        payload: Payload,
     },
     /// Deliver it again after `after`, as attempt number `attempt`.
     Retry {
@@ -83,13 +82,13 @@ mod tests {
         assert_eq!(decide(Ok(Outcome::Ack), 1, &retry()), Action::Ack);
         let fwd = Outcome::Forward {
             topic: "a.b".into(),
-            payload: Value::Null,
+            payload: Payload::default(),
         };
         assert_eq!(
             decide(Ok(fwd), 1, &retry()),
             Action::Forward {
                 topic: "a.b".into(),
-                payload: Value::Null
+                payload: Payload::default()
             }
         );
     }

@@ -8,16 +8,14 @@
 //! the `shutdown` hooks, and reports what was left undelivered.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use plughost_bindings::Event;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::actor::{self, Stats};
+pub use crate::bus::EventStream;
 use crate::bus::{Bus, Control, Delivery, Queue, Route};
 use crate::catalog::Catalog;
 use crate::discovery::DiscoveryError;
@@ -337,9 +335,7 @@ impl Host {
             .iter()
             .map(|p| Pattern::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.bus.subscribe(PatternSet::new(patterns), tx);
-        Ok(EventStream { rx })
+        Ok(self.inner.bus.subscribe(PatternSet::new(patterns)))
     }
 
     /// Waits until every queue is empty, no hook is running and no retry is pending.
@@ -413,25 +409,5 @@ impl Host {
         }
         self.inner.bus.close_subscribers();
         report
-    }
-}
-
-/// Events matching a subscription, as a [`futures::Stream`].
-#[derive(Debug)]
-pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<Arc<Event>>,
-}
-
-impl EventStream {
-    /// The next event; `None` once the host has shut down.
-    pub async fn recv(&mut self) -> Option<Arc<Event>> {
-        self.rx.recv().await
-    }
-}
-
-impl futures::Stream for EventStream {
-    type Item = Arc<Event>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
     }
 }

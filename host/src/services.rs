@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use plughost_bindings::{Event, HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SpanGuard};
+use plughost_bindings::{
+    Event, HostApi, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SpanGuard,
+};
 use serde_json::{Map, Value};
 
 use crate::bus::Bus;
@@ -70,7 +72,7 @@ impl HostApi for Services {
         &self,
         plugin: &PluginInfo,
         topic: &str,
-        payload: Value,
+        payload: Payload,
         cause: Option<&Event>,
     ) -> Result<String, String> {
         self.check_topic(&plugin.name, topic)?;

@@ -14,7 +14,7 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         "publish",
         lua.create_function(move |lua, (topic, payload): (mlua::LuaString, LuaValue)| {
             let topic = topic.to_str()?;
-            let payload = super::raw::from_lua(lua, &payload)
+            let payload = super::raw::to_payload(lua, &payload)
                 .map_err(|e| convert_error(lua, "payload", e))?;
             let cause = c.current.borrow().clone();
             c.host

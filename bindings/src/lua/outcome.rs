@@ -4,7 +4,6 @@
 use mlua::{Lua, UserData, Value as LuaValue};
 
 use super::context::convert_error;
-use super::convert::from_lua;
 use super::error::raise;
 use crate::{ErrorKind, Outcome, ScriptError};
 
@@ -38,7 +37,8 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     t.set(
         "forward",
         lua.create_function(|lua, (topic, payload): (String, LuaValue)| {
-            let payload = from_lua(&payload).map_err(|e| convert_error(lua, "payload", e))?;
+            let payload = super::raw::to_payload(lua, &payload)
+                .map_err(|e| convert_error(lua, "payload", e))?;
             Ok(LuaOutcome(Outcome::Forward { topic, payload }))
         })?,
     )?;

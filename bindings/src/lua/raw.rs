@@ -15,10 +15,11 @@
 use std::ffi::{CStr, c_char, c_int};
 
 use mlua::{Lua, Table, Value as LuaValue, ffi};
-use serde_json::{Number, Value};
+use serde_json::Value;
 
 use super::convert::{ARRAY_MARK_C, ConvertError, MAX_DEPTH, VIEW_KEY_C};
-use crate::Event;
+use crate::payload::{Reader, Token, Writer};
+use crate::{Event, Payload};
 
 /// Pushes a JSON value; may raise a Lua memory error.
 unsafe fn push_json(state: *mut ffi::lua_State, value: &Value) {
@@ -61,94 +62,105 @@ unsafe fn push_str(state: *mut ffi::lua_State, s: &str) {
     }
 }
 
-/// Reads the value at `idx` as JSON; never raises a Lua error.
-unsafe fn read_json(
+/// Packs the value at `idx`; never raises a Lua error.
+unsafe fn pack_value(
     state: *mut ffi::lua_State,
     idx: c_int,
     depth: usize,
-) -> Result<Value, ConvertError> {
+    w: &mut Writer,
+) -> Result<(), ConvertError> {
     unsafe {
-        Ok(match ffi::lua_type(state, idx) {
-            ffi::LUA_TNIL => Value::Null,
-            ffi::LUA_TBOOLEAN => Value::Bool(ffi::lua_toboolean(state, idx) != 0),
+        match ffi::lua_type(state, idx) {
+            ffi::LUA_TNIL => w.null(),
+            ffi::LUA_TBOOLEAN => w.bool(ffi::lua_toboolean(state, idx) != 0),
             ffi::LUA_TNUMBER => {
                 if ffi::lua_isinteger(state, idx) != 0 {
-                    Value::Number(ffi::lua_tointegerx(state, idx, std::ptr::null_mut()).into())
+                    w.int(ffi::lua_tointegerx(state, idx, std::ptr::null_mut()));
                 } else {
                     let f = ffi::lua_tonumberx(state, idx, std::ptr::null_mut());
-                    Number::from_f64(f)
-                        .map(Value::Number)
-                        .ok_or_else(|| ConvertError::new(format!("{f} is not a JSON number")))?
+                    if !f.is_finite() {
+                        return Err(ConvertError::new(format!("{f} is not a JSON number")));
+                    }
+                    w.float(f);
                 }
             }
-            ffi::LUA_TSTRING => Value::String(read_str(state, idx)),
+            ffi::LUA_TSTRING => w.str(&read_str(state, idx)),
             ffi::LUA_TTABLE => {
                 if depth >= MAX_DEPTH {
                     return Err(ConvertError::new(format!(
                         "nested more than {MAX_DEPTH} levels deep (does a table contain itself?)"
                     )));
                 }
-                read_table(state, ffi::lua_absindex(state, idx), depth + 1)?
+                pack_table(state, ffi::lua_absindex(state, idx), depth + 1, w)?;
             }
-            ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(state, idx).is_null() => Value::Null,
+            ffi::LUA_TLIGHTUSERDATA if ffi::lua_touserdata(state, idx).is_null() => w.null(),
             t => {
                 let name = CStr::from_ptr(ffi::lua_typename(state, t)).to_string_lossy();
                 return Err(ConvertError::new(format!(
                     "a {name} cannot be converted to JSON"
                 )));
             }
-        })
+        }
+        Ok(())
     }
 }
 
 /// The string at `idx`, which must be a string (not a number: converting a
-/// number in place would confuse `lua_next`).
-unsafe fn read_str(state: *mut ffi::lua_State, idx: c_int) -> String {
+/// number in place would confuse `lua_next`). Invalid UTF-8 is replaced.
+unsafe fn read_str<'a>(state: *mut ffi::lua_State, idx: c_int) -> std::borrow::Cow<'a, str> {
     unsafe {
         let mut len = 0usize;
         let ptr = ffi::lua_tolstring(state, idx, &mut len);
         let bytes = std::slice::from_raw_parts(ptr as *const u8, len);
-        match std::str::from_utf8(bytes) {
-            Ok(s) => s.to_owned(),
-            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-        }
+        String::from_utf8_lossy(bytes)
     }
 }
 
-unsafe fn read_table(
+unsafe fn pack_table(
     state: *mut ffi::lua_State,
     idx: c_int,
     depth: usize,
-) -> Result<Value, ConvertError> {
+    w: &mut Writer,
+) -> Result<(), ConvertError> {
     unsafe {
         if ffi::lua_checkstack(state, 3) == 0 {
             return Err(ConvertError::new("Lua stack exhausted"));
         }
         // A sequence 1..n with no other key is an array; anything else an object.
+        let start = w.position();
         let len = ffi::lua_rawlen(state, idx);
         if len > 0 {
-            let mut items = Vec::with_capacity(len);
+            let slot = w.begin_array();
             for i in 1..=len {
                 ffi::lua_rawgeti(state, idx, i as ffi::lua_Integer);
                 let top = ffi::lua_gettop(state);
-                let item = read_json(state, top, depth);
+                let item = pack_value(state, top, depth, w);
                 ffi::lua_pop(state, 1);
-                items.push(item.map_err(|e| e.at(format!("[{i}]")))?);
+                item.map_err(|e| e.at(format!("[{i}]")))?;
             }
             if count_entries(state, idx) == len {
-                return Ok(Value::Array(items));
+                w.finish_container(slot, len);
+                return Ok(());
             }
+            w.truncate(start);
         }
-        let mut map = serde_json::Map::new();
+        let slot = w.begin_object();
+        let mut count = 0;
         ffi::lua_pushnil(state);
         while ffi::lua_next(state, idx) != 0 {
-            let key = match ffi::lua_type(state, -2) {
-                ffi::LUA_TSTRING => read_str(state, -2),
+            match ffi::lua_type(state, -2) {
+                ffi::LUA_TSTRING => w.key(&read_str(state, -2)),
                 ffi::LUA_TNUMBER if ffi::lua_isinteger(state, -2) != 0 => {
-                    ffi::lua_tointegerx(state, -2, std::ptr::null_mut()).to_string()
+                    w.key(&ffi::lua_tointegerx(state, -2, std::ptr::null_mut()).to_string())
                 }
-                ffi::LUA_TNUMBER => ffi::lua_tonumberx(state, -2, std::ptr::null_mut()).to_string(),
-                ffi::LUA_TBOOLEAN => (ffi::lua_toboolean(state, -2) != 0).to_string(),
+                ffi::LUA_TNUMBER => {
+                    w.key(&ffi::lua_tonumberx(state, -2, std::ptr::null_mut()).to_string())
+                }
+                ffi::LUA_TBOOLEAN => w.key(if ffi::lua_toboolean(state, -2) != 0 {
+                    "true"
+                } else {
+                    "false"
+                }),
                 t => {
                     ffi::lua_pop(state, 2);
                     let name = CStr::from_ptr(ffi::lua_typename(state, t)).to_string_lossy();
@@ -158,21 +170,19 @@ unsafe fn read_table(
                 }
             };
             let top = ffi::lua_gettop(state);
-            match read_json(state, top, depth) {
-                Ok(v) => {
-                    map.insert(key, v);
-                }
-                Err(e) => {
-                    ffi::lua_pop(state, 2);
-                    return Err(e.at(format!(".{key}")));
-                }
+            if let Err(e) = pack_value(state, top, depth, w) {
+                let key = read_key_for_path(state);
+                ffi::lua_pop(state, 2);
+                return Err(e.at(format!(".{key}")));
             }
+            count += 1;
             ffi::lua_pop(state, 1);
         }
-        if map.is_empty() && ffi::lua_getmetatable(state, idx) != 0 {
+        if count == 0 && ffi::lua_getmetatable(state, idx) != 0 {
             // A read-only view (`config`) converts as the table it shows.
             if ffi::lua_getfield(state, -1, VIEW_KEY_C.as_ptr()) == ffi::LUA_TTABLE {
-                let shown = read_table(state, ffi::lua_gettop(state), depth);
+                w.truncate(start);
+                let shown = pack_table(state, ffi::lua_gettop(state), depth, w);
                 ffi::lua_pop(state, 2);
                 return shown;
             }
@@ -181,11 +191,71 @@ unsafe fn read_table(
             let is_array = ffi::lua_rawequal(state, -1, -2) != 0;
             ffi::lua_pop(state, 2);
             if is_array {
-                return Ok(Value::Array(Vec::new()));
+                w.truncate(start);
+                let slot = w.begin_array();
+                w.finish_container(slot, 0);
+                return Ok(());
             }
         }
-        // A JSON object is a sorted map, so output is deterministic.
-        Ok(Value::Object(map))
+        w.finish_container(slot, count);
+        Ok(())
+    }
+}
+
+/// The key at -2 as text, for an error's path.
+unsafe fn read_key_for_path(state: *mut ffi::lua_State) -> String {
+    unsafe {
+        match ffi::lua_type(state, -2) {
+            ffi::LUA_TSTRING => read_str(state, -2).into_owned(),
+            ffi::LUA_TNUMBER if ffi::lua_isinteger(state, -2) != 0 => {
+                ffi::lua_tointegerx(state, -2, std::ptr::null_mut()).to_string()
+            }
+            ffi::LUA_TNUMBER => ffi::lua_tonumberx(state, -2, std::ptr::null_mut()).to_string(),
+            _ => (ffi::lua_toboolean(state, -2) != 0).to_string(),
+        }
+    }
+}
+
+/// Pushes a packed value; may raise a Lua memory error.
+unsafe fn push_packed(state: *mut ffi::lua_State, r: &mut Reader<'_>) {
+    unsafe {
+        ffi::luaL_checkstack(state, 4, std::ptr::null());
+        match r.next_token() {
+            Token::Null => ffi::lua_pushnil(state),
+            Token::Bool(b) => ffi::lua_pushboolean(state, c_int::from(b)),
+            Token::Int(i) => ffi::lua_pushinteger(state, i),
+            Token::Float(f) => ffi::lua_pushnumber(state, f),
+            Token::Str(s) => push_str(state, s),
+            Token::Array(n) => {
+                ffi::lua_createtable(state, c_int::try_from(n).unwrap_or(0), 0);
+                for i in 1..=n {
+                    push_packed(state, r);
+                    ffi::lua_rawseti(state, -2, i as ffi::lua_Integer);
+                }
+                if n == 0 {
+                    ffi::lua_getfield(state, ffi::LUA_REGISTRYINDEX, ARRAY_MARK_C.as_ptr());
+                    ffi::lua_setmetatable(state, -2);
+                }
+            }
+            Token::Object(n) => {
+                ffi::lua_createtable(state, 0, c_int::try_from(n).unwrap_or(0));
+                for _ in 0..n {
+                    push_str(state, r.key());
+                    push_packed(state, r);
+                    ffi::lua_rawset(state, -3);
+                }
+            }
+        }
+    }
+}
+
+/// Pushes a payload, packed or not; may raise a Lua memory error.
+unsafe fn push_payload(state: *mut ffi::lua_State, payload: &Payload) {
+    unsafe {
+        match payload.packed() {
+            Some(bytes) => push_packed(state, &mut Reader::new(bytes)),
+            None => push_json(state, payload.value()),
+        }
     }
 }
 
@@ -202,13 +272,14 @@ unsafe fn count_entries(state: *mut ffi::lua_State, idx: c_int) -> usize {
     }
 }
 
-/// Converts a Lua value to JSON.
-pub(crate) fn from_lua(lua: &Lua, value: &LuaValue) -> Result<Value, ConvertError> {
+/// Packs a Lua value into a payload.
+pub(crate) fn to_payload(lua: &Lua, value: &LuaValue) -> Result<Payload, ConvertError> {
     let mut out = None;
-    // SAFETY: `read_json` never raises (see the module doc).
+    // SAFETY: `pack_value` never raises (see the module doc).
     let pushed = unsafe {
         lua.exec_raw::<()>(value, |state| {
-            out = Some(read_json(state, -1, 0));
+            let mut w = Writer::new();
+            out = Some(pack_value(state, -1, 0, &mut w).map(|()| w.finish()));
         })
     };
     match (pushed, out) {
@@ -239,7 +310,7 @@ pub(crate) fn event_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
                 push_str(state, c);
                 ffi::lua_setfield(state, -2, c"correlation_id".as_ptr());
             }
-            push_json(state, &event.payload);
+            push_payload(state, &event.payload);
             ffi::lua_setfield(state, -2, c"payload".as_ptr());
             ffi::lua_createtable(state, 0, c_int::try_from(event.headers.len()).unwrap_or(0));
             for (k, v) in &event.headers {
@@ -268,13 +339,19 @@ mod tests {
             json!(-7),
         ] {
             let reference = super::super::convert::to_lua(&lua, &v).unwrap();
-            let back = from_lua(&lua, &reference).unwrap();
+            let back = to_payload(&lua, &reference).unwrap();
+            assert!(back.packed().is_some());
             let expected = super::super::convert::from_lua(&reference).unwrap();
             assert_eq!(back, expected, "{v}");
+            // And a packed payload pushes back as the same value.
+            let e = Event::new("t", back, "p");
+            let t = event_table(&lua, &e).unwrap();
+            let again: LuaValue = t.get("payload").unwrap();
+            assert_eq!(super::super::convert::from_lua(&again).unwrap(), expected, "{v}");
         }
         let t: LuaValue = lua.load("return {items = {1, print}}").eval().unwrap();
         assert_eq!(
-            from_lua(&lua, &t).unwrap_err().message("payload"),
+            to_payload(&lua, &t).unwrap_err().message("payload"),
             "a function cannot be converted to JSON (at payload.items[2])"
         );
     }
@@ -293,6 +370,6 @@ mod tests {
         let headers: Table = t.get("headers").unwrap();
         assert_eq!(headers.get::<String>("traceparent").unwrap(), "00-x");
         let payload: LuaValue = t.get("payload").unwrap();
-        assert_eq!(from_lua(&lua, &payload).unwrap(), e.payload);
+        assert_eq!(to_payload(&lua, &payload).unwrap(), e.payload);
     }
 }

@@ -241,7 +241,7 @@ mod tests {
         let part: mlua::Value = lua.load("return config.a").eval().unwrap();
         for (v, want) in [(&view, &data), (&part, &data["a"])] {
             assert_eq!(&super::super::convert::from_lua(v).unwrap(), want);
-            assert_eq!(&super::super::raw::from_lua(&lua, v).unwrap(), want);
+            assert_eq!(&super::super::raw::to_payload(&lua, v).unwrap(), want);
         }
     }
 

@@ -12,6 +12,7 @@
 //! full `block` queues can still wait for each other, which is why the
 //! manifest lets such plugins choose a dropping overflow policy.
 
+pub mod inbox;
 pub mod queue;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -19,8 +20,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use plughost_bindings::{Event, HOST_SOURCE};
 use serde_json::{Value, json};
-use tokio::sync::mpsc::UnboundedSender;
 
+pub use self::inbox::{EventStream, Inbox, flush_deferred};
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
 use crate::topic::PatternSet;
 
@@ -42,7 +43,7 @@ pub struct Route {
 
 struct Subscriber {
     patterns: PatternSet,
-    tx: UnboundedSender<Arc<Event>>,
+    inbox: Arc<Inbox>,
 }
 
 /// The event bus shared by the host and every plugin thread.
@@ -94,19 +95,24 @@ impl Bus {
     }
 
     /// Adds an application subscriber receiving every event matching `patterns`.
-    pub fn subscribe(&self, patterns: PatternSet, tx: UnboundedSender<Arc<Event>>) {
+    pub fn subscribe(&self, patterns: PatternSet) -> EventStream {
+        let inbox = Arc::new(Inbox::default());
         self.subscribers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Subscriber { patterns, tx });
+            .push(Subscriber {
+                patterns,
+                inbox: inbox.clone(),
+            });
+        EventStream::new(inbox)
     }
 
-    /// Ends every subscriber's stream.
+    /// Ends every subscriber's stream (after the events already in it).
     pub fn close_subscribers(&self) {
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for s in subs.drain(..) {
+            s.inbox.close();
+        }
     }
 
     fn matching_routes(&self, topic: &str) -> Vec<Arc<Route>> {
@@ -119,16 +125,31 @@ impl Bus {
             .collect()
     }
 
-    fn notify_subscribers(&self, event: &Arc<Event>) {
+    /// Hands `event` to every matching subscriber. A plugin thread (`defer`)
+    /// wakes the readers later, in a batch; other callers wake them now.
+    fn notify_subscribers(&self, event: &Arc<Event>, defer: bool) {
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        subs.retain(|s| !s.patterns.matches(&event.topic) || s.tx.send(event.clone()).is_ok());
+        subs.retain(|s| {
+            if !s.patterns.matches(&event.topic) {
+                return true;
+            }
+            let open = s.inbox.push(event.clone());
+            if open {
+                if defer {
+                    inbox::defer_wake(&s.inbox);
+                } else {
+                    s.inbox.wake();
+                }
+            }
+            open
+        });
     }
 
     /// Publishes from a plugin thread (or any non-async caller): waits while a
     /// `block` queue is full, except the publisher's own queue.
     pub fn publish_blocking(&self, event: Event, publisher: Option<&str>) -> String {
         let event = Arc::new(event);
-        self.notify_subscribers(&event);
+        self.notify_subscribers(&event, publisher.is_some());
         for route in self.matching_routes(&event.topic) {
             let own = publisher == Some(route.plugin.as_str());
             self.pending.fetch_add(1, Ordering::SeqCst);
@@ -139,9 +160,12 @@ impl Bus {
     }
 
     /// Publishes from async code: awaits room while a `block` queue is full.
-    pub async fn publish_async(&self, event: Event) -> String {
+    pub async fn publish_async(&self, mut event: Event) -> String {
+        // Packing here, on the publisher's thread, saves every plugin that
+        // receives the event from walking the JSON tree on its own thread.
+        event.payload.pack_in_place();
         let event = Arc::new(event);
-        self.notify_subscribers(&event);
+        self.notify_subscribers(&event, false);
         for route in self.matching_routes(&event.topic) {
             self.pending.fetch_add(1, Ordering::SeqCst);
             let outcome = route.queue.push_async(event.clone()).await;
@@ -154,7 +178,7 @@ impl Bus {
     /// exceed a queue's limit rather than stall the host.
     pub fn publish_host(&self, topic: &str, payload: Value) -> String {
         let event = Arc::new(Event::new(topic, payload, HOST_SOURCE));
-        self.notify_subscribers(&event);
+        self.notify_subscribers(&event, false);
         for route in self.matching_routes(&event.topic) {
             self.pending.fetch_add(1, Ordering::SeqCst);
             let outcome = route.queue.try_push(event.clone(), true);

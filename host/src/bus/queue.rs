@@ -171,9 +171,12 @@ impl Queue {
         self.ready.notify_one();
     }
 
-    /// Takes the next control message or event, waiting until `deadline` (or forever).
-    pub fn pop(&self, deadline: Option<Instant>) -> Pop {
+    /// Takes the next control message or event, waiting until `deadline` (or
+    /// forever). `before_wait` runs (without the lock) once, before the first
+    /// wait, so the consumer can finish deferred work when it runs dry.
+    pub fn pop(&self, deadline: Option<Instant>, mut before_wait: impl FnMut()) -> Pop {
         let mut inner = self.lock();
+        let mut idle_done = false;
         loop {
             if let Some(c) = inner.control.pop_front() {
                 return Pop::Control(c);
@@ -188,6 +191,13 @@ impl Queue {
                     self.room_async.notify_waiters();
                 }
                 return Pop::Event(d);
+            }
+            if !idle_done {
+                idle_done = true;
+                drop(inner);
+                before_wait();
+                inner = self.lock();
+                continue;
             }
             inner.consumer_waiting = true;
             match deadline {
@@ -257,8 +267,8 @@ mod tests {
             panic!()
         };
         assert_eq!(old.topic, "t.1");
-        assert_eq!(topic(q.pop(None)), "t.2");
-        assert_eq!(topic(q.pop(None)), "t.3");
+        assert_eq!(topic(q.pop(None, || {})), "t.2");
+        assert_eq!(topic(q.pop(None, || {})), "t.3");
     }
 
     #[test]
@@ -278,9 +288,9 @@ mod tests {
         let publisher = std::thread::spawn(move || q2.push_blocking(ev(2), false));
         std::thread::sleep(Duration::from_millis(20));
         assert!(!publisher.is_finished());
-        assert_eq!(topic(q.pop(None)), "t.1");
+        assert_eq!(topic(q.pop(None, || {})), "t.1");
         assert!(matches!(publisher.join().unwrap(), Push::Queued));
-        assert_eq!(topic(q.pop(None)), "t.2");
+        assert_eq!(topic(q.pop(None, || {})), "t.2");
     }
 
     #[test]
@@ -296,11 +306,11 @@ mod tests {
         let q = Queue::new(4, Overflow::Block);
         q.try_push(ev(1), false);
         q.control(Control::Stop);
-        assert!(matches!(q.pop(None), Pop::Control(Control::Stop)));
-        assert_eq!(topic(q.pop(None)), "t.1");
+        assert!(matches!(q.pop(None, || {}), Pop::Control(Control::Stop)));
+        assert_eq!(topic(q.pop(None, || {})), "t.1");
         let start = Instant::now();
         assert!(matches!(
-            q.pop(Some(start + Duration::from_millis(10))),
+            q.pop(Some(start + Duration::from_millis(10)), || {}),
             Pop::Timeout
         ));
     }

@@ -64,11 +64,15 @@ impl Payload {
         self.packed.as_deref()
     }
 
-    /// Packs a JSON payload as well (keeping the value), so runtimes read the
-    /// cheaper form. Publishers call this before fan-out, on their own thread.
+    /// Packs a JSON payload, so runtimes read the cheaper form. Publishers call
+    /// this before fan-out, on their own thread: the JSON tree is freed here,
+    /// not on a plugin's thread, and decoded again only if someone reads it.
     pub fn pack_in_place(&mut self) {
-        if let (None, Some(value)) = (&self.packed, self.value.get()) {
-            self.packed = pack(value).packed;
+        if self.packed.is_some() {
+            return;
+        }
+        if let Some(value) = self.value.take() {
+            self.packed = pack(&value).packed;
         }
     }
 
@@ -381,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn packing_in_place_keeps_the_value() {
+    fn packing_in_place_keeps_the_same_value() {
         let mut p = Payload::from(json!({"a": [1, 2.5, "x"]}));
         p.pack_in_place();
         let bytes = p.packed().expect("packed").to_vec();

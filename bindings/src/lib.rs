@@ -12,12 +12,14 @@
 //!   [`load`] / [`check`], which pick the runtime.
 //! - [`timers`]: the pure timer schedule behind `timer.after/every`.
 //! - [`modpath`]: `require`/`import` resolution confined to the plugin folder.
-//! - `lua`: the Lua runtime, one small module per binding.
+//! - [`lua`]: the Lua runtime (mlua), one small module per binding.
+//! - [`rhai`]: the Rhai runtime, the same bindings spelt `bus::publish`.
 //!
 //! The host crate (`plughost`) owns threads, queues and files; this crate
 //! only turns hook calls into interpreter calls and back.
 #![deny(missing_docs)]
 
+mod convert_error;
 pub mod error;
 pub mod event;
 pub mod host_api;
@@ -26,6 +28,7 @@ pub mod modpath;
 pub mod outcome;
 pub mod payload;
 pub mod plugin;
+pub mod rhai;
 mod runtime_kind;
 pub mod timers;
 

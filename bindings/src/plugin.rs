@@ -4,7 +4,7 @@
 //! at a time; nothing here is shared between threads. [`load`] and [`check`]
 //! pick the runtime from the [`PluginSpec`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,7 @@ pub trait PluginInstance {
 pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstance>, ScriptError> {
     match spec.info.runtime {
         RuntimeKind::Lua => Ok(Box::new(crate::lua::LuaPlugin::load(spec, host)?)),
+        RuntimeKind::Rhai => Ok(Box::new(crate::rhai::RhaiPlugin::load(spec, host)?)),
         other => Err(ScriptError::new(
             crate::ErrorKind::Load,
             format!("the {other} runtime is not available in this build"),
@@ -95,6 +96,7 @@ pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstanc
 pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     match spec.info.runtime {
         RuntimeKind::Lua => crate::lua::check(spec),
+        RuntimeKind::Rhai => crate::rhai::check(spec),
         other => vec![
             ScriptError::new(
                 crate::ErrorKind::Load,
@@ -102,5 +104,33 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
             )
             .or_file(&spec.entry_display()),
         ],
+    }
+}
+
+/// Whether two paths name the same file.
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Every file with extension `ext` under `dir`, skipping hidden folders and `target/`.
+pub(crate) fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            collect_files(&path, ext, out);
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
     }
 }

@@ -26,35 +26,7 @@ const VIEW_KEY: &str = "__plughost_view";
 /// [`VIEW_KEY`] for the C API.
 pub(crate) const VIEW_KEY_C: &std::ffi::CStr = c"__plughost_view";
 
-/// A value that cannot be converted, with where it sits (`payload.items[2]`).
-#[derive(Debug)]
-pub(crate) struct ConvertError {
-    what: String,
-    path: Vec<String>,
-}
-
-impl ConvertError {
-    pub(crate) fn new(what: impl Into<String>) -> Self {
-        ConvertError {
-            what: what.into(),
-            path: Vec::new(),
-        }
-    }
-
-    pub(crate) fn at(mut self, segment: String) -> Self {
-        self.path.push(segment);
-        self
-    }
-
-    /// The message, naming the value's path under `root`.
-    pub(crate) fn message(&self, root: &str) -> String {
-        let mut path = root.to_owned();
-        for seg in self.path.iter().rev() {
-            path.push_str(seg);
-        }
-        format!("{} (at {path})", self.what)
-    }
-}
+pub(crate) use crate::convert_error::ConvertError;
 
 /// Prepares the interpreter for conversions (the array marker).
 pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {

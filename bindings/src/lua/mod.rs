@@ -18,7 +18,6 @@ mod telemetry;
 mod timer;
 
 use std::cell::RefCell;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -251,8 +250,12 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
         );
     }
     let mut files = Vec::new();
-    collect_lua_files(&spec.dir, &mut files);
-    if spec.entry.is_file() && !files.iter().any(|f| same_file(f, &spec.entry)) {
+    crate::plugin::collect_files(&spec.dir, "lua", &mut files);
+    if spec.entry.is_file()
+        && !files
+            .iter()
+            .any(|f| crate::plugin::same_file(f, &spec.entry))
+    {
         files.push(spec.entry.clone());
     }
     files.sort();
@@ -273,30 +276,4 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
         }
     }
     errors
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-fn collect_lua_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name == "target" {
-            continue;
-        }
-        if path.is_dir() {
-            collect_lua_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "lua") {
-            out.push(path);
-        }
-    }
 }

@@ -347,7 +347,11 @@ mod tests {
             let e = Event::new("t", back, "p");
             let t = event_table(&lua, &e).unwrap();
             let again: LuaValue = t.get("payload").unwrap();
-            assert_eq!(super::super::convert::from_lua(&again).unwrap(), expected, "{v}");
+            assert_eq!(
+                super::super::convert::from_lua(&again).unwrap(),
+                expected,
+                "{v}"
+            );
         }
         let t: LuaValue = lua.load("return {items = {1, print}}").eval().unwrap();
         assert_eq!(

@@ -1,0 +1,68 @@
+//! `bus::publish(topic, payload)` and the application's functions as `host::NAME(...)`.
+
+use rhai::{Dynamic, Engine, FuncRegistration, Module, NativeCallContext};
+
+/// A binding's result: a value or a thrown error.
+type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
+
+use super::context::{Ctx, convert_error, throw};
+use super::convert::{to_dynamic, to_payload, to_value};
+
+/// Registers the `bus` and `host` modules.
+pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
+    let mut bus = Module::new();
+    let c = ctx.clone();
+    FuncRegistration::new("publish")
+        .with_volatility(true)
+        .set_into_module(
+            &mut bus,
+            move |call: NativeCallContext, topic: &str, payload: Dynamic| -> RhaiResultOf<String> {
+                let pos = call.call_position();
+                let payload = to_payload(&payload).map_err(|e| convert_error("payload", e, pos))?;
+                let cause = c.current.borrow().clone();
+                c.host
+                    .publish(&c.info, topic, payload, cause.as_deref())
+                    .map_err(|m| throw(m, pos))
+            },
+        );
+    engine.register_static_module("bus", bus.into());
+
+    let mut host = Module::new();
+    for name in ctx.host.function_names() {
+        register_host_fn(&mut host, ctx, &name);
+    }
+    engine.register_static_module("host", host.into());
+}
+
+/// Registers `host::NAME` for 0 to 6 arguments.
+fn register_host_fn(module: &mut Module, ctx: &Ctx, name: &str) {
+    macro_rules! arity {
+        ($($arg:ident),*) => {{
+            let c = ctx.clone();
+            let fname = name.to_owned();
+            FuncRegistration::new(name).with_volatility(true).set_into_module(
+                module,
+                move |call: NativeCallContext, $($arg: Dynamic),*| -> RhaiResultOf<Dynamic> {
+                    let pos = call.call_position();
+                    let args = [$($arg),*]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| to_value(a).map_err(|e| convert_error(&format!("argument {}", i + 1), e, pos)))
+                        .collect::<RhaiResultOf<Vec<_>>>()?;
+                    let result = c
+                        .host
+                        .call_function(&c.info, &fname, args)
+                        .map_err(|m| throw(format!("host::{fname}: {m}"), pos))?;
+                    Ok(to_dynamic(&result))
+                },
+            );
+        }};
+    }
+    arity!();
+    arity!(a);
+    arity!(a, b);
+    arity!(a, b, c3);
+    arity!(a, b, c3, d);
+    arity!(a, b, c3, d, e);
+    arity!(a, b, c3, d, e, f);
+}

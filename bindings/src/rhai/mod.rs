@@ -1,0 +1,355 @@
+//! The Rhai runtime: one `rhai::Engine` and compiled `AST` per plugin.
+//!
+//! Loading builds a sandboxed engine (no `eval`, imports confined to the
+//! plugin folder, size limits derived from `limits.memory_mb`, a wall-clock
+//! deadline checked by the progress callback), registers the bindings as
+//! static modules (`bus::publish`, `log::info`, `timer::every` …), compiles
+//! the entry with its path as source, runs its top-level statements, and
+//! notes which hook functions exist. `config` and `state` are reachable by
+//! name in every function through the engine's variable resolver: `config`
+//! is a read-only shared map, `state` a shared map that hooks mutate in place.
+
+mod bus;
+mod context;
+mod convert;
+mod error;
+mod log;
+mod outcome;
+mod resolver;
+mod telemetry;
+mod timer;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rhai::{AST, CallFnOptions, Dynamic, Engine, FuncArgs, Map, Scope};
+use serde_json::Value;
+
+use self::context::{Context, Ctx};
+use crate::{
+    ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost,
+};
+
+/// Operations between two looks at the clock in the progress callback.
+const CHECK_EVERY: u64 = 1024;
+
+/// Which hooks the script defines.
+#[derive(Debug, Default, Clone, Copy)]
+struct Hooks {
+    init: bool,
+    on_event: bool,
+    on_config: bool,
+    shutdown: bool,
+}
+
+/// A loaded Rhai plugin.
+pub struct RhaiPlugin {
+    engine: Engine,
+    /// The script's functions plus its top-level `import` statements, which
+    /// run (from the module cache) before each hook so functions see them.
+    ast: AST,
+    scope: Scope<'static>,
+    ctx: Ctx,
+    hooks: Hooks,
+    spec: PluginSpec,
+}
+
+/// A sandboxed engine for `spec` with the bindings registered.
+fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
+    let mut engine = Engine::new();
+    engine.disable_symbol("eval");
+    let mem = spec.limits.memory_bytes;
+    // Rhai cannot count bytes; these bound the largest values a script can
+    // build so a bomb hits a limit long before the process runs out of memory.
+    engine
+        .set_max_string_size((mem / 4).max(1 << 10))
+        .set_max_array_size((mem / 64).max(1 << 10))
+        .set_max_map_size((mem / 128).max(1 << 10))
+        .set_max_call_levels(64)
+        .set_max_expr_depths(64, 64)
+        .set_max_modules(64);
+    engine.set_module_resolver(resolver::FolderResolver::new(spec.dir.clone()));
+    let c = ctx.clone();
+    engine.on_progress(move |ops| {
+        (ops % CHECK_EVERY == 0 && c.budget.exceeded()).then(|| Dynamic::from(error::TIME_UP))
+    });
+    let c = ctx.clone();
+    #[allow(deprecated)] // `on_var` is stable in use, marked volatile upstream.
+    engine.on_var(move |name, _, _| match name {
+        "config" => Ok(Some(c.config.borrow().clone())),
+        "state" => Ok(Some(c.state.clone())),
+        _ => Ok(None),
+    });
+    bus::register(&mut engine, ctx);
+    log::register(&mut engine, ctx);
+    telemetry::register(&mut engine, ctx);
+    timer::register(&mut engine, ctx);
+    outcome::register(&mut engine);
+    engine
+}
+
+/// `config` as scripts see it: a shared, read-only map.
+fn config_value(config: &Value) -> Dynamic {
+    convert::to_dynamic(config).into_shared().into_read_only()
+}
+
+impl RhaiPlugin {
+    /// Builds the engine, compiles the entry and runs its top-level statements.
+    pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<RhaiPlugin, ScriptError> {
+        let entry = spec.entry_display();
+        let source = std::fs::read_to_string(&spec.entry).map_err(|e| {
+            ScriptError::new(
+                ErrorKind::Load,
+                format!("cannot read the entry script: {e}"),
+            )
+            .or_file(&entry)
+            .in_hook(HookName::Load)
+        })?;
+        let state = match &spec.state {
+            Value::Object(_) => convert::to_dynamic(&spec.state),
+            _ => Dynamic::from(Map::new()),
+        };
+        let ctx: Ctx = Rc::new(Context {
+            info: spec.info.clone(),
+            host,
+            entry: entry.clone(),
+            current: RefCell::new(None),
+            timers: RefCell::default(),
+            callbacks: RefCell::default(),
+            budget: Default::default(),
+            config: RefCell::new(config_value(&spec.config)),
+            state: state.into_shared(),
+        });
+        let engine = build_engine(spec, &ctx);
+        let mut ast = engine
+            .compile(&source)
+            .map_err(|e| error::parse_error(&e, &entry).in_hook(HookName::Load))?;
+        ast.set_source(entry.clone());
+        let mut hooks = Hooks::default();
+        for f in ast.iter_functions() {
+            let (slot, arity) = match f.name {
+                "init" => (&mut hooks.init, 0),
+                "on_event" => (&mut hooks.on_event, 1),
+                "on_config" => (&mut hooks.on_config, 1),
+                "shutdown" => (&mut hooks.shutdown, 0),
+                _ => continue,
+            };
+            if f.params.len() == arity {
+                *slot = true;
+            } else {
+                return Err(ScriptError::new(
+                    ErrorKind::Load,
+                    format!(
+                        "`fn {}` must take {arity} parameter(s), found {}",
+                        f.name,
+                        f.params.len()
+                    ),
+                )
+                .or_file(&entry)
+                .in_hook(HookName::Load));
+            }
+        }
+        let imports = ast
+            .statements()
+            .iter()
+            .filter(|s| matches!(s, rhai::Stmt::Import(..)))
+            .cloned();
+        let mut hooks_ast = AST::new(imports, ast.shared_lib().clone());
+        hooks_ast.set_source(entry.clone());
+        let mut plugin = RhaiPlugin {
+            engine,
+            ast: hooks_ast,
+            scope: Scope::new(),
+            ctx,
+            hooks,
+            spec: spec.clone(),
+        };
+        plugin.ctx.budget.start(spec.limits.hook_timeout);
+        let ran = plugin.engine.run_ast_with_scope(&mut plugin.scope, &ast);
+        plugin.ctx.budget.stop();
+        ran.map_err(|e| plugin.error(&e, HookName::Load))?;
+        Ok(plugin)
+    }
+
+    fn error(&self, e: &rhai::EvalAltResult, hook: HookName) -> ScriptError {
+        error::eval_error(
+            e,
+            &self.ctx.entry,
+            self.spec.limits.hook_timeout.as_millis(),
+            self.spec.limits.memory_bytes >> 20,
+        )
+        .in_hook(hook)
+    }
+
+    fn call(
+        &mut self,
+        name: &str,
+        args: impl FuncArgs,
+        hook: HookName,
+    ) -> Result<Dynamic, ScriptError> {
+        self.ctx.budget.start(self.spec.limits.hook_timeout);
+        let options = CallFnOptions::new().eval_ast(true).rewind_scope(true);
+        let result = self.engine.call_fn_with_options::<Dynamic>(
+            options,
+            &mut self.scope,
+            &self.ast,
+            name,
+            args,
+        );
+        self.ctx.budget.stop();
+        result.map_err(|e| self.error(&e, hook))
+    }
+
+    fn event_map(event: &Event) -> Dynamic {
+        let mut m = Map::new();
+        m.insert("id".into(), event.id.as_str().into());
+        m.insert("topic".into(), event.topic.as_str().into());
+        m.insert(
+            "payload".into(),
+            convert::payload_to_dynamic(&event.payload),
+        );
+        m.insert("source".into(), event.source.as_str().into());
+        m.insert("timestamp".into(), event.timestamp.as_str().into());
+        m.insert(
+            "correlation_id".into(),
+            event
+                .correlation_id
+                .as_deref()
+                .map_or(Dynamic::UNIT, |c| Dynamic::from(c.to_owned())),
+        );
+        let headers: Map = event
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+            .collect();
+        m.insert("headers".into(), headers.into());
+        m.into()
+    }
+}
+
+impl PluginInstance for RhaiPlugin {
+    fn init(&mut self) -> Result<(), ScriptError> {
+        if self.hooks.init {
+            let _: Dynamic = self.call("init", (), HookName::Init)?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
+        if !self.hooks.on_event {
+            return Ok(Outcome::Ack);
+        }
+        *self.ctx.current.borrow_mut() = Some(event.clone());
+        let result = self.call("on_event", (Self::event_map(event),), HookName::OnEvent);
+        *self.ctx.current.borrow_mut() = None;
+        outcome::from_return(result?)
+            .map_err(|e| e.or_file(&self.ctx.entry).in_hook(HookName::OnEvent))
+    }
+
+    fn has_on_config(&self) -> bool {
+        self.hooks.on_config
+    }
+
+    fn on_config(&mut self, config: &Value) -> Result<(), ScriptError> {
+        let view = config_value(config);
+        *self.ctx.config.borrow_mut() = view.clone();
+        self.spec.config = config.clone();
+        if self.hooks.on_config {
+            let _: Dynamic = self.call("on_config", (view,), HookName::OnConfig)?;
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self) -> Result<(), ScriptError> {
+        if self.hooks.shutdown {
+            let _: Dynamic = self.call("shutdown", (), HookName::Shutdown)?;
+        }
+        Ok(())
+    }
+
+    fn next_timer(&mut self) -> Option<Instant> {
+        self.ctx.timers.borrow_mut().next_deadline()
+    }
+
+    fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
+        let (id, live) = self.ctx.timers.borrow_mut().pop_due(now)?;
+        let f = if live {
+            self.ctx.callbacks.borrow().get(&id).cloned()
+        } else {
+            self.ctx.callbacks.borrow_mut().remove(&id)
+        }?;
+        // A script function (a closure or `Fn("name")`) runs like a hook, so it
+        // sees the script's imports; anything else through its pointer.
+        let args: Vec<Dynamic> = f.curry().to_vec();
+        let scripted = self
+            .ast
+            .iter_functions()
+            .any(|d| d.name == f.fn_name() && d.params.len() == args.len());
+        let result = if scripted {
+            self.call(f.fn_name(), args, HookName::Timer).map(drop)
+        } else {
+            self.ctx.budget.start(self.spec.limits.hook_timeout);
+            let r = f.call::<Dynamic>(&self.engine, &self.ast, ());
+            self.ctx.budget.stop();
+            r.map(drop).map_err(|e| self.error(&e, HookName::Timer))
+        };
+        Some(result)
+    }
+
+    fn clear_timers(&mut self) {
+        self.ctx.timers.borrow_mut().clear();
+        self.ctx.callbacks.borrow_mut().clear();
+    }
+
+    fn state(&mut self) -> Result<Value, ScriptError> {
+        convert::to_value(&self.ctx.state).map_err(|e| {
+            ScriptError::new(
+                ErrorKind::Runtime,
+                format!("state must hold plain data: {}", e.message("state")),
+            )
+            .or_file(&self.ctx.entry)
+        })
+    }
+}
+
+/// Compiles the entry and every other `.rhai` file of the plugin folder
+/// without running anything; returns every syntax error.
+pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
+    let mut engine = Engine::new_raw();
+    engine.disable_symbol("eval");
+    let mut errors = Vec::new();
+    if !spec.entry.is_file() {
+        errors.push(
+            ScriptError::new(ErrorKind::Load, "entry script not found")
+                .or_file(&spec.entry_display()),
+        );
+    }
+    let mut files = Vec::new();
+    crate::plugin::collect_files(&spec.dir, "rhai", &mut files);
+    if spec.entry.is_file()
+        && !files
+            .iter()
+            .any(|f| crate::plugin::same_file(f, &spec.entry))
+    {
+        files.push(spec.entry.clone());
+    }
+    files.sort();
+    for file in files {
+        let shown = if crate::plugin::same_file(&file, &spec.entry) {
+            spec.entry_display()
+        } else {
+            file.display().to_string()
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(src) => {
+                if let Err(e) = engine.compile(&src) {
+                    errors.push(error::parse_error(&e, &shown));
+                }
+            }
+            Err(e) => errors.push(ScriptError::new(ErrorKind::Load, e.to_string()).or_file(&shown)),
+        }
+    }
+    errors
+}

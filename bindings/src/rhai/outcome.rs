@@ -1,0 +1,88 @@
+//! `outcome::retry([ms])`, `outcome::forward(topic, payload)`, `outcome::drop(reason)`,
+//! and reading what `on_event` returned.
+
+use rhai::{Dynamic, Engine, FuncRegistration, INT, ImmutableString, Module, NativeCallContext};
+
+/// A binding's result: a value or a thrown error.
+type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
+
+use super::context::{convert_error, throw};
+use super::convert::to_payload;
+use crate::{ErrorKind, Outcome, ScriptError};
+
+/// An outcome value as scripts hold it.
+#[derive(Debug, Clone)]
+pub(crate) struct RhaiOutcome(pub Outcome);
+
+/// Registers the `outcome` module.
+pub(crate) fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<RhaiOutcome>("Outcome");
+    let mut m = Module::new();
+    FuncRegistration::new("retry")
+        .with_volatility(true)
+        .set_into_module(&mut m, || RhaiOutcome(Outcome::Retry { delay_ms: None }));
+    FuncRegistration::new("retry")
+        .with_volatility(true)
+        .set_into_module(
+            &mut m,
+            |call: NativeCallContext, ms: INT| -> RhaiResultOf<RhaiOutcome> {
+                if ms < 0 {
+                    return Err(throw(
+                        "outcome::retry: delay must be milliseconds >= 0",
+                        call.call_position(),
+                    ));
+                }
+                Ok(RhaiOutcome(Outcome::Retry {
+                    delay_ms: Some(ms as u64),
+                }))
+            },
+        );
+    FuncRegistration::new("forward")
+        .with_volatility(true)
+        .set_into_module(
+            &mut m,
+            |call: NativeCallContext, topic: &str, payload: Dynamic| -> RhaiResultOf<RhaiOutcome> {
+                let payload = to_payload(&payload)
+                    .map_err(|e| convert_error("payload", e, call.call_position()))?;
+                Ok(RhaiOutcome(Outcome::Forward {
+                    topic: topic.to_owned(),
+                    payload,
+                }))
+            },
+        );
+    FuncRegistration::new("drop")
+        .with_volatility(true)
+        .set_into_module(&mut m, |reason: ImmutableString| {
+            RhaiOutcome(Outcome::Drop {
+                reason: reason.to_string(),
+            })
+        });
+    FuncRegistration::new("drop")
+        .with_volatility(true)
+        .set_into_module(&mut m, || {
+            RhaiOutcome(Outcome::Drop {
+                reason: "dropped by the plugin".into(),
+            })
+        });
+    engine.register_static_module("outcome", m.into());
+}
+
+/// Reads `on_event`'s return value.
+///
+/// A Rhai function returns the value of its last statement, so a hook that
+/// ends with `bus::publish(...)` returns an event id: any value other than an
+/// outcome acknowledges, except `false`, which is refused as in Lua (it reads
+/// like "failed", and acknowledging it silently would lose the event).
+pub(crate) fn from_return(value: Dynamic) -> Result<Outcome, ScriptError> {
+    if let Some(o) = value.read_lock::<RhaiOutcome>() {
+        return Ok(o.0.clone());
+    }
+    if value.as_bool() == Ok(false) {
+        return Err(ScriptError::new(
+            ErrorKind::BadReturn,
+            "on_event returned false; return outcome::drop(reason) to refuse an event, \
+             or nothing to acknowledge it",
+        ));
+    }
+    Ok(Outcome::Ack)
+}

@@ -1,0 +1,52 @@
+//! `timer::after(ms, fn)`, `timer::every(ms, fn)` and `timer::cancel(id)`.
+
+use std::time::{Duration, Instant};
+
+/// A binding's result: a value or a thrown error.
+type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
+
+use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, INT, Module, NativeCallContext};
+
+use super::context::{Ctx, throw};
+
+/// Registers the `timer` module.
+pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
+    let mut t = Module::new();
+    for (name, repeat) in [("after", false), ("every", true)] {
+        let c = ctx.clone();
+        FuncRegistration::new(name)
+            .with_volatility(true)
+            .set_into_module(
+                &mut t,
+                move |call: NativeCallContext, ms: Dynamic, f: FnPtr| -> RhaiResultOf<INT> {
+                    let ms = ms
+                        .as_int()
+                        .map(|i| i as f64)
+                        .or_else(|_| ms.as_float())
+                        .unwrap_or(-1.0);
+                    if !ms.is_finite() || ms < 0.0 {
+                        return Err(throw(
+                            format!("timer::{name}: delay must be a number of milliseconds >= 0"),
+                            call.call_position(),
+                        ));
+                    }
+                    let id = c.timers.borrow_mut().add(
+                        Instant::now(),
+                        Duration::from_secs_f64(ms / 1000.0),
+                        repeat,
+                    );
+                    c.callbacks.borrow_mut().insert(id, f);
+                    Ok(id as INT)
+                },
+            );
+    }
+    let c = ctx.clone();
+    FuncRegistration::new("cancel")
+        .with_volatility(true)
+        .set_into_module(&mut t, move |id: INT| -> bool {
+            let id = id as u64;
+            c.callbacks.borrow_mut().remove(&id);
+            c.timers.borrow_mut().cancel(id)
+        });
+    engine.register_static_module("timer", t.into());
+}

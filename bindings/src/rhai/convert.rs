@@ -57,11 +57,14 @@ pub(crate) fn to_dynamic(value: &Value) -> Dynamic {
         },
         Value::String(s) => ImmutableString::from(s.as_str()).into(),
         Value::Array(items) => items.iter().map(to_dynamic).collect::<Array>().into(),
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
-            .collect::<Map>()
-            .into(),
+        Value::Object(map) => {
+            // Inserting in order beats `collect`, which sorts a copy first.
+            let mut out = Map::new();
+            for (k, v) in map {
+                out.insert(k.as_str().into(), to_dynamic(v));
+            }
+            out.into()
+        }
     }
 }
 
@@ -84,10 +87,12 @@ fn pack(value: &Dynamic, depth: usize, w: &mut Writer) -> Result<(), ConvertErro
         )));
     }
     if value.is_shared() {
-        let inner = value.read_lock::<Dynamic>().map(|d| d.clone());
-        return match inner {
-            Some(d) => pack(&d.flatten(), depth, w),
-            None => pack(&value.clone().flatten(), depth, w),
+        // Read through the shared cell; no copy of what it holds.
+        return match value.read_lock::<Dynamic>() {
+            Some(inner) => pack(&inner, depth, w),
+            None => Err(ConvertError::new(
+                "a shared value is being written and cannot be read",
+            )),
         };
     }
     if value.is_unit() {

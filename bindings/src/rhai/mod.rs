@@ -13,6 +13,7 @@ mod bus;
 mod context;
 mod convert;
 mod error;
+mod event;
 mod log;
 mod outcome;
 mod resolver;
@@ -87,6 +88,7 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     telemetry::register(&mut engine, ctx);
     timer::register(&mut engine, ctx);
     outcome::register(&mut engine);
+    event::register(&mut engine);
     engine
 }
 
@@ -201,32 +203,6 @@ impl RhaiPlugin {
         self.ctx.budget.stop();
         result.map_err(|e| self.error(&e, hook))
     }
-
-    fn event_map(event: &Event) -> Dynamic {
-        let mut m = Map::new();
-        m.insert("id".into(), event.id.as_str().into());
-        m.insert("topic".into(), event.topic.as_str().into());
-        m.insert(
-            "payload".into(),
-            convert::payload_to_dynamic(&event.payload),
-        );
-        m.insert("source".into(), event.source.as_str().into());
-        m.insert("timestamp".into(), event.timestamp.as_str().into());
-        m.insert(
-            "correlation_id".into(),
-            event
-                .correlation_id
-                .as_deref()
-                .map_or(Dynamic::UNIT, |c| Dynamic::from(c.to_owned())),
-        );
-        let headers: Map = event
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-            .collect();
-        m.insert("headers".into(), headers.into());
-        m.into()
-    }
 }
 
 impl PluginInstance for RhaiPlugin {
@@ -242,7 +218,8 @@ impl PluginInstance for RhaiPlugin {
             return Ok(Outcome::Ack);
         }
         *self.ctx.current.borrow_mut() = Some(event.clone());
-        let result = self.call("on_event", (Self::event_map(event),), HookName::OnEvent);
+        let view = event::EventView(event.clone());
+        let result = self.call("on_event", (Dynamic::from(view),), HookName::OnEvent);
         *self.ctx.current.borrow_mut() = None;
         outcome::from_return(result?)
             .map_err(|e| e.or_file(&self.ctx.entry).in_hook(HookName::OnEvent))

@@ -19,6 +19,7 @@
 //! only turns hook calls into interpreter calls and back.
 #![deny(missing_docs)]
 
+mod budget;
 mod convert_error;
 pub mod error;
 pub mod event;

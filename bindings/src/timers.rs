@@ -99,6 +99,58 @@ impl Timers {
     }
 }
 
+/// Timers with their callbacks, as a runtime keeps them.
+#[derive(Debug)]
+pub struct TimerTable<F> {
+    schedule: Timers,
+    callbacks: HashMap<TimerId, F>,
+}
+
+impl<F> Default for TimerTable<F> {
+    fn default() -> Self {
+        TimerTable {
+            schedule: Timers::new(),
+            callbacks: HashMap::new(),
+        }
+    }
+}
+
+impl<F: Clone> TimerTable<F> {
+    /// Schedules `f` after `after` from now, repeating every `after` when `repeat`.
+    pub fn add(&mut self, after: Duration, repeat: bool, f: F) -> TimerId {
+        let id = self.schedule.add(Instant::now(), after, repeat);
+        self.callbacks.insert(id, f);
+        id
+    }
+
+    /// Cancels a timer; returns whether it was live.
+    pub fn cancel(&mut self, id: TimerId) -> bool {
+        self.callbacks.remove(&id);
+        self.schedule.cancel(id)
+    }
+
+    /// The earliest deadline.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.schedule.next_deadline()
+    }
+
+    /// The callback of one timer due at `now` (kept for the next round when it repeats).
+    pub fn take_due(&mut self, now: Instant) -> Option<F> {
+        let (id, live) = self.schedule.pop_due(now)?;
+        if live {
+            self.callbacks.get(&id).cloned()
+        } else {
+            self.callbacks.remove(&id)
+        }
+    }
+
+    /// Cancels every timer.
+    pub fn clear(&mut self) {
+        self.schedule.clear();
+        self.callbacks.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +190,20 @@ mod tests {
         assert!(!t.cancel(a));
         assert_eq!(t.pop_due(t0 + Duration::from_millis(50)), Some((b, false)));
         assert_eq!(t.pop_due(t0 + Duration::from_millis(50)), None);
+    }
+
+    #[test]
+    fn a_table_hands_out_callbacks_when_due() {
+        let mut t: TimerTable<&str> = TimerTable::default();
+        let once = t.add(Duration::ZERO, false, "once");
+        let every = t.add(Duration::ZERO, true, "every");
+        let later = Instant::now() + Duration::from_millis(5);
+        let mut got = vec![t.take_due(later).unwrap(), t.take_due(later).unwrap()];
+        got.sort();
+        assert_eq!(got, ["every", "once"]);
+        assert!(!t.cancel(once));
+        assert!(t.cancel(every));
+        assert_eq!(t.take_due(later + Duration::from_secs(1)), None);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the event being handled, the timers and the time budget.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -11,7 +10,7 @@ use mlua::{Function, Lua};
 
 use super::convert::ConvertError;
 use super::sandbox::Budget;
-use crate::timers::{TimerId, Timers};
+use crate::timers::TimerTable;
 use crate::{Event, PluginInfo, SharedHost};
 
 /// State shared by the bindings of one interpreter.
@@ -24,10 +23,8 @@ pub(crate) struct Context {
     pub dir: PathBuf,
     /// The event whose `on_event` is running, if any.
     pub current: RefCell<Option<Arc<Event>>>,
-    /// Timer deadlines.
-    pub timers: RefCell<Timers>,
-    /// Timer callbacks by id.
-    pub callbacks: RefCell<HashMap<TimerId, Function>>,
+    /// Timers and their callbacks.
+    pub timers: RefCell<TimerTable<Function>>,
     /// Time limit of the hook call in progress.
     pub budget: Rc<Budget>,
 }

@@ -68,7 +68,6 @@ impl LuaPlugin {
             dir: spec.dir.clone(),
             current: RefCell::new(None),
             timers: RefCell::default(),
-            callbacks: RefCell::default(),
             budget: Rc::default(),
         });
         let mb = spec.limits.memory_bytes >> 20;
@@ -207,18 +206,12 @@ impl PluginInstance for LuaPlugin {
     }
 
     fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
-        let (id, live) = self.ctx.timers.borrow_mut().pop_due(now)?;
-        let f = if live {
-            self.ctx.callbacks.borrow().get(&id).cloned()
-        } else {
-            self.ctx.callbacks.borrow_mut().remove(&id)
-        }?;
+        let f = self.ctx.timers.borrow_mut().take_due(now)?;
         Some(self.call(&f, (), HookName::Timer))
     }
 
     fn clear_timers(&mut self) {
         self.ctx.timers.borrow_mut().clear();
-        self.ctx.callbacks.borrow_mut().clear();
     }
 
     fn state(&mut self) -> Result<Value, ScriptError> {

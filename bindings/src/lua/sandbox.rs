@@ -11,9 +11,7 @@
 //! wrappers turn the errors bindings raise into strings (see
 //! `error::to_script`).
 
-use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
@@ -23,45 +21,19 @@ use super::error::{LimitExceeded, caller_position};
 /// loop within a millisecond, rare enough to cost nothing measurable.
 const CHECK_EVERY: u32 = 4096;
 
-/// The deadline of the hook call in progress.
-#[derive(Debug, Default)]
-pub(crate) struct Budget {
-    deadline: Cell<Option<Instant>>,
-    timeout: Cell<Duration>,
-}
+pub(crate) use crate::budget::Budget;
 
-impl Budget {
-    /// Starts the clock for one hook call.
-    pub(crate) fn start(&self, timeout: Duration) {
-        self.timeout.set(timeout);
-        self.deadline.set(Some(Instant::now() + timeout));
+/// The time limit error, positioned at the script line `at`, once the
+/// deadline has passed.
+fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
+    if !budget.exceeded() {
+        return Ok(());
     }
-
-    /// Stops the clock: code between hook calls is the host's.
-    pub(crate) fn stop(&self) {
-        self.deadline.set(None);
-    }
-
-    /// Whether the running hook call is past its deadline.
-    pub(crate) fn exceeded(&self) -> bool {
-        self.deadline.get().is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// The time limit error, positioned at the script line `at`, once the
-    /// deadline has passed.
-    fn check(&self, at: Option<(String, usize)>) -> mlua::Result<()> {
-        if !self.exceeded() {
-            return Ok(());
-        }
-        let ms = self.timeout.get().as_millis();
-        let message = format!(
-            "time limit exceeded: the hook ran longer than {ms} ms (limits.event_timeout_ms)"
-        );
-        Err(mlua::Error::external(LimitExceeded(match at {
-            Some((file, line)) => format!("{file}:{line}: {message}"),
-            None => message,
-        })))
-    }
+    let message = budget.message();
+    Err(mlua::Error::external(LimitExceeded(match at {
+        Some((file, line)) => format!("{file}:{line}: {message}"),
+        None => message,
+    })))
 }
 
 /// Registry key of Lua's own `pcall`, before the prelude replaced it.
@@ -88,7 +60,7 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
                     (Some(src), Some(line)) if !src.starts_with('[') => Some((src, line)),
                     _ => caller_position(lua),
                 };
-                hook_budget.check(at)?;
+                check(&hook_budget, at)?;
             }
             Ok(VmState::Continue)
         },
@@ -97,7 +69,7 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
         let budget = budget.clone();
         lua.create_function(move |lua, ()| {
             if budget.exceeded() {
-                budget.check(caller_position(lua))?;
+                check(&budget, caller_position(lua))?;
             }
             Ok(())
         })?
@@ -121,6 +93,7 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn lua() -> (Lua, Rc<Budget>) {
         let budget = Rc::new(Budget::default());

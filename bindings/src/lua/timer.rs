@@ -3,7 +3,7 @@
 //! Callbacks run later on the plugin's own thread, between events, under the
 //! same time limit as a hook.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mlua::{Function, Lua};
 
@@ -25,19 +25,14 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
                     ));
                 }
                 let after = Duration::from_secs_f64(ms / 1000.0);
-                let id = c.timers.borrow_mut().add(Instant::now(), after, repeat);
-                c.callbacks.borrow_mut().insert(id, f);
-                Ok(id)
+                Ok(c.timers.borrow_mut().add(after, repeat, f))
             })?,
         )?;
     }
     let c = ctx.clone();
     t.set(
         "cancel",
-        lua.create_function(move |_, id: u64| {
-            c.callbacks.borrow_mut().remove(&id);
-            Ok(c.timers.borrow_mut().cancel(id))
-        })?,
+        lua.create_function(move |_, id: u64| Ok(c.timers.borrow_mut().cancel(id)))?,
     )?;
     lua.globals().set("timer", t)
 }

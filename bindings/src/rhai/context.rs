@@ -1,39 +1,16 @@
 //! What every Rhai binding of one plugin shares.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, EvalAltResult, FnPtr, Position};
 
 use crate::convert_error::ConvertError;
-use crate::timers::{TimerId, Timers};
+use crate::timers::TimerTable;
 use crate::{Event, PluginInfo, SharedHost};
 
-/// The deadline of the hook call in progress.
-#[derive(Debug, Default)]
-pub(crate) struct Budget {
-    deadline: Cell<Option<Instant>>,
-}
-
-impl Budget {
-    /// Starts the clock for one hook call.
-    pub(crate) fn start(&self, timeout: Duration) {
-        self.deadline.set(Some(Instant::now() + timeout));
-    }
-
-    /// Stops the clock.
-    pub(crate) fn stop(&self) {
-        self.deadline.set(None);
-    }
-
-    /// Whether the running call is past its deadline.
-    pub(crate) fn exceeded(&self) -> bool {
-        self.deadline.get().is_some_and(|d| Instant::now() >= d)
-    }
-}
+pub(crate) use crate::budget::Budget;
 
 /// State shared by the bindings of one engine.
 pub(crate) struct Context {
@@ -45,10 +22,8 @@ pub(crate) struct Context {
     pub entry: String,
     /// The event whose `on_event` is running, if any.
     pub current: RefCell<Option<Arc<Event>>>,
-    /// Timer deadlines.
-    pub timers: RefCell<Timers>,
-    /// Timer callbacks by id.
-    pub callbacks: RefCell<HashMap<TimerId, FnPtr>>,
+    /// Timers and their callbacks.
+    pub timers: RefCell<TimerTable<FnPtr>>,
     /// Time limit of the hook call in progress.
     pub budget: Budget,
     /// `config`: a read-only, shared object map.

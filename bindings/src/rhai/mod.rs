@@ -119,7 +119,6 @@ impl RhaiPlugin {
             entry: entry.clone(),
             current: RefCell::new(None),
             timers: RefCell::default(),
-            callbacks: RefCell::default(),
             budget: Default::default(),
             config: RefCell::new(config_value(&spec.config)),
             state: state.into_shared(),
@@ -251,12 +250,7 @@ impl PluginInstance for RhaiPlugin {
     }
 
     fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
-        let (id, live) = self.ctx.timers.borrow_mut().pop_due(now)?;
-        let f = if live {
-            self.ctx.callbacks.borrow().get(&id).cloned()
-        } else {
-            self.ctx.callbacks.borrow_mut().remove(&id)
-        }?;
+        let f = self.ctx.timers.borrow_mut().take_due(now)?;
         // A script function (a closure or `Fn("name")`) runs like a hook, so it
         // sees the script's imports; anything else through its pointer.
         let args: Vec<Dynamic> = f.curry().to_vec();
@@ -277,7 +271,6 @@ impl PluginInstance for RhaiPlugin {
 
     fn clear_timers(&mut self) {
         self.ctx.timers.borrow_mut().clear();
-        self.ctx.callbacks.borrow_mut().clear();
     }
 
     fn state(&mut self) -> Result<Value, ScriptError> {

@@ -1,6 +1,6 @@
 //! `timer::after(ms, fn)`, `timer::every(ms, fn)` and `timer::cancel(id)`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A binding's result: a value or a thrown error.
 type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
@@ -30,13 +30,8 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                             call.call_position(),
                         ));
                     }
-                    let id = c.timers.borrow_mut().add(
-                        Instant::now(),
-                        Duration::from_secs_f64(ms / 1000.0),
-                        repeat,
-                    );
-                    c.callbacks.borrow_mut().insert(id, f);
-                    Ok(id as INT)
+                    let after = Duration::from_secs_f64(ms / 1000.0);
+                    Ok(c.timers.borrow_mut().add(after, repeat, f) as INT)
                 },
             );
     }
@@ -44,9 +39,7 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
     FuncRegistration::new("cancel")
         .with_volatility(true)
         .set_into_module(&mut t, move |id: INT| -> bool {
-            let id = id as u64;
-            c.callbacks.borrow_mut().remove(&id);
-            c.timers.borrow_mut().cancel(id)
+            c.timers.borrow_mut().cancel(id as u64)
         });
     engine.register_static_module("timer", t.into());
 }

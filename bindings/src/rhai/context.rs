@@ -26,7 +26,7 @@ pub(crate) struct Context {
     pub timers: RefCell<TimerTable<FnPtr>>,
     /// Time limit of the hook call in progress.
     pub budget: Budget,
-    /// `config`: a read-only, shared object map.
+    /// `config`: a read-only object map.
     pub config: RefCell<Dynamic>,
     /// `state`: a shared object map that survives reloads.
     pub state: Dynamic,

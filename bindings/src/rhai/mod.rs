@@ -7,7 +7,7 @@
 //! the entry with its path as source, runs its top-level statements, and
 //! notes which hook functions exist. `config` and `state` are reachable by
 //! name in every function through the engine's variable resolver: `config`
-//! is a read-only shared map, `state` a shared map that hooks mutate in place.
+//! is a read-only map, `state` a shared map that hooks mutate in place.
 
 mod bus;
 mod context;
@@ -92,9 +92,10 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     engine
 }
 
-/// `config` as scripts see it: a shared, read-only map.
+/// `config` as scripts see it: a read-only map. (Not shared: Rhai lets a
+/// script write through a shared value even when it is marked read-only.)
 fn config_value(config: &Value) -> Dynamic {
-    convert::to_dynamic(config).into_shared().into_read_only()
+    convert::to_dynamic(config).into_read_only()
 }
 
 impl RhaiPlugin {
@@ -175,13 +176,20 @@ impl RhaiPlugin {
     }
 
     fn error(&self, e: &rhai::EvalAltResult, hook: HookName) -> ScriptError {
-        error::eval_error(
+        let mut err = error::eval_error(
             e,
             &self.ctx.entry,
             self.spec.limits.hook_timeout.as_millis(),
             self.spec.limits.memory_bytes >> 20,
         )
-        .in_hook(hook)
+        .in_hook(hook);
+        // The chain always ends in the hook the host called.
+        let outer = format!("in {} ({})", hook.as_str(), self.ctx.entry);
+        err.traceback = Some(match err.traceback.take() {
+            Some(chain) => format!("{chain}\n  {outer}"),
+            None => format!("call chain (innermost first):\n  {outer}"),
+        });
+        err
     }
 
     fn call(

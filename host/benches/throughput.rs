@@ -203,6 +203,10 @@ fn main() {
         };
         row(bare_what, bare_rate, bare_rate);
         row(format!("(1) one {name} plugin through the bus"), one, one);
-        row(format!("(3) ten {name} plugins on one topic"), ten, ten * 10.0);
+        row(
+            format!("(3) ten {name} plugins on one topic"),
+            ten,
+            ten * 10.0,
+        );
     }
 }

@@ -160,7 +160,24 @@ fn run(
             (a, b) => a.or(b),
         };
         match queue.pop(deadline, flush_deferred) {
-            Pop::Control(Control::Stop) => break,
+            Pop::Control(Control::Stop | Control::Drain) => break,
+            Pop::Control(Control::Swap { def: next, done }) => {
+                let result = swap(&mut plugin, &next, services);
+                if result.is_ok() {
+                    worker.retry = next.manifest.retry;
+                }
+                flush_deferred();
+                let _ = done.send(result.map_err(|e| e.detailed()));
+            }
+            Pop::Control(Control::Configure { def: next, done }) => {
+                let result = if plugin.has_on_config() {
+                    plugin.on_config(&next.manifest.config)
+                } else {
+                    swap(&mut plugin, &next, services)
+                };
+                flush_deferred();
+                let _ = done.send(result.map_err(|e| e.detailed()));
+            }
             Pop::Event(d) => worker.handle(plugin.as_mut(), d),
             Pop::Timeout => {}
         }
@@ -175,6 +192,28 @@ fn run(
         undelivered,
         shutdown_error,
     }
+}
+
+/// Replaces `plugin` by a fresh instance of `next`, between two events.
+///
+/// The new version is loaded in a new interpreter with a copy of the running
+/// version's `state`, and its `init` runs; only if both succeed are the old
+/// version's timers stopped and its `shutdown` run, and the new one takes
+/// over. On failure the old version keeps running, untouched.
+fn swap(
+    plugin: &mut Box<dyn PluginInstance>,
+    next: &PluginDef,
+    services: &Arc<Services>,
+) -> Result<(), ScriptError> {
+    let state = plugin.state()?;
+    let mut fresh = plughost_bindings::load(&next.spec(state), services.clone())?;
+    fresh.init()?;
+    plugin.clear_timers();
+    if let Err(e) = plugin.shutdown() {
+        tracing::error!(plugin = %next.manifest.name, "{}", e.detailed());
+    }
+    *plugin = fresh;
+    Ok(())
 }
 
 /// Carries out what the plugin asked for, and keeps the pending retries.

@@ -17,7 +17,7 @@ use crate::discovery::{self, DiscoveryError, MANIFEST_FILE};
 use crate::manifest::{self, Manifest};
 
 /// A plugin whose manifest is valid and whose entry is resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PluginDef {
     /// The parsed manifest.
     pub manifest: Manifest,
@@ -154,7 +154,7 @@ impl Catalog {
     }
 }
 
-fn read_entry(dir: PathBuf) -> Entry {
+pub(crate) fn read_entry(dir: PathBuf) -> Entry {
     let manifest_path = dir.join(MANIFEST_FILE);
     let mut entry = Entry {
         dir: dir.clone(),

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::actor::{self, Stats};
 pub use crate::bus::EventStream;
 use crate::bus::{Bus, Control, Delivery, Queue, Route};
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, PluginDef};
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
 use crate::services::{HOST_TOPIC_PREFIX, Services};
@@ -100,37 +100,48 @@ impl HostBuilder {
         let catalog = Catalog::load(&self.dirs)?;
         let bus = Arc::new(Bus::new());
         let services = Arc::new(Services::new(bus.clone(), self.functions));
+        let known = catalog.entries.iter().map(|e| e.dir.clone()).collect();
         Ok(Host {
             inner: Arc::new(Inner {
                 catalog,
+                roots: self.dirs,
                 bus,
                 services,
                 running: Mutex::default(),
+                known: Mutex::new(known),
             }),
         })
     }
 }
 
 #[derive(Debug)]
-struct Inner {
-    catalog: Catalog,
-    bus: Arc<Bus>,
-    services: Arc<Services>,
-    running: Mutex<Vec<Running>>,
+pub(crate) struct Inner {
+    pub(crate) catalog: Catalog,
+    pub(crate) roots: Vec<PathBuf>,
+    pub(crate) bus: Arc<Bus>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) running: Mutex<Vec<Running>>,
+    /// Every plugin folder the host knows of: discovered, loaded or failed.
+    pub(crate) known: Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
+/// A started plugin.
 #[derive(Debug)]
-struct Running {
-    name: String,
-    queue: Arc<Queue>,
-    actor: actor::Actor,
-    stats: Arc<Stats>,
+pub(crate) struct Running {
+    pub(crate) name: String,
+    /// The plugin folder (as discovered), which live reload watches.
+    pub(crate) dir: PathBuf,
+    /// The version running now.
+    pub(crate) def: PluginDef,
+    pub(crate) queue: Arc<Queue>,
+    pub(crate) actor: actor::Actor,
+    pub(crate) stats: Arc<Stats>,
 }
 
 /// A plugin host. Cheap to clone; clones share the same plugins and bus.
 #[derive(Debug, Clone)]
 pub struct Host {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// What [`Host::start`] did.
@@ -203,86 +214,125 @@ impl Host {
                 .def
                 .clone()
                 .expect("startable plugins are valid");
-            let m = &def.manifest;
-            let queue = Arc::new(Queue::new(m.limits.queue, m.limits.overflow));
-            inner.bus.add_route(Arc::new(Route {
-                plugin: m.name.clone(),
-                patterns: PatternSet::new(m.subscriptions.clone()),
-                queue: queue.clone(),
-                dropped: Default::default(),
-            }));
-            inner
-                .services
-                .set_publications(&m.name, m.publications.clone().map(PatternSet::new));
+            let queue = self.stage(&def);
             staged.push((def, queue));
         }
         let mut failed_names: Vec<String> = Vec::new();
         for (def, queue) in staged {
             let name = def.manifest.name.clone();
-            if let Some(dep) = def
+            let blocked = def
                 .manifest
                 .dependencies
                 .iter()
                 .find(|d| failed_names.contains(&d.name))
-            {
-                let error = format!("dependency `{}` failed to start", dep.name);
-                self.fail(&name, &queue, &error);
-                report.failed.push((name.clone(), error));
-                failed_names.push(name);
-                continue;
-            }
-            let stats = Arc::new(Stats::default());
-            let actor = match actor::spawn(
-                &def,
-                inner.bus.clone(),
-                inner.services.clone(),
-                queue.clone(),
-                stats.clone(),
-            ) {
-                Ok(a) => a,
-                Err(e) => {
-                    let error = format!("cannot start a thread: {e}");
+                .map(|dep| format!("dependency `{}` failed to start", dep.name));
+            let result = match blocked {
+                Some(error) => {
                     self.fail(&name, &queue, &error);
-                    report.failed.push((name.clone(), error));
-                    failed_names.push(name);
-                    continue;
+                    Err(error)
                 }
+                None => self.launch(def, queue).await,
             };
-            let mut actor = actor;
-            let ready = (&mut actor.ready).await;
-            match ready {
-                Ok(Ok(())) => {
-                    tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
-                    inner
-                        .bus
-                        .publish_host("plughost.plugin.started", json!({"plugin": name}));
-                    report.started.push(name.clone());
-                    inner
-                        .running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(Running {
-                            name,
-                            queue,
-                            actor,
-                            stats,
-                        });
-                }
-                Ok(Err(e)) => {
-                    let error = e.detailed();
-                    self.fail(&name, &queue, &error);
-                    report.failed.push((name.clone(), e.to_string()));
-                    failed_names.push(name);
-                }
-                Err(_) => {
-                    let error = "the plugin thread stopped during init".to_owned();
-                    self.fail(&name, &queue, &error);
+            match result {
+                Ok(()) => report.started.push(name),
+                Err(error) => {
                     report.failed.push((name.clone(), error));
                     failed_names.push(name);
                 }
             }
         }
         report
+    }
+
+    /// Puts a plugin's queue on the bus (before its `init` runs, so events
+    /// published meanwhile wait for it).
+    pub(crate) fn stage(&self, def: &PluginDef) -> Arc<Queue> {
+        let m = &def.manifest;
+        let queue = Arc::new(Queue::new(m.limits.queue, m.limits.overflow));
+        self.inner.bus.add_route(Arc::new(Route {
+            plugin: m.name.clone(),
+            patterns: PatternSet::new(m.subscriptions.clone()),
+            queue: queue.clone(),
+            dropped: Default::default(),
+        }));
+        self.inner
+            .services
+            .set_publications(&m.name, m.publications.clone().map(PatternSet::new));
+        queue
+    }
+
+    /// Starts a staged plugin's thread and waits for its `init`. On failure
+    /// the plugin is taken off the bus and the error returned (and announced).
+    pub(crate) async fn launch(&self, def: PluginDef, queue: Arc<Queue>) -> Result<(), String> {
+        let inner = &self.inner;
+        let name = def.manifest.name.clone();
+        let stats = Arc::new(Stats::default());
+        let spawned = actor::spawn(
+            &def,
+            inner.bus.clone(),
+            inner.services.clone(),
+            queue.clone(),
+            stats.clone(),
+        );
+        let mut actor = match spawned {
+            Ok(a) => a,
+            Err(e) => {
+                let error = format!("cannot start a thread: {e}");
+                self.fail(&name, &queue, &error);
+                return Err(error);
+            }
+        };
+        match (&mut actor.ready).await {
+            Ok(Ok(())) => {
+                tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
+                inner
+                    .bus
+                    .publish_host("plughost.plugin.started", json!({"plugin": name}));
+                self.inner
+                    .known
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(def.dir.clone());
+                self.lock_running().push(Running {
+                    name,
+                    dir: def.dir.clone(),
+                    def,
+                    queue,
+                    actor,
+                    stats,
+                });
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.fail(&name, &queue, &e.detailed());
+                Err(e.to_string())
+            }
+            Err(_) => {
+                let error = "the plugin thread stopped during init".to_owned();
+                self.fail(&name, &queue, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Stops one running plugin: it leaves the bus, handles what is already
+    /// in its queue (when `drain`), runs `shutdown`, and is announced stopped.
+    /// Events it could not handle are returned.
+    pub(crate) async fn stop(&self, r: Running, drain: bool) -> Vec<Delivery> {
+        self.inner.bus.remove_route(&r.name);
+        r.queue
+            .control(if drain { Control::Drain } else { Control::Stop });
+        let exit = r.actor.exited.await.unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
+        self.inner.services.set_publications(&r.name, None);
+        if let Some(e) = exit.shutdown_error {
+            tracing::error!(plugin = %r.name, "{}", e.detailed());
+        }
+        tracing::info!(plugin = %r.name, "plugin stopped");
+        self.inner
+            .bus
+            .publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
+        exit.undelivered
     }
 
     /// Takes a plugin that could not start off the bus; events already queued
@@ -361,7 +411,7 @@ impl Host {
             .map(|r| r.stats.clone())
     }
 
-    fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
+    pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
         self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -384,22 +434,12 @@ impl Host {
             ..Default::default()
         };
         for r in running.into_iter().rev() {
-            r.queue.control(Control::Stop);
-            let exit = r.actor.exited.await.unwrap_or_default();
-            let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
-            self.inner.bus.remove_route(&r.name);
-            if let Some(e) = exit.shutdown_error {
-                tracing::error!(plugin = %r.name, "{}", e.detailed());
-            }
-            for Delivery { event, .. } in exit.undelivered {
-                tracing::warn!(plugin = %r.name, event.id = %event.id, topic = %event.topic, "undelivered at shutdown");
+            let name = r.name.clone();
+            for Delivery { event, .. } in self.stop(r, false).await {
+                tracing::warn!(plugin = %name, event.id = %event.id, topic = %event.topic, "undelivered at shutdown");
                 self.inner.bus.done();
-                report.undelivered.push((r.name.clone(), event.id.clone()));
+                report.undelivered.push((name.clone(), event.id.clone()));
             }
-            tracing::info!(plugin = %r.name, "plugin stopped");
-            self.inner
-                .bus
-                .publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
         }
         if !report.undelivered.is_empty() {
             tracing::warn!(

@@ -61,6 +61,8 @@
 //! - [`actor`] is the thread that owns one plugin's interpreter and carries out outcomes.
 //! - [`services`] implements the bindings' [`plughost_bindings::HostApi`]: publish checks,
 //!   logs, metrics, registered [`functions`].
+//! - [`reload`] watches the plugins directories and swaps plugins live
+//!   ([`reload::plan`] decides, pure; [`reload::watcher`] watches).
 //! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
 //! - [`cli`] holds the commands of the binary.
 //!
@@ -78,6 +80,7 @@ pub mod discovery;
 pub mod functions;
 pub mod host;
 pub mod manifest;
+pub mod reload;
 pub mod services;
 pub mod topic;
 

@@ -45,6 +45,9 @@ enum Command {
         /// Exit once the input is done and every queue is empty.
         #[arg(long, requires = "input")]
         exit_when_idle: bool,
+        /// Do not watch the plugins directories (no live reload).
+        #[arg(long)]
+        no_watch: bool,
         /// How long shutdown waits for queues to drain, e.g. `10s`, `500ms`.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime_duration)]
         drain_timeout: Duration,
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
             input,
             taps,
             exit_when_idle,
+            no_watch,
             drain_timeout,
         } => {
             let opts = RunOptions {
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
                 taps,
                 exit_when_idle,
                 drain_timeout,
+                watch: !no_watch,
             };
             match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -77,6 +77,20 @@ impl Bus {
             .push(route);
     }
 
+    /// Replaces a plugin's route (new subscriptions, same queue).
+    pub fn replace_route(&self, route: Arc<Route>) {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        match routes.iter_mut().find(|r| r.plugin == route.plugin) {
+            Some(slot) => {
+                // Keep counting the plugin's drops across the change.
+                let dropped = slot.dropped.load(Ordering::Relaxed);
+                route.dropped.fetch_add(dropped, Ordering::Relaxed);
+                *slot = route;
+            }
+            None => routes.push(route),
+        }
+    }
+
     /// Removes a plugin's route and returns it.
     pub fn remove_route(&self, plugin: &str) -> Option<Arc<Route>> {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());

@@ -12,7 +12,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use plughost_bindings::Event;
+use tokio::sync::oneshot;
 
+use crate::catalog::PluginDef;
 use crate::manifest::Overflow;
 
 /// One delivery of an event to a plugin.
@@ -25,10 +27,26 @@ pub struct Delivery {
 }
 
 /// A message for the plugin's thread that is not an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Control {
-    /// Run `shutdown` and exit.
+    /// Run `shutdown` and exit now (events left in the queue are returned).
     Stop,
+    /// Handle every queued event, then run `shutdown` and exit.
+    Drain,
+    /// Replace the plugin by a new version, between two events (live reload).
+    Swap {
+        /// The new version.
+        def: Box<PluginDef>,
+        /// Told whether the new version took over (or why not).
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Hand a new `config` to the plugin (`on_config`, or a swap when it has none).
+    Configure {
+        /// The new version (its manifest differs from the running one only in `config`).
+        def: Box<PluginDef>,
+        /// Told whether the plugin took the new config (or why not).
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// What the consumer got.
@@ -57,7 +75,7 @@ pub enum Push {
     Closed(Arc<Event>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     events: VecDeque<Delivery>,
     control: VecDeque<Control>,
@@ -65,6 +83,8 @@ struct Inner {
     // Who is asleep, so nobody pays for a wake-up (a system call) in vain.
     consumer_waiting: bool,
     producers_waiting: usize,
+    capacity: usize,
+    overflow: Overflow,
 }
 
 /// A bounded queue of deliveries for one plugin.
@@ -74,20 +94,24 @@ pub struct Queue {
     ready: Condvar,
     room: Condvar,
     room_async: tokio::sync::Notify,
-    capacity: usize,
-    overflow: Overflow,
 }
 
 impl Queue {
     /// A queue holding at most `capacity` events.
     pub fn new(capacity: usize, overflow: Overflow) -> Self {
         Queue {
-            inner: Mutex::default(),
+            inner: Mutex::new(Inner {
+                events: VecDeque::new(),
+                control: VecDeque::new(),
+                closed: false,
+                consumer_waiting: false,
+                producers_waiting: 0,
+                capacity: capacity.max(1),
+                overflow,
+            }),
             ready: Condvar::new(),
             room: Condvar::new(),
             room_async: tokio::sync::Notify::new(),
-            capacity: capacity.max(1),
-            overflow,
         }
     }
 
@@ -103,8 +127,8 @@ impl Queue {
             return Push::Closed(event);
         }
         let mut result = Push::Queued;
-        if inner.events.len() >= self.capacity && !force {
-            match self.overflow {
+        if inner.events.len() >= inner.capacity && !force {
+            match inner.overflow {
                 Overflow::Block => return Push::Full(event),
                 Overflow::DropNewest => return Push::DroppedNewest(event),
                 Overflow::DropOldest => {
@@ -130,7 +154,7 @@ impl Queue {
             match self.try_push(event, force) {
                 Push::Full(e) => {
                     let mut inner = self.lock();
-                    if inner.events.len() >= self.capacity && !inner.closed {
+                    if inner.events.len() >= inner.capacity && !inner.closed {
                         inner.producers_waiting += 1;
                         let mut inner = self.room.wait(inner).unwrap_or_else(|p| p.into_inner());
                         inner.producers_waiting -= 1;
@@ -178,13 +202,15 @@ impl Queue {
         let mut inner = self.lock();
         let mut idle_done = false;
         loop {
-            if let Some(c) = inner.control.pop_front() {
+            let drain_waits =
+                matches!(inner.control.front(), Some(Control::Drain)) && !inner.events.is_empty();
+            if let Some(c) = (!drain_waits).then(|| inner.control.pop_front()).flatten() {
                 return Pop::Control(c);
             }
             if let Some(d) = inner.events.pop_front() {
                 // Blocked publishers are woken once the queue is half empty, not
                 // for every slot, so a full queue does not ping-pong.
-                let wake = inner.producers_waiting > 0 && inner.events.len() <= self.capacity / 2;
+                let wake = inner.producers_waiting > 0 && inner.events.len() <= inner.capacity / 2;
                 drop(inner);
                 if wake {
                     self.room.notify_all();
@@ -228,6 +254,17 @@ impl Queue {
         self.room.notify_all();
         self.room_async.notify_waiters();
         left
+    }
+
+    /// Changes the limit and the overflow policy (a manifest edit). Events
+    /// already queued stay, even above a smaller limit.
+    pub fn reconfigure(&self, capacity: usize, overflow: Overflow) {
+        let mut inner = self.lock();
+        inner.capacity = capacity.max(1);
+        inner.overflow = overflow;
+        drop(inner);
+        self.room.notify_all();
+        self.room_async.notify_waiters();
     }
 
     /// Number of queued events.
@@ -299,6 +336,25 @@ mod tests {
         q.try_push(ev(1), false);
         assert!(matches!(q.try_push(ev(2), true), Push::Queued));
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn drain_waits_for_the_queued_events() {
+        let q = Queue::new(4, Overflow::Block);
+        q.try_push(ev(1), false);
+        q.control(Control::Drain);
+        assert_eq!(topic(q.pop(None, || {})), "t.1");
+        assert!(matches!(q.pop(None, || {}), Pop::Control(Control::Drain)));
+    }
+
+    #[test]
+    fn reconfiguring_changes_the_limit() {
+        let q = Queue::new(1, Overflow::Block);
+        q.try_push(ev(1), false);
+        assert!(matches!(q.try_push(ev(2), false), Push::Full(_)));
+        q.reconfigure(2, Overflow::DropNewest);
+        assert!(matches!(q.try_push(ev(2), false), Push::Queued));
+        assert!(matches!(q.try_push(ev(3), false), Push::DroppedNewest(_)));
     }
 
     #[test]

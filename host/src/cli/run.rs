@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub exit_when_idle: bool,
     /// How long shutdown waits for queues to drain.
     pub drain_timeout: Duration,
+    /// Watch the plugins directories and reload plugins live.
+    pub watch: bool,
 }
 
 /// Exit codes of the command line.
@@ -102,6 +104,18 @@ pub async fn run(opts: RunOptions) -> i32 {
         "plughost running; Ctrl-C to stop"
     );
 
+    // Dropped (stopping the watcher) when `run` returns.
+    let _watch = if opts.watch {
+        match host.watch() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("live reload is off: cannot watch the plugins directories: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let input_task = reader.map(|(name, reader)| {
         let host = host.clone();
         tokio::spawn(async move { input::publish_lines(&host, &name, reader).await })

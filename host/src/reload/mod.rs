@@ -1,0 +1,14 @@
+//! Live reload: turns file changes under the plugins directories into reloads.
+//!
+//! Events from the watcher are debounced per path and then settled per
+//! plugin folder, so an editor's write-rename-chmod burst yields one reload.
+//! Deciding *what* to do (reload, reconfigure, load, unload) is
+//! [`plan::plan`], a pure function tested on its own; [`watcher`] only
+//! watches, and [`apply`] carries a plan out. A failed reload never touches
+//! the running version: the old interpreter keeps handling events.
+
+pub mod apply;
+pub mod plan;
+pub mod watcher;
+
+pub use apply::{ReloadOutcome, WatchHandle};

@@ -1,0 +1,200 @@
+//! The watcher: file changes under the plugins directories, as plugin folders.
+//!
+//! notify's debouncer turns an editor's burst (write a temp file, rename it
+//! over the script, touch it) into settled events per path; this module maps
+//! each path to the plugin folder it belongs to and drops files editors use
+//! as scratch (`.main.lua.swp`, `main.lua~`, vim's `4913`). Which folder a
+//! path belongs to is decided by [`folder_of`], tested on its own.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use notify_debouncer_full::notify::event::{MetadataKind, ModifyKind};
+use notify_debouncer_full::notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::discovery::MANIFEST_FILE;
+
+/// How long a path must be quiet before its change is reported.
+pub const DEBOUNCE: Duration = Duration::from_millis(30);
+
+/// A running watcher; dropping it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watcher")
+    }
+}
+
+/// Watches `roots` recursively; each settled batch of changed paths is sent to `tx`.
+pub fn watch(
+    roots: &[PathBuf],
+    tx: UnboundedSender<Vec<PathBuf>>,
+) -> notify_debouncer_full::notify::Result<Watcher> {
+    let mut debouncer = new_debouncer(
+        DEBOUNCE,
+        Some(DEBOUNCE / 3),
+        move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|e| changes_content(&e.event.kind))
+                    .flat_map(|e| e.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(paths);
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("file watcher: {e}");
+                }
+            }
+        },
+    )
+    .map_err(|e| notify_debouncer_full::notify::Error::generic(&e.to_string()))?;
+    for root in roots {
+        debouncer.watch(root, RecursiveMode::Recursive)?;
+    }
+    Ok(Watcher {
+        _debouncer: debouncer,
+    })
+}
+
+/// Whether an event can change what a plugin is. Reads are not changes:
+/// loading a plugin opens its files, and reacting to that would reload forever.
+pub fn changes_content(kind: &EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
+    )
+}
+
+/// Whether a file name is an editor's scratch file rather than a plugin file.
+pub fn is_scratch(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || name.ends_with(".tmp")
+        || name == "4913"
+}
+
+/// The plugin folder a changed `path` belongs to, as the host names it.
+///
+/// `roots` are the plugins directories as given and as canonical paths;
+/// `known` the folders the host knows (a removed folder is only known).
+/// A folder is a plugin folder when it is known or holds `plugin.yaml`; the
+/// topmost one under the root wins, as in discovery. Paths inside hidden
+/// folders or `target/`, and editor scratch files, belong to none.
+pub fn folder_of(
+    path: &Path,
+    roots: &[(PathBuf, PathBuf)],
+    known: &BTreeSet<PathBuf>,
+) -> Option<PathBuf> {
+    let (root, rel) = roots.iter().find_map(|(shown, canonical)| {
+        path.strip_prefix(canonical)
+            .or_else(|_| path.strip_prefix(shown))
+            .ok()
+            .map(|rel| (shown, rel))
+    })?;
+    let parts: Vec<&str> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => p.to_str(),
+            _ => None,
+        })
+        .collect();
+    if parts.last().is_some_and(|name| is_scratch(name)) {
+        return None;
+    }
+    let mut dir = root.clone();
+    for part in parts {
+        if part.starts_with('.') || part == "target" {
+            return None;
+        }
+        dir.push(part);
+        if known.contains(&dir) || dir.join(MANIFEST_FILE).is_file() {
+            return Some(dir);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_not_changes() {
+        use notify_debouncer_full::notify::event::{AccessKind, CreateKind, DataChange};
+        assert!(!changes_content(&EventKind::Access(AccessKind::Any)));
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+    }
+
+    #[test]
+    fn scratch_files_are_recognised() {
+        for name in [".main.lua.swp", "main.lua~", "4913", ".#main.lua", "x.tmp"] {
+            assert!(is_scratch(name), "{name}");
+        }
+        for name in ["main.lua", "plugin.yaml", "words.lua", "checks.rhai"] {
+            assert!(!is_scratch(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn paths_map_to_their_plugin_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shown = tmp.path().join("plugins");
+        std::fs::create_dir_all(shown.join("a/lib")).unwrap();
+        std::fs::write(shown.join("a/plugin.yaml"), "").unwrap();
+        std::fs::create_dir_all(shown.join("group/b")).unwrap();
+        std::fs::write(shown.join("group/b/plugin.yaml"), "").unwrap();
+        let roots = vec![(shown.clone(), shown.canonicalize().unwrap())];
+        let mut known = BTreeSet::new();
+        known.insert(shown.join("gone"));
+
+        let canon = &roots[0].1;
+        assert_eq!(
+            folder_of(&canon.join("a/main.lua"), &roots, &known),
+            Some(shown.join("a"))
+        );
+        assert_eq!(
+            folder_of(&canon.join("a/lib/x.lua"), &roots, &known),
+            Some(shown.join("a"))
+        );
+        assert_eq!(
+            folder_of(&shown.join("group/b/plugin.yaml"), &roots, &known),
+            Some(shown.join("group/b"))
+        );
+        assert_eq!(
+            folder_of(&canon.join("gone"), &roots, &known),
+            Some(shown.join("gone"))
+        );
+        assert_eq!(
+            folder_of(&canon.join("gone/main.lua"), &roots, &known),
+            Some(shown.join("gone"))
+        );
+        assert_eq!(
+            folder_of(&canon.join("a/.main.lua.swp"), &roots, &known),
+            None
+        );
+        assert_eq!(folder_of(&canon.join("stray.txt"), &roots, &known), None);
+        assert_eq!(folder_of(&canon.join("target/a/x"), &roots, &known), None);
+        assert_eq!(
+            folder_of(Path::new("/elsewhere/a/main.lua"), &roots, &known),
+            None
+        );
+    }
+}

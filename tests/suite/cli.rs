@@ -315,23 +315,35 @@ fn check_yaml_syntax_error_is_positioned() {
     assert!(!message.is_empty(), "{run}");
 }
 
-#[test]
-fn check_lua_syntax_error_names_file_and_line() {
+/// Does not compile: the error is on line 2.
+const SYNTAX_ERROR_ON_LINE_2: Src = Src {
+    lua: "function on_event(e)\n  if then end\nend\n",
+    rhai: "fn on_event(e) {\n  let = 1;\n}\n",
+};
+
+fn check_a_syntax_error_names_file_and_line(rt: Runtime) {
     let fx = Fixture::new();
-    fx.plugin(
-        Runtime::Lua,
-        "p",
-        "",
-        "function on_event(e)\n  if then end\nend\n",
-    );
+    fx.plugin(rt, "p", "", SYNTAX_ERROR_ON_LINE_2.get(rt));
     let run = fx.check();
     run.expect_code(1);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 1, "{run}");
-    // Lua's parser gives no column: `file:line: message`.
-    let prefix = format!("{}/p/main.lua:2: ", dir(&fx));
-    assert!(lines[0].starts_with(&prefix), "expected {prefix}…\n{run}");
-    assert!(lines[0].contains("near 'then'"), "{run}");
+    let prefix = format!("{}/p/{}:2", dir(&fx), rt.entry());
+    let rest = lines[0]
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("expected {prefix}…\n{run}"));
+    match rt {
+        // Lua's parser gives no column: `file:line: message`.
+        Runtime::Lua => {
+            assert!(rest.starts_with(": "), "expected {prefix}: …\n{run}");
+            assert!(lines[0].contains("near 'then'"), "{run}");
+        }
+        // Rhai's does: `file:line:column: message`.
+        Runtime::Rhai => {
+            assert!(rest.starts_with(":7: "), "expected {prefix}:7: …\n{run}");
+            assert!(lines[0].contains("Expecting name of a variable"), "{run}");
+        }
+    }
 }
 
 #[test]
@@ -415,6 +427,12 @@ function on_event(e)
   return t.field
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  let t = ();
+  return t.field;
+}
+"#,
 };
 
 fn an_on_event_error_names_file_and_line(rt: Runtime) {
@@ -473,6 +491,11 @@ const ECHO: Src = Src {
 function on_event(e)
   bus.publish("handled", { n = e.payload.n })
 end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("handled", #{ n: e.payload.n });
+}
 "#,
 };
 
@@ -548,6 +571,12 @@ function on_event(e)
   bus.publish("other.b", {})
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("out.a", #{});
+  bus::publish("other.b", #{});
+}
+"#,
 };
 
 fn tap_filters_by_pattern(rt: Runtime) {
@@ -618,6 +647,13 @@ function on_event(e)
   log.warn("warned-by-the-plugin", { k = 1 })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  print("printed-by-the-plugin");
+  log::info("logged-by-the-plugin");
+  log::warn("warned-by-the-plugin", #{ k: 1 });
+}
+"#,
 };
 
 fn logs_go_to_stderr_and_stdout_holds_only_tap_output(rt: Runtime) {
@@ -640,6 +676,7 @@ fn logs_go_to_stderr_and_stdout_holds_only_tap_output(rt: Runtime) {
 }
 
 behaviours!(
+    check_a_syntax_error_names_file_and_line,
     an_on_event_error_names_file_and_line,
     a_bad_input_line_is_reported_and_skipped,
     input_from_a_file,

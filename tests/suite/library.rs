@@ -1,4 +1,5 @@
-//! SPEC §9: the embedding API, used as an application would.
+//! SPEC §9: the embedding API, used as an application would, with plugins
+//! of every runtime.
 
 use std::time::Duration;
 
@@ -6,9 +7,10 @@ use futures::StreamExt;
 use plughost::Host;
 use serde_json::json;
 
-use crate::support::Fixture;
+use crate::behaviours;
+use crate::support::{Fixture, Runtime, Src};
 
-fn rt() -> tokio::runtime::Runtime {
+fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -16,21 +18,23 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-const ECHO: &str = r#"
+const ECHO: Src = Src {
+    lua: r#"
 function on_event(e)
   bus.publish("out", { shout = host.shout(e.payload.text), n = e.payload.n })
 end
-"#;
+"#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("out", #{ shout: host::shout(e.payload.text), n: e.payload.n });
+}
+"#,
+};
 
-#[test]
-fn build_start_publish_subscribe_call_and_shut_down() {
+fn build_start_publish_subscribe_call_and_shut_down(rt: Runtime) {
     let fx = Fixture::new();
-    fx.file(
-        "echo/plugin.yaml",
-        "name: echo\nversion: 1.0.0\nsubscriptions: [in]\n",
-    );
-    fx.file("echo/main.lua", ECHO);
-    rt().block_on(async {
+    fx.plugin(rt, "echo", "subscriptions: [in]\n", ECHO.get(rt));
+    tokio_rt().block_on(async {
         let host = Host::builder()
             .plugins_dir(fx.path())
             .function("shout", |args| {
@@ -82,22 +86,32 @@ fn build_start_publish_subscribe_call_and_shut_down() {
     });
 }
 
-const FAILING_CALL: &str = r#"
+const FAILING_CALL: Src = Src {
+    lua: r#"
 function on_event(e)
   local ok, err = pcall(host.shout, 42)
   bus.publish("out", { ok = ok, err = tostring(err) })
 end
-"#;
+"#,
+    rhai: r#"
+fn on_event(e) {
+  let ok = true;
+  let error = ();
+  try {
+    host::shout(42);
+  } catch (err) {
+    ok = false;
+    error = err;
+  }
+  bus::publish("out", #{ ok: ok, err: `${error}` });
+}
+"#,
+};
 
-#[test]
-fn a_registered_function_error_is_a_script_error() {
+fn a_registered_function_error_is_a_script_error(rt: Runtime) {
     let fx = Fixture::new();
-    fx.file(
-        "p/plugin.yaml",
-        "name: p\nversion: 1.0.0\nsubscriptions: [in]\n",
-    );
-    fx.file("p/main.lua", FAILING_CALL);
-    rt().block_on(async {
+    fx.plugin(rt, "p", "subscriptions: [in]\n", FAILING_CALL.get(rt));
+    tokio_rt().block_on(async {
         let host = Host::builder()
             .plugins_dir(fx.path())
             .function("shout", |args| {
@@ -117,10 +131,15 @@ fn a_registered_function_error_is_a_script_error() {
             .unwrap();
         assert_eq!(event.payload["ok"], json!(false));
         let err = event.payload["err"].as_str().unwrap();
-        assert!(
-            err.contains("main.lua:3: host.shout: shout(text) needs a string"),
-            "{err}"
+        let message = format!(
+            "{}: shout(text) needs a string",
+            rt.binding("host", "shout")
         );
+        match rt {
+            Runtime::Lua => assert!(err.contains(&format!("main.lua:3: {message}")), "{err}"),
+            // A caught Rhai error is the bare message.
+            Runtime::Rhai => assert_eq!(err, message),
+        }
         host.shutdown(Duration::from_secs(5)).await;
     });
 }
@@ -139,7 +158,7 @@ fn bad_input_to_the_builder_and_publish_is_refused() {
     assert!(err.to_string().contains("/no/such/dir"), "{err}");
 
     let fx = Fixture::new();
-    rt().block_on(async {
+    tokio_rt().block_on(async {
         let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
         host.start().await;
         assert!(host.publish("a.*", json!(1)).await.is_err());
@@ -152,3 +171,8 @@ fn bad_input_to_the_builder_and_publish_is_refused() {
         host.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+behaviours!(
+    build_start_publish_subscribe_call_and_shut_down,
+    a_registered_function_error_is_a_script_error,
+);

@@ -54,6 +54,11 @@ function init()
   bus.publish("started." .. config.name, {})
 end
 "#,
+    rhai: r#"
+fn init() {
+  bus::publish("started." + config.name, #{});
+}
+"#,
 };
 
 fn dependencies_start_first(rt: Runtime) {
@@ -96,6 +101,11 @@ function on_event(e)
   bus.publish("handled", { n = e.payload.n })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("handled", #{ n: e.payload.n });
+}
+"#,
 };
 
 /// A script that does not compile; the error is on line 3.
@@ -104,6 +114,11 @@ const SYNTAX_ERROR: Src = Src {
 function init()
   if then end
 end
+"#,
+    rhai: r#"
+fn init() {
+  let = 1;
+}
 "#,
 };
 
@@ -115,6 +130,13 @@ function init()
   t.field = 1
 end
 function on_event(e) bus.publish("handled.by.broken", {}) end
+"#,
+    rhai: r#"
+fn init() {
+  let t = ();
+  t.field = 1;
+}
+fn on_event(e) { bus::publish("handled.by.broken", #{}); }
 "#,
 };
 
@@ -234,6 +256,13 @@ function on_event(e)
   bus.publish("handled", { n = e.payload.n })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  let t = timestamp();
+  while t.elapsed < 0.03 {}
+  bus::publish("handled", #{ n: e.payload.n });
+}
+"#,
 };
 
 const SENT: usize = 8;
@@ -328,6 +357,13 @@ function on_event(e)
   bus.publish("out." .. config.name, { n = e.payload.n })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  let t = timestamp();
+  while t.elapsed < config.busy {}
+  bus::publish("out." + config.name, #{ n: e.payload.n });
+}
+"#,
 };
 
 fn a_slow_plugin_never_blocks_the_others(rt: Runtime) {
@@ -399,6 +435,16 @@ function shutdown()
   log.info("shutdown hook ran")
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  let t = timestamp();
+  while t.elapsed < 0.05 {}
+  bus::publish("handled", #{ n: e.payload.n });
+}
+fn shutdown() {
+  log::info("shutdown hook ran");
+}
+"#,
 };
 
 fn live_run(fx: &Fixture, extra: &[&str]) -> Live {
@@ -449,6 +495,12 @@ function on_event(e)
   return outcome.retry(1000)
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("attempt", #{});
+  return outcome::retry(1000);
+}
+"#,
 };
 
 fn events_left_at_the_drain_deadline_are_reported(rt: Runtime) {
@@ -489,6 +541,15 @@ function init()
     bus.publish("tick", { n = state.ticks })
   end)
 end
+"#,
+    rhai: r#"
+fn init() {
+  state.ticks = 0;
+  timer::every(10, || {
+    state.ticks += 1;
+    bus::publish("tick", #{ n: state.ticks });
+  });
+}
 "#,
 };
 

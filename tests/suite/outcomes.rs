@@ -14,6 +14,14 @@ function on_event(e)
   if e.payload.n == 3 then return "ack" end
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("seen", #{ n: e.payload.n });
+  if e.payload.n == 1 { return; }
+  if e.payload.n == 2 { return true; }
+  if e.payload.n == 3 { return "ack"; }
+}
+"#,
 };
 
 fn nothing_true_and_ack_acknowledge(rt: Runtime) {
@@ -36,6 +44,13 @@ function on_event(e)
   bus.publish("attempt", { n = state.attempts })
   if state.attempts < 3 then return outcome.retry(10) end
 end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  state.attempts = (state.attempts ?? 0) + 1;
+  bus::publish("attempt", #{ n: state.attempts });
+  if state.attempts < 3 { return outcome::retry(10); }
+}
 "#,
 };
 
@@ -65,6 +80,11 @@ const RETRY_FOREVER: Src = Src {
 function on_event(e)
   return outcome.retry(5)
 end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  return outcome::retry(5);
+}
 "#,
 };
 
@@ -99,6 +119,13 @@ function on_event(e)
   bus.publish("attempt", { n = state.n, clock = os.clock() })
   if state.n < 3 then return outcome.retry() end
 end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  state.n = (state.n ?? 0) + 1;
+  bus::publish("attempt", #{ n: state.n });
+  if state.n < 3 { return outcome::retry(); }
+}
 "#,
 };
 
@@ -135,6 +162,11 @@ function on_event(e)
   return outcome.forward("out", { doubled = e.payload.n * 2 })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  return outcome::forward("out", #{ doubled: e.payload.n * 2 });
+}
+"#,
 };
 
 fn forward_publishes_in_the_plugins_name(rt: Runtime) {
@@ -153,6 +185,9 @@ fn forward_publishes_in_the_plugins_name(rt: Runtime) {
 const FORWARD_OUTSIDE: Src = Src {
     lua: r#"
 function on_event(e) return outcome.forward("elsewhere", {}) end
+"#,
+    rhai: r#"
+fn on_event(e) { return outcome::forward("elsewhere", #{}); }
 "#,
 };
 
@@ -181,6 +216,9 @@ const DROP: Src = Src {
     lua: r#"
 function on_event(e) return outcome.drop("not interesting") end
 "#,
+    rhai: r#"
+fn on_event(e) { return outcome::drop("not interesting"); }
+"#,
 };
 
 fn drop_dead_letters_with_the_reason(rt: Runtime) {
@@ -207,6 +245,16 @@ function on_event(e)
   bus.publish("ok", { before = state.before })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  state.before = (state.before ?? 0) + 1;
+  if e.payload.fail {
+    let t = ();
+    return t.field;
+  }
+  bus::publish("ok", #{ before: state.before });
+}
+"#,
 };
 
 fn a_raised_error_is_dead_lettered_and_the_plugin_goes_on(rt: Runtime) {
@@ -223,7 +271,12 @@ fn a_raised_error_is_dead_lettered_and_the_plugin_goes_on(rt: Runtime) {
     let at = format!("/p/{}:6", rt.entry());
     assert!(error.contains(&at), "error should name {at}: {error}");
     assert!(error.contains("(in on_event)"), "{error}");
-    assert!(error.contains("traceback"), "{error}");
+    // Followed by how the script got there, as each runtime calls it.
+    let trace = match rt {
+        Runtime::Lua => "traceback",
+        Runtime::Rhai => "call chain",
+    };
+    assert!(error.contains(trace), "{error}");
     assert_eq!(dl[0]["attempts"], 1);
     // The state change made before the error was kept.
     assert_eq!(run.payloads("ok"), vec![json!({"before": 2})]);
@@ -233,8 +286,14 @@ const BAD_RETURN: Src = Src {
     lua: r#"
 function on_event(e) return 42 end
 "#,
+    rhai: r#"
+fn on_event(e) { return false; }
+"#,
 };
 
+/// Lua refuses any value it does not know; Rhai, whose functions return
+/// their last statement's value, acknowledges any value but `false`
+/// (docs/spec.md §4).
 fn an_unknown_return_value_is_an_error(rt: Runtime) {
     let fx = Fixture::new();
     fx.plugin(rt, "p", "subscriptions: [in]\n", BAD_RETURN.get(rt));
@@ -242,10 +301,10 @@ fn an_unknown_return_value_is_an_error(rt: Runtime) {
     let dl = run.dead_letters();
     assert_eq!(dl.len(), 1, "{run}");
     assert!(
-        dl[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("on_event returned 42"),
+        dl[0]["error"].as_str().unwrap().contains(match rt {
+            Runtime::Lua => "on_event returned 42",
+            Runtime::Rhai => "on_event returned false",
+        }),
         "{run}"
     );
 }
@@ -253,6 +312,9 @@ fn an_unknown_return_value_is_an_error(rt: Runtime) {
 const FAIL_ON_DEAD_LETTER: Src = Src {
     lua: r#"
 function on_event(e) error("always fails") end
+"#,
+    rhai: r#"
+fn on_event(e) { throw "always fails"; }
 "#,
 };
 

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::behaviours;
-use crate::bindings::{at, line_of, log_line};
+use crate::bindings::{at, line_of, log_line, names_at};
 use crate::support::{Fixture, Run, Runtime, Src, ev};
 
 /// The one payload on `topic`.
@@ -68,7 +68,44 @@ function on_event(e)
   })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  // The standard packages are all there: strings, math, arrays, maps,
+  // function pointers, closures, time.
+  let words = "b,c,a".split(",");
+  words.sort();
+  let started = timestamp();
+  let double = |x| x * 2;
+  bus::publish("report", #{
+    string: ["abc".to_upper(), "hello".sub_string(1, 3), "a b".split(" ").len(), "abc".contains("b")],
+    math: [floor(2.7), abs(-3), max(1, 2), 2 ** 10, sqrt(16.0)],
+    parse: [parse_int("42"), parse_float("2.5"), to_string(7)],
+    array: words + [[1, 2, 3].map(double), [1, 2, 3, 4].filter(|x| x % 2 == 0)],
+    map: #{ a: 1, b: 2 }.keys().len(),
+    fn_ptr: Fn("sqrt").call(81.0),
+    json: parse_json(`{"k": [1, null]}`),
+    time: type_of(started.elapsed),
+    kind: [type_of(()), type_of(1), type_of(1.0), type_of("s"), type_of(#{}), type_of([])],
+  });
+  print("print-from-the-sandbox");
+  debug("debug-from-the-sandbox");
+}
+"#,
 };
+
+/// A Rhai script that calls `eval`: switched off, whether the script is
+/// refused when it loads or the call fails.
+const EVAL: &str = r#"
+fn on_event(e) {
+  let result = "ran";
+  try {
+    result = eval(`bus::publish("evaluated", #{}); "ran"`);
+  } catch (err) {
+    result = `refused: ${err}`;
+  }
+  bus::publish("eval.report", #{ result: result });
+}
+"#;
 
 fn only_the_allow_listed_names_exist(rt: Runtime) {
     let fx = Fixture::new();
@@ -76,6 +113,20 @@ fn only_the_allow_listed_names_exist(rt: Runtime) {
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
     let r = only(&run, "report");
+    match rt {
+        Runtime::Lua => assert_lua_allow_list(&r),
+        Runtime::Rhai => {
+            assert_rhai_allow_list(&r);
+            // `print` and `debug` write to the log, never to stdout (`only`
+            // read every stdout line as a tapped event).
+            log_line(&run, "print-from-the-sandbox");
+            assert!(!run.stdout.contains("-from-the-sandbox"), "{run}");
+            eval_is_switched_off();
+        }
+    }
+}
+
+fn assert_lua_allow_list(r: &Value) {
     assert_eq!(
         r["present"], "",
         "forbidden names present: {}",
@@ -92,20 +143,75 @@ fn only_the_allow_listed_names_exist(rt: Runtime) {
     assert_eq!(r["date"], "1970");
 }
 
+/// Rhai has no I/O, OS or debug library to take away: the standard packages
+/// are all there.
+fn assert_rhai_allow_list(r: &Value) {
+    assert_eq!(
+        *r,
+        json!({
+            "string": ["ABC", "ell", 2, true],
+            "math": [2.0, 3, 2, 1024, 4.0],
+            "parse": [42, 2.5, "7"],
+            "array": ["a", "b", "c", [2, 4, 6], [2, 4]],
+            "map": 2,
+            "fn_ptr": 9.0,
+            "json": {"k": [1, null]},
+            "time": "f64",
+            "kind": ["()", "i64", "f64", "string", "map", "array"],
+        })
+    );
+}
+
+fn eval_is_switched_off() {
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Rhai, "p", "subscriptions: [in]\n", EVAL);
+    let run = fx.run(&[ev("in", json!({}))]);
+    assert!(run.on("evaluated").is_empty(), "eval ran its script\n{run}");
+    let failed = run.payloads("plughost.plugin.failed");
+    let refused_at_load = failed
+        .iter()
+        .any(|f| f["plugin"] == "p" && f["error"].as_str().is_some_and(|e| e.contains("eval")));
+    let refused_at_call = run.payloads("eval.report").iter().any(|r| {
+        r["result"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("refused: ") && t.contains("eval"))
+    });
+    assert!(
+        refused_at_load || refused_at_call,
+        "eval should be refused, naming it\n{run}"
+    );
+}
+
 // ---------------------------------------------------------------- require
 
-const HELPERS: &str = r#"
+const HELPERS: Src = Src {
+    lua: r#"
 local M = {}
 function M.greet(name) return "hello " .. name end
 function M.fail()
   error("failing in helpers") -- @helpers-error
 end
 return M
-"#;
+"#,
+    rhai: r#"
+print("helpers-module-loaded");
 
-const TEXT_UTIL: &str = r#"
+fn greet(name) { "hello " + name }
+
+fn fail() {
+  throw "failing in helpers"; // @helpers-error
+}
+"#,
+};
+
+const TEXT_UTIL: Src = Src {
+    lua: r#"
 return { shout = function(s) return string.upper(s) .. "!" end }
-"#;
+"#,
+    rhai: r#"
+fn shout(s) { s.to_upper() + "!" }
+"#,
+};
 
 const REQUIRE_INSIDE: Src = Src {
     lua: r#"
@@ -124,28 +230,84 @@ function on_event(e)
   })
 end
 "#,
+    rhai: r#"
+import "helpers" as helpers;
+import "util.text" as text;
+
+fn on_event(e) {
+  // Uncaught, an error inside a module names the module's file and line.
+  if e.payload.fail == true { helpers::fail(); }
+  import "helpers" as again;
+  import "util/text" as slashed;
+  let fail_ok = true;
+  let fail_err = ();
+  try {
+    helpers::fail();
+  } catch (err) {
+    fail_ok = false;
+    fail_err = err;
+  }
+  bus::publish("report", #{
+    greet: helpers::greet("bob"),
+    shout: text::shout("hi"),
+    slashed: slashed::shout("yo"),
+    again: again::greet("again"),
+    fail_ok: fail_ok,
+    fail_err: `${fail_err}`,
+  });
+}
+"#,
 };
 
 fn require_loads_modules_from_the_plugin_folder(rt: Runtime) {
     let fx = Fixture::new();
     fx.plugin(rt, "p", "subscriptions: [in]\n", REQUIRE_INSIDE.get(rt));
-    fx.file("p/helpers.lua", HELPERS);
-    fx.file("p/util/text.lua", TEXT_UTIL);
-    let run = fx.run(&[ev("in", json!({}))]);
+    let ext = rt.ext();
+    fx.file(&format!("p/helpers.{ext}"), HELPERS.get(rt));
+    fx.file(&format!("p/util/text.{ext}"), TEXT_UTIL.get(rt));
+    let mut input = vec![ev("in", json!({}))];
+    if rt == Runtime::Rhai {
+        // A caught Rhai error is the bare thrown value: the module's position
+        // shows in the dead letter of an uncaught one.
+        input.push(ev("in", json!({"fail": true})));
+    }
+    let run = fx.run(&input);
     run.expect_code(0);
     let r = only(&run, "report");
     assert_eq!(r["greet"], "hello bob", "{run}");
     assert_eq!(r["shout"], "HI!");
     assert_eq!(r["slashed"], "YO!");
-    assert_eq!(r["cached"], true, "a module is loaded once");
     assert_eq!(r["fail_ok"], false);
     // Errors inside a module name the module's file and line.
-    let pos = at("p", "helpers.lua", line_of(HELPERS, "helpers-error"));
-    let err = r["fail_err"].as_str().unwrap();
-    assert!(
-        err.ends_with(&format!("{pos}: failing in helpers")),
-        "{err}"
+    let pos = at(
+        "p",
+        &format!("helpers.{ext}"),
+        line_of(HELPERS.get(rt), "helpers-error"),
     );
+    let err = r["fail_err"].as_str().unwrap();
+    match rt {
+        Runtime::Lua => {
+            assert_eq!(r["cached"], true, "a module is loaded once");
+            assert!(
+                err.ends_with(&format!("{pos}: failing in helpers")),
+                "{err}"
+            );
+        }
+        Runtime::Rhai => {
+            // Imported at the top and again by each `on_event`: the module's
+            // top-level `print` ran once.
+            assert_eq!(r["again"], "hello again");
+            log_line(&run, "helpers-module-loaded");
+            assert_eq!(err, "failing in helpers");
+            let dl = run.dead_letters();
+            assert_eq!(dl.len(), 1, "{run}");
+            let error = dl[0]["error"].as_str().unwrap();
+            assert!(
+                names_at(rt, error, &pos, ": failing in helpers"),
+                "should name {pos}: {error}"
+            );
+        }
+    }
 }
 
 const REQUIRE_OUTSIDE: Src = Src {
@@ -168,13 +330,43 @@ function on_event(e)
   bus.publish("report", report)
 end
 "#,
+    rhai: r#"
+fn attempt(name) {
+  try {
+    import name as m; // @require
+    return #{ ok: true };
+  } catch (err) {
+    return #{ ok: false, kind: type_of(err), err: `${err}` };
+  }
+}
+
+fn on_event(e) {
+  let report = #{
+    parent: attempt("../outside"),
+    nested_parent: attempt("util/../../outside"),
+    absolute: attempt(config.absolute),
+    link: attempt("link"),
+  };
+  report.continued = true;
+  bus::publish("report", report);
+}
+"#,
 };
 
-/// Writes a plugin that tries to `require` files outside its folder:
-/// `outside.lua` next to it, by a relative path, an absolute path and a link.
+/// The module outside the plugin folder: its text shows in an error if it
+/// ever ran.
+const OUTSIDE: Src = Src {
+    lua: "return 'outside'\n",
+    rhai: "throw \"'outside' ran\";\n",
+};
+
+/// Writes a plugin that tries to `require` (`import`) files outside its
+/// folder: `outside.lua` (`.rhai`) next to it, by a relative path, an
+/// absolute path and a link.
 fn plugin_reaching_outside(rt: Runtime) -> Fixture {
     let fx = Fixture::new();
-    let outside = fx.file("outside.lua", "return 'outside'\n");
+    let ext = rt.ext();
+    let outside = fx.file(&format!("outside.{ext}"), OUTSIDE.get(rt));
     let absolute = outside.with_extension("");
     fx.plugin(
         rt,
@@ -185,9 +377,9 @@ fn plugin_reaching_outside(rt: Runtime) -> Fixture {
         ),
         REQUIRE_OUTSIDE.get(rt),
     );
-    fx.file("p/util/text.lua", TEXT_UTIL);
+    fx.file(&format!("p/util/text.{ext}"), TEXT_UTIL.get(rt));
     #[cfg(unix)]
-    std::os::unix::fs::symlink(&outside, fx.path().join("p/link.lua")).unwrap();
+    std::os::unix::fs::symlink(&outside, fx.path().join(format!("p/link.{ext}"))).unwrap();
     fx
 }
 
@@ -207,11 +399,19 @@ fn require_outside_the_folder_is_a_catchable_error(rt: Runtime) {
         assert_eq!(c["ok"], false, "{case}: refused\n{run}");
         assert_eq!(c["kind"], "string", "{case}: the error is a string: {c}");
         let err = c["err"].as_str().unwrap();
-        assert!(
-            err.contains(&format!("{pos}: ")),
-            "{case}: names {pos}: {err}"
-        );
-        assert!(err.contains("require"), "{case}: {err}");
+        match rt {
+            Runtime::Lua => assert!(
+                err.contains(&format!("{pos}: ")),
+                "{case}: names {pos}: {err}"
+            ),
+            // A caught Rhai error is the bare message.
+            Runtime::Rhai => assert!(!err.contains(rt.entry()), "{case}: no position: {err}"),
+        }
+        let statement = match rt {
+            Runtime::Lua => "require",
+            Runtime::Rhai => "import",
+        };
+        assert!(err.contains(statement), "{case}: {err}");
         assert!(!err.contains("'outside'"), "{case}: {err}");
     }
 }
@@ -248,6 +448,19 @@ function on_event(e)
   end
   bus.publish("handled", { kind = kind })
 end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  let kind = e.payload.kind;
+  if kind == "table" {
+    let t = [];
+    for i in 0..1_000_000_000 { t.push(i); }
+  } else if kind == "string" {
+    let s = "x";
+    loop { s += s; }
+  }
+  bus::publish("handled", #{ kind: kind });
+}
 "#,
 };
 
@@ -286,6 +499,20 @@ fn a_memory_bomb_dead_letters_that_event_only(rt: Runtime) {
 
 // ---------------------------------------------------------------- time
 
+/// Whether a Rhai limit error names `plugin`'s entry script, then `message`.
+/// Rhai loses the position of the statement a limit stops (the hook's call,
+/// which has none, takes its place; docs/rhai.md), so the script's line
+/// cannot be asked for; one is allowed.
+fn limit_names_the_file(error: &str, plugin: &str, message: &str) -> bool {
+    let file = format!("/{plugin}/{}", Runtime::Rhai.entry());
+    error.match_indices(&file).any(|(i, _)| {
+        let rest =
+            error[i + file.len()..].trim_start_matches(|c: char| c == ':' || c.is_ascii_digit());
+        rest.strip_prefix(' ')
+            .is_some_and(|r| r.starts_with(message))
+    })
+}
+
 const RUNAWAY: Src = Src {
     lua: r#"
 function on_event(e)
@@ -307,6 +534,33 @@ function on_event(e)
   end
   bus.publish("handled", { kind = kind })
 end
+"#,
+    rhai: r#"
+// The kinds are named after Lua's ways of calling. Here: a bare loop, one
+// inside `try`, one throwing and catching, a closure and a script function
+// called over and over, and one inside `try` whose `catch` would log.
+fn spin() {
+  loop {} // @wrap
+}
+
+fn on_event(e) {
+  let kind = e.payload.kind;
+  if kind == "loop" {
+    loop {} // @loop
+  } else if kind == "pcall" {
+    loop { try { loop {} } catch {} } // @pcall
+  } else if kind == "pcall-error" {
+    loop { try { throw "caught and ignored"; } catch (err) {} } // @pcall-error
+  } else if kind == "coroutine" {
+    let f = || { loop {} }; // @coroutine
+    loop { try { f.call(); } catch {} } // @coroutine-resume
+  } else if kind == "wrap" {
+    loop { try { spin(); } catch {} } // @wrap-call
+  } else if kind == "xpcall" {
+    loop { try { loop {} } catch (err) { log::warn(`caught: ${err}`); } } // @xpcall
+  }
+  bus::publish("handled", #{ kind: kind });
+}
 "#,
 };
 
@@ -340,10 +594,13 @@ fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
     assert_eq!(kinds, want, "{run}");
     for (d, (kind, markers)) in dl.iter().zip(runaway) {
         let error = d["error"].as_str().unwrap();
-        let named = markers.iter().any(|m| {
-            let pos = at("p", rt.entry(), line_of(src, m));
-            error.contains(&format!("{pos}: time limit exceeded"))
-        });
+        let named = match rt {
+            Runtime::Lua => markers.iter().any(|m| {
+                let pos = at("p", rt.entry(), line_of(src, m));
+                names_at(rt, error, &pos, ": time limit exceeded")
+            }),
+            Runtime::Rhai => limit_names_the_file(error, "p", "time limit exceeded"),
+        };
         assert!(named, "{kind}: should name the loop's line: {error}");
         assert!(error.contains("limits.event_timeout_ms"), "{error}");
         assert_eq!(d["attempts"], 1);
@@ -367,6 +624,18 @@ function on_event(e)
   bus.publish("done", {})
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  state.deliveries = (state.deliveries ?? 0) + 1;
+  if state.deliveries == 1 {
+    timer::after(1, || {
+      loop {} // @timer-loop
+    });
+    return outcome::retry(400);
+  }
+  bus::publish("done", #{});
+}
+"#,
 };
 
 fn a_runaway_timer_callback_is_stopped(rt: Runtime) {
@@ -385,7 +654,13 @@ fn a_runaway_timer_callback_is_stopped(rt: Runtime) {
         rt.entry(),
         line_of(RUNAWAY_TIMER.get(rt), "timer-loop"),
     );
-    assert!(line.contains(&pos), "should name {pos}: {line}");
+    match rt {
+        Runtime::Lua => assert!(line.contains(&pos), "should name {pos}: {line}"),
+        Runtime::Rhai => assert!(
+            limit_names_the_file(line, "p", "time limit exceeded"),
+            "{line}"
+        ),
+    }
     assert_eq!(run.on("done").len(), 1, "{run}");
 }
 
@@ -396,17 +671,29 @@ function init()
 end
 function on_event(e) bus.publish("stuck.handled", {}) end
 "#,
+    rhai: r#"
+fn init() {
+  loop {} // @init-loop
+}
+fn on_event(e) { bus::publish("stuck.handled", #{}); }
+"#,
 };
 
 const STUCK_TOP_LEVEL: Src = Src {
     lua: r#"
 while true do end -- @top-loop
 "#,
+    rhai: r#"
+loop {} // @top-loop
+"#,
 };
 
 const HEALTHY: Src = Src {
     lua: r#"
 function on_event(e) bus.publish("fine.handled", { n = e.payload.n }) end
+"#,
+    rhai: r#"
+fn on_event(e) { bus::publish("fine.handled", #{ n: e.payload.n }); }
 "#,
 };
 
@@ -433,7 +720,13 @@ fn a_runaway_init_fails_that_plugin_only(rt: Runtime) {
             _ => ("stuck-top", STUCK_TOP_LEVEL.get(rt), "top-loop"),
         };
         let pos = at(plugin, rt.entry(), line_of(src, marker));
-        assert!(error.contains(&pos), "should name {pos}: {f}");
+        match rt {
+            Runtime::Lua => assert!(error.contains(&pos), "should name {pos}: {f}"),
+            Runtime::Rhai => assert!(
+                limit_names_the_file(error, plugin, "time limit exceeded"),
+                "{f}"
+            ),
+        }
     }
     let started = run.payloads("plughost.plugin.started");
     assert_eq!(started, vec![json!({"plugin": "fine"})], "{run}");
@@ -467,6 +760,17 @@ function on_event(e)
   bus.publish("handled", { kind = e.payload.kind })
 end
 "#,
+    rhai: r#"
+fn on_event(e) {
+  if e.payload.kind == "pattern" {
+    // One long call into the standard library (most of a second in a debug
+    // build), and no script operation for the progress check to stop.
+    let s = "";
+    s.pad(10_000_000, 'a');
+  }
+  bus::publish("handled", #{ kind: e.payload.kind });
+}
+"#,
 };
 
 fn a_runaway_library_call_is_stopped(rt: Runtime) {
@@ -494,7 +798,7 @@ fn a_runaway_library_call_is_stopped(rt: Runtime) {
 }
 
 /// Behaviours held back by a known bug: move each into `behaviours!` above
-/// once it is fixed.
+/// once it is fixed for every runtime.
 mod known_bugs {
     use crate::support::Runtime;
 
@@ -503,5 +807,12 @@ mod known_bugs {
                 into the C library (a backtracking string.find) runs past it"]
     fn lua_a_runaway_library_call_is_stopped() {
         super::a_runaway_library_call_is_stopped(Runtime::Lua)
+    }
+
+    #[test]
+    #[ignore = "bug: the time limit is checked between Rhai operations only, so one long call \
+                into the standard library (a 10-million-character `pad`) runs past it"]
+    fn rhai_a_runaway_library_call_is_stopped() {
+        super::a_runaway_library_call_is_stopped(Runtime::Rhai)
     }
 }

@@ -2,7 +2,8 @@
 //! run against them.
 //!
 //! A behaviour is written once with [`Runtime`]-specific sources
-//! ([`Src`]); the `behaviours!` macro runs it once per runtime.
+//! ([`Src`]); the `behaviours!` macro runs it once per runtime. Adding a
+//! runtime means adding a variant here, a field to [`Src`] and its scripts.
 
 #![allow(dead_code)]
 
@@ -17,13 +18,36 @@ use serde_json::Value;
 pub enum Runtime {
     /// Lua 5.4 through mlua.
     Lua,
+    /// Rhai.
+    Rhai,
 }
 
 impl Runtime {
+    /// Every runtime the suite covers.
+    pub const ALL: [Runtime; 2] = [Runtime::Lua, Runtime::Rhai];
+
     /// The entry file name.
     pub fn entry(self) -> &'static str {
         match self {
             Runtime::Lua => "main.lua",
+            Runtime::Rhai => "main.rhai",
+        }
+    }
+
+    /// The extension of the runtime's script files (`lua`, `rhai`).
+    pub fn ext(self) -> &'static str {
+        match self {
+            Runtime::Lua => "lua",
+            Runtime::Rhai => "rhai",
+        }
+    }
+
+    /// A binding as scripts spell it: `outcome.retry` in Lua,
+    /// `outcome::retry` in Rhai.
+    pub fn binding(self, module: &str, name: &str) -> String {
+        match self {
+            Runtime::Lua => format!("{module}.{name}"),
+            Runtime::Rhai => format!("{module}::{name}"),
         }
     }
 }
@@ -33,6 +57,8 @@ impl Runtime {
 pub struct Src {
     /// Lua source.
     pub lua: &'static str,
+    /// Rhai source.
+    pub rhai: &'static str,
 }
 
 impl Src {
@@ -40,16 +66,21 @@ impl Src {
     pub fn get(&self, rt: Runtime) -> &'static str {
         match rt {
             Runtime::Lua => self.lua,
+            Runtime::Rhai => self.rhai,
         }
     }
 }
 
-/// Defines one test per runtime for each behaviour function `fn(Runtime)`.
+/// Defines one test per runtime for each behaviour function `fn(Runtime)`:
+/// `lua::NAME` and `rhai::NAME`.
 #[macro_export]
 macro_rules! behaviours {
     ($($name:ident),* $(,)?) => {
         mod lua {
             $(#[test] fn $name() { super::$name($crate::support::Runtime::Lua) })*
+        }
+        mod rhai {
+            $(#[test] fn $name() { super::$name($crate::support::Runtime::Rhai) })*
         }
     };
 }

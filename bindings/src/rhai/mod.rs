@@ -66,8 +66,10 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     // build so a bomb hits a limit long before the process runs out of memory.
     engine
         .set_max_string_size((mem / 4).max(1 << 10))
-        .set_max_array_size((mem / 64).max(1 << 10))
-        .set_max_map_size((mem / 128).max(1 << 10))
+        // Rhai re-measures a whole array on every push, so filling one costs
+        // n²: the caps are kept low enough to trip long before the time limit.
+        .set_max_array_size((mem / 1024).max(1 << 10))
+        .set_max_map_size((mem / 2048).max(1 << 10))
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 64)
         .set_max_modules(64);

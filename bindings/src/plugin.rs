@@ -107,6 +107,43 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     }
 }
 
+/// Compiles the entry and every other `ext` file of the plugin folder with
+/// `compile(source, shown_path)`, without running anything; returns every
+/// error. The entry is shown as the spec names it, other files by path.
+pub(crate) fn check_sources(
+    spec: &PluginSpec,
+    ext: &str,
+    mut compile: impl FnMut(&str, &str) -> Option<ScriptError>,
+) -> Vec<ScriptError> {
+    let mut errors = Vec::new();
+    if !spec.entry.is_file() {
+        errors.push(
+            ScriptError::new(crate::ErrorKind::Load, "entry script not found")
+                .or_file(&spec.entry_display()),
+        );
+    }
+    let mut files = Vec::new();
+    collect_files(&spec.dir, ext, &mut files);
+    if spec.entry.is_file() && !files.iter().any(|f| same_file(f, &spec.entry)) {
+        files.push(spec.entry.clone());
+    }
+    files.sort();
+    for file in files {
+        let shown = if same_file(&file, &spec.entry) {
+            spec.entry_display()
+        } else {
+            file.display().to_string()
+        };
+        match std::fs::read_to_string(&file) {
+            Ok(src) => errors.extend(compile(&src, &shown)),
+            Err(e) => {
+                errors.push(ScriptError::new(crate::ErrorKind::Load, e.to_string()).or_file(&shown))
+            }
+        }
+    }
+    errors
+}
+
 /// Whether two paths name the same file.
 pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {

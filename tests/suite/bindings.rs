@@ -56,13 +56,6 @@ pub(crate) fn log_line<'a>(run: &'a Run, needle: &str) -> &'a str {
     hits[0]
 }
 
-/// The one payload on `topic`.
-fn only(run: &Run, topic: &str) -> Value {
-    let p = run.payloads(topic);
-    assert_eq!(p.len(), 1, "expected one event on {topic}\n{run}");
-    p[0].clone()
-}
-
 // ---------------------------------------------------------------- event
 
 const EVENT_FIELDS: Src = Src {
@@ -201,7 +194,7 @@ fn payload_values_have_native_types(rt: Runtime) {
         Runtime::Rhai => ("i64", "f64", "bool", "map"),
     };
     assert_eq!(
-        only(&run, "types"),
+        run.only("types"),
         json!({
             "s": "string", "i": int, "big": true, "f": float, "b": boolean,
             "obj": object, "deep": "yes", "arr_len": 3, "arr_second": "b", "empty_len": 0,
@@ -237,7 +230,7 @@ fn publish_returns_the_new_events_id(rt: Runtime) {
     run.expect_code(0);
     let out = run.on("out");
     assert_eq!(out.len(), 2, "{run}");
-    let returned = only(&run, "returned");
+    let returned = run.only("returned");
     assert!(returned["first"].as_str().is_some_and(|s| !s.is_empty()));
     assert_eq!(returned["first"], out[0]["id"], "{run}");
     assert_eq!(returned["second"], out[1]["id"], "{run}");
@@ -572,7 +565,7 @@ fn config_is_readable_and_read_only(rt: Runtime) {
     );
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
-    let c = only(&run, "config");
+    let c = run.only("config");
     assert_eq!(c["name"], "demo", "{run}");
     assert_eq!(c["max"], 3);
     assert_eq!(c["ratio"], 0.5);
@@ -639,13 +632,9 @@ config:
     );
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
+    assert_eq!(run.only("limits"), json!({"max": 3, "ratio": 0.5}), "{run}");
     assert_eq!(
-        only(&run, "limits"),
-        json!({"max": 3, "ratio": 0.5}),
-        "{run}"
-    );
-    assert_eq!(
-        only(&run, "whole"),
+        run.only("whole"),
         json!({
             "config": {"limits": {"max": 3, "ratio": 0.5}, "list": ["a", "b"]},
             "kept": ["a", "b"],
@@ -738,7 +727,7 @@ fn log_records_name_the_plugin_and_the_line(rt: Runtime) {
     fx.plugin(rt, "p", "subscriptions: [in]\n", src);
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
-    only(&run, "done");
+    run.only("done");
     for (needle, level, marker, field) in [
         ("info-marker", "INFO", "info", None),
         ("warn-marker", "WARN", "warn", Some("field-value-1")),
@@ -829,7 +818,7 @@ fn timers_fire_repeat_and_cancel(rt: Runtime) {
         run.on("never").is_empty(),
         "a cancelled timer never fires\n{run}"
     );
-    assert_eq!(only(&run, "done"), json!({"after": 1, "ticks": 3}));
+    assert_eq!(run.only("done"), json!({"after": 1, "ticks": 3}));
     assert!(run.dead_letters().is_empty(), "{run}");
 }
 
@@ -989,7 +978,7 @@ fn telemetry_metrics_and_spans(rt: Runtime) {
     fx.plugin(rt, "p", "subscriptions: [in]\n", src);
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
-    let r = only(&run, "report");
+    let r = run.only("report");
     // Spans run the function and hand back all of its results.
     assert_eq!(r["a"], 1, "{run}");
     assert_eq!(r["b"], "two");
@@ -1091,7 +1080,7 @@ fn init_runs_first_and_shutdown_runs_at_exit(rt: Runtime) {
         vec![json!({"init_ran": true}); 2],
         "{run}"
     );
-    assert_eq!(only(&run, "from.shutdown"), json!({"handled": 2}));
+    assert_eq!(run.only("from.shutdown"), json!({"handled": 2}));
     assert!(first("from.shutdown") > topics.iter().rposition(|t| t == "seen").unwrap());
     log_line(&run, "shutdown-marker");
 }
@@ -1176,7 +1165,7 @@ fn outcome_values_and_their_argument_checks(rt: Runtime) {
     fx.plugin(rt, "p", "subscriptions: [in]\n", src);
     let run = fx.run(&[ev("in", json!({"drop_without_reason": true}))]);
     run.expect_code(0);
-    let o = only(&run, "outcome");
+    let o = run.only("outcome");
     match rt {
         Runtime::Lua => assert_eq!(
             o["kinds"],

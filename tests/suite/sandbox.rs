@@ -4,14 +4,7 @@ use serde_json::{Value, json};
 
 use crate::behaviours;
 use crate::bindings::{at, line_of, log_line, names_at};
-use crate::support::{Fixture, Run, Runtime, Src, ev};
-
-/// The one payload on `topic`.
-fn only(run: &Run, topic: &str) -> Value {
-    let p = run.payloads(topic);
-    assert_eq!(p.len(), 1, "expected one event on {topic}\n{run}");
-    p[0].clone()
-}
+use crate::support::{Fixture, Runtime, Src, ev};
 
 // ---------------------------------------------------------------- allow-list
 
@@ -112,7 +105,7 @@ fn only_the_allow_listed_names_exist(rt: Runtime) {
     fx.plugin(rt, "p", "subscriptions: [in]\n", ALLOW_LIST.get(rt));
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
-    let r = only(&run, "report");
+    let r = run.only("report");
     match rt {
         Runtime::Lua => assert_lua_allow_list(&r),
         Runtime::Rhai => {
@@ -273,7 +266,7 @@ fn require_loads_modules_from_the_plugin_folder(rt: Runtime) {
     }
     let run = fx.run(&input);
     run.expect_code(0);
-    let r = only(&run, "report");
+    let r = run.only("report");
     assert_eq!(r["greet"], "hello bob", "{run}");
     assert_eq!(r["shout"], "HI!");
     assert_eq!(r["slashed"], "YO!");
@@ -387,7 +380,7 @@ fn require_outside_the_folder_is_a_catchable_error(rt: Runtime) {
     let fx = plugin_reaching_outside(rt);
     let run = fx.run(&[ev("in", json!({}))]);
     run.expect_code(0);
-    let r = only(&run, "report");
+    let r = run.only("report");
     assert_eq!(r["continued"], true, "{run}");
     let pos = at("p", rt.entry(), line_of(REQUIRE_OUTSIDE.get(rt), "require"));
     let mut cases = vec!["parent", "nested_parent", "absolute"];
@@ -419,7 +412,7 @@ fn require_outside_the_folder_is_a_catchable_error(rt: Runtime) {
 fn require_outside_the_folder_says_why(rt: Runtime) {
     let fx = plugin_reaching_outside(rt);
     let run = fx.run(&[ev("in", json!({}))]);
-    let r = only(&run, "report");
+    let r = run.only("report");
     let mut cases = vec!["parent", "nested_parent", "absolute"];
     if cfg!(unix) {
         cases.push("link");

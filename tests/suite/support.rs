@@ -248,6 +248,13 @@ impl Run {
             .collect()
     }
 
+    /// The one payload on `topic` (fails the test when there is not exactly one).
+    pub fn only(&self, topic: &str) -> Value {
+        let p = self.payloads(topic);
+        assert_eq!(p.len(), 1, "expected one event on {topic}\n{self}");
+        p[0].clone()
+    }
+
     /// Dead letters' payloads.
     pub fn dead_letters(&self) -> Vec<Value> {
         self.payloads("plughost.dead_letter")

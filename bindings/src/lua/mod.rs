@@ -235,38 +235,12 @@ impl PluginInstance for LuaPlugin {
 pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     let lua =
         Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).expect("a bare Lua state");
-    let mut errors = Vec::new();
-    if !spec.entry.is_file() {
-        errors.push(
-            ScriptError::new(ErrorKind::Load, "entry script not found")
-                .or_file(&spec.entry_display()),
-        );
-    }
-    let mut files = Vec::new();
-    crate::plugin::collect_files(&spec.dir, "lua", &mut files);
-    if spec.entry.is_file()
-        && !files
-            .iter()
-            .any(|f| crate::plugin::same_file(f, &spec.entry))
-    {
-        files.push(spec.entry.clone());
-    }
-    files.sort();
-    for file in files {
-        let shown = file.display().to_string();
-        match std::fs::read(&file) {
-            Ok(src) => {
-                if let Err(e) = lua
-                    .load(src)
-                    .set_name(format!("@{shown}"))
-                    .set_mode(ChunkMode::Text)
-                    .into_function()
-                {
-                    errors.push(to_script_error(&e, 0).or_file(&shown));
-                }
-            }
-            Err(e) => errors.push(ScriptError::new(ErrorKind::Load, e.to_string()).or_file(&shown)),
-        }
-    }
-    errors
+    crate::plugin::check_sources(spec, "lua", |src, shown| {
+        lua.load(src)
+            .set_name(format!("@{shown}"))
+            .set_mode(ChunkMode::Text)
+            .into_function()
+            .err()
+            .map(|e| to_script_error(&e, 0).or_file(shown))
+    })
 }

@@ -299,37 +299,10 @@ impl PluginInstance for RhaiPlugin {
 pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     let mut engine = Engine::new_raw();
     engine.disable_symbol("eval");
-    let mut errors = Vec::new();
-    if !spec.entry.is_file() {
-        errors.push(
-            ScriptError::new(ErrorKind::Load, "entry script not found")
-                .or_file(&spec.entry_display()),
-        );
-    }
-    let mut files = Vec::new();
-    crate::plugin::collect_files(&spec.dir, "rhai", &mut files);
-    if spec.entry.is_file()
-        && !files
-            .iter()
-            .any(|f| crate::plugin::same_file(f, &spec.entry))
-    {
-        files.push(spec.entry.clone());
-    }
-    files.sort();
-    for file in files {
-        let shown = if crate::plugin::same_file(&file, &spec.entry) {
-            spec.entry_display()
-        } else {
-            file.display().to_string()
-        };
-        match std::fs::read_to_string(&file) {
-            Ok(src) => {
-                if let Err(e) = engine.compile(&src) {
-                    errors.push(error::parse_error(&e, &shown));
-                }
-            }
-            Err(e) => errors.push(ScriptError::new(ErrorKind::Load, e.to_string()).or_file(&shown)),
-        }
-    }
-    errors
+    crate::plugin::check_sources(spec, "rhai", |src, shown| {
+        engine
+            .compile(src)
+            .err()
+            .map(|e| error::parse_error(&e, shown))
+    })
 }

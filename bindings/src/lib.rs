@@ -14,6 +14,8 @@
 //! - [`modpath`]: `require`/`import` resolution confined to the plugin folder.
 //! - [`lua`]: the Lua runtime (mlua), one small module per binding.
 //! - [`rhai`]: the Rhai runtime, the same bindings spelt `bus::publish`.
+//! - [`native`]: Rust `cdylib` plugins behind the C ABI of `plughost-sdk`
+//!   (private copies, version handshake, panics caught in the plugin).
 //!
 //! The host crate (`plughost`) owns threads, queues and files; this crate
 //! only turns hook calls into interpreter calls and back.
@@ -26,6 +28,7 @@ pub mod event;
 pub mod host_api;
 pub mod lua;
 pub mod modpath;
+pub mod native;
 pub mod outcome;
 pub mod payload;
 pub mod plugin;

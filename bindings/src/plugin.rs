@@ -83,11 +83,7 @@ pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstanc
     match spec.info.runtime {
         RuntimeKind::Lua => Ok(Box::new(crate::lua::LuaPlugin::load(spec, host)?)),
         RuntimeKind::Rhai => Ok(Box::new(crate::rhai::RhaiPlugin::load(spec, host)?)),
-        other => Err(ScriptError::new(
-            crate::ErrorKind::Load,
-            format!("the {other} runtime is not available in this build"),
-        )
-        .or_file(&spec.entry_display())),
+        RuntimeKind::Native => Ok(Box::new(crate::native::NativePlugin::load(spec, host)?)),
     }
 }
 
@@ -97,13 +93,7 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     match spec.info.runtime {
         RuntimeKind::Lua => crate::lua::check(spec),
         RuntimeKind::Rhai => crate::rhai::check(spec),
-        other => vec![
-            ScriptError::new(
-                crate::ErrorKind::Load,
-                format!("the {other} runtime is not available in this build"),
-            )
-            .or_file(&spec.entry_display()),
-        ],
+        RuntimeKind::Native => crate::native::check(spec),
     }
 }
 

@@ -191,9 +191,15 @@ fn resolve_entry(
         None => file.to_string(),
     };
     match (m.effective_runtime(), &m.entry) {
+        // A library path, or a crate name looked up in cargo's target dir (SPEC §7).
+        (Some(RuntimeKind::Native), Some(entry)) => {
+            plughost_bindings::native::resolve_entry(dir, entry)
+                .map(|path| (RuntimeKind::Native, path))
+                .map_err(|m| format!("{}: {m}", at("entry")))
+        }
         (Some(runtime), Some(entry)) => {
             let path = dir.join(entry);
-            if runtime != RuntimeKind::Native && !path.is_file() {
+            if !path.is_file() {
                 return Err(format!(
                     "{}: entry `{entry}` not found in {}",
                     at("entry"),

@@ -37,6 +37,7 @@ fn manifest_name(folder: &Path) -> String {
 
 #[test]
 fn the_examples_pass_check() {
+    crate::native::example_built();
     let run = run_binary(&["check", EXAMPLES], None);
     run.expect_code(0);
     assert_eq!(run.stdout, "", "{run}");
@@ -44,6 +45,7 @@ fn the_examples_pass_check() {
 
 #[test]
 fn the_examples_start_and_count_words() {
+    crate::native::example_built();
     let input = ev(
         "text.raw",
         json!({"text": "the quick brown fox jumps over the lazy dog"}),

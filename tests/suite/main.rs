@@ -9,6 +9,8 @@ mod examples;
 mod library;
 mod lifecycle;
 mod live;
+mod native;
 mod outcomes;
+mod reload;
 mod sandbox;
 mod support;

@@ -183,15 +183,25 @@ impl PluginInstance for LuaPlugin {
         let view = convert::to_lua(&self.lua, config)
             .and_then(|c| self.readonly.call::<LuaValue>(c))
             .map_err(|e| self.error(&e, HookName::OnConfig))?;
-        self.lua
-            .globals()
+        let globals = self.lua.globals();
+        let previous: LuaValue = globals
+            .raw_get("config")
+            .map_err(|e| self.error(&e, HookName::OnConfig))?;
+        globals
             .set("config", view.clone())
             .map_err(|e| self.error(&e, HookName::OnConfig))?;
-        self.spec.config = config.clone();
-        match &self.hooks.on_config {
+        let result = match &self.hooks.on_config {
             Some(f) => self.call(f, view, HookName::OnConfig),
             None => Ok(()),
+        };
+        match result {
+            Ok(()) => self.spec.config = config.clone(),
+            // A refused config leaves the plugin as it was.
+            Err(_) => {
+                let _ = globals.set("config", previous);
+            }
         }
+        result
     }
 
     fn shutdown(&mut self) -> Result<(), ScriptError> {

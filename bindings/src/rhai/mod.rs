@@ -240,11 +240,17 @@ impl PluginInstance for RhaiPlugin {
 
     fn on_config(&mut self, config: &Value) -> Result<(), ScriptError> {
         let view = config_value(config);
-        *self.ctx.config.borrow_mut() = view.clone();
-        self.spec.config = config.clone();
-        if self.hooks.on_config {
-            let _: Dynamic = self.call("on_config", (view,), HookName::OnConfig)?;
+        let previous = std::mem::replace(&mut *self.ctx.config.borrow_mut(), view.clone());
+        let refused = match self.hooks.on_config {
+            true => self.call("on_config", (view,), HookName::OnConfig).err(),
+            false => None,
+        };
+        if let Some(e) = refused {
+            // A refused config leaves the plugin as it was.
+            *self.ctx.config.borrow_mut() = previous;
+            return Err(e);
         }
+        self.spec.config = config.clone();
         Ok(())
     }
 

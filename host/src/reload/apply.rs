@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::plan::{Action, plan};
-use super::watcher::{self, Watcher, folder_of};
+use super::watcher::{self, Watcher, folder_of, folders_inside};
 use crate::bus::{Control, Delivery, Route};
 use crate::catalog::{PluginDef, read_entry};
 use crate::discovery::MANIFEST_FILE;
@@ -82,18 +82,34 @@ impl Host {
                 let Some(paths) = batch else { return };
                 let known = host.known_folders();
                 for path in paths {
-                    if let Some(dir) = folder_of(&path, &roots, &known) {
-                        let script = path.file_name().is_none_or(|n| n != MANIFEST_FILE);
+                    let dirs: Vec<(PathBuf, bool)> = match folder_of(&path, &roots, &known) {
+                        Some(dir) => {
+                            let script = path.file_name().is_none_or(|n| n != MANIFEST_FILE);
+                            vec![(dir, script)]
+                        }
+                        // A plain folder created, moved in, removed or moved
+                        // out: the plugin folders in it that come or go.
+                        None => folders_inside(&path, &roots, &known)
+                            .into_iter()
+                            .filter(|d| !d.join(MANIFEST_FILE).is_file() || !host.runs_from(d))
+                            .map(|d| (d, true))
+                            .collect(),
+                    };
+                    for (dir, script) in dirs {
                         let slot = pending.entry(dir).or_insert((Instant::now(), false));
                         *slot = (Instant::now(), slot.1 || script);
                     }
                 }
                 let now = Instant::now();
-                let due: Vec<(PathBuf, bool)> = pending
+                let mut due: Vec<(PathBuf, bool)> = pending
                     .iter()
                     .filter(|(_, (t, _))| *t + SETTLE <= now)
                     .map(|(d, (_, s))| (d.clone(), *s))
                     .collect();
+                // Folders that are gone first: a plugin whose folder was
+                // renamed leaves the old one before it starts from the new
+                // one (its name would be taken otherwise).
+                due.sort_by_key(|(d, _)| d.join(MANIFEST_FILE).is_file());
                 for (dir, scripts) in due {
                     pending.remove(&dir);
                     host.reload_folder(&dir, scripts).await;
@@ -101,6 +117,11 @@ impl Host {
             }
         });
         Ok(WatchHandle { task, _watcher: w })
+    }
+
+    /// Whether a plugin runs from folder `dir`.
+    fn runs_from(&self, dir: &Path) -> bool {
+        self.lock_running().iter().any(|r| r.dir == dir)
     }
 
     fn known_folders(&self) -> BTreeSet<PathBuf> {

@@ -15,7 +15,7 @@ use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::discovery::MANIFEST_FILE;
+use crate::discovery::{MANIFEST_FILE, plugin_folders};
 
 /// How long a path must be quiet before its change is reported.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
@@ -97,6 +97,56 @@ pub fn folder_of(
     roots: &[(PathBuf, PathBuf)],
     known: &BTreeSet<PathBuf>,
 ) -> Option<PathBuf> {
+    let (root, parts) = locate(path, roots)?;
+    let mut dir = root;
+    for part in parts {
+        if ignored(part) {
+            return None;
+        }
+        dir.push(part);
+        if known.contains(&dir) || dir.join(MANIFEST_FILE).is_file() {
+            return Some(dir);
+        }
+    }
+    None
+}
+
+/// The plugin folders inside `path` when it is a plain folder (in no
+/// plugin folder, holding no `plugin.yaml`) that was created, moved in,
+/// removed or moved out, as the host names them: those on disk now (found
+/// as discovery finds them) and those `known` from before. A plugin folder
+/// may sit in such a folder (`group/a/plugin.yaml`), and moving or creating
+/// the folder whole reports only its own path. Empty for a plugin folder
+/// (see [`folder_of`]), a file, a root, and whatever `folder_of` ignores.
+pub fn folders_inside(
+    path: &Path,
+    roots: &[(PathBuf, PathBuf)],
+    known: &BTreeSet<PathBuf>,
+) -> Vec<PathBuf> {
+    let Some((root, parts)) = locate(path, roots) else {
+        return Vec::new();
+    };
+    if parts.is_empty()
+        || parts.iter().any(|p| ignored(p))
+        || folder_of(path, roots, known).is_some()
+    {
+        return Vec::new();
+    }
+    let dir: PathBuf = parts.iter().fold(root, |d, p| d.join(p));
+    let mut found: BTreeSet<PathBuf> = known
+        .iter()
+        .filter(|k| k.starts_with(&dir) && **k != dir)
+        .cloned()
+        .collect();
+    if dir.is_dir() {
+        found.extend(plugin_folders(std::slice::from_ref(&dir)).unwrap_or_default());
+    }
+    found.into_iter().collect()
+}
+
+/// `path` as the root it lies under (as given) and its parts below it;
+/// `None` when it lies under no root or is an editor's scratch file.
+fn locate<'p>(path: &'p Path, roots: &[(PathBuf, PathBuf)]) -> Option<(PathBuf, Vec<&'p str>)> {
     let (root, rel) = roots.iter().find_map(|(shown, canonical)| {
         path.strip_prefix(canonical)
             .or_else(|_| path.strip_prefix(shown))
@@ -113,17 +163,12 @@ pub fn folder_of(
     if parts.last().is_some_and(|name| is_scratch(name)) {
         return None;
     }
-    let mut dir = root.clone();
-    for part in parts {
-        if part.starts_with('.') || part == "target" {
-            return None;
-        }
-        dir.push(part);
-        if known.contains(&dir) || dir.join(MANIFEST_FILE).is_file() {
-            return Some(dir);
-        }
-    }
-    None
+    Some((root.clone(), parts))
+}
+
+/// Folders discovery skips: hidden ones and `target/`.
+fn ignored(part: &str) -> bool {
+    part.starts_with('.') || part == "target"
 }
 
 #[cfg(test)]
@@ -196,5 +241,53 @@ mod tests {
             folder_of(Path::new("/elsewhere/a/main.lua"), &roots, &known),
             None
         );
+    }
+
+    #[test]
+    fn plain_folders_map_to_the_plugin_folders_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shown = tmp.path().join("plugins");
+        std::fs::create_dir_all(shown.join("group/b/lib")).unwrap();
+        std::fs::write(shown.join("group/b/plugin.yaml"), "").unwrap();
+        std::fs::create_dir_all(shown.join("group/deeper/c")).unwrap();
+        std::fs::write(shown.join("group/deeper/c/plugin.yaml"), "").unwrap();
+        std::fs::create_dir_all(shown.join("group/.hidden/d")).unwrap();
+        std::fs::write(shown.join("group/.hidden/d/plugin.yaml"), "").unwrap();
+        std::fs::create_dir_all(shown.join("a")).unwrap();
+        std::fs::write(shown.join("a/plugin.yaml"), "").unwrap();
+        let roots = vec![(shown.clone(), shown.canonicalize().unwrap())];
+        let mut known = BTreeSet::new();
+        known.insert(shown.join("gone/e"));
+        known.insert(shown.join("group/b"));
+
+        let canon = &roots[0].1;
+        // Created or moved in: what is on disk, and what was known there.
+        assert_eq!(
+            folders_inside(&canon.join("group"), &roots, &known),
+            [shown.join("group/b"), shown.join("group/deeper/c")]
+        );
+        // Removed or moved out: what was known there.
+        assert_eq!(
+            folders_inside(&canon.join("gone"), &roots, &known),
+            [shown.join("gone/e")]
+        );
+        // Plugin folders, files in them, roots and ignored paths: none.
+        for path in [
+            canon.join("a"),
+            canon.join("group/b"),
+            canon.join("group/b/lib"),
+            canon.join("stray.txt"),
+            canon.clone(),
+            canon.join(".hidden"),
+            canon.join("group/.hidden"),
+            PathBuf::from("/elsewhere/group"),
+        ] {
+            assert_eq!(
+                folders_inside(&path, &roots, &known),
+                Vec::<PathBuf>::new(),
+                "{}",
+                path.display()
+            );
+        }
     }
 }

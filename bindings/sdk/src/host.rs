@@ -1,0 +1,281 @@
+//! [`Host`]: the host's bindings as a native plugin calls them, the same
+//! services a script gets as `bus`, `config`, `state`, `log`, `telemetry`
+//! and `host`.
+//!
+//! Each method turns its arguments into JSON, calls through the
+//! [`HostVTable`], and hands the host's buffer back to the host to free.
+
+use std::panic::Location;
+
+use serde_json::Value;
+
+use crate::abi::{self, CallResult, HostVTable, STATUS_OK, Str};
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// The kind of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonic sum (`telemetry.counter`).
+    Counter,
+    /// A last value (`telemetry.gauge`).
+    Gauge,
+    /// A distribution (`telemetry.histogram`).
+    Histogram,
+}
+
+/// The host, as a plugin's hooks see it.
+///
+/// Only valid inside the hook it was passed to, on that thread: it is
+/// neither `Send` nor `Sync`, and a plugin should not keep it.
+#[derive(Debug)]
+pub struct Host {
+    vt: HostVTable,
+}
+
+impl Host {
+    /// Wraps the host's table.
+    ///
+    /// # Safety
+    ///
+    /// `vt` must be the table the host passed to `create`, with its `ctx`
+    /// still alive.
+    pub(crate) unsafe fn from_vtable(vt: HostVTable) -> Host {
+        Host { vt }
+    }
+
+    /// Publishes `payload` on `topic` in the plugin's name and returns the
+    /// new event's id. While `on_event` runs, the new event carries the
+    /// handled event's correlation id. Fails for an invalid topic, a
+    /// `plughost.` topic, or one outside the manifest's `publications`.
+    pub fn publish(&self, topic: &str, payload: Value) -> Result<String, String> {
+        let payload = payload.to_string();
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        let r = unsafe {
+            (self.vt.publish)(
+                self.vt.ctx,
+                Str::new(topic.as_bytes()),
+                Str::new(payload.as_bytes()),
+            )
+        };
+        self.text(r)
+    }
+
+    /// Logs `message` at `level`, with this call's file and line.
+    #[track_caller]
+    pub fn log(&self, level: Level, message: &str) {
+        self.emit(level, message, None, Location::caller());
+    }
+
+    /// Logs `message` with structured `fields` (an object; another value is
+    /// logged as `{"value": …}`).
+    #[track_caller]
+    pub fn log_with(&self, level: Level, message: &str, fields: &Value) {
+        self.emit(level, message, Some(fields), Location::caller());
+    }
+
+    /// `log(Level::Trace, message)`.
+    #[track_caller]
+    pub fn trace(&self, message: &str) {
+        self.emit(Level::Trace, message, None, Location::caller());
+    }
+
+    /// `log(Level::Debug, message)`.
+    #[track_caller]
+    pub fn debug(&self, message: &str) {
+        self.emit(Level::Debug, message, None, Location::caller());
+    }
+
+    /// `log(Level::Info, message)`.
+    #[track_caller]
+    pub fn info(&self, message: &str) {
+        self.emit(Level::Info, message, None, Location::caller());
+    }
+
+    /// `log(Level::Warn, message)`.
+    #[track_caller]
+    pub fn warn(&self, message: &str) {
+        self.emit(Level::Warn, message, None, Location::caller());
+    }
+
+    /// `log(Level::Error, message)`.
+    #[track_caller]
+    pub fn error(&self, message: &str) {
+        self.emit(Level::Error, message, None, Location::caller());
+    }
+
+    fn emit(&self, level: Level, message: &str, fields: Option<&Value>, at: &Location<'_>) {
+        let level = match level {
+            Level::Trace => abi::level::TRACE,
+            Level::Debug => abi::level::DEBUG,
+            Level::Info => abi::level::INFO,
+            Level::Warn => abi::level::WARN,
+            Level::Error => abi::level::ERROR,
+        };
+        let fields = fields.map(Value::to_string).unwrap_or_default();
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        unsafe {
+            (self.vt.log)(
+                self.vt.ctx,
+                level,
+                Str::new(message.as_bytes()),
+                Str::new(fields.as_bytes()),
+                Str::new(at.file().as_bytes()),
+                at.line(),
+            );
+        }
+    }
+
+    /// Records a metric value. Names are 1 to 128 letters, digits, `.`, `_`, `-`.
+    pub fn metric(&self, kind: MetricKind, name: &str, value: f64) -> Result<(), String> {
+        self.metric_with(kind, name, value, &Value::Null)
+    }
+
+    /// Records a metric value with attributes (an object, or `null` for none).
+    pub fn metric_with(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        value: f64,
+        attributes: &Value,
+    ) -> Result<(), String> {
+        let kind = match kind {
+            MetricKind::Counter => abi::metric::COUNTER,
+            MetricKind::Gauge => abi::metric::GAUGE,
+            MetricKind::Histogram => abi::metric::HISTOGRAM,
+        };
+        let attributes = json_or_empty(attributes);
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        let r = unsafe {
+            (self.vt.metric)(
+                self.vt.ctx,
+                kind,
+                Str::new(name.as_bytes()),
+                value,
+                Str::new(attributes.as_bytes()),
+            )
+        };
+        self.text(r).map(drop)
+    }
+
+    /// `metric(MetricKind::Counter, name, value)`.
+    pub fn counter(&self, name: &str, value: f64) -> Result<(), String> {
+        self.metric(MetricKind::Counter, name, value)
+    }
+
+    /// `metric(MetricKind::Gauge, name, value)`.
+    pub fn gauge(&self, name: &str, value: f64) -> Result<(), String> {
+        self.metric(MetricKind::Gauge, name, value)
+    }
+
+    /// `metric(MetricKind::Histogram, name, value)`.
+    pub fn histogram(&self, name: &str, value: f64) -> Result<(), String> {
+        self.metric(MetricKind::Histogram, name, value)
+    }
+
+    /// Runs `f` inside a child span of the current event's span, with
+    /// `attributes` (an object, or `null`); the span closes when `f` returns
+    /// or panics.
+    pub fn span<R>(&self, name: &str, attributes: &Value, f: impl FnOnce() -> R) -> R {
+        struct Open<'a>(&'a HostVTable, u64);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                // SAFETY: closes the span this guard opened, with the host's ctx.
+                unsafe { (self.0.span_exit)(self.0.ctx, self.1) }
+            }
+        }
+        let attributes = json_or_empty(attributes);
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        let id = unsafe {
+            (self.vt.span_enter)(
+                self.vt.ctx,
+                Str::new(name.as_bytes()),
+                Str::new(attributes.as_bytes()),
+            )
+        };
+        let _open = Open(&self.vt, id);
+        f()
+    }
+
+    /// The plugin's `config` mapping from the manifest (updated before `on_config`).
+    pub fn config(&self) -> Value {
+        // SAFETY: the host's function, with its ctx valid for the call.
+        let r = unsafe { (self.vt.config)(self.vt.ctx) };
+        self.json(r).unwrap_or_default()
+    }
+
+    /// The plugin's state: plain data that survives reloads (an empty object
+    /// at first). It is a copy: store changes with [`Host::set_state`].
+    pub fn state(&self) -> Value {
+        // SAFETY: the host's function, with its ctx valid for the call.
+        let r = unsafe { (self.vt.state)(self.vt.ctx) };
+        self.json(r).unwrap_or_default()
+    }
+
+    /// Replaces the plugin's state. The host keeps it across reloads, and
+    /// keeps it even when the hook that set it fails afterwards.
+    pub fn set_state(&self, state: Value) -> Result<(), String> {
+        let state = state.to_string();
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        let r = unsafe { (self.vt.set_state)(self.vt.ctx, Str::new(state.as_bytes())) };
+        self.text(r).map(drop)
+    }
+
+    /// Calls a function the embedding application registered
+    /// (`host.NAME(...)` in Lua).
+    pub fn call(&self, function: &str, args: &[Value]) -> Result<Value, String> {
+        let args = Value::Array(args.to_vec()).to_string();
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        let r = unsafe {
+            (self.vt.call_function)(
+                self.vt.ctx,
+                Str::new(function.as_bytes()),
+                Str::new(args.as_bytes()),
+            )
+        };
+        self.json(r)
+    }
+
+    /// Takes a host result's data as text, and frees the host's buffer.
+    fn text(&self, r: CallResult) -> Result<String, String> {
+        // SAFETY: the host made `data` and has not freed it; we copy it out
+        // before handing it back to the host's `free`, once.
+        let text = String::from_utf8_lossy(unsafe { r.data.as_bytes() }).into_owned();
+        // SAFETY: as above: the host's buffer goes back to the host's free.
+        unsafe { (self.vt.free)(r.data) };
+        if r.status == STATUS_OK {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    fn json(&self, r: CallResult) -> Result<Value, String> {
+        let text = self.text(r)?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| format!("the host sent bad JSON: {e}"))
+    }
+}
+
+fn json_or_empty(v: &Value) -> String {
+    if v.is_null() {
+        String::new()
+    } else {
+        v.to_string()
+    }
+}

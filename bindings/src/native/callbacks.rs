@@ -1,0 +1,291 @@
+//! The host's side of the boundary: the `extern "C"` functions a native
+//! plugin calls (publish, log, metric, span, config, state, registered
+//! functions), each a thin adapter over [`HostApi`](crate::HostApi), as the
+//! Lua and Rhai bindings are.
+//!
+//! Their context is a [`HostCtx`] per plugin, owned by the plugin's
+//! [`NativePlugin`](super::NativePlugin): it holds the config and the state
+//! on the host's side, so the state survives a reload whatever the plugin's
+//! library does, and the event being handled, so a publish carries its
+//! correlation id. A panic in the host's code is caught here too: nothing
+//! unwinds into the plugin.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use plughost_sdk::abi::{self, Buf, CallResult, HostVTable, Str};
+use serde_json::{Map, Value};
+
+use crate::{Event, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SharedHost, SpanGuard};
+
+/// What the host keeps for one native plugin, shared with its callbacks.
+pub(crate) struct HostCtx {
+    /// The plugin's identity.
+    pub info: Arc<PluginInfo>,
+    /// The host services.
+    pub host: SharedHost,
+    /// The event whose `on_event` is running, if any.
+    pub current: RefCell<Option<Arc<Event>>>,
+    /// The config the plugin sees.
+    pub config: RefCell<Value>,
+    /// The plugin's state, carried over to the next version on reload.
+    pub state: RefCell<Value>,
+    /// Open spans by handle.
+    spans: RefCell<BTreeMap<u64, SpanGuard>>,
+    next_span: Cell<u64>,
+}
+
+impl HostCtx {
+    /// A context starting with `config` and `state` (`null` becomes `{}`, as
+    /// a script's `state` starts as an empty table).
+    pub fn new(info: Arc<PluginInfo>, host: SharedHost, config: Value, state: Value) -> HostCtx {
+        HostCtx {
+            info,
+            host,
+            current: RefCell::new(None),
+            config: RefCell::new(config),
+            state: RefCell::new(match state {
+                Value::Null => Value::Object(Map::new()),
+                other => other,
+            }),
+            spans: RefCell::default(),
+            next_span: Cell::new(1),
+        }
+    }
+
+    /// Closes spans a hook left open (the SDK closes them; a plugin that
+    /// leaks a guard must not keep a span open forever).
+    pub fn close_spans(&self) {
+        let open = std::mem::take(&mut *self.spans.borrow_mut());
+        drop(open);
+    }
+}
+
+/// The callbacks' table for `ctx`, handed to the plugin's `create`.
+pub(crate) fn vtable(ctx: *const HostCtx) -> HostVTable {
+    HostVTable {
+        abi_version: abi::ABI_VERSION,
+        ctx: ctx.cast_mut().cast(),
+        publish,
+        log,
+        metric,
+        span_enter,
+        span_exit,
+        config,
+        state,
+        set_state,
+        call_function,
+        free,
+    }
+}
+
+/// The context behind a callback's `ctx`.
+///
+/// # Safety
+///
+/// `ctx` must be the pointer [`vtable`] was given, and that context alive:
+/// the plugin calls back only while one of its hooks runs, and the host
+/// frees the context only after destroying every instance using it.
+unsafe fn ctx<'a>(ctx: *mut c_void) -> &'a HostCtx {
+    // SAFETY: guaranteed by the caller, as documented above.
+    unsafe { &*ctx.cast::<HostCtx>().cast_const() }
+}
+
+/// Runs a callback body, turning its error or panic into a result.
+fn answer(f: impl FnOnce() -> Result<Vec<u8>, String>) -> CallResult {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(data)) => CallResult::ok(data),
+        Ok(Err(message)) => CallResult::error(&message),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            CallResult::error(&format!("the host failed: {what}"))
+        }
+    }
+}
+
+/// An argument as text.
+fn text<'a>(s: Str, what: &str) -> Result<&'a str, String> {
+    // SAFETY: the plugin's argument, valid for the duration of the call.
+    std::str::from_utf8(unsafe { s.as_bytes() }).map_err(|_| format!("{what} is not UTF-8"))
+}
+
+/// An optional JSON object argument: empty is none, a non-object becomes
+/// `{"value": …}` when `wrap`, else an error.
+fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, String> {
+    // SAFETY: the plugin's argument, valid for the duration of the call.
+    let bytes = unsafe { s.as_bytes() };
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_slice(bytes).map_err(|e| format!("{what} is not JSON: {e}"))? {
+        Value::Null => Ok(None),
+        Value::Object(map) => Ok(Some(map)),
+        other if wrap => Ok(Some(Map::from_iter([("value".to_owned(), other)]))),
+        _ => Err(format!("{what} must be an object of name: value")),
+    }
+}
+
+fn json(s: Str, what: &str) -> Result<Value, String> {
+    // SAFETY: the plugin's argument, valid for the duration of the call.
+    serde_json::from_slice(unsafe { s.as_bytes() }).map_err(|e| format!("{what} is not JSON: {e}"))
+}
+
+unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let topic = text(topic, "topic")?;
+        let payload = Payload::from(json(payload, "payload")?);
+        let cause = c.current.borrow().clone();
+        c.host
+            .publish(&c.info, topic, payload, cause.as_deref())
+            .map(String::into_bytes)
+    })
+}
+
+unsafe extern "C" fn log(
+    c: *mut c_void,
+    level: u32,
+    message: Str,
+    fields: Str,
+    file: Str,
+    line: u32,
+) {
+    let result = answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let level = match level {
+            abi::level::TRACE => LogLevel::Trace,
+            abi::level::DEBUG => LogLevel::Debug,
+            abi::level::WARN => LogLevel::Warn,
+            abi::level::ERROR => LogLevel::Error,
+            _ => LogLevel::Info,
+        };
+        // SAFETY: the plugin's argument, valid for the duration of the call.
+        let message = String::from_utf8_lossy(unsafe { message.as_bytes() });
+        let fields = object(fields, "fields", true)?;
+        let file = text(file, "file").ok().filter(|f| !f.is_empty());
+        c.host.log(
+            &c.info,
+            LogRecord {
+                level,
+                message: &message,
+                fields: fields.as_ref(),
+                file,
+                line: (line > 0).then_some(line as usize),
+            },
+        );
+        Ok(Vec::new())
+    });
+    // A log line cannot fail the hook; a bad `fields` is dropped with it.
+    // SAFETY: allocated here by `answer`, freed once.
+    unsafe { result.data.free_local() };
+}
+
+unsafe extern "C" fn metric(
+    c: *mut c_void,
+    kind: u32,
+    name: Str,
+    value: f64,
+    attributes: Str,
+) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let kind = match kind {
+            abi::metric::COUNTER => MetricKind::Counter,
+            abi::metric::GAUGE => MetricKind::Gauge,
+            abi::metric::HISTOGRAM => MetricKind::Histogram,
+            other => return Err(format!("unknown metric kind {other}")),
+        };
+        let name = text(name, "metric name")?;
+        let attributes = object(attributes, "attributes", false)?.unwrap_or_default();
+        c.host
+            .metric(&c.info, kind, name, value, &attributes)
+            .map(|()| Vec::new())
+    })
+}
+
+unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u64 {
+    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        // SAFETY: the plugin's argument, valid for the duration of the call.
+        let name = String::from_utf8_lossy(unsafe { name.as_bytes() });
+        let attributes = object(attributes, "attributes", true)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let cause = c.current.borrow().clone();
+        let guard = c.host.span(&c.info, &name, &attributes, cause.as_deref());
+        let id = c.next_span.get();
+        c.next_span.set(id + 1);
+        c.spans.borrow_mut().insert(id, guard);
+        id
+    }));
+    opened.unwrap_or(0)
+}
+
+unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let guard = c.spans.borrow_mut().remove(&span);
+        drop(guard);
+    }));
+}
+
+unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        serde_json::to_vec(&*c.config.borrow()).map_err(|e| e.to_string())
+    })
+}
+
+unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        serde_json::to_vec(&*c.state.borrow()).map_err(|e| e.to_string())
+    })
+}
+
+unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        *c.state.borrow_mut() = json(value, "state")?;
+        Ok(Vec::new())
+    })
+}
+
+unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let name = text(name, "function name")?;
+        let args = match json(args, "arguments")? {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => vec![other],
+        };
+        let result = c
+            .host
+            .call_function(&c.info, name, args)
+            .map_err(|m| format!("host.{name}: {m}"))?;
+        serde_json::to_vec(&result).map_err(|e| e.to_string())
+    })
+}
+
+unsafe extern "C" fn free(buf: Buf) {
+    // SAFETY: the plugin hands back only buffers these callbacks returned, once.
+    unsafe { buf.free_local() }
+}

@@ -1,0 +1,132 @@
+//! Reading what a plugin's hook returned: its status and data, the panic it
+//! reported, the outcome of `on_event`, each turned into host values or a
+//! positioned [`ScriptError`].
+
+use plughost_sdk::abi::{
+    CallResult, PluginVTable, STATUS_ERROR, STATUS_OK, STATUS_PANIC, STATUS_RESTART,
+};
+use serde_json::Value;
+
+use crate::{ErrorKind, HookName, Outcome, Payload, ScriptError};
+
+/// A successful hook call.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Done; the data (empty for hooks without a result).
+    Done(Vec<u8>),
+    /// `on_config` asked for a restart.
+    Restart,
+}
+
+/// Copies a hook's result out of the plugin's buffer, frees the buffer on
+/// the plugin's side, and turns a failure into a [`ScriptError`] in `hook`
+/// of `file` (the library as shown).
+pub(crate) fn read(
+    vt: &PluginVTable,
+    r: CallResult,
+    hook: HookName,
+    file: &str,
+) -> Result<Reply, ScriptError> {
+    // SAFETY: the plugin made this buffer and has not freed it; we copy it
+    // before handing it back to the plugin's `free`, once.
+    let data = unsafe { r.data.as_bytes() }.to_vec();
+    // SAFETY: as above.
+    unsafe { (vt.free)(r.data) };
+    let fail = |e: ScriptError| Err(e.or_file(file).in_hook(hook));
+    match r.status {
+        STATUS_OK => Ok(Reply::Done(data)),
+        STATUS_RESTART if hook == HookName::OnConfig => Ok(Reply::Restart),
+        STATUS_ERROR => fail(ScriptError::new(
+            ErrorKind::Runtime,
+            String::from_utf8_lossy(&data).into_owned(),
+        )),
+        STATUS_PANIC => fail(panic_error(&data, file)),
+        other => fail(ScriptError::new(
+            ErrorKind::BadReturn,
+            format!("the plugin returned unknown status {other}"),
+        )),
+    }
+}
+
+/// A panic report (`{"message", "file", "line", "column"}`) as an error
+/// positioned at the `panic!` in the plugin's source.
+fn panic_error(data: &[u8], library: &str) -> ScriptError {
+    let v: Value = serde_json::from_slice(data).unwrap_or_default();
+    let message = v["message"].as_str().unwrap_or("unknown panic");
+    let mut e = ScriptError::new(ErrorKind::Runtime, format!("panicked: {message}"));
+    e.file = v["file"].as_str().map(str::to_owned);
+    let number = |key: &str| v[key].as_u64().and_then(|n| usize::try_from(n).ok());
+    e.line = number("line");
+    e.column = number("column");
+    e.traceback = Some(format!("in native library {library}"));
+    e
+}
+
+/// Reads `on_event`'s outcome JSON (see `plughost_sdk::abi`).
+pub(crate) fn outcome(data: &[u8]) -> Result<Outcome, ScriptError> {
+    let bad = |why: String| {
+        ScriptError::new(
+            ErrorKind::BadReturn,
+            format!("on_event returned a bad outcome: {why}"),
+        )
+    };
+    let mut v: Value = serde_json::from_slice(data).map_err(|e| bad(e.to_string()))?;
+    let kind = v["outcome"].as_str().unwrap_or_default().to_owned();
+    match kind.as_str() {
+        "ack" => Ok(Outcome::Ack),
+        "retry" => Ok(Outcome::Retry {
+            delay_ms: v["delay_ms"].as_u64(),
+        }),
+        "forward" => {
+            let topic = v["topic"]
+                .as_str()
+                .ok_or_else(|| bad("forward without a topic".into()))?
+                .to_owned();
+            let payload = Payload::from(v["payload"].take());
+            Ok(Outcome::Forward { topic, payload })
+        }
+        "drop" => Ok(Outcome::Drop {
+            reason: v["reason"]
+                .as_str()
+                .unwrap_or("dropped by the plugin")
+                .to_owned(),
+        }),
+        other => Err(bad(format!("unknown outcome `{other}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outcomes_read_back() {
+        let read = |v: Value| outcome(v.to_string().as_bytes());
+        assert_eq!(read(json!({"outcome": "ack"})).unwrap(), Outcome::Ack);
+        assert_eq!(
+            read(json!({"outcome": "retry", "delay_ms": 5})).unwrap(),
+            Outcome::Retry { delay_ms: Some(5) }
+        );
+        assert_eq!(
+            read(json!({"outcome": "forward", "topic": "a", "payload": [1]})).unwrap(),
+            Outcome::Forward {
+                topic: "a".into(),
+                payload: json!([1]).into()
+            }
+        );
+        let e = read(json!({"outcome": "maybe"})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::BadReturn);
+    }
+
+    #[test]
+    fn a_panic_is_positioned_in_the_plugin_source() {
+        let data = json!({"message": "boom", "file": "src/lib.rs", "line": 4, "column": 9});
+        let e = panic_error(data.to_string().as_bytes(), "x/libx.so").in_hook(HookName::OnEvent);
+        assert_eq!(
+            e.to_string(),
+            "src/lib.rs:4:9: panicked: boom (in on_event)"
+        );
+        assert_eq!(e.traceback.as_deref(), Some("in native library x/libx.so"));
+    }
+}

@@ -1,0 +1,366 @@
+//! The native runtime against a plugin type linked into the test binary:
+//! the same `extern "C"` glue and host callbacks as a loaded library, without
+//! building one. (`tests/suite/native.rs` builds real libraries.)
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use plughost_sdk::abi::PluginVTable;
+use plughost_sdk::{ConfigChange, Host, Outcome as SdkOutcome, Plugin};
+use serde_json::{Map, Value, json};
+
+use super::NativePlugin;
+use crate::{
+    ErrorKind, Event, HookName, HostApi, LogLevel, LogRecord, MetricKind, Outcome, Payload,
+    PluginInfo, PluginInstance, PluginSpec, RuntimeKind, RuntimeLimits, SpanGuard,
+};
+
+/// One recorded log line: level, message, file, line.
+type Logged = (LogLevel, String, Option<String>, Option<usize>);
+
+/// A host that records what the plugin asked for.
+#[derive(Default)]
+struct Recorder {
+    /// (topic, payload, id of the cause)
+    published: Mutex<Vec<(String, Value, Option<String>)>>,
+    logs: Mutex<Vec<Logged>>,
+    metrics: Mutex<Vec<(MetricKind, String, f64)>>,
+    open_spans: Arc<AtomicUsize>,
+}
+
+struct Span(Arc<AtomicUsize>);
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl HostApi for Recorder {
+    fn publish(
+        &self,
+        _: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        cause: Option<&Event>,
+    ) -> Result<String, String> {
+        if topic.starts_with("plughost.") {
+            return Err(format!("`{topic}` is the host's"));
+        }
+        let mut p = self.published.lock().unwrap();
+        p.push((
+            topic.to_owned(),
+            payload.into_value(),
+            cause.map(|c| c.id.clone()),
+        ));
+        Ok(format!("id-{}", p.len()))
+    }
+
+    fn log(&self, _: &PluginInfo, r: LogRecord<'_>) {
+        self.logs.lock().unwrap().push((
+            r.level,
+            r.message.to_owned(),
+            r.file.map(str::to_owned),
+            r.line,
+        ));
+    }
+
+    fn metric(
+        &self,
+        _: &PluginInfo,
+        kind: MetricKind,
+        name: &str,
+        value: f64,
+        _: &Map<String, Value>,
+    ) -> Result<(), String> {
+        if name.contains(' ') {
+            return Err(format!("metric name `{name}`"));
+        }
+        self.metrics
+            .lock()
+            .unwrap()
+            .push((kind, name.to_owned(), value));
+        Ok(())
+    }
+
+    fn span(
+        &self,
+        _: &PluginInfo,
+        _: &str,
+        _: &Map<String, Value>,
+        _: Option<&Event>,
+    ) -> SpanGuard {
+        self.open_spans.fetch_add(1, Ordering::SeqCst);
+        Box::new(Span(self.open_spans.clone()))
+    }
+
+    fn function_names(&self) -> Vec<String> {
+        vec!["double".into()]
+    }
+
+    fn call_function(&self, _: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String> {
+        match (name, args.as_slice()) {
+            ("double", [n]) => Ok(json!(n.as_i64().unwrap_or(0) * 2)),
+            _ => Err("no such function".into()),
+        }
+    }
+}
+
+/// The plugin under test: what it does depends on the event's topic.
+#[derive(Default)]
+struct Probe {
+    events: u64,
+    applied: Option<Value>,
+}
+
+impl Plugin for Probe {
+    fn init(&mut self, host: &Host) -> Result<(), String> {
+        if host.config()["fail_init"] == true {
+            return Err("init refused".into());
+        }
+        let mut state = host.state();
+        state["inits"] = json!(state["inits"].as_u64().unwrap_or(0) + 1);
+        host.set_state(state)
+    }
+
+    fn on_event(&mut self, host: &Host, event: &plughost_sdk::Event) -> Result<SdkOutcome, String> {
+        self.events += 1;
+        match event.topic.as_str() {
+            "publish" => {
+                let id = host.publish("out", json!({"events": self.events}))?;
+                host.info(&format!("published {id}"));
+                Ok(SdkOutcome::Ack)
+            }
+            "forbidden" => host
+                .publish("plughost.x", json!(1))
+                .map(|_| SdkOutcome::Ack),
+            "forward" => Ok(SdkOutcome::forward("fwd", event.payload.clone())),
+            "drop" => Ok(SdkOutcome::drop("unwanted")),
+            "retry" => Ok(SdkOutcome::Retry(Some(7))),
+            "error" => Err("nope".into()),
+            "panic" => panic!("kaboom {}", self.events),
+            "span" => host.span("work", &json!({"k": 1}), || {
+                host.publish("out", json!("in span"))
+                    .map(|_| SdkOutcome::Ack)
+            }),
+            "metric" => {
+                host.counter("probe.events", 1.0)?;
+                host.gauge("bad name", 1.0).map(|()| SdkOutcome::Ack)
+            }
+            "call" => {
+                let n = host.call("double", &[json!(21)])?;
+                host.publish("out", n).map(|_| SdkOutcome::Ack)
+            }
+            "events" => host
+                .publish("out", json!(self.events))
+                .map(|_| SdkOutcome::Ack),
+            "applied" => host
+                .publish("out", self.applied.clone().unwrap_or_default())
+                .map(|_| SdkOutcome::Ack),
+            _ => Ok(SdkOutcome::Ack),
+        }
+    }
+
+    fn on_config(&mut self, _: &Host, config: &Value) -> Result<ConfigChange, String> {
+        if config["restart"] == true {
+            return Ok(ConfigChange::Restart);
+        }
+        self.applied = Some(config.clone());
+        Ok(ConfigChange::Applied)
+    }
+
+    fn shutdown(&mut self, host: &Host) -> Result<(), String> {
+        host.info("bye");
+        Ok(())
+    }
+}
+
+static PROBE: PluginVTable = plughost_sdk::export::vtable::<Probe>();
+
+fn spec(config: Value, state: Value) -> PluginSpec {
+    PluginSpec {
+        info: Arc::new(PluginInfo {
+            name: "probe".into(),
+            version: "1.0.0".into(),
+            runtime: RuntimeKind::Native,
+        }),
+        dir: PathBuf::from("probe"),
+        entry: PathBuf::from("probe/libprobe.so"),
+        config,
+        state,
+        limits: RuntimeLimits::default(),
+    }
+}
+
+fn load(config: Value, state: Value) -> (NativePlugin, Arc<Recorder>) {
+    let host = Arc::new(Recorder::default());
+    let plugin =
+        NativePlugin::with_table(&spec(config, state), host.clone(), &PROBE, None).expect("loads");
+    (plugin, host)
+}
+
+fn event(topic: &str) -> Arc<Event> {
+    Arc::new(Event::new(topic, json!({"x": 1}), "host"))
+}
+
+#[test]
+fn a_publish_carries_the_event_being_handled() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.init().unwrap();
+    let e = event("publish");
+    assert_eq!(p.on_event(&e).unwrap(), Outcome::Ack);
+    let published = host.published.lock().unwrap();
+    assert_eq!(
+        published[0],
+        ("out".into(), json!({"events": 1}), Some(e.id.clone()))
+    );
+    let logs = host.logs.lock().unwrap();
+    let (level, message, file, line) = &logs[0];
+    assert_eq!(
+        (*level, message.as_str()),
+        (LogLevel::Info, "published id-1")
+    );
+    assert!(file.as_deref().unwrap().ends_with("tests.rs"), "{file:?}");
+    assert!(line.is_some());
+}
+
+#[test]
+fn outcomes_cross_the_boundary() {
+    let (mut p, _) = load(json!({}), Value::Null);
+    assert_eq!(
+        p.on_event(&event("forward")).unwrap(),
+        Outcome::Forward {
+            topic: "fwd".into(),
+            payload: json!({"x": 1}).into()
+        }
+    );
+    assert_eq!(
+        p.on_event(&event("drop")).unwrap(),
+        Outcome::Drop {
+            reason: "unwanted".into()
+        }
+    );
+    assert_eq!(
+        p.on_event(&event("retry")).unwrap(),
+        Outcome::Retry { delay_ms: Some(7) }
+    );
+    assert_eq!(p.on_event(&event("other")).unwrap(), Outcome::Ack);
+}
+
+#[test]
+fn a_panic_is_the_events_error_and_the_plugin_carries_on() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    let e = p.on_event(&event("panic")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Runtime);
+    assert_eq!(e.hook, Some(HookName::OnEvent));
+    assert_eq!(e.message, "panicked: kaboom 1");
+    assert!(e.file.as_deref().unwrap().ends_with("tests.rs"), "{e}");
+    assert!(e.line.is_some());
+    assert_eq!(
+        e.traceback.as_deref(),
+        Some("in native library probe/libprobe.so")
+    );
+
+    p.on_event(&event("events")).unwrap();
+    assert_eq!(host.published.lock().unwrap()[0].1, json!(2));
+}
+
+#[test]
+fn errors_name_the_library_and_the_hook() {
+    let (mut p, _) = load(json!({}), Value::Null);
+    let e = p.on_event(&event("error")).unwrap_err();
+    assert_eq!(e.to_string(), "probe/libprobe.so: nope (in on_event)");
+    let e = p.on_event(&event("forbidden")).unwrap_err();
+    assert_eq!(e.message, "`plughost.x` is the host's");
+
+    let (mut p, _) = load(json!({"fail_init": true}), Value::Null);
+    let e = p.init().unwrap_err();
+    assert_eq!(e.to_string(), "probe/libprobe.so: init refused (in init)");
+}
+
+#[test]
+fn state_lives_on_the_host_side_and_is_carried_over() {
+    let (mut p, _) = load(json!({}), Value::Null);
+    p.init().unwrap();
+    assert_eq!(p.state().unwrap(), json!({"inits": 1}));
+    let (mut p, _) = load(json!({}), json!({"inits": 5, "kept": [1]}));
+    p.init().unwrap();
+    assert_eq!(p.state().unwrap(), json!({"inits": 6, "kept": [1]}));
+}
+
+#[test]
+fn on_config_applied_keeps_the_instance() {
+    let (mut p, host) = load(json!({"a": 1}), Value::Null);
+    p.init().unwrap();
+    p.on_event(&event("x")).unwrap();
+    assert!(p.has_on_config());
+    p.on_config(&json!({"a": 2})).unwrap();
+    p.on_event(&event("applied")).unwrap();
+    p.on_event(&event("events")).unwrap();
+    let published = host.published.lock().unwrap();
+    assert_eq!(published[0].1, json!({"a": 2}));
+    assert_eq!(published[1].1, json!(3), "the same instance counts on");
+}
+
+#[test]
+fn on_config_restart_makes_a_fresh_instance_with_the_state() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.init().unwrap();
+    p.on_event(&event("x")).unwrap();
+    p.on_config(&json!({"restart": true})).unwrap();
+    assert_eq!(p.state().unwrap(), json!({"inits": 2}));
+    p.on_event(&event("events")).unwrap();
+    assert_eq!(
+        host.published.lock().unwrap()[0].1,
+        json!(1),
+        "a fresh instance"
+    );
+    assert!(
+        host.logs.lock().unwrap().iter().any(|l| l.1 == "bye"),
+        "the old instance was shut down"
+    );
+}
+
+#[test]
+fn a_failed_restart_keeps_the_old_instance() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.init().unwrap();
+    p.on_event(&event("x")).unwrap();
+    let e = p
+        .on_config(&json!({"restart": true, "fail_init": true}))
+        .unwrap_err();
+    assert_eq!(e.hook, Some(HookName::Init));
+    assert_eq!(p.state().unwrap(), json!({"inits": 1}));
+    p.on_event(&event("events")).unwrap();
+    assert_eq!(
+        host.published.lock().unwrap()[0].1,
+        json!(2),
+        "the old instance"
+    );
+}
+
+#[test]
+fn spans_metrics_and_functions() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.on_event(&event("span")).unwrap();
+    assert_eq!(host.open_spans.load(Ordering::SeqCst), 0);
+    assert_eq!(host.published.lock().unwrap()[0].1, json!("in span"));
+
+    let e = p.on_event(&event("metric")).unwrap_err();
+    assert_eq!(e.message, "metric name `bad name`");
+    assert_eq!(
+        host.metrics.lock().unwrap()[0],
+        (MetricKind::Counter, "probe.events".into(), 1.0)
+    );
+
+    p.on_event(&event("call")).unwrap();
+    assert_eq!(host.published.lock().unwrap()[1].1, json!(42));
+}
+
+#[test]
+fn native_plugins_have_no_timers() {
+    let (mut p, _) = load(json!({}), Value::Null);
+    assert_eq!(p.next_timer(), None);
+    assert!(p.run_due_timer(std::time::Instant::now()).is_none());
+}

@@ -1,5 +1,7 @@
-//! Throughput benchmark: events per second through Lua and Rhai plugins on
-//! the bus, against the same function called in a loop on a bare interpreter.
+//! Throughput benchmark: events per second through Lua, Rhai and native
+//! (Rust) plugins on the bus, against the same function called in a loop on
+//! a bare interpreter (for native: the same Rust function on
+//! `serde_json::Value`s).
 //!
 //! Run with `cargo bench -p plughost --bench throughput`. Every figure is
 //! measured in this one process, and reported as a ratio to the bare loop:
@@ -10,8 +12,13 @@
 //! 3. ten plugins subscribed to the same topic, each doing the same work;
 //!
 //! and the same three for Rhai (the bare loop: `rhai::serde::to_dynamic`,
-//! `Engine::call_fn`, `rhai::serde::from_dynamic`).
+//! `Engine::call_fn`, `rhai::serde::from_dynamic`), and for a native plugin
+//! (the `derive` behaviour of `tests/fixtures/native/behaviours/`, built
+//! with `cargo build --release` before it is measured; the bare loop: the
+//! same `derive` function, compiled into this benchmark, from a
+//! `serde_json::Value` payload to a `serde_json::Value`, parsing nothing).
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -19,6 +26,12 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use mlua::{Function, Lua, LuaSerdeExt, Table};
 use serde_json::{Value, json};
+
+/// The native plugin's work: the very file its crate compiles.
+#[path = "../../tests/fixtures/native/behaviours/src/derive.rs"]
+mod derive;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The work, shared by the plugin and the bare loop.
 const DERIVE: &str = r#"
@@ -51,6 +64,7 @@ fn derive(p) {
 enum Rt {
     Lua,
     Rhai,
+    Native,
 }
 
 fn payload(i: u64) -> Value {
@@ -101,14 +115,70 @@ fn bare_rhai(n: u64) -> f64 {
     n as f64 / secs
 }
 
+/// The same work in Rust, called in a loop on `serde_json::Value`s.
+fn bare_native(n: u64) -> f64 {
+    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    let start = Instant::now();
+    let mut check = 0i64;
+    for p in &inputs {
+        let v = derive::derive(std::hint::black_box(p));
+        check += v["count"].as_i64().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert!(check > 0);
+    n as f64 / secs
+}
+
+/// Builds the native fixture plugins with `cargo build --release` (a no-op
+/// when they are fresh), once, and returns the library holding the
+/// `derive` behaviour.
+fn native_library() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_native)
+}
+
+fn build_native() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|t| !t.is_empty())
+        .map_or_else(|| Path::new(ROOT).join("target"), PathBuf::from)
+        .join("native-fixtures");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(format!("{ROOT}/tests/fixtures/native/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "cargo build of the native fixtures failed"
+    );
+    let file = format!(
+        "{}native_behaviours{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    target.join("release").join(file)
+}
+
 fn plugins_dir(rt: Rt, copies: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..copies {
         let p = dir.path().join(format!("bench{i}"));
         std::fs::create_dir_all(&p).unwrap();
+        let native = match rt {
+            Rt::Native => {
+                let lib = native_library();
+                let name = lib.file_name().unwrap().to_str().unwrap().to_owned();
+                std::fs::copy(lib, p.join(&name)).unwrap();
+                format!("runtime: native\nentry: {name}\nconfig: {{behaviour: derive}}\n")
+            }
+            Rt::Lua | Rt::Rhai => String::new(),
+        };
         std::fs::write(
             p.join("plugin.yaml"),
-            format!("name: bench{i}\nversion: 1.0.0\nsubscriptions: [bench.in]\nlimits: {{queue: 4096}}\n"),
+            format!("name: bench{i}\nversion: 1.0.0\nsubscriptions: [bench.in]\nlimits: {{queue: 4096}}\n{native}"),
         )
         .unwrap();
         match rt {
@@ -120,6 +190,7 @@ fn plugins_dir(rt: Rt, copies: usize) -> tempfile::TempDir {
                 p.join("main.rhai"),
                 format!("{DERIVE_RHAI}\nfn on_event(e) {{\n  bus::publish(\"bench.out\", derive(e.payload));\n}}\n"),
             ),
+            Rt::Native => Ok(()),
         }
         .unwrap();
     }
@@ -173,15 +244,25 @@ fn main() {
         .unwrap_or(100_000);
     println!("plughost throughput benchmark: {n} events per run, best of 3");
     if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY_HOST") {
-        // For profiling the host alone: `perf record` this with `=lua` or `=rhai`.
-        let rt = if only == "rhai" { Rt::Rhai } else { Rt::Lua };
+        // For profiling the host alone: `perf record` this with `=lua`,
+        // `=rhai` or `=native`.
+        let rt = match only.as_str() {
+            "rhai" => Rt::Rhai,
+            "native" => Rt::Native,
+            _ => Rt::Lua,
+        };
         println!("{:.0} events/s", through_host(rt, 1, n));
         return;
     }
-    for (rt, name) in [(Rt::Lua, "Lua"), (Rt::Rhai, "Rhai")] {
+    for (rt, name) in [(Rt::Lua, "Lua"), (Rt::Rhai, "Rhai"), (Rt::Native, "native")] {
+        if rt == Rt::Native {
+            // Built before anything is measured.
+            native_library();
+        }
         let bare = |n| match rt {
             Rt::Lua => bare_loop(n),
             Rt::Rhai => bare_rhai(n),
+            Rt::Native => bare_native(n),
         };
         // Warm up allocator, caches and the CPU's clock.
         bare(n / 10);
@@ -200,6 +281,7 @@ fn main() {
         let bare_what = match rt {
             Rt::Lua => "(2) bare mlua loop (to_value/call/from_value)".to_owned(),
             Rt::Rhai => "(2) bare rhai loop (to_dynamic/call_fn/from_dynamic)".to_owned(),
+            Rt::Native => "(2) bare Rust loop (derive on serde_json::Value)".to_owned(),
         };
         row(bare_what, bare_rate, bare_rate);
         row(format!("(1) one {name} plugin through the bus"), one, one);

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use plughost::RuntimeKind;
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
-use plughost::cli::{check, list};
+use plughost::cli::{check, list, new};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,6 +28,13 @@ struct Cli {
 enum Format {
     Text,
     Json,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum Runtime {
+    Lua,
+    Rhai,
+    Native,
 }
 
 #[derive(Subcommand, Debug)]
@@ -64,6 +72,17 @@ enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Scaffold a working plugin folder DIR/NAME.
+    New {
+        /// The plugin's name: lowercase letters, digits, `_` and `-`.
+        name: String,
+        /// The plugin's language.
+        #[arg(long, value_enum)]
+        runtime: Runtime,
+        /// The plugins directory to create it in.
+        #[arg(long, value_name = "DIR", default_value = "plugins")]
+        dir: PathBuf,
     },
 }
 
@@ -174,6 +193,23 @@ fn main() -> ExitCode {
                 exit::USAGE
             }
         },
+        Command::New { name, runtime, dir } => {
+            let runtime = match runtime {
+                Runtime::Lua => RuntimeKind::Lua,
+                Runtime::Rhai => RuntimeKind::Rhai,
+                Runtime::Native => RuntimeKind::Native,
+            };
+            match new::create(&dir, &name, runtime) {
+                Ok(written) => {
+                    print_stdout(&new::summary(&dir, &name, runtime, &written));
+                    exit::OK
+                }
+                Err(e) => {
+                    eprintln!("plughost: {e}");
+                    exit::USAGE
+                }
+            }
+        }
     };
     ExitCode::from(code as u8)
 }

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::behaviours;
 use crate::live::Live;
-use crate::support::{Fixture, Runtime, Src, ev, run_binary};
+use crate::support::{Fixture, Runtime, Src, ev, native_at, run_binary};
 
 fn dir(fx: &Fixture) -> &str {
     fx.path().to_str().unwrap()
@@ -319,6 +319,7 @@ fn check_yaml_syntax_error_is_positioned() {
 const SYNTAX_ERROR_ON_LINE_2: Src = Src {
     lua: "function on_event(e)\n  if then end\nend\n",
     rhai: "fn on_event(e) {\n  let = 1;\n}\n",
+    native: None,
 };
 
 fn check_a_syntax_error_names_file_and_line(rt: Runtime) {
@@ -343,6 +344,7 @@ fn check_a_syntax_error_names_file_and_line(rt: Runtime) {
             assert!(rest.starts_with(":7: "), "expected {prefix}:7: …\n{run}");
             assert!(lines[0].contains("Expecting name of a variable"), "{run}");
         }
+        Runtime::Native => unreachable!("not run against native plugins"),
     }
 }
 
@@ -433,13 +435,18 @@ fn on_event(e) {
   return t.field;
 }
 "#,
+    native: Some("fails_on_line_4"),
 };
 
 fn an_on_event_error_names_file_and_line(rt: Runtime) {
     let fx = Fixture::new();
     fx.plugin(rt, "p", "subscriptions: [in]\n", FAILS_ON_LINE_4.get(rt));
     let run = fx.run(&[ev("in", json!({}))]);
-    let at = format!("p/{}:4", rt.entry());
+    let at = match rt {
+        Runtime::Lua | Runtime::Rhai => format!("p/{}:4", rt.entry()),
+        // A panic: the `panic!`'s line in the fixture crate.
+        Runtime::Native => native_at("fails"),
+    };
     let dl = run.dead_letters();
     assert_eq!(dl.len(), 1, "{run}");
     let error = dl[0]["error"].as_str().unwrap();
@@ -497,6 +504,7 @@ fn on_event(e) {
   bus::publish("handled", #{ n: e.payload.n });
 }
 "#,
+    native: Some("echo"),
 };
 
 fn a_bad_input_line_is_reported_and_skipped(rt: Runtime) {
@@ -577,6 +585,7 @@ fn on_event(e) {
   bus::publish("other.b", #{});
 }
 "#,
+    native: Some("two_outputs"),
 };
 
 fn tap_filters_by_pattern(rt: Runtime) {
@@ -654,6 +663,7 @@ fn on_event(e) {
   log::warn("warned-by-the-plugin", #{ k: 1 });
 }
 "#,
+    native: Some("chatty"),
 };
 
 fn logs_go_to_stderr_and_stdout_holds_only_tap_output(rt: Runtime) {
@@ -664,23 +674,31 @@ fn logs_go_to_stderr_and_stdout_holds_only_tap_output(rt: Runtime) {
     // Every stdout line is a tapped event (`events` fails on anything else).
     let events = run.events();
     assert!(events.iter().any(|e| e["topic"] == "in"), "{run}");
-    for text in [
-        "printed-by-the-plugin",
+    let texts = [
         "logged-by-the-plugin",
         "warned-by-the-plugin",
-    ] {
+        "printed-by-the-plugin",
+    ];
+    // A native plugin has no `print` (Rust's would write to the host's stdout).
+    let texts = match rt {
+        Runtime::Lua | Runtime::Rhai => &texts[..],
+        Runtime::Native => &texts[..2],
+    };
+    for text in texts {
         assert!(!run.stdout.contains(text), "{text} on stdout\n{run}");
         assert!(run.stderr.contains(text), "{text} not on stderr\n{run}");
     }
     assert!(run.stderr.contains("plugin started"), "{run}");
 }
 
+// `[Native]`: also run against the native fixture crate (a native plugin
+// has no syntax to get wrong at run time).
 behaviours!(
     check_a_syntax_error_names_file_and_line,
-    an_on_event_error_names_file_and_line,
-    a_bad_input_line_is_reported_and_skipped,
-    input_from_a_file,
-    tap_filters_by_pattern,
-    stdin_is_read_as_a_stream,
-    logs_go_to_stderr_and_stdout_holds_only_tap_output,
+    an_on_event_error_names_file_and_line[Native],
+    a_bad_input_line_is_reported_and_skipped[Native],
+    input_from_a_file[Native],
+    tap_filters_by_pattern[Native],
+    stdin_is_read_as_a_stream[Native],
+    logs_go_to_stderr_and_stdout_holds_only_tap_output[Native],
 );

@@ -29,6 +29,7 @@ fn on_event(e) {
   bus::publish("out", #{ shout: host::shout(e.payload.text), n: e.payload.n });
 }
 "#,
+    native: Some("shout"),
 };
 
 fn build_start_publish_subscribe_call_and_shut_down(rt: Runtime) {
@@ -106,6 +107,7 @@ fn on_event(e) {
   bus::publish("out", #{ ok: ok, err: `${error}` });
 }
 "#,
+    native: Some("failing_call"),
 };
 
 fn a_registered_function_error_is_a_script_error(rt: Runtime) {
@@ -131,14 +133,18 @@ fn a_registered_function_error_is_a_script_error(rt: Runtime) {
             .unwrap();
         assert_eq!(event.payload["ok"], json!(false));
         let err = event.payload["err"].as_str().unwrap();
-        let message = format!(
-            "{}: shout(text) needs a string",
-            rt.binding("host", "shout")
-        );
+        let message = || {
+            format!(
+                "{}: shout(text) needs a string",
+                rt.binding("host", "shout")
+            )
+        };
         match rt {
-            Runtime::Lua => assert!(err.contains(&format!("main.lua:3: {message}")), "{err}"),
+            Runtime::Lua => assert!(err.contains(&format!("main.lua:3: {}", message())), "{err}"),
             // A caught Rhai error is the bare message.
-            Runtime::Rhai => assert_eq!(err, message),
+            Runtime::Rhai => assert_eq!(err, message()),
+            // The `Err` of `host.call`: the function's message, no position.
+            Runtime::Native => assert!(err.ends_with("shout(text) needs a string"), "{err}"),
         }
         host.shutdown(Duration::from_secs(5)).await;
     });
@@ -172,7 +178,8 @@ fn bad_input_to_the_builder_and_publish_is_refused() {
     });
 }
 
+// `[Native]`: also run against the native fixture crate.
 behaviours!(
-    build_start_publish_subscribe_call_and_shut_down,
-    a_registered_function_error_is_a_script_error,
+    build_start_publish_subscribe_call_and_shut_down[Native],
+    a_registered_function_error_is_a_script_error[Native],
 );

@@ -59,6 +59,7 @@ fn init() {
   bus::publish("started." + config.name, #{});
 }
 "#,
+    native: Some("announce"),
 };
 
 fn dependencies_start_first(rt: Runtime) {
@@ -106,6 +107,7 @@ fn on_event(e) {
   bus::publish("handled", #{ n: e.payload.n });
 }
 "#,
+    native: Some("good"),
 };
 
 /// A script that does not compile; the error is on line 3.
@@ -120,6 +122,7 @@ fn init() {
   let = 1;
 }
 "#,
+    native: None,
 };
 
 /// A script whose `init` raises; the error is on line 4.
@@ -138,6 +141,7 @@ fn init() {
 }
 fn on_event(e) { bus::publish("handled.by.broken", #{}); }
 "#,
+    native: Some("init_error"),
 };
 
 /// Asserts the healthy plugin `good` started and handled both inputs, and
@@ -191,7 +195,11 @@ fn an_init_error_stops_only_that_plugin_and_its_dependents(rt: Runtime) {
     let run = fx.run(&two_inputs());
     assert_good_unaffected(&run);
     let error = failure_of(&run, "broken");
-    let at = format!("broken/{}:4", rt.entry());
+    let at = match rt {
+        Runtime::Lua | Runtime::Rhai => format!("broken/{}:4", rt.entry()),
+        // `init` returned an `Err`: its message, without a position.
+        Runtime::Native => "init refused to start".to_owned(),
+    };
     assert!(error.contains(&at), "error should name {at}: {error}");
     assert!(error.contains("init"), "{error}");
     // The dependent did not start, and says why.
@@ -263,6 +271,7 @@ fn on_event(e) {
   bus::publish("handled", #{ n: e.payload.n });
 }
 "#,
+    native: Some("slow"),
 };
 
 const SENT: usize = 8;
@@ -364,6 +373,7 @@ fn on_event(e) {
   bus::publish("out." + config.name, #{ n: e.payload.n });
 }
 "#,
+    native: Some("worker"),
 };
 
 fn a_slow_plugin_never_blocks_the_others(rt: Runtime) {
@@ -445,6 +455,7 @@ fn shutdown() {
   log::info("shutdown hook ran");
 }
 "#,
+    native: Some("slow_with_shutdown"),
 };
 
 fn live_run(fx: &Fixture, extra: &[&str]) -> Live {
@@ -501,6 +512,7 @@ fn on_event(e) {
   return outcome::retry(1000);
 }
 "#,
+    native: Some("retry_forever_slowly"),
 };
 
 fn events_left_at_the_drain_deadline_are_reported(rt: Runtime) {
@@ -551,6 +563,7 @@ fn init() {
   });
 }
 "#,
+    native: None,
 };
 
 fn timers_do_not_keep_an_idle_host_alive(rt: Runtime) {
@@ -568,16 +581,18 @@ fn timers_do_not_keep_an_idle_host_alive(rt: Runtime) {
     );
 }
 
+// `[Native]`: also run against the native fixture crate. Native plugins
+// have no syntax errors at load time and no timers.
 behaviours!(
-    dependencies_start_first,
+    dependencies_start_first[Native],
     a_syntax_error_stops_only_that_plugin,
-    an_init_error_stops_only_that_plugin_and_its_dependents,
-    drop_newest_accounts_for_every_event,
-    drop_oldest_accounts_for_every_event,
-    block_handles_every_event,
-    a_slow_plugin_never_blocks_the_others,
-    each_plugin_sees_events_in_publish_order,
-    sigterm_drains_queues_and_runs_shutdown_hooks,
-    events_left_at_the_drain_deadline_are_reported,
+    an_init_error_stops_only_that_plugin_and_its_dependents[Native],
+    drop_newest_accounts_for_every_event[Native],
+    drop_oldest_accounts_for_every_event[Native],
+    block_handles_every_event[Native],
+    a_slow_plugin_never_blocks_the_others[Native],
+    each_plugin_sees_events_in_publish_order[Native],
+    sigterm_drains_queues_and_runs_shutdown_hooks[Native],
+    events_left_at_the_drain_deadline_are_reported[Native],
     timers_do_not_keep_an_idle_host_alive,
 );

@@ -10,6 +10,8 @@ mod library;
 mod lifecycle;
 mod live;
 mod native;
+mod native_reload;
+mod new;
 mod outcomes;
 mod reload;
 mod sandbox;

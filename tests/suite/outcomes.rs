@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::behaviours;
-use crate::support::{Fixture, Runtime, Src, ev};
+use crate::support::{Fixture, Runtime, Src, ev, native_at};
 
 const ACK_VARIANTS: Src = Src {
     lua: r#"
@@ -22,6 +22,7 @@ fn on_event(e) {
   if e.payload.n == 3 { return "ack"; }
 }
 "#,
+    native: Some("ack_variants"),
 };
 
 fn nothing_true_and_ack_acknowledge(rt: Runtime) {
@@ -52,6 +53,7 @@ fn on_event(e) {
   if state.attempts < 3 { return outcome::retry(10); }
 }
 "#,
+    native: Some("retry_twice"),
 };
 
 fn retry_redelivers_the_same_event(rt: Runtime) {
@@ -86,6 +88,7 @@ fn on_event(e) {
   return outcome::retry(5);
 }
 "#,
+    native: Some("retry_forever"),
 };
 
 fn retry_past_max_attempts_dead_letters(rt: Runtime) {
@@ -127,6 +130,7 @@ fn on_event(e) {
   if state.n < 3 { return outcome::retry(); }
 }
 "#,
+    native: Some("retry_backoff"),
 };
 
 fn retry_without_delay_uses_the_manifest_backoff(rt: Runtime) {
@@ -167,6 +171,7 @@ fn on_event(e) {
   return outcome::forward("out", #{ doubled: e.payload.n * 2 });
 }
 "#,
+    native: Some("forward"),
 };
 
 fn forward_publishes_in_the_plugins_name(rt: Runtime) {
@@ -189,6 +194,7 @@ function on_event(e) return outcome.forward("elsewhere", {}) end
     rhai: r#"
 fn on_event(e) { return outcome::forward("elsewhere", #{}); }
 "#,
+    native: Some("forward_outside"),
 };
 
 fn forward_outside_publications_is_dead_lettered(rt: Runtime) {
@@ -219,6 +225,7 @@ function on_event(e) return outcome.drop("not interesting") end
     rhai: r#"
 fn on_event(e) { return outcome::drop("not interesting"); }
 "#,
+    native: Some("drop"),
 };
 
 fn drop_dead_letters_with_the_reason(rt: Runtime) {
@@ -255,6 +262,7 @@ fn on_event(e) {
   bus::publish("ok", #{ before: state.before });
 }
 "#,
+    native: Some("raise"),
 };
 
 fn a_raised_error_is_dead_lettered_and_the_plugin_goes_on(rt: Runtime) {
@@ -268,14 +276,16 @@ fn a_raised_error_is_dead_lettered_and_the_plugin_goes_on(rt: Runtime) {
     let dl = run.dead_letters();
     assert_eq!(dl.len(), 1, "{run}");
     let error = dl[0]["error"].as_str().unwrap();
-    let at = format!("/p/{}:6", rt.entry());
+    // Where it failed, followed by how it got there, as each runtime says it.
+    let (at, trace) = match rt {
+        Runtime::Lua => (format!("/p/{}:6", rt.entry()), "traceback"),
+        Runtime::Rhai => (format!("/p/{}:6", rt.entry()), "call chain"),
+        // A panic: the `panic!`'s `file:line:column` in the fixture crate,
+        // then the library it is in.
+        Runtime::Native => (format!("{}:", native_at("raise")), "in native library"),
+    };
     assert!(error.contains(&at), "error should name {at}: {error}");
     assert!(error.contains("(in on_event)"), "{error}");
-    // Followed by how the script got there, as each runtime calls it.
-    let trace = match rt {
-        Runtime::Lua => "traceback",
-        Runtime::Rhai => "call chain",
-    };
     assert!(error.contains(trace), "{error}");
     assert_eq!(dl[0]["attempts"], 1);
     // The state change made before the error was kept.
@@ -289,6 +299,7 @@ function on_event(e) return 42 end
     rhai: r#"
 fn on_event(e) { return false; }
 "#,
+    native: None,
 };
 
 /// Lua refuses any value it does not know; Rhai, whose functions return
@@ -304,6 +315,7 @@ fn an_unknown_return_value_is_an_error(rt: Runtime) {
         dl[0]["error"].as_str().unwrap().contains(match rt {
             Runtime::Lua => "on_event returned 42",
             Runtime::Rhai => "on_event returned false",
+            Runtime::Native => unreachable!("not run against native plugins"),
         }),
         "{run}"
     );
@@ -316,6 +328,7 @@ function on_event(e) error("always fails") end
     rhai: r#"
 fn on_event(e) { throw "always fails"; }
 "#,
+    native: Some("fail_on_dead_letter"),
 };
 
 fn failing_on_a_dead_letter_does_not_loop(rt: Runtime) {
@@ -341,15 +354,17 @@ fn failing_on_a_dead_letter_does_not_loop(rt: Runtime) {
     assert_eq!(failures, dl.len(), "{run}");
 }
 
+// `[Native]`: also run against the native fixture crate. An unknown return
+// value cannot be written in Rust (`on_event` returns an `Outcome`).
 behaviours!(
-    nothing_true_and_ack_acknowledge,
-    retry_redelivers_the_same_event,
-    retry_past_max_attempts_dead_letters,
-    retry_without_delay_uses_the_manifest_backoff,
-    forward_publishes_in_the_plugins_name,
-    forward_outside_publications_is_dead_lettered,
-    drop_dead_letters_with_the_reason,
-    a_raised_error_is_dead_lettered_and_the_plugin_goes_on,
+    nothing_true_and_ack_acknowledge[Native],
+    retry_redelivers_the_same_event[Native],
+    retry_past_max_attempts_dead_letters[Native],
+    retry_without_delay_uses_the_manifest_backoff[Native],
+    forward_publishes_in_the_plugins_name[Native],
+    forward_outside_publications_is_dead_lettered[Native],
+    drop_dead_letters_with_the_reason[Native],
+    a_raised_error_is_dead_lettered_and_the_plugin_goes_on[Native],
     an_unknown_return_value_is_an_error,
-    failing_on_a_dead_letter_does_not_loop,
+    failing_on_a_dead_letter_does_not_loop[Native],
 );

@@ -84,6 +84,7 @@ fn on_event(e) {
   debug("debug-from-the-sandbox");
 }
 "#,
+    native: None,
 };
 
 /// A Rhai script that calls `eval`: switched off, whether the script is
@@ -116,6 +117,7 @@ fn only_the_allow_listed_names_exist(rt: Runtime) {
             assert!(!run.stdout.contains("-from-the-sandbox"), "{run}");
             eval_is_switched_off();
         }
+        Runtime::Native => unreachable!("not run against native plugins"),
     }
 }
 
@@ -195,6 +197,7 @@ fn fail() {
   throw "failing in helpers"; // @helpers-error
 }
 "#,
+    native: None,
 };
 
 const TEXT_UTIL: Src = Src {
@@ -204,6 +207,7 @@ return { shout = function(s) return string.upper(s) .. "!" end }
     rhai: r#"
 fn shout(s) { s.to_upper() + "!" }
 "#,
+    native: None,
 };
 
 const REQUIRE_INSIDE: Src = Src {
@@ -250,6 +254,7 @@ fn on_event(e) {
   });
 }
 "#,
+    native: None,
 };
 
 fn require_loads_modules_from_the_plugin_folder(rt: Runtime) {
@@ -300,6 +305,7 @@ fn require_loads_modules_from_the_plugin_folder(rt: Runtime) {
                 "should name {pos}: {error}"
             );
         }
+        Runtime::Native => unreachable!("not run against native plugins"),
     }
 }
 
@@ -344,6 +350,7 @@ fn on_event(e) {
   bus::publish("report", report);
 }
 "#,
+    native: None,
 };
 
 /// The module outside the plugin folder: its text shows in an error if it
@@ -351,6 +358,7 @@ fn on_event(e) {
 const OUTSIDE: Src = Src {
     lua: "return 'outside'\n",
     rhai: "throw \"'outside' ran\";\n",
+    native: None,
 };
 
 /// Writes a plugin that tries to `require` (`import`) files outside its
@@ -399,10 +407,12 @@ fn require_outside_the_folder_is_a_catchable_error(rt: Runtime) {
             ),
             // A caught Rhai error is the bare message.
             Runtime::Rhai => assert!(!err.contains(rt.entry()), "{case}: no position: {err}"),
+            Runtime::Native => unreachable!("not run against native plugins"),
         }
         let statement = match rt {
             Runtime::Lua => "require",
             Runtime::Rhai => "import",
+            Runtime::Native => unreachable!("not run against native plugins"),
         };
         assert!(err.contains(statement), "{case}: {err}");
         assert!(!err.contains("'outside'"), "{case}: {err}");
@@ -455,6 +465,7 @@ fn on_event(e) {
   bus::publish("handled", #{ kind: kind });
 }
 "#,
+    native: None,
 };
 
 fn a_memory_bomb_dead_letters_that_event_only(rt: Runtime) {
@@ -555,6 +566,7 @@ fn on_event(e) {
   bus::publish("handled", #{ kind: kind });
 }
 "#,
+    native: None,
 };
 
 fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
@@ -593,6 +605,7 @@ fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
                 names_at(rt, error, &pos, ": time limit exceeded")
             }),
             Runtime::Rhai => limit_names_the_file(error, "p", "time limit exceeded"),
+            Runtime::Native => unreachable!("not run against native plugins"),
         };
         assert!(named, "{kind}: should name the loop's line: {error}");
         assert!(error.contains("limits.event_timeout_ms"), "{error}");
@@ -629,6 +642,7 @@ fn on_event(e) {
   bus::publish("done", #{});
 }
 "#,
+    native: None,
 };
 
 fn a_runaway_timer_callback_is_stopped(rt: Runtime) {
@@ -653,6 +667,7 @@ fn a_runaway_timer_callback_is_stopped(rt: Runtime) {
             limit_names_the_file(line, "p", "time limit exceeded"),
             "{line}"
         ),
+        Runtime::Native => unreachable!("not run against native plugins"),
     }
     assert_eq!(run.on("done").len(), 1, "{run}");
 }
@@ -670,6 +685,7 @@ fn init() {
 }
 fn on_event(e) { bus::publish("stuck.handled", #{}); }
 "#,
+    native: None,
 };
 
 const STUCK_TOP_LEVEL: Src = Src {
@@ -679,6 +695,7 @@ while true do end -- @top-loop
     rhai: r#"
 loop {} // @top-loop
 "#,
+    native: None,
 };
 
 const HEALTHY: Src = Src {
@@ -688,6 +705,7 @@ function on_event(e) bus.publish("fine.handled", { n = e.payload.n }) end
     rhai: r#"
 fn on_event(e) { bus::publish("fine.handled", #{ n: e.payload.n }); }
 "#,
+    native: None,
 };
 
 fn a_runaway_init_fails_that_plugin_only(rt: Runtime) {
@@ -719,6 +737,7 @@ fn a_runaway_init_fails_that_plugin_only(rt: Runtime) {
                 limit_names_the_file(error, plugin, "time limit exceeded"),
                 "{f}"
             ),
+            Runtime::Native => unreachable!("not run against native plugins"),
         }
     }
     let started = run.payloads("plughost.plugin.started");
@@ -764,6 +783,7 @@ fn on_event(e) {
   bus::publish("handled", #{ kind: e.payload.kind });
 }
 "#,
+    native: None,
 };
 
 fn a_runaway_library_call_is_stopped(rt: Runtime) {

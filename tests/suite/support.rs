@@ -4,6 +4,10 @@
 //! A behaviour is written once with [`Runtime`]-specific sources
 //! ([`Src`]); the `behaviours!` macro runs it once per runtime. Adding a
 //! runtime means adding a variant here, a field to [`Src`] and its scripts.
+//!
+//! Native plugins are not compiled per behaviour: one fixture crate,
+//! `tests/fixtures/native/behaviours/`, plays each behaviour it knows in
+//! Rust, chosen by name (`Src::native`), and is built once per test run.
 
 #![allow(dead_code)]
 
@@ -20,34 +24,53 @@ pub enum Runtime {
     Lua,
     /// Rhai.
     Rhai,
+    /// A Rust `cdylib` through plughost-sdk: the fixture crate
+    /// `tests/fixtures/native/behaviours/`, playing the behaviour named by
+    /// [`Src::native`].
+    Native,
 }
 
 impl Runtime {
     /// Every runtime the suite covers.
-    pub const ALL: [Runtime; 2] = [Runtime::Lua, Runtime::Rhai];
+    pub const ALL: [Runtime; 3] = [Runtime::Lua, Runtime::Rhai, Runtime::Native];
 
-    /// The entry file name.
+    /// The script runtimes.
+    pub const SCRIPTS: [Runtime; 2] = [Runtime::Lua, Runtime::Rhai];
+
+    /// The entry file name: the script, or for [`Runtime::Native`] the
+    /// library (`libnative_behaviours.so` on Linux).
     pub fn entry(self) -> &'static str {
         match self {
             Runtime::Lua => "main.lua",
             Runtime::Rhai => "main.rhai",
+            Runtime::Native => NATIVE_LIBRARY,
         }
     }
 
     /// The extension of the runtime's script files (`lua`, `rhai`).
+    ///
+    /// # Panics
+    ///
+    /// For [`Runtime::Native`], which has no script files.
     pub fn ext(self) -> &'static str {
         match self {
             Runtime::Lua => "lua",
             Runtime::Rhai => "rhai",
+            Runtime::Native => panic!("native plugins have no script files"),
         }
     }
 
     /// A binding as scripts spell it: `outcome.retry` in Lua,
     /// `outcome::retry` in Rhai.
+    ///
+    /// # Panics
+    ///
+    /// For [`Runtime::Native`], whose bindings are `plughost_sdk::Host` methods.
     pub fn binding(self, module: &str, name: &str) -> String {
         match self {
             Runtime::Lua => format!("{module}.{name}"),
             Runtime::Rhai => format!("{module}::{name}"),
+            Runtime::Native => panic!("native plugins have no `{module}.{name}` binding"),
         }
     }
 }
@@ -59,30 +82,156 @@ pub struct Src {
     pub lua: &'static str,
     /// Rhai source.
     pub rhai: &'static str,
+    /// The name of the behaviour of the native fixture crate
+    /// (`tests/fixtures/native/behaviours/`) that is the same plugin, or
+    /// `None` when the behaviour does not apply to native plugins (script
+    /// syntax, the sandbox, timers, script-only values).
+    pub native: Option<&'static str>,
 }
 
 impl Src {
-    /// The source for `rt`.
+    /// The source for `rt`: for [`Runtime::Native`], the behaviour's name,
+    /// which [`Fixture::plugin`] puts in the manifest.
+    ///
+    /// # Panics
+    ///
+    /// For [`Runtime::Native`] when `native` is `None`: a behaviour using
+    /// this source is marked `[Native]` in `behaviours!` by mistake.
     pub fn get(&self, rt: Runtime) -> &'static str {
         match rt {
             Runtime::Lua => self.lua,
             Runtime::Rhai => self.rhai,
+            Runtime::Native => self.native.unwrap_or_else(|| {
+                panic!(
+                    "this source has no native behaviour (`native: None`): do not mark the \
+                     behaviour using it `[Native]`"
+                )
+            }),
         }
     }
 }
 
 /// Defines one test per runtime for each behaviour function `fn(Runtime)`:
-/// `lua::NAME` and `rhai::NAME`.
+/// `lua::NAME` and `rhai::NAME`, and `native::NAME` for a behaviour marked
+/// `[Native]` (every [`Src`] it uses has `native: Some(..)`). Native tests
+/// exist only for the behaviours that apply to native plugins: nothing is
+/// skipped at run time.
+///
+/// ```ignore
+/// behaviours!(
+///     forward_publishes_in_the_plugins_name [Native],
+///     an_unknown_return_value_is_an_error,
+/// );
+/// ```
 #[macro_export]
 macro_rules! behaviours {
-    ($($name:ident),* $(,)?) => {
+    ($($name:ident $([$native:ident])?),* $(,)?) => {
         mod lua {
             $(#[test] fn $name() { super::$name($crate::support::Runtime::Lua) })*
         }
         mod rhai {
             $(#[test] fn $name() { super::$name($crate::support::Runtime::Rhai) })*
         }
+        mod native {
+            $($(
+                #[test]
+                fn $name() {
+                    super::$name($crate::support::Runtime::$native)
+                }
+            )?)*
+        }
     };
+}
+
+/// The native fixture library's file name on this platform.
+pub const NATIVE_LIBRARY: &str = if cfg!(windows) {
+    "native_behaviours.dll"
+} else if cfg!(target_os = "macos") {
+    "libnative_behaviours.dylib"
+} else {
+    "libnative_behaviours.so"
+};
+
+/// The native fixture crate's source, for [`line_of`](crate::bindings::line_of)
+/// markers.
+pub const NATIVE_SRC: &str = include_str!("../fixtures/native/behaviours/src/lib.rs");
+
+/// How positions in the native fixture crate are named in errors and log
+/// lines: relative to the fixtures' workspace root.
+pub const NATIVE_FILE: &str = "behaviours/src/lib.rs";
+
+/// `behaviours/src/lib.rs:LINE`, the line of the native fixture crate
+/// marked `@marker`.
+pub fn native_at(marker: &str) -> String {
+    format!(
+        "{NATIVE_FILE}:{}",
+        crate::bindings::line_of(NATIVE_SRC, marker)
+    )
+}
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The native fixture library, built (debug profile) once per test run.
+///
+/// It is built the way `native.rs` builds the fixtures (the whole fixture
+/// workspace, same target dir), so neither build rewrites the other's
+/// library while a test loads it.
+pub fn native_library() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .filter(|t| !t.is_empty())
+            .map_or_else(|| Path::new(ROOT).join("target"), PathBuf::from)
+            .join("native-fixtures");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(format!("{ROOT}/tests/fixtures/native/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .expect("run cargo");
+        assert!(
+            out.status.success(),
+            "cargo build of the native fixtures failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lib = target.join("debug").join(NATIVE_LIBRARY);
+        assert!(lib.is_file(), "{} was not built", lib.display());
+        lib
+    })
+}
+
+/// The manifest of a native plugin playing `behaviour`: `runtime: native`,
+/// `entry:` the library, and `manifest_extra`'s keys with `behaviour` added
+/// to its `config` (each top-level key written as JSON, which is YAML).
+fn native_manifest(name: &str, manifest_extra: &str, behaviour: &str) -> String {
+    let mut extra = if manifest_extra.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        match serde_saphyr::from_str::<Value>(manifest_extra) {
+            Ok(Value::Object(map)) => map,
+            Ok(other) => panic!("manifest_extra is not a mapping: {other}"),
+            Err(e) => panic!("manifest_extra is not YAML ({e}):\n{manifest_extra}"),
+        }
+    };
+    let config = extra
+        .entry("config")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let Value::Object(config) = config else {
+        panic!("manifest_extra's config is not a mapping: {config}");
+    };
+    assert!(
+        !config.contains_key("behaviour"),
+        "the suite's `behaviour` config key is taken"
+    );
+    config.insert("behaviour".into(), Value::String(behaviour.into()));
+    let mut text =
+        format!("name: {name}\nversion: 1.0.0\nruntime: native\nentry: {NATIVE_LIBRARY}\n");
+    for (key, value) in &extra {
+        text.push_str(&format!("{key}: {value}\n"));
+    }
+    text
 }
 
 /// A temp dir holding plugin folders.
@@ -112,8 +261,27 @@ impl Fixture {
     }
 
     /// A plugin folder `name` with `manifest_extra` appended to `name`/`version`
-    /// and the entry script for `rt`.
+    /// and the entry script for `rt`; returns the entry's path.
+    ///
+    /// For [`Runtime::Native`], `src` is the behaviour's name
+    /// ([`Src::native`]): the manifest says `runtime: native`, `entry:` the
+    /// fixture library (linked into the folder: an entry must be a path
+    /// inside it), and `config.behaviour: src` merged into
+    /// `manifest_extra`'s config.
     pub fn plugin(&self, rt: Runtime, name: &str, manifest_extra: &str, src: &str) -> PathBuf {
+        if rt == Runtime::Native {
+            self.file(
+                &format!("{name}/plugin.yaml"),
+                &native_manifest(name, manifest_extra, src),
+            );
+            let link = self.dir.path().join(name).join(NATIVE_LIBRARY);
+            let lib = native_library();
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(lib, &link).expect("link the native library");
+            #[cfg(not(unix))]
+            std::fs::copy(lib, &link).expect("copy the native library");
+            return link;
+        }
         self.file(
             &format!("{name}/plugin.yaml"),
             &format!("name: {name}\nversion: 1.0.0\n{manifest_extra}"),

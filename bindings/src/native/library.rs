@@ -60,6 +60,13 @@ impl Library {
                 .in_hook(HookName::Load)
         };
         let copy = PrivateCopy::make(path).map_err(fail)?;
+        // A library still being written (a rebuild caught midway) must fail
+        // to load, not crash the host: mapping an ELF file cut short makes
+        // the loader touch pages past its end (SIGBUS).
+        if let Err(message) = complete(&copy.file) {
+            copy.remove();
+            return Err(fail(message));
+        }
         // SAFETY: loading a library runs its initialisers. A native plugin is
         // code the operator chose to run in the host, as a script is; the
         // file is our private copy, so nobody rewrites it while it is mapped.
@@ -173,6 +180,98 @@ unsafe fn c_text(ptr: *const c_char) -> Option<String> {
     Some(text.chars().take(64).collect())
 }
 
+/// Whether an ELF file holds every byte its headers say it has: each
+/// loaded segment and the section header table. A file cut short (a linker
+/// or a copy still writing it) is refused with a message saying so. Files
+/// in other formats (Mach-O, PE) are left to the platform's loader.
+fn complete(file: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+
+    let incomplete = |needed: u64, len: u64| {
+        format!(
+            "the library file is incomplete ({len} bytes, its headers need {needed}): \
+             is it still being written?"
+        )
+    };
+    let mut f = std::fs::File::open(file).map_err(|e| format!("cannot read the library: {e}"))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot read the library: {e}"))?
+        .len();
+    let mut header = [0u8; 64];
+    let got = f
+        .read(&mut header)
+        .map_err(|e| format!("cannot read the library: {e}"))?;
+    if got < 4 || header[..4] != *b"\x7fELF" {
+        return Ok(());
+    }
+    let wide = header[4] == 2;
+    let big = header[5] == 2;
+    let header_len: u64 = if wide { 64 } else { 52 };
+    if len < header_len || (got as u64) < header_len {
+        return Err(incomplete(header_len, len));
+    }
+    let num = |bytes: &[u8]| {
+        bytes.iter().enumerate().fold(0u64, |n, (i, b)| {
+            let shift = if big { bytes.len() - 1 - i } else { i } * 8;
+            n | (u64::from(*b) << shift)
+        })
+    };
+    // (e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum)
+    let (phoff, shoff, phentsize, phnum, shentsize, shnum) = if wide {
+        (
+            num(&header[0x20..0x28]),
+            num(&header[0x28..0x30]),
+            num(&header[0x36..0x38]),
+            num(&header[0x38..0x3a]),
+            num(&header[0x3a..0x3c]),
+            num(&header[0x3c..0x3e]),
+        )
+    } else {
+        (
+            num(&header[0x1c..0x20]),
+            num(&header[0x20..0x24]),
+            num(&header[0x2a..0x2c]),
+            num(&header[0x2c..0x2e]),
+            num(&header[0x2e..0x30]),
+            num(&header[0x30..0x32]),
+        )
+    };
+    let end = |offset: u64, size: u64| offset.saturating_add(size);
+    let sections_end = if shoff == 0 {
+        0
+    } else {
+        end(shoff, shentsize.saturating_mul(shnum))
+    };
+    let phdrs_end = end(phoff, phentsize.saturating_mul(phnum));
+    let needed = sections_end.max(phdrs_end);
+    if needed > len {
+        return Err(incomplete(needed, len));
+    }
+    // (p_offset, p_filesz) of each program header.
+    let (min_entry, offset_at, size_at): (u64, std::ops::Range<usize>, std::ops::Range<usize>) =
+        if wide {
+            (56, 8..16, 32..40)
+        } else {
+            (32, 4..8, 16..20)
+        };
+    if phnum == 0 || phentsize < min_entry {
+        return Ok(());
+    }
+    let mut table = vec![0u8; usize::try_from(phdrs_end - phoff).unwrap_or(0)];
+    f.seek(SeekFrom::Start(phoff))
+        .and_then(|_| f.read_exact(&mut table))
+        .map_err(|e| format!("cannot read the library: {e}"))?;
+    let step = usize::try_from(phentsize).unwrap_or(usize::MAX);
+    for entry in table.chunks_exact(step) {
+        let segment_end = end(num(&entry[offset_at.clone()]), num(&entry[size_at.clone()]));
+        if segment_end > len {
+            return Err(incomplete(segment_end, len));
+        }
+    }
+    Ok(())
+}
+
 /// A copy of a library in a folder of its own.
 struct PrivateCopy {
     dir: PathBuf,
@@ -260,6 +359,30 @@ mod tests {
             m.contains("rebuild the plugin against plughost-sdk 0.1.x"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_library_cut_short_is_refused_and_a_whole_one_passes() {
+        // This test binary is an ELF file on Linux (and not one elsewhere,
+        // where `complete` leaves the judgement to the loader).
+        let me = std::env::current_exe().unwrap();
+        let bytes = std::fs::read(&me).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let whole = tmp.path().join("whole");
+        std::fs::write(&whole, &bytes).unwrap();
+        assert_eq!(complete(&whole), Ok(()));
+        if !bytes.starts_with(b"\x7fELF") {
+            return;
+        }
+        for cut in [10, bytes.len() / 10, bytes.len() / 2, bytes.len() - 1] {
+            let short = tmp.path().join(format!("short{cut}"));
+            std::fs::write(&short, &bytes[..cut]).unwrap();
+            let e = complete(&short).unwrap_err();
+            assert!(e.contains("incomplete"), "{cut}: {e}");
+        }
+        let other = tmp.path().join("script");
+        std::fs::write(&other, "#!/bin/sh\n").unwrap();
+        assert_eq!(complete(&other), Ok(()));
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod check;
 pub mod input;
 pub mod list;
 pub mod logging;
+pub mod new;
 pub mod run;

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
-use super::watcher::{self, Watcher, folder_of, folders_inside};
+use super::watcher::{self, folder_of, folders_inside};
 use crate::bus::{Control, Delivery, Route};
 use crate::catalog::{PluginDef, read_entry};
 use crate::discovery::MANIFEST_FILE;
@@ -44,8 +45,8 @@ pub enum ReloadOutcome {
 /// Keeps the watcher running; dropping it stops watching.
 #[derive(Debug)]
 pub struct WatchHandle {
+    /// The watch loop; it owns the watcher, which stops with it.
     task: tokio::task::JoinHandle<()>,
-    _watcher: Watcher,
 }
 
 impl Drop for WatchHandle {
@@ -54,9 +55,34 @@ impl Drop for WatchHandle {
     }
 }
 
+/// A plugin folder with changes waiting for the rest of their burst.
+#[derive(Debug)]
+struct Pending {
+    /// The last change.
+    at: Instant,
+    /// A file of the folder other than `plugin.yaml` changed.
+    scripts: bool,
+    /// A file of the folder itself changed (not only a library elsewhere).
+    folder: bool,
+    /// Changed library files of the plugin (as resolved).
+    libraries: BTreeSet<PathBuf>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending {
+            at: Instant::now(),
+            scripts: false,
+            folder: false,
+            libraries: BTreeSet::new(),
+        }
+    }
+}
+
 impl Host {
-    /// Watches the plugins directories and applies every change (SPEC §5)
-    /// until the handle is dropped. Needs a tokio runtime.
+    /// Watches the plugins directories, and the library of every running
+    /// native plugin, and applies every change (SPEC §5, §7) until the
+    /// handle is dropped. Needs a tokio runtime.
     pub fn watch(&self) -> std::io::Result<WatchHandle> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
         let roots: Vec<(PathBuf, PathBuf)> = self
@@ -65,58 +91,131 @@ impl Host {
             .iter()
             .map(|r| (r.clone(), r.canonicalize().unwrap_or_else(|_| r.clone())))
             .collect();
-        let w = watcher::watch(&self.inner.roots, tx).map_err(std::io::Error::other)?;
+        let mut w = watcher::watch(&self.inner.roots, tx).map_err(std::io::Error::other)?;
+        let mut libraries = LibraryWatch::new(roots.iter().map(|(_, c)| c.clone()).collect());
+        // Plugins started, stopped or reloaded by others (the admin
+        // endpoint, the embedding application) change which libraries to watch.
+        let mut lifecycle = self
+            .subscribe("plughost.plugin.*")
+            .map_err(std::io::Error::other)?;
+        libraries.sync(&mut w, &library::running_native(self));
         let host = self.clone();
         let task = tokio::spawn(async move {
-            // folder -> (last change, whether a file other than plugin.yaml changed)
-            let mut pending: BTreeMap<PathBuf, (Instant, bool)> = BTreeMap::new();
+            let mut pending: BTreeMap<PathBuf, Pending> = BTreeMap::new();
+            // The library build last tried for a folder (file and stamp):
+            // more events about the same build do not reload it again.
+            let mut tried: BTreeMap<PathBuf, (PathBuf, library::Stamp)> = BTreeMap::new();
+            let mut resync: Option<Instant> = None;
+            let mut lifecycle_open = true;
             loop {
-                let next = pending.values().map(|(t, _)| *t + SETTLE).min();
-                let batch = match next {
-                    None => rx.recv().await,
-                    Some(at) => tokio::select! {
-                        b = rx.recv() => b,
-                        () = tokio::time::sleep_until(at.into()) => Some(Vec::new()),
+                let next = pending.values().map(|p| p.at + SETTLE).chain(resync).min();
+                let paths = tokio::select! {
+                    b = rx.recv() => match b {
+                        Some(paths) => paths,
+                        None => return,
                     },
+                    e = lifecycle.recv(), if lifecycle_open => {
+                        match e {
+                            // The running list is updated right after the
+                            // announcement: look a moment later.
+                            Some(_) => {
+                                resync.get_or_insert(Instant::now() + SETTLE);
+                            }
+                            None => lifecycle_open = false,
+                        }
+                        Vec::new()
+                    }
+                    () = sleep_until_opt(next) => Vec::new(),
                 };
-                let Some(paths) = batch else { return };
                 let known = host.known_folders();
                 for path in paths {
-                    let dirs: Vec<(PathBuf, bool)> = match folder_of(&path, &roots, &known) {
-                        Some(dir) => {
-                            let script = path.file_name().is_none_or(|n| n != MANIFEST_FILE);
-                            vec![(dir, script)]
+                    let dirs: Vec<(PathBuf, bool)> = match libraries.classify(&path) {
+                        Hit::Library(file, folders) => {
+                            for dir in folders {
+                                let slot = pending.entry(dir).or_insert_with(Pending::new);
+                                slot.at = Instant::now();
+                                slot.libraries.insert(file.clone());
+                            }
+                            continue;
                         }
-                        // A plain folder created, moved in, removed or moved
-                        // out: the plugin folders in it that come or go.
-                        None => folders_inside(&path, &roots, &known)
-                            .into_iter()
-                            .filter(|d| !d.join(MANIFEST_FILE).is_file() || !host.runs_from(d))
-                            .map(|d| (d, true))
-                            .collect(),
+                        Hit::Awaited => {
+                            resync = Some(Instant::now());
+                            continue;
+                        }
+                        Hit::Ignored => continue,
+                        Hit::None => match folder_of(&path, &roots, &known) {
+                            Some(dir) => {
+                                let script = path.file_name().is_none_or(|n| n != MANIFEST_FILE);
+                                vec![(dir, script)]
+                            }
+                            // A plain folder created, moved in, removed or moved
+                            // out: the plugin folders in it that come or go.
+                            None => folders_inside(&path, &roots, &known)
+                                .into_iter()
+                                .filter(|d| !d.join(MANIFEST_FILE).is_file() || !host.runs_from(d))
+                                .map(|d| (d, true))
+                                .collect(),
+                        },
                     };
                     for (dir, script) in dirs {
-                        let slot = pending.entry(dir).or_insert((Instant::now(), false));
-                        *slot = (Instant::now(), slot.1 || script);
+                        let slot = pending.entry(dir).or_insert_with(Pending::new);
+                        slot.at = Instant::now();
+                        slot.folder = true;
+                        slot.scripts |= script;
                     }
                 }
                 let now = Instant::now();
-                let mut due: Vec<(PathBuf, bool)> = pending
+                if resync.is_some_and(|at| at <= now) {
+                    resync = None;
+                    // A library folder appeared (the first build in a
+                    // profile): what was written there before the watch.
+                    for file in libraries.sync(&mut w, &library::running_native(&host)) {
+                        if let Hit::Library(file, folders) = libraries.classify(&file) {
+                            for dir in folders {
+                                let slot = pending.entry(dir).or_insert_with(Pending::new);
+                                slot.libraries.insert(file.clone());
+                            }
+                        }
+                    }
+                }
+                let mut due: Vec<(PathBuf, Pending)> = Vec::new();
+                for dir in pending
                     .iter()
-                    .filter(|(_, (t, _))| *t + SETTLE <= now)
-                    .map(|(d, (_, s))| (d.clone(), *s))
-                    .collect();
+                    .filter(|(_, p)| p.at + SETTLE <= now)
+                    .map(|(d, _)| d.clone())
+                    .collect::<Vec<_>>()
+                {
+                    if let Some(p) = pending.remove(&dir) {
+                        due.push((dir, p));
+                    }
+                }
                 // Folders that are gone first: a plugin whose folder was
                 // renamed leaves the old one before it starts from the new
                 // one (its name would be taken otherwise).
                 due.sort_by_key(|(d, _)| d.join(MANIFEST_FILE).is_file());
-                for (dir, scripts) in due {
-                    pending.remove(&dir);
-                    host.reload_folder(&dir, scripts).await;
+                for (dir, p) in due {
+                    let mut stamp = None;
+                    if !p.libraries.is_empty() {
+                        // Rebuilt: wait until the linker is done.
+                        match library::ready(&dir, &p.libraries, tried.get(&dir)).await {
+                            Some((file, s)) => stamp = s.map(|s| (file, s)),
+                            None if !p.folder => continue,
+                            None => {}
+                        }
+                    }
+                    host.reload_folder(&dir, p.scripts || !p.libraries.is_empty())
+                        .await;
+                    // Loaded or refused, this build has had its turn.
+                    if let Some(s) = stamp {
+                        tried.insert(dir, s);
+                    }
+                    // A reload may load another file (a newer build in the
+                    // other profile), or start or stop a native plugin.
+                    libraries.sync(&mut w, &library::running_native(&host));
                 }
             }
         });
-        Ok(WatchHandle { task, _watcher: w })
+        Ok(WatchHandle { task })
     }
 
     /// Whether a plugin runs from folder `dir`.
@@ -305,4 +404,12 @@ fn folder_name(dir: &Path) -> String {
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }

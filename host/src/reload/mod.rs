@@ -8,6 +8,7 @@
 //! the running version: the old interpreter keeps handling events.
 
 pub mod apply;
+pub(crate) mod library;
 pub mod plan;
 pub mod watcher;
 

@@ -5,6 +5,10 @@
 //! each path to the plugin folder it belongs to and drops files editors use
 //! as scratch (`.main.lua.swp`, `main.lua~`, vim's `4913`). Which folder a
 //! path belongs to is decided by [`folder_of`], tested on its own.
+//!
+//! The same watcher also watches the folders of native plugins' libraries,
+//! each on its own and not recursively ([`Watcher::watch_dir`]); which
+//! folders, and what a change there means, is `super::library`'s business.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -22,7 +26,33 @@ pub const DEBOUNCE: Duration = Duration::from_millis(30);
 
 /// A running watcher; dropping it stops watching.
 pub struct Watcher {
-    _debouncer: Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>,
+    debouncer: Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>,
+    /// The plugins directories, watched recursively: as given, and canonical.
+    roots: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Watcher {
+    /// Also watches `dir`, not its subfolders (a native plugin's library
+    /// folder: the linker replaces the file, so its folder is watched).
+    pub fn watch_dir(&mut self, dir: &Path) -> notify_debouncer_full::notify::Result<()> {
+        self.debouncer.watch(dir, RecursiveMode::NonRecursive)
+    }
+
+    /// Stops watching a folder given to [`Watcher::watch_dir`].
+    pub fn unwatch_dir(&mut self, dir: &Path) {
+        if let Err(e) = self.debouncer.unwatch(dir) {
+            tracing::debug!("file watcher: unwatching {}: {e}", dir.display());
+        }
+        // The debouncer forgets every watch below an unwatched folder (the
+        // watches themselves stay): a plugins directory in it is told again.
+        for (root, canonical) in &self.roots {
+            if (canonical.starts_with(dir) || root.starts_with(dir))
+                && let Err(e) = self.debouncer.watch(root, RecursiveMode::Recursive)
+            {
+                tracing::warn!("file watcher: {}: {e}", root.display());
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Watcher {
@@ -61,9 +91,11 @@ pub fn watch(
     for root in roots {
         debouncer.watch(root, RecursiveMode::Recursive)?;
     }
-    Ok(Watcher {
-        _debouncer: debouncer,
-    })
+    let roots = roots
+        .iter()
+        .map(|r| (r.clone(), r.canonicalize().unwrap_or_else(|_| r.clone())))
+        .collect();
+    Ok(Watcher { debouncer, roots })
 }
 
 /// Whether an event can change what a plugin is. Reads are not changes:

@@ -52,6 +52,18 @@ impl PluginSpec {
     pub fn entry_display(&self) -> String {
         self.entry.display().to_string()
     }
+
+    /// The entry script's text, or a load error naming the file.
+    pub fn read_entry(&self) -> Result<String, ScriptError> {
+        std::fs::read_to_string(&self.entry).map_err(|e| {
+            ScriptError::new(
+                crate::ErrorKind::Load,
+                format!("cannot read the entry script: {e}"),
+            )
+            .or_file(&self.entry_display())
+            .in_hook(crate::HookName::Load)
+        })
+    }
 }
 
 /// A loaded plugin: one interpreter (or library) and its hooks.

@@ -54,14 +54,7 @@ impl LuaPlugin {
     /// Creates the interpreter, registers the bindings and runs the entry chunk.
     pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<LuaPlugin, ScriptError> {
         let entry = spec.entry_display();
-        let source = std::fs::read(&spec.entry).map_err(|e| {
-            ScriptError::new(
-                ErrorKind::Load,
-                format!("cannot read the entry script: {e}"),
-            )
-            .or_file(&entry)
-            .in_hook(HookName::Load)
-        })?;
+        let source = spec.read_entry()?;
         let ctx: Ctx = Rc::new(Context {
             info: spec.info.clone(),
             host,

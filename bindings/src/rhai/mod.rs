@@ -104,14 +104,7 @@ impl RhaiPlugin {
     /// Builds the engine, compiles the entry and runs its top-level statements.
     pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<RhaiPlugin, ScriptError> {
         let entry = spec.entry_display();
-        let source = std::fs::read_to_string(&spec.entry).map_err(|e| {
-            ScriptError::new(
-                ErrorKind::Load,
-                format!("cannot read the entry script: {e}"),
-            )
-            .or_file(&entry)
-            .in_hook(HookName::Load)
-        })?;
+        let source = spec.read_entry()?;
         let state = match &spec.state {
             Value::Object(_) => convert::to_dynamic(&spec.state),
             _ => Dynamic::from(Map::new()),

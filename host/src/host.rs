@@ -21,6 +21,7 @@ use crate::catalog::{Catalog, PluginDef};
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
 use crate::services::{HOST_TOPIC_PREFIX, Services};
+use crate::telemetry::{MetricPoint, Metrics, trace};
 use crate::topic::{self, Pattern, PatternSet, TopicError};
 
 /// The default time [`Host::shutdown`] waits for queues to drain.
@@ -63,7 +64,10 @@ pub struct HostBuilder {
     dirs: Vec<PathBuf>,
     functions: Functions,
     bad_function: Option<String>,
+    metric_export: Option<MetricExport>,
 }
+
+type MetricExport = opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>;
 
 impl HostBuilder {
     /// Adds a plugins directory (searched recursively).
@@ -91,6 +95,14 @@ impl HostBuilder {
         self
     }
 
+    /// Exports the host's metrics through `reader` too (see
+    /// [`crate::telemetry::export::Export::take_metric_reader`]); without it
+    /// metrics stay in process ([`Host::metrics_snapshot`]).
+    pub fn metric_export(mut self, reader: MetricExport) -> Self {
+        self.metric_export = Some(reader);
+        self
+    }
+
     /// Discovers the plugins. Plugin errors do not fail the build: they are
     /// in [`Host::catalog`] and those plugins are not started.
     pub fn build(self) -> Result<Host, HostError> {
@@ -99,7 +111,8 @@ impl HostBuilder {
         }
         let catalog = Catalog::load(&self.dirs)?;
         let bus = Arc::new(Bus::new());
-        let services = Arc::new(Services::new(bus.clone(), self.functions));
+        let metrics = Arc::new(Metrics::with_exporter(&bus, self.metric_export));
+        let services = Arc::new(Services::new(bus.clone(), self.functions, metrics));
         let known = catalog.entries.iter().map(|e| e.dir.clone()).collect();
         Ok(Host {
             inner: Arc::new(Inner {
@@ -258,6 +271,7 @@ impl Host {
         self.inner
             .services
             .set_publications(&m.name, m.publications.clone().map(PatternSet::new));
+        self.inner.services.metrics().register(&def.info());
         queue
     }
 
@@ -285,6 +299,7 @@ impl Host {
         match (&mut actor.ready).await {
             Ok(Ok(())) => {
                 tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
+                inner.services.metrics().lifecycle_event(&name, "started");
                 inner
                     .bus
                     .publish_host("plughost.plugin.started", json!({"plugin": name}));
@@ -330,6 +345,10 @@ impl Host {
         }
         tracing::info!(plugin = %r.name, "plugin stopped");
         self.inner
+            .services
+            .metrics()
+            .lifecycle_event(&r.name, "stopped");
+        self.inner
             .bus
             .publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
         exit.undelivered
@@ -342,6 +361,11 @@ impl Host {
         bus.remove_route(name);
         self.inner.services.set_publications(name, None);
         tracing::error!(plugin = name, "plugin failed to start: {error}");
+        self.inner
+            .services
+            .metrics()
+            .lifecycle_event(name, "failed");
+        self.inner.services.metrics().unregister(name);
         for d in queue.close() {
             bus.dead_letter(
                 name,
@@ -366,10 +390,17 @@ impl Host {
     }
 
     /// Publishes a prepared event (to set headers or a correlation id).
-    pub async fn publish_event(&self, event: Event) -> Result<String, PublishError> {
+    ///
+    /// Without a `traceparent` header, the event gets the current span's
+    /// (when the application traces through OpenTelemetry), so the plugins'
+    /// delivery spans join the application's trace.
+    pub async fn publish_event(&self, mut event: Event) -> Result<String, PublishError> {
         topic::validate_topic(&event.topic)?;
         if event.topic.starts_with(HOST_TOPIC_PREFIX) {
             return Err(PublishError::Reserved(event.topic));
+        }
+        if !event.headers.contains_key(trace::TRACEPARENT) {
+            trace::inject_current(&mut event.headers);
         }
         Ok(self.inner.bus.publish_async(event).await)
     }
@@ -411,6 +442,21 @@ impl Host {
             .map(|r| r.stats.clone())
     }
 
+    /// Every metric of the host, read in process now: the host metrics of
+    /// SPEC §6 and the scripts' `telemetry.*` metrics.
+    pub fn metrics_snapshot(&self) -> Vec<MetricPoint> {
+        self.inner.services.metrics().snapshot()
+    }
+
+    /// Exports pending metrics now (when exporting, on a blocking thread);
+    /// a no-op otherwise.
+    pub async fn flush_telemetry(&self) {
+        let metrics = self.inner.services.metrics().clone();
+        if metrics.exporting() {
+            let _ = tokio::task::spawn_blocking(move || metrics.flush()).await;
+        }
+    }
+
     pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
         self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -448,6 +494,7 @@ impl Host {
             );
         }
         self.inner.bus.close_subscribers();
+        self.flush_telemetry().await;
         report
     }
 }

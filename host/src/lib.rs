@@ -63,6 +63,8 @@
 //!   logs, metrics, registered [`functions`].
 //! - [`reload`] watches the plugins directories and swaps plugins live
 //!   ([`reload::plan`] decides, pure; [`reload::watcher`] watches).
+//! - [`telemetry`] holds the OpenTelemetry side: host and script metrics (capped, read in
+//!   process by [`Host::metrics_snapshot`]), `traceparent` in event headers, OTLP export.
 //! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
 //! - [`cli`] holds the commands of the binary.
 //!
@@ -82,6 +84,7 @@ pub mod host;
 pub mod manifest;
 pub mod reload;
 pub mod services;
+pub mod telemetry;
 pub mod topic;
 
 pub use host::{

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -9,6 +10,7 @@ use plughost::RuntimeKind;
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
 use plughost::cli::{check, list, new};
+use plughost::telemetry::export::Export;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -108,10 +110,23 @@ fn print_stdout(text: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(match cli.log_format {
+    let format = match cli.log_format {
         Format::Text => LogFormat::Text,
         Format::Json => LogFormat::Json,
-    });
+    };
+    // OTLP export (traces and metrics) only for `run`, only when configured.
+    // Built before the async runtime: its HTTP client is a blocking one.
+    let (export, export_error) = match &cli.command {
+        Command::Run { .. } => match Export::from_env() {
+            Ok(e) => (e.map(Arc::new), None),
+            Err(e) => (None, Some(e)),
+        },
+        _ => (None, None),
+    };
+    logging::init_with(format, export.as_ref().map(|e| e.tracer()));
+    if let Some(e) = export_error {
+        tracing::error!("telemetry export is off: {e}");
+    }
     let code = match cli.command {
         Command::Run {
             plugins,
@@ -134,6 +149,7 @@ fn main() -> ExitCode {
                 exit_when_idle,
                 drain_timeout,
                 watch: !no_watch,
+                export: export.clone(),
             };
             match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

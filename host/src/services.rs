@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::bus::Bus;
 use crate::functions::Functions;
+use crate::telemetry::Metrics;
+use crate::telemetry::trace;
 use crate::topic::{self, PatternSet};
 
 /// Topics under this prefix belong to the host.
@@ -24,18 +26,25 @@ pub const HOST_TOPIC_PREFIX: &str = "plughost.";
 pub struct Services {
     bus: Arc<Bus>,
     functions: Functions,
+    metrics: Arc<Metrics>,
     /// Each plugin's `publications`, when it declared them.
     publications: RwLock<HashMap<String, PatternSet>>,
 }
 
 impl Services {
-    /// Services over `bus` with the application's `functions`.
-    pub fn new(bus: Arc<Bus>, functions: Functions) -> Self {
+    /// Services over `bus` with the application's `functions`, recording on `metrics`.
+    pub fn new(bus: Arc<Bus>, functions: Functions, metrics: Arc<Metrics>) -> Self {
         Services {
             bus,
             functions,
+            metrics,
             publications: RwLock::default(),
         }
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Sets (or clears) the topics a plugin may publish on.
@@ -76,10 +85,11 @@ impl HostApi for Services {
         cause: Option<&Event>,
     ) -> Result<String, String> {
         self.check_topic(&plugin.name, topic)?;
-        let event = match cause {
+        let mut event = match cause {
             Some(c) => c.caused(topic, payload, plugin.name.as_str()),
             None => Event::new(topic, payload, plugin.name.as_str()),
         };
+        trace::inject_current(&mut event.headers);
         Ok(self.bus.publish_blocking(event, Some(&plugin.name)))
     }
 
@@ -130,32 +140,20 @@ impl HostApi for Services {
         value: f64,
         attributes: &Map<String, Value>,
     ) -> Result<(), String> {
-        if name.is_empty()
+        if !name.starts_with(|c: char| c.is_ascii_alphabetic())
             || name.len() > 128
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
             return Err(format!(
-                "metric name `{name}`: use 1 to 128 letters, digits, `.`, `_` or `-`"
+                "metric name `{name}`: use 1 to 128 letters, digits, `.`, `_` or `-`, starting with a letter"
             ));
         }
         if !value.is_finite() {
             return Err(format!("metric `{name}`: value {value} is not finite"));
         }
-        let attributes = serde_json::Value::Object(attributes.clone()).to_string();
-        // Until the OpenTelemetry pipeline lands, metrics are recorded as debug events.
-        tracing::event!(
-            target: "plughost::metric",
-            tracing::Level::DEBUG,
-            plugin.name = %plugin.name,
-            kind = ?kind,
-            metric = name,
-            value,
-            attributes,
-            "metric"
-        );
-        Ok(())
+        self.metrics.script(plugin, kind, name, value, attributes)
     }
 
     fn span(
@@ -169,8 +167,11 @@ impl HostApi for Services {
         let span = tracing::info_span!(
             target: "plughost::plugin",
             "script_span",
+            otel.name = name,
             plugin.name = %plugin.name,
-            span.name = name,
+            plugin.version = %plugin.version,
+            plugin.runtime = %plugin.runtime,
+            message.topic = cause.map(|c| c.topic.as_str()).unwrap_or(""),
             message.id = cause.map(|c| c.id.as_str()).unwrap_or(""),
             attributes,
         );

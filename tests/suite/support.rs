@@ -327,12 +327,36 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_plughost")
 }
 
+/// The OpenTelemetry variables that would send a test run's telemetry
+/// somewhere: removed from every run, so only a test that sets them exports.
+const OTEL_ENV: [&str; 9] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_SERVICE_NAME",
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_METRICS_EXPORTER",
+];
+
 /// Runs the binary with `args` and optional stdin, with a hard time limit.
 pub fn run_binary(args: &[&str], stdin: Option<&str>) -> Run {
-    let mut child = Command::new(binary())
+    run_binary_with_env(args, stdin, &[])
+}
+
+/// Like [`run_binary`] with extra environment variables.
+pub fn run_binary_with_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(binary());
+    for var in OTEL_ENV {
+        command.env_remove(var);
+    }
+    let mut child = command
         .args(args)
         .env("PLUGHOST_LOG", "info")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

@@ -108,6 +108,14 @@ impl Bus {
             .cloned()
     }
 
+    /// Every plugin's route, now.
+    pub fn routes(&self) -> Vec<Arc<Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Adds an application subscriber receiving every event matching `patterns`.
     pub fn subscribe(&self, patterns: PatternSet) -> EventStream {
         let inbox = Arc::new(Inbox::default());
@@ -245,7 +253,8 @@ impl Bus {
             "attempts": attempts,
             "error": error,
         });
-        let letter = event.caused(DEAD_LETTER_TOPIC, payload, HOST_SOURCE);
+        let mut letter = event.caused(DEAD_LETTER_TOPIC, payload, HOST_SOURCE);
+        crate::telemetry::trace::inject_current(&mut letter.headers);
         self.publish_blocking(letter, Some(plugin));
     }
 

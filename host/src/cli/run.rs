@@ -8,12 +8,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::BufReader;
 
 use super::input::{self, InputStats};
 use crate::Host;
+use crate::telemetry::export::Export;
 
 /// Where `--input` reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub struct RunOptions {
     pub drain_timeout: Duration,
     /// Watch the plugins directories and reload plugins live.
     pub watch: bool,
+    /// OTLP export of traces and metrics, when configured.
+    pub export: Option<Arc<Export>>,
 }
 
 /// Exit codes of the command line.
@@ -56,7 +60,11 @@ pub async fn run(opts: RunOptions) -> i32 {
     // Listen before anything runs: a signal that arrives while plugins start
     // or input begins must stop the host cleanly, not kill it.
     let signal = shutdown_signal();
-    let host = match Host::builder().plugins_dirs(opts.plugins.clone()).build() {
+    let mut builder = Host::builder().plugins_dirs(opts.plugins.clone());
+    if let Some(reader) = opts.export.as_ref().and_then(|e| e.take_metric_reader()) {
+        builder = builder.metric_export(reader);
+    }
+    let host = match builder.build() {
         Ok(h) => h,
         Err(e) => {
             tracing::error!("{e}");
@@ -125,6 +133,13 @@ pub async fn run(opts: RunOptions) -> i32 {
 
     let shutdown = host.shutdown(opts.drain_timeout).await;
     had_errors |= !shutdown.undelivered.is_empty();
+    // Pending telemetry leaves before the process does (metrics were
+    // flushed by `shutdown`); the exporters' blocking HTTP clients run on
+    // their own threads, so this does not stall the runtime for long.
+    if let Some(export) = &opts.export {
+        let export = export.clone();
+        let _ = tokio::task::spawn_blocking(move || export.shutdown()).await;
+    }
     if let Some(tap) = tap {
         let _ = tap.await;
     }

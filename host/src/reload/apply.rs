@@ -371,6 +371,10 @@ impl Host {
                     r.def = def.clone();
                 }
                 tracing::info!(plugin = %name, version = %m.version, config_only, "plugin reloaded");
+                let metrics = self.inner.services.metrics();
+                metrics.register(&def.info());
+                metrics.reload(&name, "ok");
+                metrics.lifecycle_event(&name, "reloaded");
                 self.inner.bus.publish_host(
                     "plughost.plugin.reloaded",
                     json!({"plugin": name, "version": m.version.to_string(), "config_only": config_only}),
@@ -391,6 +395,9 @@ impl Host {
 
     fn announce_failure(&self, name: &str, error: &str) {
         tracing::error!(plugin = %name, "reload failed, the running version goes on: {error}");
+        let metrics = self.inner.services.metrics();
+        metrics.reload(name, "error");
+        metrics.lifecycle_event(name, "reload_failed");
         let first = error.lines().next().unwrap_or_default();
         self.inner.bus.publish_host(
             "plughost.plugin.reload_failed",

@@ -1,0 +1,20 @@
+//! Telemetry: spans, metrics and their export (SPEC §6).
+//!
+//! - [`metrics`]: the host's OpenTelemetry instruments (`plugin.messages`,
+//!   `plugin.message.processing_time_ms`, …), the scripts' metrics with their
+//!   caps, and the in-process reader behind [`crate::Host::metrics_snapshot`].
+//! - [`trace`]: W3C `traceparent` in event headers, so the delivery spans of
+//!   a chain of plugins form one trace.
+//! - [`export`]: OTLP export (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//!   is set; with no configuration nothing leaves the process.
+//!
+//! Spans are `tracing` spans (a delivery span per handled event, spans for
+//! init, reload and shutdown, and the scripts' `telemetry.span`); they become
+//! OpenTelemetry spans through the `tracing-opentelemetry` layer, installed
+//! only when exporting.
+
+pub mod export;
+pub mod metrics;
+pub mod trace;
+
+pub use metrics::{Caps, MetricPoint, Metrics};

@@ -1,0 +1,175 @@
+//! W3C trace context in an event's headers.
+//!
+//! A published event carries `traceparent` (`00-{trace id}-{span id}-{flags}`)
+//! of the span it was published from; the delivery span of each plugin that
+//! receives it is a child of that span, so a chain of plugins forms one trace.
+//! Parsing and formatting are pure; [`inject_current`] and [`parent_of`] tie
+//! them to `tracing` spans (which carry OpenTelemetry contexts only when the
+//! OpenTelemetry layer is installed, that is when exporting).
+
+use std::collections::BTreeMap;
+
+use opentelemetry::Context;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The header holding the trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Formats `sc` as a `traceparent` value.
+pub fn format(sc: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags().to_u8()
+    )
+}
+
+/// Parses a `traceparent` value (version `00`, or a later one read as `00`).
+pub fn parse(value: &str) -> Option<SpanContext> {
+    let mut parts = value.trim().split('-');
+    let version = parts.next()?;
+    let trace = parts.next()?;
+    let span = parts.next()?;
+    let flags = parts.next()?;
+    if version.len() != 2 || version == "ff" || !is_hex(version) {
+        return None;
+    }
+    if version == "00" && parts.next().is_some() {
+        return None;
+    }
+    if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+        return None;
+    }
+    if !is_hex(trace) || !is_hex(span) || !is_hex(flags) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok()?;
+    let span_id = SpanId::from_hex(span).ok()?;
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let sc = SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags & 1),
+        true,
+        TraceState::default(),
+    );
+    sc.is_valid().then_some(sc)
+}
+
+fn is_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Writes `sc` into `headers` (when valid).
+pub fn inject(headers: &mut BTreeMap<String, String>, sc: &SpanContext) {
+    if sc.is_valid() {
+        headers.insert(TRACEPARENT.to_owned(), format(sc));
+    }
+}
+
+/// The span context in `headers`, if any valid one.
+pub fn extract(headers: &BTreeMap<String, String>) -> Option<SpanContext> {
+    headers.get(TRACEPARENT).and_then(|v| parse(v))
+}
+
+/// Writes the current `tracing` span's context into `headers`, when it has one.
+pub fn inject_current(headers: &mut BTreeMap<String, String>) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let cx = span.context();
+    inject(headers, cx.span().span_context());
+}
+
+/// Makes the event's trace context (from `headers`) the parent of `span`.
+pub fn set_parent(span: &tracing::Span, headers: &BTreeMap<String, String>) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(sc) = extract(headers) {
+        let _ = span.set_parent(Context::new().with_remote_span_context(sc));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn round_trips() {
+        let sc = parse(GOOD).expect("valid");
+        assert_eq!(
+            sc.trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
+        );
+        assert!(sc.is_sampled());
+        assert!(sc.is_remote());
+        assert_eq!(format(&sc), GOOD);
+        let mut headers = BTreeMap::new();
+        inject(&mut headers, &sc);
+        assert_eq!(headers[TRACEPARENT], GOOD);
+        assert_eq!(extract(&headers), Some(sc));
+    }
+
+    #[test]
+    fn refuses_malformed_values() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn later_versions_are_read_as_00() {
+        let v = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more";
+        let sc = parse(v).expect("future version");
+        assert!(!sc.is_sampled());
+    }
+
+    #[test]
+    fn a_child_span_carries_the_trace_on() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let mut incoming = BTreeMap::new();
+        incoming.insert(TRACEPARENT.to_owned(), GOOD.to_owned());
+        let mut outgoing = BTreeMap::new();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("plugin.event");
+            set_parent(&span, &incoming);
+            let _entered = span.enter();
+            inject_current(&mut outgoing);
+        });
+        let parent = parse(GOOD).unwrap();
+        let child = extract(&outgoing).expect("a traceparent");
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        assert!(child.is_sampled());
+    }
+
+    #[test]
+    fn nothing_is_injected_without_a_span() {
+        let mut headers = BTreeMap::new();
+        inject_current(&mut headers);
+        assert!(headers.is_empty());
+        inject(&mut headers, &SpanContext::empty_context());
+        assert!(headers.is_empty());
+    }
+}

@@ -1,0 +1,199 @@
+//! SPEC §6 in process: a host run as a library keeps its metrics in process
+//! (`Host::metrics_snapshot`), with the plugin's attributes on every point,
+//! and the caps on script metrics refuse and count.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use plughost::Host;
+use plughost::telemetry::MetricPoint;
+use serde_json::json;
+
+use crate::support::{Fixture, Runtime};
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+const COUNTING: &str = r#"
+function on_event(e)
+  telemetry.counter("words", 3, {kind = "x"})
+  telemetry.histogram("size", 12.5)
+  telemetry.gauge("level", 7)
+  if e.payload.fail then error("boom") end
+  bus.publish("out", {n = e.payload.n})
+end
+"#;
+
+const GREEDY: &str = r#"
+function on_event(e)
+  local refused = 0
+  for i = 1, 70 do
+    if not pcall(telemetry.counter, "name" .. i, 1) then refused = refused + 1 end
+  end
+  for i = 1, 40 do
+    if not pcall(telemetry.counter, "name1", 1, {user = "u" .. i}) then refused = refused + 1 end
+  end
+  local many = {}
+  for i = 1, 17 do many["k" .. i] = "v" end
+  if not pcall(telemetry.counter, "name1", 1, many) then refused = refused + 1 end
+  bus.publish("refused", {count = refused})
+end
+"#;
+
+fn points<'a>(all: &'a [MetricPoint], name: &str, plugin: &str) -> Vec<&'a MetricPoint> {
+    all.iter()
+        .filter(|p| p.name == name && p.attr("plugin.name") == Some(plugin))
+        .collect()
+}
+
+fn assert_plugin_attrs(p: &MetricPoint, plugin: &str) {
+    assert_eq!(p.attr("plugin.name"), Some(plugin), "{p:?}");
+    assert_eq!(p.attr("plugin.version"), Some("1.0.0"), "{p:?}");
+    assert_eq!(p.attr("plugin.runtime"), Some("lua"), "{p:?}");
+}
+
+#[test]
+fn host_and_script_metrics_stay_in_process_with_the_plugin_attributes() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "counting",
+        "subscriptions: [in]\npublications: [out]\n",
+        COUNTING,
+    );
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        assert_eq!(host.start().await.started, ["counting"]);
+        host.publish("in", json!({"n": 1})).await.unwrap();
+        host.publish("in", json!({"n": 2})).await.unwrap();
+        host.publish("in", json!({"fail": true})).await.unwrap();
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(5), out.next())
+                .await
+                .expect("an output within 5 s")
+                .expect("stream open");
+        }
+        host.wait_idle().await;
+
+        let all = host.metrics_snapshot();
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        for name in [
+            "plugin.init.duration_ms",
+            "plugin.message.processing_time_ms",
+            "plugin.messages",
+            "plugin.queue.depth",
+            "plugin.lifecycle.events",
+            "words",
+            "size",
+            "level",
+        ] {
+            let found = points(&all, name, "counting");
+            assert!(!found.is_empty(), "{name} missing from {names:?}");
+            for p in found {
+                assert_plugin_attrs(p, "counting");
+            }
+        }
+
+        // Per-event metrics carry message.topic, never message.id.
+        let processing = points(&all, "plugin.message.processing_time_ms", "counting");
+        assert_eq!(processing.len(), 1, "{processing:?}");
+        assert_eq!(processing[0].attr("message.topic"), Some("in"));
+        assert_eq!(processing[0].count, 3);
+        assert!(all.iter().all(|p| p.attr("message.id").is_none()));
+
+        let messages = points(&all, "plugin.messages", "counting");
+        let by_outcome = |o: &str| {
+            messages
+                .iter()
+                .find(|p| p.attr("outcome") == Some(o))
+                .map(|p| p.value)
+        };
+        assert_eq!(by_outcome("ack"), Some(2.0), "{messages:?}");
+        assert_eq!(by_outcome("dead_letter"), Some(1.0), "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .all(|p| p.attr("message.topic") == Some("in"))
+        );
+
+        let words = points(&all, "words", "counting");
+        assert_eq!(words.len(), 1);
+        assert_eq!(words[0].attr("kind"), Some("x"));
+        assert_eq!(words[0].value, 9.0);
+        assert_eq!(points(&all, "level", "counting")[0].value, 7.0);
+
+        let started = points(&all, "plugin.lifecycle.events", "counting");
+        assert!(started.iter().any(|p| p.attr("event") == Some("started")));
+
+        let report = host.shutdown(Duration::from_secs(5)).await;
+        assert!(report.undelivered.is_empty());
+        let all = host.metrics_snapshot();
+        assert_eq!(
+            points(&all, "plugin.shutdown.duration_ms", "counting").len(),
+            1
+        );
+        assert!(
+            points(&all, "plugin.lifecycle.events", "counting")
+                .iter()
+                .any(|p| p.attr("event") == Some("stopped"))
+        );
+    });
+}
+
+#[test]
+fn script_metrics_are_capped_and_refusals_counted() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "greedy",
+        "subscriptions: [in]\npublications: [refused]\n",
+        GREEDY,
+    );
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut refused = host.subscribe("refused").unwrap();
+        host.start().await;
+        host.publish("in", json!({})).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), refused.next())
+            .await
+            .expect("an answer within 5 s")
+            .expect("stream open");
+        // 6 names over the 64, 8 values over the 32 (name1 already has none
+        // for `user`: the first 32 pass), 1 call with 17 attributes.
+        assert_eq!(event.payload, json!({"count": 6 + 8 + 1}));
+        host.wait_idle().await;
+
+        let all = host.metrics_snapshot();
+        let script_names = all
+            .iter()
+            .filter(|p| p.name.starts_with("name") && p.attr("plugin.name") == Some("greedy"))
+            .map(|p| p.name.as_str())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(script_names.len(), 64);
+        let users = all
+            .iter()
+            .filter(|p| p.name == "name1" && p.attr("user").is_some())
+            .count();
+        assert_eq!(users, 32);
+        let refusals = points(&all, "plugin.telemetry.refused", "greedy");
+        let by_reason = |r: &str| {
+            refusals
+                .iter()
+                .find(|p| p.attr("reason") == Some(r))
+                .map(|p| p.value)
+        };
+        assert_eq!(by_reason("names"), Some(6.0), "{refusals:?}");
+        assert_eq!(by_reason("values"), Some(8.0), "{refusals:?}");
+        assert_eq!(by_reason("attributes"), Some(1.0), "{refusals:?}");
+        for p in &refusals {
+            assert_plugin_attrs(p, "greedy");
+        }
+        host.shutdown(Duration::from_secs(5)).await;
+    });
+}

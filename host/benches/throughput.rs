@@ -17,6 +17,14 @@
 //! with `cargo build --release` before it is measured; the bare loop: the
 //! same `derive` function, compiled into this benchmark, from a
 //! `serde_json::Value` payload to a `serde_json::Value`, parsing nothing).
+//!
+//! Then the telemetry section: one Lua plugin (row 1) with telemetry off
+//! (`HostBuilder::telemetry(false)`), in process (the default: metrics in
+//! the in-process reader, a delivery span per event) and exporting (OTLP
+//! traces through the `tracing-opentelemetry` layer, as `plughost run`
+//! installs it, and metrics through a periodic reader every 200 ms, to a
+//! loopback port where nothing listens), each as a ratio to "off". The
+//! exporting runs come last: the span layer is installed process-wide.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -197,18 +205,42 @@ fn plugins_dir(rt: Rt, copies: usize) -> tempfile::TempDir {
     dir
 }
 
+/// How the host under test records telemetry.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Telemetry {
+    Off,
+    InProcess,
+    Exporting,
+}
+
 /// Publishes `n` events to `copies` plugins; returns input events per second.
 fn through_host(rt: Rt, copies: usize, n: u64) -> f64 {
+    through_host_with(rt, copies, n, Telemetry::InProcess)
+}
+
+fn through_host_with(rt: Rt, copies: usize, n: u64, telemetry: Telemetry) -> f64 {
     let dir = plugins_dir(rt, copies);
+    // The OTLP exporter's HTTP client is a blocking one: built outside the runtime.
+    let export = match telemetry {
+        Telemetry::Exporting => Some(
+            plughost::telemetry::export::Export::from_env()
+                .expect("an OTLP export")
+                .expect("OTEL_EXPORTER_OTLP_ENDPOINT is set"),
+        ),
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let host = plughost::Host::builder()
+        let mut builder = plughost::Host::builder()
             .plugins_dir(dir.path())
-            .build()
-            .unwrap();
+            .telemetry(telemetry != Telemetry::Off);
+        if let Some(reader) = export.as_ref().and_then(|e| e.take_metric_reader()) {
+            builder = builder.metric_export(reader);
+        }
+        let host = builder.build().unwrap();
         let report = host.start().await;
         assert_eq!(report.started.len(), copies, "{report:?}");
         let mut out = host.subscribe("bench.out").unwrap();
@@ -236,6 +268,65 @@ fn best_of<F: FnMut() -> f64>(runs: usize, mut f: F) -> f64 {
     (0..runs).map(|_| f()).fold(0.0, f64::max)
 }
 
+/// One Lua plugin with telemetry off, in process and exporting.
+fn telemetry_section(n: u64) {
+    println!("telemetry, one Lua plugin (best of 5, off and in-process interleaved):");
+    through_host_with(Rt::Lua, 1, n / 10, Telemetry::Off);
+    let (mut off, mut in_process) = (0.0f64, 0.0f64);
+    for _ in 0..5 {
+        off = off.max(through_host_with(Rt::Lua, 1, n, Telemetry::Off));
+        in_process = in_process.max(through_host_with(Rt::Lua, 1, n, Telemetry::InProcess));
+    }
+    // A loopback port where nothing listens: every export fails at once,
+    // on the exporters' own threads.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // SAFETY: no other thread of this process reads or writes the
+    // environment now (every host of the runs above has shut down).
+    unsafe {
+        std::env::set_var(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        );
+        std::env::set_var("OTEL_METRIC_EXPORT_INTERVAL", "200");
+        std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "200");
+        std::env::set_var("PLUGHOST_LOG", "off");
+    }
+    let spans = plughost::telemetry::export::Export::from_env()
+        .expect("an OTLP export")
+        .expect("OTEL_EXPORTER_OTLP_ENDPOINT is set");
+    // `PLUGHOST_BENCH_SPANS_NOWHERE`: the same span layer, with a tracer
+    // provider that sends the spans nowhere: what recording them costs on
+    // the plugin's thread, without the export's batching and I/O.
+    let nowhere = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let tracer = if std::env::var_os("PLUGHOST_BENCH_SPANS_NOWHERE").is_some() {
+        use opentelemetry::trace::TracerProvider as _;
+        nowhere.tracer("plughost")
+    } else {
+        spans.tracer()
+    };
+    plughost::cli::logging::init_with(plughost::cli::logging::LogFormat::Text, Some(tracer));
+    through_host_with(Rt::Lua, 1, n / 10, Telemetry::Exporting);
+    let exporting = best_of(5, || through_host_with(Rt::Lua, 1, n, Telemetry::Exporting));
+    for (what, rate) in [
+        ("(4) telemetry off", off),
+        ("(5) in process (the default)", in_process),
+        (
+            if std::env::var_os("PLUGHOST_BENCH_SPANS_NOWHERE").is_some() {
+                "(6) spans recorded, sent nowhere"
+            } else {
+                "(6) exporting OTLP (nothing listening)"
+            },
+            exporting,
+        ),
+    ] {
+        println!("{what:<48} {rate:>10.0} events/s {:>6.2}x off", rate / off);
+    }
+    spans.shutdown();
+}
+
 fn main() {
     // Accept and ignore libtest's flags (`cargo bench` passes `--bench`).
     let n: u64 = std::env::var("PLUGHOST_BENCH_EVENTS")
@@ -243,6 +334,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
     println!("plughost throughput benchmark: {n} events per run, best of 3");
+    if std::env::var_os("PLUGHOST_BENCH_ONLY_TELEMETRY").is_some() {
+        telemetry_section(n);
+        return;
+    }
     if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY_HOST") {
         // For profiling the host alone: `perf record` this with `=lua`,
         // `=rhai` or `=native`.
@@ -291,4 +386,5 @@ fn main() {
             ten * 10.0,
         );
     }
+    telemetry_section(n);
 }

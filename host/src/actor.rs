@@ -330,6 +330,9 @@ impl<'a> Telemetry<'a> {
     }
 
     fn span(&self, event: &plughost_bindings::Event) -> tracing::Span {
+        if !self.metrics.enabled() {
+            return tracing::Span::none();
+        }
         let span = tracing::info_span!(
             target: "plughost::delivery",
             "plugin.event",
@@ -347,6 +350,9 @@ impl<'a> Telemetry<'a> {
     }
 
     fn record(&mut self, topic: &str, elapsed_ms: f64, outcome: Outcome) {
+        if !self.metrics.enabled() {
+            return;
+        }
         if let Some(t) = self.topics.get(topic) {
             t.processing.record(elapsed_ms);
             t.messages[outcome as usize].add(1);

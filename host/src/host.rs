@@ -65,6 +65,7 @@ pub struct HostBuilder {
     functions: Functions,
     bad_function: Option<String>,
     metric_export: Option<MetricExport>,
+    telemetry_off: bool,
 }
 
 type MetricExport = opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>;
@@ -103,6 +104,16 @@ impl HostBuilder {
         self
     }
 
+    /// Turns telemetry on (the default) or off. Off, the host records no
+    /// metrics ([`Host::metrics_snapshot`] is empty, scripts' `telemetry.*`
+    /// metrics are accepted and ignored), opens no delivery span per event
+    /// and adds no `traceparent` to the events it publishes; a metric
+    /// export given to [`HostBuilder::metric_export`] is ignored.
+    pub fn telemetry(mut self, on: bool) -> Self {
+        self.telemetry_off = !on;
+        self
+    }
+
     /// Discovers the plugins. Plugin errors do not fail the build: they are
     /// in [`Host::catalog`] and those plugins are not started.
     pub fn build(self) -> Result<Host, HostError> {
@@ -111,7 +122,11 @@ impl HostBuilder {
         }
         let catalog = Catalog::load(&self.dirs)?;
         let bus = Arc::new(Bus::new());
-        let metrics = Arc::new(Metrics::with_exporter(&bus, self.metric_export));
+        let metrics = Arc::new(if self.telemetry_off {
+            Metrics::off(&bus)
+        } else {
+            Metrics::with_exporter(&bus, self.metric_export)
+        });
         let services = Arc::new(Services::new(bus.clone(), self.functions, metrics));
         let known = catalog.entries.iter().map(|e| e.dir.clone()).collect();
         Ok(Host {
@@ -266,7 +281,7 @@ impl Host {
             plugin: m.name.clone(),
             patterns: PatternSet::new(m.subscriptions.clone()),
             queue: queue.clone(),
-            dropped: Default::default(),
+            dropped: self.inner.services.metrics().dropped_counter(&m.name),
         }));
         self.inner
             .services
@@ -393,14 +408,27 @@ impl Host {
     ///
     /// Without a `traceparent` header, the event gets the current span's
     /// (when the application traces through OpenTelemetry), so the plugins'
-    /// delivery spans join the application's trace.
+    /// delivery spans join the application's trace; otherwise, when
+    /// exporting ([`HostBuilder::metric_export`]), a new trace's (random
+    /// ids), so the delivery spans of one event in every plugin, and of the
+    /// events they publish, share one trace. With telemetry off nothing is
+    /// added.
     pub async fn publish_event(&self, mut event: Event) -> Result<String, PublishError> {
         topic::validate_topic(&event.topic)?;
         if event.topic.starts_with(HOST_TOPIC_PREFIX) {
             return Err(PublishError::Reserved(event.topic));
         }
-        if !event.headers.contains_key(trace::TRACEPARENT) {
+        if !event.headers.contains_key(trace::TRACEPARENT)
+            && self.inner.services.metrics().enabled()
+        {
             trace::inject_current(&mut event.headers);
+            if !event.headers.contains_key(trace::TRACEPARENT)
+                && self.inner.services.metrics().exporting()
+            {
+                event
+                    .headers
+                    .insert(trace::TRACEPARENT.to_owned(), trace::new_root());
+            }
         }
         Ok(self.inner.bus.publish_async(event).await)
     }

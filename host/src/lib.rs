@@ -66,6 +66,7 @@
 //! - [`telemetry`] holds the OpenTelemetry side: host and script metrics (capped, read in
 //!   process by [`Host::metrics_snapshot`]), `traceparent` in event headers, OTLP export.
 //! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
+//! - [`config`] reads the optional host config, `plughost.yaml`.
 //! - [`cli`] holds the commands of the binary.
 //!
 //! The runtimes themselves (Lua today) live in the `plughost-bindings` crate behind one
@@ -76,6 +77,7 @@ pub mod actor;
 pub mod bus;
 pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod delivery;
 pub mod deps;
 pub mod discovery;

@@ -10,6 +10,7 @@ use plughost::RuntimeKind;
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
 use plughost::cli::{check, list, new};
+use plughost::config::{self, HostConfig};
 use plughost::telemetry::export::Export;
 
 #[derive(Parser, Debug)]
@@ -43,9 +44,12 @@ enum Runtime {
 enum Command {
     /// Run the host on one or more plugins directories.
     Run {
-        /// A plugins directory (repeatable; default ./plugins).
+        /// A plugins directory (repeatable; replaces the config's; default ./plugins).
         #[arg(long = "plugins", value_name = "DIR")]
         plugins: Vec<PathBuf>,
+        /// Read the host config (plughost.yaml) FILE; flags override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Publish each JSON line {"topic":…, "payload":…} of FILE, or of stdin with `-`.
         #[arg(long, value_name = "FILE|-")]
         input: Option<String>,
@@ -58,9 +62,9 @@ enum Command {
         /// Do not watch the plugins directories (no live reload).
         #[arg(long)]
         no_watch: bool,
-        /// How long shutdown waits for queues to drain, e.g. `10s`, `500ms`.
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime_duration)]
-        drain_timeout: Duration,
+        /// How long shutdown waits for queues to drain, e.g. `10s`, `500ms` [default: 10s].
+        #[arg(long, value_name = "DURATION", value_parser = humantime_duration)]
+        drain_timeout: Option<Duration>,
     },
     /// Validate manifests and compile scripts; exit 1 on any error.
     Check {
@@ -114,10 +118,27 @@ fn main() -> ExitCode {
         Format::Text => LogFormat::Text,
         Format::Json => LogFormat::Json,
     };
+    // The host config first: its telemetry settings feed the export. A bad
+    // file is a configuration error, reported before anything starts.
+    let host_config = match &cli.command {
+        Command::Run {
+            config: Some(path), ..
+        } => match config::load(path) {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("plughost: the host config has {} error(s)", errors.len());
+                return ExitCode::from(exit::USAGE as u8);
+            }
+        },
+        _ => HostConfig::default(),
+    };
     // OTLP export (traces and metrics) only for `run`, only when configured.
     // Built before the async runtime: its HTTP client is a blocking one.
     let (export, export_error) = match &cli.command {
-        Command::Run { .. } => match Export::from_env() {
+        Command::Run { .. } => match Export::from_env_and(&host_config.telemetry) {
             Ok(e) => (e.map(Arc::new), None),
             Err(e) => (None, Some(e)),
         },
@@ -127,9 +148,16 @@ fn main() -> ExitCode {
     if let Some(e) = export_error {
         tracing::error!("telemetry export is off: {e}");
     }
+    if let Some(admin) = &host_config.admin {
+        tracing::info!(
+            listen = %admin.listen,
+            "the host config sets `admin`, but the admin endpoint is not served yet"
+        );
+    }
     let code = match cli.command {
         Command::Run {
             plugins,
+            config: _,
             input,
             taps,
             exit_when_idle,
@@ -137,7 +165,7 @@ fn main() -> ExitCode {
             drain_timeout,
         } => {
             let opts = RunOptions {
-                plugins: or_default(plugins),
+                plugins: host_config.plugins_dirs(plugins),
                 input: input.map(|i| {
                     if i == "-" {
                         InputSource::Stdin
@@ -147,7 +175,7 @@ fn main() -> ExitCode {
                 }),
                 taps,
                 exit_when_idle,
-                drain_timeout,
+                drain_timeout: host_config.drain_timeout_or(drain_timeout),
                 watch: !no_watch,
                 export: export.clone(),
             };

@@ -76,6 +76,44 @@ impl Services {
     }
 }
 
+/// The span attribute of a script's attribute value: strings, integers,
+/// floats and booleans as they are, anything else as JSON text.
+fn span_value(v: &Value) -> opentelemetry::Value {
+    match v {
+        Value::String(s) => s.clone().into(),
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.into(),
+            (None, Some(f)) => f.into(),
+            (None, None) => n.to_string().into(),
+        },
+        other => other.to_string().into(),
+    }
+}
+
+/// Sets each of a script span's `attributes` as its own span attribute:
+/// at most `cap` of them (in key order), never one of the host's own
+/// (`plugin.*`, `message.*`); how many were left out goes in
+/// `plugin.attributes_dropped`.
+fn span_attributes(span: &tracing::Span, attributes: &Map<String, Value>, cap: usize) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mut set = 0usize;
+    let mut dropped = 0i64;
+    for (k, v) in attributes {
+        let reserved =
+            k.starts_with("plugin.") || k.starts_with("message.") || k.starts_with("otel.");
+        if reserved || set >= cap {
+            dropped += 1;
+            continue;
+        }
+        span.set_attribute(k.clone(), span_value(v));
+        set += 1;
+    }
+    if dropped > 0 {
+        span.set_attribute("plugin.attributes_dropped", dropped);
+    }
+}
+
 impl HostApi for Services {
     fn publish(
         &self,
@@ -90,6 +128,15 @@ impl HostApi for Services {
             None => Event::new(topic, payload, plugin.name.as_str()),
         };
         trace::inject_current(&mut event.headers);
+        // Not exporting, the delivery span has no trace context of its own:
+        // the consequence stays in the cause's trace (as a sibling).
+        if let Some(tp) = cause.and_then(|c| c.headers.get(trace::TRACEPARENT))
+            && !event.headers.contains_key(trace::TRACEPARENT)
+        {
+            event
+                .headers
+                .insert(trace::TRACEPARENT.to_owned(), tp.clone());
+        }
         Ok(self.bus.publish_blocking(event, Some(&plugin.name)))
     }
 
@@ -163,7 +210,6 @@ impl HostApi for Services {
         attributes: &Map<String, Value>,
         cause: Option<&Event>,
     ) -> SpanGuard {
-        let attributes = serde_json::Value::Object(attributes.clone()).to_string();
         let span = tracing::info_span!(
             target: "plughost::plugin",
             "script_span",
@@ -173,8 +219,10 @@ impl HostApi for Services {
             plugin.runtime = %plugin.runtime,
             message.topic = cause.map(|c| c.topic.as_str()).unwrap_or(""),
             message.id = cause.map(|c| c.id.as_str()).unwrap_or(""),
-            attributes,
         );
+        if !span.is_disabled() {
+            span_attributes(&span, attributes, self.metrics.caps().attributes_per_call);
+        }
         Box::new(span.entered())
     }
 

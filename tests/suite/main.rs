@@ -5,6 +5,7 @@
 
 mod bindings;
 mod cli;
+mod config;
 mod examples;
 mod library;
 mod lifecycle;

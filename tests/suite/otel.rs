@@ -25,14 +25,15 @@ const ARRIVAL_LIMIT: Duration = Duration::from_secs(20);
 const SERVICE: &str = "plughost-test";
 
 /// The per-plugin host metrics of SPEC §6 that a run delivering one event
-/// through two plugins must export. (`plugin.reloads` and
-/// `plugin.queue.dropped` count things this run never does.)
-const HOST_METRICS: [&str; 6] = [
+/// through two plugins must export (`plugin.queue.dropped` as 0).
+/// (`plugin.reloads` counts things this run never does.)
+const HOST_METRICS: [&str; 7] = [
     "plugin.init.duration_ms",
     "plugin.shutdown.duration_ms",
     "plugin.message.processing_time_ms",
     "plugin.messages",
     "plugin.queue.depth",
+    "plugin.queue.dropped",
     "plugin.lifecycle.events",
 ];
 
@@ -42,7 +43,7 @@ const PER_EVENT_METRICS: [&str; 2] = ["plugin.message.processing_time_ms", "plug
 /// The metric A's script records, `telemetry.counter("words", 3, {kind = "x"})`.
 const SCRIPT_METRIC: &str = "words";
 
-/// The span B's script opens, `telemetry.span("work", {step = "one"}, fn)`.
+/// The span B's script opens, `telemetry.span("work", {step = "one", n = 3, ok = true}, fn)`.
 const SCRIPT_SPAN: &str = "work";
 
 // ---------------------------------------------------------------------------
@@ -618,6 +619,15 @@ impl Received {
                 if let Err(e) = plugin_attrs(&span.attrs, "b") {
                     missing.push(format!("span {SCRIPT_SPAN}: {e}"));
                 }
+                // Each script attribute its own span attribute.
+                for (key, want) in [("step", "one"), ("n", "3"), ("ok", "true")] {
+                    if attr(&span.attrs, key) != Some(want) {
+                        missing.push(format!(
+                            "span {SCRIPT_SPAN} with {key}: {want} ({:?})",
+                            span.attrs
+                        ));
+                    }
+                }
                 if !b.iter().any(|b| self.descends_from(span, b)) {
                     missing.push(format!(
                         "span {SCRIPT_SPAN} below B's delivery span (parent {})",
@@ -671,7 +681,7 @@ function shutdown() end
         r#"
 function init() end
 function on_event(e)
-  telemetry.span("work", {step = "one"}, function()
+  telemetry.span("work", {step = "one", n = 3, ok = true}, function()
     bus.publish("out", {n = e.payload.n + 1})
   end)
 end
@@ -686,28 +696,68 @@ fn spans_and_metrics_reach_an_otlp_collector() {
     let collector = Collector::start();
     let fx = two_plugins();
     let endpoint = collector.endpoint();
-    let input = format!("{}\n", ev("in", serde_json::json!({"n": 1})));
-    let run: Run = run_binary_with_env(
-        &[
-            "run",
-            "--plugins",
-            fx.path().to_str().unwrap(),
-            "--input",
-            "-",
-            "--tap",
-            "out",
-            "--exit-when-idle",
-        ],
-        Some(&input),
+    let run = run_two_plugins(
+        &["--plugins", fx.path().to_str().unwrap()],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_SERVICE_NAME", SERVICE),
         ],
     );
+    expect_all_received(&collector, &run);
+}
+
+/// SPEC §11: the host config's `telemetry:` turns export on without any
+/// variable, and names the service.
+#[test]
+fn the_host_config_turns_export_on() {
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let config = fx.file(
+        "plughost.yaml",
+        &format!(
+            "plugins: [.]\ntelemetry:\n  otlp_endpoint: {}\n  protocol: http/protobuf\n  service_name: {SERVICE}\n",
+            collector.endpoint()
+        ),
+    );
+    let run = run_two_plugins(&["--config", config.to_str().unwrap()], &[]);
+    expect_all_received(&collector, &run);
+}
+
+/// The standard variables win over the host config: the config's endpoint
+/// leads nowhere, the variable's to the collector.
+#[test]
+fn variables_override_the_host_config() {
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let config = fx.file(
+        "plughost.yaml",
+        &format!(
+            "plugins: [.]\ntelemetry:\n  otlp_endpoint: {nowhere}\n  service_name: {SERVICE}\n"
+        ),
+    );
+    let endpoint = collector.endpoint();
+    let run = run_two_plugins(
+        &["--config", config.to_str().unwrap()],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    expect_all_received(&collector, &run);
+}
+
+/// Runs the host on [`two_plugins`] (located by `args`) with one `in` event.
+fn run_two_plugins(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let input = format!("{}\n", ev("in", serde_json::json!({"n": 1})));
+    let mut all = vec!["run", "--input", "-", "--tap", "out", "--exit-when-idle"];
+    all.extend_from_slice(args);
+    let run: Run = run_binary_with_env(&all, Some(&input), env);
     run.expect_code(0);
     assert_eq!(run.only("out"), serde_json::json!({"n": 2}), "{run}");
+    run
+}
 
+/// Waits for everything SPEC §6 asks for to reach the collector.
+fn expect_all_received(collector: &Collector, run: &Run) {
     // The host flushes on exit; rotel prints within its batch timeout.
     let deadline = Instant::now() + ARRIVAL_LIMIT;
     let missing = loop {

@@ -88,6 +88,7 @@ fn host_and_script_metrics_stay_in_process_with_the_plugin_attributes() {
             "plugin.message.processing_time_ms",
             "plugin.messages",
             "plugin.queue.depth",
+            "plugin.queue.dropped",
             "plugin.lifecycle.events",
             "words",
             "size",
@@ -122,6 +123,11 @@ fn host_and_script_metrics_stay_in_process_with_the_plugin_attributes() {
                 .all(|p| p.attr("message.topic") == Some("in"))
         );
 
+        // Reported like the depth: 0 when nothing was dropped.
+        let dropped = points(&all, "plugin.queue.dropped", "counting");
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(dropped[0].value, 0.0);
+
         let words = points(&all, "words", "counting");
         assert_eq!(words.len(), 1);
         assert_eq!(words[0].attr("kind"), Some("x"));
@@ -143,6 +149,94 @@ fn host_and_script_metrics_stay_in_process_with_the_plugin_attributes() {
                 .iter()
                 .any(|p| p.attr("event") == Some("stopped"))
         );
+        // Still reported once the plugin has left the bus (the last export
+        // of a run happens then).
+        assert_eq!(
+            points(&all, "plugin.queue.dropped", "counting").len(),
+            1,
+            "{all:?}"
+        );
+    });
+}
+
+const SLOW: &str = r#"
+function on_event(e)
+  host.pause()
+end
+"#;
+
+#[test]
+fn events_dropped_by_the_overflow_policy_are_counted() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "slow",
+        "subscriptions: [in]\nlimits: {queue: 1, overflow: drop_newest}\n",
+        SLOW,
+    );
+    const SENT: usize = 6;
+    tokio_rt().block_on(async {
+        let host = Host::builder()
+            .plugins_dir(fx.path())
+            .function("pause", |_| {
+                std::thread::sleep(Duration::from_millis(50));
+                Ok(serde_json::Value::Null)
+            })
+            .build()
+            .unwrap();
+        assert_eq!(host.start().await.started, ["slow"]);
+        for n in 0..SENT {
+            host.publish("in", json!({"n": n})).await.unwrap();
+        }
+        host.wait_idle().await;
+        let all = host.metrics_snapshot();
+        let dropped = points(&all, "plugin.queue.dropped", "slow");
+        assert_eq!(dropped.len(), 1, "{all:?}");
+        assert_plugin_attrs(dropped[0], "slow");
+        let handled: f64 = points(&all, "plugin.messages", "slow")
+            .iter()
+            .map(|p| p.value)
+            .sum();
+        assert!(
+            dropped[0].value >= 1.0,
+            "a one-event queue overflows: {all:?}"
+        );
+        assert_eq!(dropped[0].value + handled, SENT as f64, "{all:?}");
+
+        host.shutdown(Duration::from_secs(5)).await;
+        let after = host.metrics_snapshot();
+        let again = points(&after, "plugin.queue.dropped", "slow");
+        assert_eq!(again.len(), 1, "{after:?}");
+        assert_eq!(again[0].value, dropped[0].value, "kept after shutdown");
+    });
+}
+
+#[test]
+fn telemetry_off_records_nothing() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "counting",
+        "subscriptions: [in]\npublications: [out]\n",
+        COUNTING,
+    );
+    tokio_rt().block_on(async {
+        let host = Host::builder()
+            .plugins_dir(fx.path())
+            .telemetry(false)
+            .build()
+            .unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        assert_eq!(host.start().await.started, ["counting"]);
+        host.publish("in", json!({"n": 1})).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), out.next())
+            .await
+            .expect("an output within 5 s")
+            .expect("stream open");
+        assert!(!e.headers.contains_key("traceparent"), "{e:?}");
+        host.wait_idle().await;
+        assert_eq!(host.metrics_snapshot(), Vec::new());
+        host.shutdown(Duration::from_secs(5)).await;
     });
 }
 
@@ -194,6 +288,39 @@ fn script_metrics_are_capped_and_refusals_counted() {
         for p in &refusals {
             assert_plugin_attrs(p, "greedy");
         }
+        host.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
+/// Not exporting, the events a plugin publishes stay in the trace of the
+/// event that caused them. (A new trace for each event the host publishes,
+/// when the delivery spans are recorded, is seen end to end in otel.rs.)
+#[test]
+fn consequences_stay_in_the_trace_of_their_cause() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "counting",
+        "subscriptions: [in]\npublications: [out]\n",
+        COUNTING,
+    );
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        assert_eq!(host.start().await.started, ["counting"]);
+        let mut event = plughost::Event::new("in", json!({"n": 1}), "host");
+        event.headers.insert("traceparent".into(), TP.into());
+        host.publish_event(event).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), out.next())
+            .await
+            .expect("an output within 5 s")
+            .expect("stream open");
+        assert_eq!(
+            e.headers.get("traceparent").map(String::as_str),
+            Some(TP),
+            "{e:?}"
+        );
         host.shutdown(Duration::from_secs(5)).await;
     });
 }

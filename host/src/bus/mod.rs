@@ -37,8 +37,9 @@ pub struct Route {
     pub patterns: PatternSet,
     /// Its queue.
     pub queue: Arc<Queue>,
-    /// Events discarded by its overflow policy.
-    pub dropped: AtomicU64,
+    /// Events discarded by its overflow policy (the plugin's counter,
+    /// [`crate::telemetry::Metrics::dropped_counter`], kept across routes).
+    pub dropped: Arc<AtomicU64>,
 }
 
 struct Subscriber {
@@ -81,12 +82,7 @@ impl Bus {
     pub fn replace_route(&self, route: Arc<Route>) {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         match routes.iter_mut().find(|r| r.plugin == route.plugin) {
-            Some(slot) => {
-                // Keep counting the plugin's drops across the change.
-                let dropped = slot.dropped.load(Ordering::Relaxed);
-                route.dropped.fetch_add(dropped, Ordering::Relaxed);
-                *slot = route;
-            }
+            Some(slot) => *slot = route,
             None => routes.push(route),
         }
     }

@@ -112,8 +112,7 @@ pub async fn run(opts: RunOptions) -> i32 {
         "plughost running; Ctrl-C to stop"
     );
 
-    // Dropped (stopping the watcher) when `run` returns.
-    let _watch = if opts.watch {
+    let watch = if opts.watch {
         match host.watch() {
             Ok(w) => Some(w),
             Err(e) => {
@@ -131,6 +130,8 @@ pub async fn run(opts: RunOptions) -> i32 {
     let stats = wait(&host, input_task, opts.exit_when_idle, signal).await;
     had_errors |= stats.errors > 0;
 
+    // No reload may start a plugin while the others are being stopped.
+    drop(watch);
     let shutdown = host.shutdown(opts.drain_timeout).await;
     had_errors |= !shutdown.undelivered.is_empty();
     // Pending telemetry leaves before the process does (metrics were

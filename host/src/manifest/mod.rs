@@ -33,12 +33,12 @@
 //! ```
 
 mod limits;
-mod raw;
-mod suggest;
+pub(crate) mod raw;
+pub(crate) mod suggest;
 #[cfg(test)]
 mod tests;
 mod validate;
-mod values;
+pub(crate) mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -21,7 +21,7 @@ use super::Position;
 
 /// One YAML node: where it starts and what it holds.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Node {
+pub(crate) struct Node {
     /// Line and column of the node's first character (for aliases, of the `*alias`).
     pub pos: Position,
     /// Byte range of the node in the source, when known; gives a scalar's spelling.
@@ -32,7 +32,7 @@ pub(super) struct Node {
 
 /// What a node holds. Mappings keep their entries in file order, duplicates included.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// `~`, `null`, or nothing at all (`key:`).
     Null,
     /// `true` or `false`.
@@ -77,13 +77,13 @@ impl Node {
 
 /// A YAML syntax error: the position serde-saphyr gives, if any, and a one-line message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct SyntaxError {
+pub(crate) struct SyntaxError {
     pub pos: Option<Position>,
     pub message: String,
 }
 
 /// Parses `text` into a node tree; an empty document is a [`Kind::Null`] root.
-pub(super) fn read(text: &str) -> Result<Node, SyntaxError> {
+pub(crate) fn read(text: &str) -> Result<Node, SyntaxError> {
     let options = serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: DuplicateKeyPolicy::PassThrough,

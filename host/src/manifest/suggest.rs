@@ -8,7 +8,7 @@
 const THRESHOLD: f64 = 0.8;
 
 /// The candidate closest to `typed`, if it is close enough to be a likely typo.
-pub(super) fn closest<'a>(typed: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(typed: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let typed = typed.to_lowercase();
     // On a tie the candidate listed first wins, so the answer never depends on luck.
     let mut best: Option<(&'a str, f64)> = None;
@@ -22,7 +22,7 @@ pub(super) fn closest<'a>(typed: &str, candidates: &[&'a str]) -> Option<&'a str
 }
 
 /// `" (did you mean `x`?)"` for the closest candidate, or `""` when none is close.
-pub(super) fn hint(typed: &str, candidates: &[&str]) -> String {
+pub(crate) fn hint(typed: &str, candidates: &[&str]) -> String {
     closest(typed, candidates)
         .map(|better| format!(" (did you mean `{better}`?)"))
         .unwrap_or_default()

@@ -13,13 +13,13 @@ use super::suggest;
 
 /// One thing wrong with the manifest: where (when known) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Problem {
+pub(crate) struct Problem {
     pub pos: Option<Position>,
     pub message: String,
 }
 
 /// The problems found so far, and the source text for quoting values as written.
-pub(super) struct Check<'s> {
+pub(crate) struct Check<'s> {
     source: &'s str,
     problems: Vec<Problem>,
 }

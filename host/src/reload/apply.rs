@@ -362,7 +362,7 @@ impl Host {
                     plugin: name.clone(),
                     patterns: PatternSet::new(m.subscriptions.clone()),
                     queue: queue.clone(),
-                    dropped: Default::default(),
+                    dropped: self.inner.services.metrics().dropped_counter(&name),
                 }));
                 self.inner
                     .services

@@ -1,13 +1,18 @@
-//! OTLP export of traces and metrics, turned on by the environment.
+//! OTLP export of traces and metrics, turned on by the environment or the host config.
 //!
-//! With no `OTEL_EXPORTER_OTLP_ENDPOINT` (nor a signal-specific endpoint)
-//! nothing leaves the process. With one, spans (through the
-//! `tracing-opentelemetry` layer) and metrics (a periodic reader on the
-//! host's meter provider) are sent over OTLP HTTP/protobuf by background
-//! threads: a slow or absent collector never slows event handling.
-//! `OTEL_SERVICE_NAME` names the service (`plughost` by default).
+//! With no `OTEL_EXPORTER_OTLP_ENDPOINT` (nor a signal-specific endpoint) and
+//! no `telemetry.otlp_endpoint` in the host config, nothing leaves the
+//! process. With one, spans (through the `tracing-opentelemetry` layer) and
+//! metrics (a periodic reader on the host's meter provider) are sent over OTLP
+//! HTTP/protobuf by background threads: a slow or absent collector never slows
+//! event handling. `OTEL_SERVICE_NAME` (else the config's
+//! `telemetry.service_name`) names the service, `plughost` by default.
+//!
+//! The standard variables win over the host config, key by key: an endpoint
+//! variable replaces the config's endpoint for its signals, `OTEL_SERVICE_NAME`
+//! its service name, `OTEL_EXPORTER_OTLP_PROTOCOL` its protocol.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
@@ -15,46 +20,92 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
-/// The service name when `OTEL_SERVICE_NAME` is not set.
+use crate::config::TelemetryConfig;
+
+/// The service name when neither `OTEL_SERVICE_NAME` nor the host config sets one.
 pub const DEFAULT_SERVICE_NAME: &str = "plughost";
 
-/// What the environment asks for.
+/// The service name chosen by [`Export::from_env_and`], for [`resource`].
+static SERVICE_NAME: OnceLock<String> = OnceLock::new();
+
+/// What the environment and the host config ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The service name of the resource.
     pub service_name: String,
     /// A warning to log (an unsupported protocol was asked for).
     pub warning: Option<String>,
+    /// The URL spans go to when it comes from the host config; `None` when a
+    /// variable (or the exporter's default) decides.
+    pub traces_endpoint: Option<String>,
+    /// The URL metrics go to when it comes from the host config; `None` when a
+    /// variable (or the exporter's default) decides.
+    pub metrics_endpoint: Option<String>,
 }
 
 impl Config {
     /// Reads the configuration through `var` (`std::env::var` in the binary);
     /// `None` when no endpoint is configured.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Option<Config> {
+        Config::from_lookup_and(var, &TelemetryConfig::default())
+    }
+
+    /// Like [`Config::from_lookup`], with the host config's `telemetry:` below
+    /// the variables: each variable that is set wins over its key.
+    pub fn from_lookup_and(
+        var: impl Fn(&str) -> Option<String>,
+        file: &TelemetryConfig,
+    ) -> Option<Config> {
         let set = |k: &str| var(k).filter(|v| !v.trim().is_empty());
-        set("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .or_else(|| set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-            .or_else(|| set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))?;
-        let warning = match set("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+        let any = set("OTEL_EXPORTER_OTLP_ENDPOINT");
+        let traces = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| any.clone());
+        let metrics = set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or_else(|| any.clone());
+        let file_endpoint = file
+            .otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| e.trim_end_matches('/'));
+        if traces.is_none() && metrics.is_none() && file_endpoint.is_none() {
+            return None;
+        }
+        // The exporter prefers an endpoint given in code over every variable,
+        // so the config's is given only for a signal no variable covers.
+        let from_file = |env: &Option<String>, path: &str| match (env, file_endpoint) {
+            (None, Some(base)) => Some(format!("{base}{path}")),
+            _ => None,
+        };
+        let protocol = set("OTEL_EXPORTER_OTLP_PROTOCOL");
+        let warning = match protocol.as_deref() {
             None | Some("http/protobuf") => None,
             Some(other) => Some(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported; using http/protobuf"
             )),
         };
         Some(Config {
-            service_name: set("OTEL_SERVICE_NAME")
-                .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned()),
+            service_name: service_name(&set, file),
             warning,
+            traces_endpoint: from_file(&traces, "/v1/traces"),
+            metrics_endpoint: from_file(&metrics, "/v1/metrics"),
         })
     }
 }
 
+fn service_name(set: &impl Fn(&str) -> Option<String>, file: &TelemetryConfig) -> String {
+    set("OTEL_SERVICE_NAME")
+        .or_else(|| file.service_name.clone())
+        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned())
+}
+
 /// The resource of every span and metric: the service name.
 pub fn resource() -> Resource {
-    let name = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
+    let name = match SERVICE_NAME.get() {
+        Some(name) => name.clone(),
+        None => std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned()),
+    };
     Resource::builder().with_service_name(name).build()
 }
 
@@ -68,20 +119,37 @@ pub struct Export {
 impl Export {
     /// Starts the export the environment asks for, if any.
     pub fn from_env() -> Result<Option<Export>, String> {
-        let Some(config) = Config::from_lookup(|k| std::env::var(k).ok()) else {
+        Export::from_env_and(&TelemetryConfig::default())
+    }
+
+    /// Starts the export the environment and the host config's `telemetry:`
+    /// ask for, if any; the variables win (see [`Config::from_lookup_and`]).
+    /// Also fixes the service name of [`resource`] for the process.
+    pub fn from_env_and(file: &TelemetryConfig) -> Result<Option<Export>, String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let _ = SERVICE_NAME.set(service_name(&env, file));
+        let Some(config) = Config::from_lookup_and(env, file) else {
             return Ok(None);
         };
         if let Some(w) = &config.warning {
             eprintln!("plughost: {w}");
         }
-        let spans = SpanExporter::builder()
+        let mut spans = SpanExporter::builder()
             .with_http()
-            .with_protocol(Protocol::HttpBinary)
+            .with_protocol(Protocol::HttpBinary);
+        if let Some(url) = &config.traces_endpoint {
+            spans = spans.with_endpoint(url);
+        }
+        let spans = spans
             .build()
             .map_err(|e| format!("OTLP trace exporter: {e}"))?;
-        let metrics = MetricExporter::builder()
+        let mut metrics = MetricExporter::builder()
             .with_http()
-            .with_protocol(Protocol::HttpBinary)
+            .with_protocol(Protocol::HttpBinary);
+        if let Some(url) = &config.metrics_endpoint {
+            metrics = metrics.with_endpoint(url);
+        }
+        let metrics = metrics
             .build()
             .map_err(|e| format!("OTLP metric exporter: {e}"))?;
         let resource = Resource::builder()
@@ -170,5 +238,62 @@ mod tests {
         .expect("on");
         assert_eq!(c.service_name, "shop");
         assert!(c.warning.unwrap().contains("grpc"));
+    }
+
+    fn file(endpoint: Option<&str>, name: Option<&str>) -> TelemetryConfig {
+        TelemetryConfig {
+            otlp_endpoint: endpoint.map(str::to_owned),
+            protocol: None,
+            service_name: name.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_host_config_turns_export_on() {
+        let c = Config::from_lookup_and(lookup(&[]), &file(Some("http://c:4318/"), Some("shop")))
+            .expect("on");
+        assert_eq!(c.service_name, "shop");
+        assert_eq!(
+            c.traces_endpoint.as_deref(),
+            Some("http://c:4318/v1/traces")
+        );
+        assert_eq!(
+            c.metrics_endpoint.as_deref(),
+            Some("http://c:4318/v1/metrics")
+        );
+        assert_eq!(
+            Config::from_lookup_and(lookup(&[]), &file(None, Some("shop"))),
+            None
+        );
+    }
+
+    #[test]
+    fn variables_win_over_the_host_config() {
+        let c = Config::from_lookup_and(
+            lookup(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318"),
+                ("OTEL_SERVICE_NAME", "env-name"),
+            ]),
+            &file(Some("http://file:4318"), Some("file-name")),
+        )
+        .expect("on");
+        assert_eq!(c.service_name, "env-name");
+        assert_eq!(c.traces_endpoint, None);
+        assert_eq!(c.metrics_endpoint, None);
+        // A signal-specific variable covers its signal only.
+        let c = Config::from_lookup_and(
+            lookup(&[(
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                "http://env:4318/v1/metrics",
+            )]),
+            &file(Some("http://file:4318"), None),
+        )
+        .expect("on");
+        assert_eq!(c.service_name, DEFAULT_SERVICE_NAME);
+        assert_eq!(
+            c.traces_endpoint.as_deref(),
+            Some("http://file:4318/v1/traces")
+        );
+        assert_eq!(c.metrics_endpoint, None);
     }
 }

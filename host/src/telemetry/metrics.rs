@@ -11,6 +11,7 @@
 //! accident. What is refused is counted on `plugin.telemetry.refused`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -196,6 +197,7 @@ pub struct Metrics {
     meter: Meter,
     caps: Caps,
     exporting: bool,
+    enabled: bool,
     /// `plugin.init.duration_ms`
     pub init_duration: Histogram<f64>,
     /// `plugin.shutdown.duration_ms`
@@ -213,6 +215,10 @@ pub struct Metrics {
     scripts: Mutex<Scripts>,
     /// Each plugin's attributes, for the observable instruments.
     plugins: Arc<Mutex<HashMap<String, Arc<[KeyValue]>>>>,
+    /// Each plugin's `plugin.queue.dropped` count, shared with its bus
+    /// route; kept when the route goes (stop, reload, shutdown) so the
+    /// count is still reported, and still monotonic, afterwards.
+    dropped: Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -227,6 +233,14 @@ impl Metrics {
         Self::with_exporter(bus, None)
     }
 
+    /// Telemetry off: nothing is recorded, [`Metrics::snapshot`] is empty,
+    /// and the workers open no delivery spans ([`crate::HostBuilder::telemetry`]).
+    pub fn off(bus: &Arc<Bus>) -> Self {
+        let mut m = Self::build(bus, None, false);
+        m.enabled = false;
+        m
+    }
+
     /// In-process metrics, and `export` (an OTLP periodic reader) when given.
     pub fn with_exporter(
         bus: &Arc<Bus>,
@@ -234,11 +248,22 @@ impl Metrics {
             opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>,
         >,
     ) -> Self {
+        Self::build(bus, export, true)
+    }
+
+    fn build(
+        bus: &Arc<Bus>,
+        export: Option<
+            opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>,
+        >,
+        in_process: bool,
+    ) -> Self {
         let exporting = export.is_some();
         let reader = Arc::new(ManualReader::builder().build());
-        let mut builder = SdkMeterProvider::builder()
-            .with_resource(super::export::resource())
-            .with_reader(SharedReader(reader.clone()));
+        let mut builder = SdkMeterProvider::builder().with_resource(super::export::resource());
+        if in_process {
+            builder = builder.with_reader(SharedReader(reader.clone()));
+        }
         if let Some(export) = export {
             builder = builder.with_reader(export);
         }
@@ -264,18 +289,21 @@ impl Metrics {
                 }
             })
             .build();
-        let weak = Arc::downgrade(bus);
+        let dropped: Arc<Mutex<HashMap<String, Arc<AtomicU64>>>> = Arc::default();
         let attrs = plugins.clone();
+        let counts = dropped.clone();
         meter
             .u64_observable_counter("plugin.queue.dropped")
             .with_description("Events discarded by a plugin's overflow policy")
             .with_callback(move |o| {
-                let Some(bus) = weak.upgrade() else { return };
+                // Every known plugin, 0 when nothing was dropped, as for
+                // `plugin.queue.depth`; the counts outlive the bus routes,
+                // which are gone by the time the last export runs.
                 let attrs = attrs.lock().unwrap_or_else(|p| p.into_inner());
-                for r in bus.routes() {
-                    if let Some(a) = attrs.get(&r.plugin) {
-                        o.observe(r.dropped.load(std::sync::atomic::Ordering::Relaxed), a);
-                    }
+                let counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+                for (name, a) in attrs.iter() {
+                    let n = counts.get(name).map_or(0, |c| c.load(Ordering::Relaxed));
+                    o.observe(n, a);
                 }
             })
             .build();
@@ -320,8 +348,10 @@ impl Metrics {
             meter,
             caps: Caps::default(),
             exporting,
+            enabled: true,
             scripts: Mutex::default(),
             plugins,
+            dropped,
         }
     }
 
@@ -333,6 +363,28 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.name.clone(), attrs.clone());
         attrs
+    }
+
+    /// The counter of events `plugin`'s overflow policy discarded, for its
+    /// bus route: the same one across stops, reloads and restarts.
+    pub fn dropped_counter(&self, plugin: &str) -> Arc<AtomicU64> {
+        self.dropped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(plugin.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The caps on what scripts create (metric attributes, and script span
+    /// attributes too).
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// Whether telemetry is on (the default).
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Forgets a plugin that could not start.
@@ -376,6 +428,9 @@ impl Metrics {
         value: f64,
         attributes: &Map<String, Value>,
     ) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
         let pairs: Vec<(String, String)> = attributes
             .iter()
             .map(|(k, v)| {
@@ -430,6 +485,9 @@ impl Metrics {
 
     /// Reads every metric in process now.
     pub fn snapshot(&self) -> Vec<MetricPoint> {
+        if !self.enabled {
+            return Vec::new();
+        }
         let mut rm = ResourceMetrics::default();
         if self.reader.collect(&mut rm).is_err() {
             return Vec::new();

@@ -8,15 +8,13 @@
 //! example into the workspace's `target/debug/`, where the host finds it by
 //! crate name.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, Run, binary, ev};
+use crate::support::{Fixture, Run, ev};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -99,39 +97,13 @@ fn cargo_build(args: &[&str], target: Option<&Path>, release: bool) {
 
 /// Runs the binary, with `CARGO_TARGET_DIR` set to `target_dir` when given.
 fn run_env(args: &[&str], stdin: Option<&str>, target_dir: Option<&Path>) -> Run {
-    let mut cmd = Command::new(binary());
-    cmd.args(args)
-        .env("PLUGHOST_LOG", "info")
-        .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(t) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", t);
-    }
-    let mut child = cmd.spawn().expect("spawn plughost");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        let text = text.to_owned();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(text.as_bytes());
-        });
-    }
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            // Still running past the limit: kill it so the test fails instead of hanging.
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+    match target_dir {
+        Some(t) => {
+            let t = t.to_str().expect("a UTF-8 target path");
+            crate::support::run_binary_with_env(args, stdin, &[("CARGO_TARGET_DIR", t)])
         }
-    });
-    let out = child.wait_with_output().expect("wait plughost");
-    let _ = tx.send(());
-    Run::from(out)
+        None => crate::support::run_binary_with_env(args, stdin, &[]),
+    }
 }
 
 /// `run --exit-when-idle --tap '>'` over `dir` with `input`.

@@ -7,15 +7,13 @@
 //! into a target dir shared by every test run, which `plughost` is pointed
 //! at with `CARGO_TARGET_DIR` (SPEC §7), as cargo was.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::live::Live;
-use crate::support::{Run, binary, ev, run_binary};
+use crate::support::{Run, ev, run_binary};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -194,38 +192,8 @@ fn shared_target() -> PathBuf {
 
 /// Runs the binary with `CARGO_TARGET_DIR=target`, killed after a minute.
 fn run_with_target(args: &[&str], stdin: Option<&str>, target: &Path) -> Run {
-    let mut child = Command::new(binary())
-        .args(args)
-        .env("PLUGHOST_LOG", "info")
-        .env_remove("RUST_LOG")
-        .env("CARGO_TARGET_DIR", target)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plughost");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        let text = text.to_owned();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(text.as_bytes());
-        });
-    }
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            // Still running past the limit: kill it so the test fails instead of hanging.
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
-        }
-    });
-    let out = child.wait_with_output().expect("wait plughost");
-    let _ = tx.send(());
-    Run::from(out)
+    let target = target.to_str().expect("a UTF-8 target path");
+    crate::support::run_binary_with_env(args, stdin, &[("CARGO_TARGET_DIR", target)])
 }
 
 #[test]

@@ -111,7 +111,7 @@ fn on_event(e) {
 };
 
 /// A script that does not compile; the error is on line 3.
-const SYNTAX_ERROR: Src = Src {
+pub(crate) const SYNTAX_ERROR: Src = Src {
     lua: r#"
 function init()
   if then end

@@ -115,16 +115,4 @@ fn shutdown() {
 };
 
 /// Does not compile; the error is on line 3.
-const SYNTAX_ERROR: Src = Src {
-    lua: r#"
-function init()
-  if then end
-end
-"#,
-    rhai: r#"
-fn init() {
-  let = 1;
-}
-"#,
-    native: None,
-};
+pub(crate) use crate::lifecycle::SYNTAX_ERROR;

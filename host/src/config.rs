@@ -59,7 +59,7 @@ pub struct HostConfig {
     pub plugins: Vec<PathBuf>,
     /// How long shutdown waits for queues to drain.
     pub drain_timeout: Option<Duration>,
-    /// The admin endpoint's settings (parsed and checked; not served yet).
+    /// The admin endpoint's settings (`plughost run` serves it).
     pub admin: Option<AdminConfig>,
     /// OTLP export settings; the `OTEL_*` variables override each of them.
     pub telemetry: TelemetryConfig,

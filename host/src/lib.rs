@@ -66,6 +66,7 @@
 //! - [`telemetry`] holds the OpenTelemetry side: host and script metrics (capped, read in
 //!   process by [`Host::metrics_snapshot`]), `traceparent` in event headers, OTLP export.
 //! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
+//! - [`admin`] serves the admin HTTP endpoint (`plughost run --admin`).
 //! - [`config`] reads the optional host config, `plughost.yaml`.
 //! - [`cli`] holds the commands of the binary.
 //!
@@ -74,6 +75,7 @@
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod admin;
 pub mod bus;
 pub mod catalog;
 pub mod cli;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use plughost::RuntimeKind;
+use plughost::admin::AdminSettings;
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
 use plughost::cli::{check, list, new};
@@ -65,6 +66,11 @@ enum Command {
         /// How long shutdown waits for queues to drain, e.g. `10s`, `500ms` [default: 10s].
         #[arg(long, value_name = "DURATION", value_parser = humantime_duration)]
         drain_timeout: Option<Duration>,
+        /// Serve the admin HTTP endpoint on ADDR, e.g. `127.0.0.1:9090` (overrides the config's
+        /// `admin.listen`). A non-loopback ADDR needs a bearer token in $PLUGHOST_ADMIN_TOKEN
+        /// (or the variable named by the config's `admin.token_env`).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
     },
     /// Validate manifests and compile scripts; exit 1 on any error.
     Check {
@@ -148,12 +154,6 @@ fn main() -> ExitCode {
     if let Some(e) = export_error {
         tracing::error!("telemetry export is off: {e}");
     }
-    if let Some(admin) = &host_config.admin {
-        tracing::info!(
-            listen = %admin.listen,
-            "the host config sets `admin`, but the admin endpoint is not served yet"
-        );
-    }
     let code = match cli.command {
         Command::Run {
             plugins,
@@ -163,7 +163,21 @@ fn main() -> ExitCode {
             exit_when_idle,
             no_watch,
             drain_timeout,
+            admin,
         } => {
+            let token_env = host_config
+                .admin
+                .as_ref()
+                .and_then(|a| a.token_env.as_deref());
+            let listen = admin.or_else(|| host_config.admin.as_ref().map(|a| a.listen.clone()));
+            let admin = match listen.map(|l| AdminSettings::resolve(&l, token_env)) {
+                None => None,
+                Some(Ok(settings)) => Some(settings),
+                Some(Err(e)) => {
+                    eprintln!("plughost: {e}");
+                    return ExitCode::from(exit::USAGE as u8);
+                }
+            };
             let opts = RunOptions {
                 plugins: host_config.plugins_dirs(plugins),
                 input: input.map(|i| {
@@ -178,6 +192,7 @@ fn main() -> ExitCode {
                 drain_timeout: host_config.drain_timeout_or(drain_timeout),
                 watch: !no_watch,
                 export: export.clone(),
+                admin,
             };
             match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -106,12 +106,13 @@ fn the_bridge_key_is_refused_and_a_missing_file_is_a_usage_error() {
 }
 
 #[test]
-fn admin_is_accepted_but_not_served_yet() {
-    let (_fx, config) = setup("plugins: [a]\nadmin:\n  listen: 127.0.0.1:9090\n");
+fn admin_listen_is_served() {
+    let (_fx, config) = setup("plugins: [a]\nadmin:\n  listen: 127.0.0.1:0\n");
     let run = run(&["--config", &config]);
     run.expect_code(0);
     assert!(
-        run.stderr.contains("admin endpoint is not served yet"),
+        run.stderr
+            .contains("admin endpoint listening on http://127.0.0.1:"),
         "{run}"
     );
     assert_eq!(pongs(&run), ["pong.alpha"], "{run}");

@@ -31,10 +31,16 @@ pub struct Live {
 impl Live {
     /// Spawns `plughost ARGS` with piped stdin, stdout and stderr.
     pub fn spawn(args: &[&str]) -> Live {
+        Live::spawn_with_env(args, &[])
+    }
+
+    /// Like [`Live::spawn`] with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Live {
         let mut child = Command::new(binary())
             .args(args)
             .env("PLUGHOST_LOG", "info")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -3,6 +3,7 @@
 //!
 //! Behaviour modules are written once and run against every runtime.
 
+mod admin;
 mod bindings;
 mod cli;
 mod config;

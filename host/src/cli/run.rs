@@ -15,6 +15,7 @@ use tokio::io::BufReader;
 
 use super::input::{self, InputStats};
 use crate::Host;
+use crate::admin::{AdminSettings, Bound};
 use crate::telemetry::export::Export;
 
 /// Where `--input` reads from.
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub watch: bool,
     /// OTLP export of traces and metrics, when configured.
     pub export: Option<Arc<Export>>,
+    /// Serve the admin endpoint (SPEC §10).
+    pub admin: Option<AdminSettings>,
 }
 
 /// Exit codes of the command line.
@@ -104,6 +107,18 @@ pub async fn run(opts: RunOptions) -> i32 {
         },
     };
 
+    // Bound before plugins start: a taken port is a configuration error.
+    let admin = match &opts.admin {
+        None => None,
+        Some(settings) => match Bound::bind(settings).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                tracing::error!("admin: cannot listen on {}: {e}", settings.listen);
+                return exit::USAGE;
+            }
+        },
+    };
+
     let report = host.start().await;
     had_errors |= !report.failed.is_empty();
     tracing::info!(
@@ -111,6 +126,13 @@ pub async fn run(opts: RunOptions) -> i32 {
         failed = report.failed.len(),
         "plughost running; Ctrl-C to stop"
     );
+
+    let admin = admin.map(|bound| {
+        if let Ok(addr) = bound.local_addr() {
+            tracing::info!("admin endpoint listening on http://{addr}");
+        }
+        bound.serve(host.clone(), &report.failed)
+    });
 
     let watch = if opts.watch {
         match host.watch() {
@@ -132,7 +154,13 @@ pub async fn run(opts: RunOptions) -> i32 {
 
     // No reload may start a plugin while the others are being stopped.
     drop(watch);
+    if let Some(admin) = &admin {
+        admin.shutting_down();
+    }
     let shutdown = host.shutdown(opts.drain_timeout).await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
     had_errors |= !shutdown.undelivered.is_empty();
     // Pending telemetry leaves before the process does (metrics were
     // flushed by `shutdown`); the exporters' blocking HTTP clients run on

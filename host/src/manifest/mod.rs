@@ -50,6 +50,11 @@ use crate::topic::Pattern;
 
 pub use limits::{Limits, Overflow, Retry};
 
+/// Whether `name` is a valid plugin name, `[a-z0-9][a-z0-9_-]{0,63}`.
+pub fn is_valid_name(name: &str) -> bool {
+    validate::is_valid_name(name)
+}
+
 /// The name of the manifest file that makes a folder a plugin.
 pub const FILE_NAME: &str = "plugin.yaml";
 

@@ -1,0 +1,166 @@
+//! The admin endpoint (SPEC §10): a small HTTP API on the running host.
+//!
+//! `GET /health`, `GET /plugins`, `GET /plugins/{name}`,
+//! `POST /plugins/{name}/reload`, `POST /events/{topic}`. Errors are JSON
+//! `{"error": "..."}`. It listens on loopback by default; a non-loopback
+//! address needs a bearer token (checked in constant time). The server stops
+//! with the host, after it has drained; `/health` answers 503 meanwhile.
+
+mod auth;
+mod errors;
+mod routes;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::Host;
+
+pub use errors::ApiError;
+
+/// The largest request body accepted (`POST /events/{topic}`): 1 MiB.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default environment variable holding the bearer token.
+pub const DEFAULT_TOKEN_ENV: &str = "PLUGHOST_ADMIN_TOKEN";
+
+/// How the admin endpoint is served.
+#[derive(Clone)]
+pub struct AdminSettings {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The bearer token requests must carry, if any.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl AdminSettings {
+    /// Settings for `listen`, with the token read from the environment
+    /// variable `token_env` (default [`DEFAULT_TOKEN_ENV`]). A non-loopback
+    /// address without a token is refused with a message.
+    pub fn resolve(listen: &str, token_env: Option<&str>) -> Result<AdminSettings, String> {
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            format!("admin: `{listen}` is not a socket address (write e.g. `127.0.0.1:9090`)")
+        })?;
+        let var = token_env.unwrap_or(DEFAULT_TOKEN_ENV);
+        let token = std::env::var(var).ok().filter(|t| !t.is_empty());
+        if token.is_none() && !listen.ip().is_loopback() {
+            return Err(format!(
+                "admin: refusing to listen on non-loopback address {listen} without a bearer token; \
+                 set the environment variable {var} (or listen on 127.0.0.1)"
+            ));
+        }
+        Ok(AdminSettings { listen, token })
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) host: Host,
+    pub(crate) token: Option<String>,
+    pub(crate) shutting_down: AtomicBool,
+    /// The last error seen per plugin (start failures, failed reloads).
+    pub(crate) last_errors: Mutex<HashMap<String, String>>,
+}
+
+impl State {
+    pub(crate) fn last_error(&self, name: &str) -> Option<String> {
+        self.last_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn set_error(&self, name: &str, error: Option<String>) {
+        let mut map = self.last_errors.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            Some(e) => map.insert(name.to_owned(), e),
+            None => map.remove(name),
+        };
+    }
+}
+
+/// A bound admin endpoint, not serving yet.
+#[derive(Debug)]
+pub struct Bound {
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+}
+
+impl Bound {
+    /// Binds `settings.listen`.
+    pub async fn bind(settings: &AdminSettings) -> std::io::Result<Bound> {
+        let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+        Ok(Bound {
+            listener,
+            token: settings.token.clone(),
+        })
+    }
+
+    /// The address bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves `host` until [`AdminServer::stop`]. `failed` are the start
+    /// failures to report as the plugins' last errors.
+    pub fn serve(self, host: Host, failed: &[(String, String)]) -> AdminServer {
+        let state = Arc::new(State {
+            host,
+            token: self.token,
+            shutting_down: AtomicBool::new(false),
+            last_errors: Mutex::new(failed.iter().cloned().collect()),
+        });
+        let app = routes::router(state.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("admin endpoint: {e}");
+            }
+        });
+        AdminServer {
+            state,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A running admin endpoint.
+#[derive(Debug)]
+pub struct AdminServer {
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// From now on `/health` answers 503.
+    pub fn shutting_down(&self) {
+        self.state.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops accepting connections and waits (a bounded time) for those in flight.
+    pub async fn stop(mut self) {
+        self.shutting_down();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}

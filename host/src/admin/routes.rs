@@ -1,0 +1,229 @@
+//! The routes and their handlers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use super::errors::ApiError;
+use super::{BODY_LIMIT, State as AdminState};
+use crate::PublishError;
+use crate::reload::ReloadOutcome;
+
+type Shared = Arc<AdminState>;
+
+pub(crate) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/plugins", get(plugins))
+        .route("/plugins/{name}", get(plugin))
+        .route("/plugins/{name}/reload", post(reload))
+        .route("/events/{topic}", post(publish))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::auth::require_token,
+        ))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Shared>) -> Response {
+    let plugins: Map<String, Value> = names(&state)
+        .into_iter()
+        .map(|n| {
+            let s = plugin_state(&state, &n);
+            (n, json!(s))
+        })
+        .collect();
+    if state.shutting_down.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "shutting_down", "plugins": plugins})),
+        )
+            .into_response()
+    } else {
+        Json(json!({"status": "ok", "plugins": plugins})).into_response()
+    }
+}
+
+async fn plugins(State(state): State<Shared>) -> Json<Value> {
+    Json(Value::Array(
+        names(&state)
+            .iter()
+            .filter_map(|n| describe(&state, n))
+            .collect(),
+    ))
+}
+
+async fn plugin(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    describe(&state, &name)
+        .map(Json)
+        .ok_or_else(|| unknown(&name))
+}
+
+async fn reload(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    let outcome = match state.host.reload_plugin(&name).await {
+        Some(o) => o,
+        None => {
+            // Known but not running (failed to start, or stopped): try its folder again.
+            let dir = state
+                .host
+                .catalog()
+                .find(&name)
+                .map(|e| e.dir.clone())
+                .ok_or_else(|| unknown(&name))?;
+            state.host.reload_folder(&dir, true).await
+        }
+    };
+    let (word, error) = match &outcome {
+        ReloadOutcome::Reloaded => ("reloaded", None),
+        ReloadOutcome::Started => ("started", None),
+        ReloadOutcome::Stopped => ("stopped", None),
+        ReloadOutcome::Unchanged => ("unchanged", None),
+        ReloadOutcome::Failed(e) => ("failed", Some(e.clone())),
+    };
+    if error.is_some() || matches!(outcome, ReloadOutcome::Reloaded | ReloadOutcome::Started) {
+        state.set_error(&name, error.clone());
+    }
+    let mut body = json!({"plugin": name, "outcome": word, "state": plugin_state(&state, &name)});
+    if let Some(e) = error {
+        body["error"] = json!(e);
+    }
+    Ok(Json(body))
+}
+
+async fn publish(
+    State(state): State<Shared>,
+    Path(topic): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                format!("the body is larger than {BODY_LIMIT} bytes"),
+            )
+        } else {
+            ApiError::new(status, r.body_text())
+        }
+    })?;
+    let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?
+    };
+    match state.host.publish(&topic, payload).await {
+        Ok(id) => Ok(Json(json!({"id": id}))),
+        Err(e @ (PublishError::Topic(_) | PublishError::Reserved(_))) => {
+            Err(ApiError::bad_request(e.to_string()))
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if crate::manifest::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`, starting with a letter or digit"
+        )))
+    }
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::not_found(format!("no plugin named `{name}`"))
+}
+
+/// Every plugin name: the catalog's, then running ones it does not know (added live).
+fn names(state: &AdminState) -> Vec<String> {
+    let mut names: Vec<String> = state
+        .host
+        .catalog()
+        .entries
+        .iter()
+        .filter_map(|e| e.name().map(str::to_owned))
+        .collect();
+    for n in state.host.running() {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
+}
+
+fn plugin_state(state: &AdminState, name: &str) -> &'static str {
+    if state.host.running().iter().any(|n| n == name) {
+        "running"
+    } else if state.last_error(name).is_some()
+        || state
+            .host
+            .catalog()
+            .find(name)
+            .is_some_and(|e| !e.errors.is_empty())
+    {
+        "failed"
+    } else {
+        "stopped"
+    }
+}
+
+/// What `GET /plugins/{name}` answers, `None` for an unknown plugin.
+fn describe(state: &AdminState, name: &str) -> Option<Value> {
+    let running = state
+        .host
+        .lock_running()
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| (r.def.clone(), r.queue.len(), r.stats.clone()));
+    let entry = state.host.catalog().find(name);
+    let def = match &running {
+        Some((def, _, _)) => Some(def.clone()),
+        None => entry?.def.clone(),
+    };
+    let mut last_error = state.last_error(name);
+    if last_error.is_none() {
+        last_error = entry.and_then(|e| e.errors.first().cloned());
+    }
+    let counts = running.as_ref().map(|(_, _, s)| {
+        json!({
+            "acked": s.acked.load(Ordering::Relaxed),
+            "forwarded": s.forwarded.load(Ordering::Relaxed),
+            "retried": s.retried.load(Ordering::Relaxed),
+            "dead_lettered": s.dead_lettered.load(Ordering::Relaxed),
+            "timer_errors": s.timer_errors.load(Ordering::Relaxed),
+        })
+    });
+    Some(json!({
+        "name": name,
+        "version": def.as_ref().map(|d| d.manifest.version.to_string()),
+        "runtime": def.as_ref().map(|d| d.runtime.to_string()),
+        "state": plugin_state(state, name),
+        "subscriptions": def.as_ref().map(|d| {
+            d.manifest.subscriptions.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>()
+        }).unwrap_or_default(),
+        "queue_depth": running.as_ref().map_or(0, |(_, q, _)| *q),
+        "counts": counts.unwrap_or_else(|| json!({
+            "acked": 0, "forwarded": 0, "retried": 0, "dead_lettered": 0, "timer_errors": 0
+        })),
+        "last_error": last_error,
+    }))
+}

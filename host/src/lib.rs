@@ -70,7 +70,7 @@
 //! - [`config`] reads the optional host config, `plughost.yaml`.
 //! - [`cli`] holds the commands of the binary.
 //!
-//! The runtimes themselves (Lua today) live in the `plughost-bindings` crate behind one
+//! The runtimes themselves (Lua, Rhai and native) live in the `plughost-bindings` crate behind one
 //! interface, [`plughost_bindings::PluginInstance`].
 #![deny(missing_docs)]
 

@@ -3,7 +3,7 @@
 //! A published event carries `traceparent` (`00-{trace id}-{span id}-{flags}`)
 //! of the span it was published from; the delivery span of each plugin that
 //! receives it is a child of that span, so a chain of plugins forms one trace.
-//! Parsing and formatting are pure; [`inject_current`] and [`parent_of`] tie
+//! Parsing and formatting are pure; [`inject_current`] and [`set_parent`] tie
 //! them to `tracing` spans (which carry OpenTelemetry contexts only when the
 //! OpenTelemetry layer is installed, that is when exporting).
 

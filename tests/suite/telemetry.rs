@@ -51,6 +51,14 @@ fn points<'a>(all: &'a [MetricPoint], name: &str, plugin: &str) -> Vec<&'a Metri
         .collect()
 }
 
+/// The value of the point among `points` whose attribute `key` is `value`.
+fn value_where(points: &[&MetricPoint], key: &str, value: &str) -> Option<f64> {
+    points
+        .iter()
+        .find(|p| p.attr(key) == Some(value))
+        .map(|p| p.value)
+}
+
 fn assert_plugin_attrs(p: &MetricPoint, plugin: &str) {
     assert_eq!(p.attr("plugin.name"), Some(plugin), "{p:?}");
     assert_eq!(p.attr("plugin.version"), Some("1.0.0"), "{p:?}");
@@ -109,12 +117,7 @@ fn host_and_script_metrics_stay_in_process_with_the_plugin_attributes() {
         assert!(all.iter().all(|p| p.attr("message.id").is_none()));
 
         let messages = points(&all, "plugin.messages", "counting");
-        let by_outcome = |o: &str| {
-            messages
-                .iter()
-                .find(|p| p.attr("outcome") == Some(o))
-                .map(|p| p.value)
-        };
+        let by_outcome = |o: &str| value_where(&messages, "outcome", o);
         assert_eq!(by_outcome("ack"), Some(2.0), "{messages:?}");
         assert_eq!(by_outcome("dead_letter"), Some(1.0), "{messages:?}");
         assert!(
@@ -276,12 +279,7 @@ fn script_metrics_are_capped_and_refusals_counted() {
             .count();
         assert_eq!(users, 32);
         let refusals = points(&all, "plugin.telemetry.refused", "greedy");
-        let by_reason = |r: &str| {
-            refusals
-                .iter()
-                .find(|p| p.attr("reason") == Some(r))
-                .map(|p| p.value)
-        };
+        let by_reason = |r: &str| value_where(&refusals, "reason", r);
         assert_eq!(by_reason("names"), Some(6.0), "{refusals:?}");
         assert_eq!(by_reason("values"), Some(8.0), "{refusals:?}");
         assert_eq!(by_reason("attributes"), Some(1.0), "{refusals:?}");

@@ -20,6 +20,7 @@ use crate::bus::{Bus, Control, Delivery, Queue, Route};
 use crate::catalog::{Catalog, PluginDef};
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
+use crate::reload::LiveState;
 use crate::services::{HOST_TOPIC_PREFIX, Services};
 use crate::telemetry::{MetricPoint, Metrics, trace};
 use crate::topic::{self, Pattern, PatternSet, TopicError};
@@ -137,6 +138,7 @@ impl HostBuilder {
                 services,
                 running: Mutex::default(),
                 known: Mutex::new(known),
+                live: LiveState::default(),
             }),
         })
     }
@@ -151,6 +153,8 @@ pub(crate) struct Inner {
     pub(crate) running: Mutex<Vec<Running>>,
     /// Every plugin folder the host knows of: discovered, loaded or failed.
     pub(crate) known: Mutex<std::collections::BTreeSet<PathBuf>>,
+    /// Operators' enables and disables, own manifest writes, reload history.
+    pub(crate) live: LiveState,
 }
 
 /// A started plugin.
@@ -474,6 +478,18 @@ impl Host {
     /// SPEC §6 and the scripts' `telemetry.*` metrics.
     pub fn metrics_snapshot(&self) -> Vec<MetricPoint> {
         self.inner.services.metrics().snapshot()
+    }
+
+    /// Every metric as Prometheus text (the admin endpoint's `GET /metrics`),
+    /// through the OpenTelemetry Prometheus exporter; empty with telemetry off.
+    pub fn metrics_text(&self) -> String {
+        self.inner.services.metrics().prometheus_text()
+    }
+
+    /// Plugin `name`'s recent reloads, oldest first (the last
+    /// [`crate::reload::state::HISTORY_LEN`]).
+    pub fn reload_history(&self, name: &str) -> Vec<crate::reload::ReloadRecord> {
+        self.inner.live.reloads(name)
     }
 
     /// Exports pending metrics now (when exporting, on a blocking thread);

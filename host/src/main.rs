@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use plughost::RuntimeKind;
 use plughost::admin::AdminSettings;
+use plughost::cli::client::{Change, Client, ClientError};
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
 use plughost::cli::{check, list, new};
@@ -85,6 +86,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Publish an event on a running host (through its admin endpoint); prints the event id.
+    Publish {
+        /// The topic, e.g. `text.raw`.
+        topic: String,
+        /// The payload as JSON, e.g. '{"text": "hi"}' [default: null].
+        #[arg(default_value = "null")]
+        payload: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Enable (start) a plugin of a running host; answers once it runs.
+    Enable {
+        /// The plugin's name.
+        name: String,
+        /// Also write `enabled: true` into its plugin.yaml (comments kept).
+        #[arg(long)]
+        persist: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Disable (stop) a plugin of a running host; answers once it stopped.
+    Disable {
+        /// The plugin's name.
+        name: String,
+        /// Also write `enabled: false` into its plugin.yaml (comments kept).
+        #[arg(long)]
+        persist: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Reload a plugin of a running host from its files; answers once reloaded.
+    Reload {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Scaffold a working plugin folder DIR/NAME.
     New {
         /// The plugin's name: lowercase letters, digits, `_` and `-`.
@@ -96,6 +134,71 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "plugins")]
         dir: PathBuf,
     },
+}
+
+/// Where a running host's admin endpoint is.
+#[derive(Args, Debug)]
+struct AdminTarget {
+    /// The admin endpoint's address, HOST:PORT [default: $PLUGHOST_ADMIN, else the config's
+    /// `admin.listen`]. The bearer token is read from $PLUGHOST_ADMIN_TOKEN (or the variable
+    /// named by the config's `admin.token_env`).
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<String>,
+    /// Read the admin address and token variable from this host config (plughost.yaml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+impl AdminTarget {
+    fn client(&self) -> Result<Client, ClientError> {
+        let config = match &self.config {
+            Some(path) => Some(config::load(path).map_err(|errors| {
+                ClientError::Usage(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })?),
+            None => None,
+        };
+        Client::resolve(
+            self.admin.as_deref(),
+            config.as_ref().and_then(|c| c.admin.as_ref()),
+        )
+    }
+}
+
+/// Runs one admin client command: prints `ok` on stdout, or the error on
+/// stderr, and returns the exit code.
+fn client_command<T>(
+    target: &AdminTarget,
+    call: impl FnOnce(&Client) -> Result<T, ClientError>,
+    ok: impl FnOnce(T) -> String,
+) -> i32 {
+    match target.client().and_then(|c| call(&c)) {
+        Ok(answer) => {
+            print_stdout(&ok(answer));
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("plughost: {e}");
+            match e {
+                ClientError::Usage(_) => exit::USAGE,
+                ClientError::Failed(_) => exit::ERRORS,
+            }
+        }
+    }
+}
+
+/// `plughost enable|disable|reload NAME`: prints the host's answer as JSON.
+fn change(target: &AdminTarget, what: Change, name: &str, persist: bool) -> i32 {
+    client_command(
+        target,
+        |c| c.change(what, name, persist),
+        |answer| format!("{answer}\n"),
+    )
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -252,6 +355,26 @@ fn main() -> ExitCode {
                 exit::USAGE
             }
         },
+        Command::Publish {
+            topic,
+            payload,
+            target,
+        } => client_command(
+            &target,
+            |c| c.publish(&topic, &payload),
+            |id| format!("{id}\n"),
+        ),
+        Command::Enable {
+            name,
+            persist,
+            target,
+        } => change(&target, Change::Enable, &name, persist),
+        Command::Disable {
+            name,
+            persist,
+            target,
+        } => change(&target, Change::Disable, &name, persist),
+        Command::Reload { name, target } => change(&target, Change::Reload, &name, false),
         Command::New { name, runtime, dir } => {
             let runtime = match runtime {
                 Runtime::Lua => RuntimeKind::Lua,

@@ -1,5 +1,7 @@
 //! The admin endpoint (SPEC §10): the real binary with `--admin`, spoken to
-//! over HTTP/1.1 written by hand on a `TcpStream`.
+//! over HTTP/1.1 written by hand on a `TcpStream`: every endpoint, the
+//! token, enable and disable with and without `?persist=true`, the reload
+//! history, `/metrics`, and `/health` while the host drains.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -255,4 +257,248 @@ fn non_loopback_without_a_token_exits_2() {
     );
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("PLUGHOST_TEST_UNSET_TOKEN"), "{run}");
+}
+
+/// The echo plugin's manifest, comments and all: an enable or disable
+/// persisted through the API changes `enabled:` and nothing else.
+const COMMENTED: &str = "# The echo plugin: sends back what it gets.\n\
+name: echo\n\
+version: 1.0.0   # bump on every release\n\
+\n\
+# what it listens to\n\
+subscriptions: [in.*]\n";
+
+/// A plugin disabled in its manifest whose script does not compile:
+/// enabling it is refused with the script's position.
+const BROKEN: &str = "function on_event(e)\n  bus.publish('out.x', e.payload\nend\n";
+
+fn toggle_fixture() -> Fixture {
+    let fx = Fixture::new();
+    fx.file("echo/plugin.yaml", COMMENTED);
+    fx.file("echo/main.lua", ECHO);
+    fx.plugin(
+        Runtime::Lua,
+        "broken",
+        "subscriptions: [in.*]\nenabled: false\n",
+        BROKEN,
+    );
+    fx
+}
+
+/// How many `out.echoed` events the tap has printed so far.
+fn echoed(live: &Live) -> usize {
+    live.events()
+        .iter()
+        .filter(|e| e["topic"] == "out.echoed")
+        .count()
+}
+
+#[test]
+fn enable_and_disable_answer_once_in_effect_and_persist_only_when_asked() {
+    let fx = toggle_fixture();
+    let manifest = fx.path().join("echo/plugin.yaml");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let mut live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--tap", ">"]);
+    let health = wait_ready(port, &[]);
+    assert_eq!(
+        health.body["plugins"],
+        json!({"broken": "disabled", "echo": "running"}),
+        "{health:?}"
+    );
+
+    // Disabled: stopped at once, nothing written.
+    let off = post(port, "/plugins/echo/disable", b"");
+    assert_eq!(off.status, 200, "{off:?}");
+    assert_eq!(off.body["outcome"], "stopped");
+    assert_eq!(off.body["state"], "disabled");
+    assert_eq!(off.body["persisted"], false);
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), COMMENTED);
+    let one = get(port, "/plugins/echo");
+    assert_eq!(one.body["state"], "disabled", "{one:?}");
+    assert_eq!(one.body["enabled"], false, "{one:?}");
+    assert_eq!(get(port, "/health").body["plugins"]["echo"], "disabled");
+    let again = post(port, "/plugins/echo/disable", b"");
+    assert_eq!(again.body["outcome"], "unchanged", "{again:?}");
+    // A reload respects the operator's word: the plugin stays off.
+    let reload = post(port, "/plugins/echo/reload", b"");
+    assert_eq!(reload.status, 200, "{reload:?}");
+    assert_eq!(reload.body["state"], "disabled", "{reload:?}");
+    assert_eq!(post(port, "/events/in.a", b"{}").status, 200);
+
+    // Enabled again: running when answered, handling events.
+    let on = post(port, "/plugins/echo/enable", b"");
+    assert_eq!(on.status, 200, "{on:?}");
+    assert_eq!(on.body["outcome"], "started");
+    assert_eq!(on.body["state"], "running");
+    assert_eq!(post(port, "/events/in.b", br#"{"n": 2}"#).status, 200);
+    let e = live.wait_for("an echo after enable", |e| e["topic"] == "out.echoed");
+    assert_eq!(e["payload"], json!({"n": 2}), "in.a was never echoed");
+
+    // Persisted: `enabled:` goes into plugin.yaml, the comments stay.
+    let off = post(port, "/plugins/echo/disable?persist=true", b"");
+    assert_eq!(off.status, 200, "{off:?}");
+    assert_eq!(off.body["persisted"], true);
+    assert_eq!(off.body["state"], "disabled");
+    let with_false = COMMENTED.replace(
+        "# bump on every release\n",
+        "# bump on every release\nenabled: false\n",
+    );
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), with_false);
+    let on = post(port, "/plugins/echo/enable?persist=1", b"");
+    assert_eq!(on.body["outcome"], "started", "{on:?}");
+    assert_eq!(
+        std::fs::read_to_string(&manifest).unwrap(),
+        with_false.replace("enabled: false", "enabled: true")
+    );
+    // The watcher sees the host's own write: already in effect, no reload.
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        !live
+            .events()
+            .iter()
+            .any(|e| e["topic"] == "plughost.plugin.reloaded"),
+        "the persisted enable reloaded the plugin again: {:?}",
+        live.events()
+    );
+    let before = echoed(&live);
+    assert_eq!(post(port, "/events/in.c", b"{}").status, 200);
+    live.wait_for("an echo after the persisted enable", |e| {
+        e["topic"] == "out.echoed" && e["payload"] == json!({})
+    });
+    assert_eq!(echoed(&live), before + 1);
+
+    // A plugin that cannot start: 422 with the script's position; still off.
+    let refused = post(port, "/plugins/broken/enable", b"");
+    assert_eq!(refused.status, 422, "{refused:?}");
+    assert_eq!(refused.body["outcome"], "failed");
+    let error = refused.body["error"].as_str().unwrap();
+    assert!(error.contains("broken/main.lua:3"), "{error}");
+    assert_ne!(get(port, "/plugins/broken").body["state"], "running");
+
+    // Bad requests.
+    assert_eq!(post(port, "/plugins/nope/enable", b"").status, 404);
+    assert_eq!(post(port, "/plugins/..%2Fx/disable", b"").status, 400);
+    let bad = post(port, "/plugins/echo/disable?persist=maybe", b"");
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(bad.body["error"].as_str().unwrap().contains("persist"));
+
+    live.signal("TERM");
+    let run = live.finish();
+    assert_eq!(run.code, 0, "{run}");
+}
+
+#[test]
+fn get_plugin_reports_reload_history_and_metrics_are_prometheus_text() {
+    let fx = echo_fixture();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    // No watcher: the reloads are the API's alone.
+    let mut live = Live::spawn(&[
+        "run",
+        "--plugins",
+        &plugins,
+        "--admin",
+        &addr,
+        "--tap",
+        ">",
+        "--no-watch",
+    ]);
+    wait_ready(port, &[]);
+    assert_eq!(post(port, "/events/in.x", b"{}").status, 200);
+    live.wait_for("the echo", |e| e["topic"] == "out.echoed");
+
+    // One reload that takes, one refused (the script no longer compiles).
+    assert_eq!(post(port, "/plugins/echo/reload", b"").status, 200);
+    fx.file("echo/main.lua", BROKEN);
+    let refused = post(port, "/plugins/echo/reload", b"");
+    assert_eq!(refused.status, 422, "{refused:?}");
+    let one = get(port, "/plugins/echo");
+    assert_eq!(one.body["state"], "running", "the old version goes on");
+    let reloads = one.body["reloads"].as_array().expect("a reload history");
+    assert!(reloads.len() >= 2, "{one:?}");
+    let last_two = &reloads[reloads.len() - 2..];
+    assert_eq!(last_two[0]["result"], "ok", "{one:?}");
+    assert_eq!(last_two[0]["version"], "1.0.0");
+    assert_eq!(last_two[1]["result"], "error", "{one:?}");
+    assert!(
+        last_two[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("echo/main.lua:3"),
+        "{one:?}"
+    );
+    assert!(
+        one.body["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("main.lua:3")
+    );
+
+    let metrics = get(port, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().expect("plain text");
+    for name in [
+        "plugin_init_duration_ms_count",
+        "plugin_message_processing_time_ms_bucket",
+        "plugin_messages_total",
+        "plugin_reloads_total",
+        "plugin_queue_depth",
+        "plugin_queue_dropped_total",
+        "plugin_lifecycle_events_total",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l.contains(r#"plugin_name="echo""#)),
+            "{name} for echo missing from /metrics:\n{text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("plugin_reloads_total")
+            && l.contains(r#"result="error""#)
+            && l.ends_with(" 1")),
+        "{text}"
+    );
+    live.signal("TERM");
+    assert_eq!(live.finish().code, 0);
+}
+
+/// Spends `config.busy` seconds of CPU per event: a queue that takes a
+/// while to drain.
+const SLOW: &str = "function on_event(e)\n  local t = os.clock()\n  while os.clock() - t < config.busy do end\nend\n";
+
+#[test]
+fn health_is_503_while_the_host_drains_at_shutdown() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "slow",
+        "subscriptions: [in.*]\nconfig: {busy: 0.2}\n",
+        SLOW,
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr]);
+    assert_eq!(wait_ready(port, &[]).status, 200);
+    for _ in 0..10 {
+        assert_eq!(post(port, "/events/in.x", b"{}").status, 200);
+    }
+    live.signal("TERM");
+    // About two seconds of queue to drain: the endpoint says so meanwhile.
+    let deadline = Instant::now() + LIMIT;
+    let draining = loop {
+        match try_request(port, "GET", "/health", &[], b"") {
+            Ok(a) if a.status == 503 => break a,
+            Ok(a) => assert_eq!(a.status, 200, "{a:?}"),
+            Err(e) => panic!("the endpoint closed before answering 503: {e}"),
+        }
+        assert!(Instant::now() < deadline, "never answered 503");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(draining.body["status"], "shutting_down", "{draining:?}");
+    let run = live.finish();
+    assert_eq!(run.code, 0, "{run}");
 }

@@ -6,6 +6,7 @@
 mod admin;
 mod bindings;
 mod cli;
+mod client;
 mod config;
 mod examples;
 mod library;
@@ -16,6 +17,7 @@ mod native_reload;
 mod new;
 mod otel;
 mod outcomes;
+mod prometheus;
 mod reload;
 mod sandbox;
 mod support;

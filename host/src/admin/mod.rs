@@ -1,8 +1,9 @@
 //! The admin endpoint (SPEC §10): a small HTTP API on the running host.
 //!
 //! `GET /health`, `GET /plugins`, `GET /plugins/{name}`,
-//! `POST /plugins/{name}/reload`, `POST /events/{topic}`. Errors are JSON
-//! `{"error": "..."}`. It listens on loopback by default; a non-loopback
+//! `POST /plugins/{name}/enable|disable|reload` (`?persist=true` writes an
+//! enable or disable into `plugin.yaml`), `POST /events/{topic}`,
+//! `GET /metrics` (Prometheus text). Errors are JSON `{"error": "..."}`. It listens on loopback by default; a non-loopback
 //! address needs a bearer token (checked in constant time). The server stops
 //! with the host, after it has drained; `/health` answers 503 meanwhile.
 

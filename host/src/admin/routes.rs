@@ -1,4 +1,5 @@
-//! The routes and their handlers.
+//! The routes and their handlers: each reads the host, or asks it for a
+//! change and answers once the change is in effect.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::errors::ApiError;
 use super::{BODY_LIMIT, State as AdminState};
 use crate::PublishError;
-use crate::reload::ReloadOutcome;
+use crate::reload::{ReloadOutcome, ToggleError};
 
 type Shared = Arc<AdminState>;
 
@@ -26,7 +27,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/plugins", get(plugins))
         .route("/plugins/{name}", get(plugin))
         .route("/plugins/{name}/reload", post(reload))
+        .route("/plugins/{name}/enable", post(enable))
+        .route("/plugins/{name}/disable", post(disable))
         .route("/events/{topic}", post(publish))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -77,7 +81,7 @@ async fn plugin(
 async fn reload(
     State(state): State<Shared>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     check_name(&name)?;
     let outcome = match state.host.reload_plugin(&name).await {
         Some(o) => o,
@@ -92,6 +96,76 @@ async fn reload(
             state.host.reload_folder(&dir, true).await
         }
     };
+    Ok(answer(&state, &name, outcome, json!({})))
+}
+
+/// `POST /plugins/{name}/enable[?persist=true]`.
+async fn enable(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    toggle(&state, &name, true, query.as_deref()).await
+}
+
+/// `POST /plugins/{name}/disable[?persist=true]`.
+async fn disable(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    toggle(&state, &name, false, query.as_deref()).await
+}
+
+async fn toggle(
+    state: &Shared,
+    name: &str,
+    enabled: bool,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    check_name(name)?;
+    let persist = persist_flag(query)?;
+    let outcome = state
+        .host
+        .set_enabled(name, enabled, persist)
+        .await
+        .map_err(|e| match e {
+            ToggleError::Unknown(_) => unknown(name),
+            ToggleError::Persist(why) => ApiError::new(StatusCode::CONFLICT, why),
+        })?;
+    Ok(answer(
+        state,
+        name,
+        outcome,
+        json!({"enabled": enabled, "persisted": persist}),
+    ))
+}
+
+/// `?persist=true|false` (or nothing); any other parameter is an error.
+fn persist_flag(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut persist = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        persist = match pair.split_once('=').unwrap_or((pair, "true")) {
+            ("persist", "true" | "1") => true,
+            ("persist", "false" | "0") => false,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query `{pair}`: the only parameter is `persist=true|false`"
+                )));
+            }
+        };
+    }
+    Ok(persist)
+}
+
+/// The answer to a change: what happened and the plugin's state now, with
+/// `extra` fields. A refused change (the plugin failed to load or `init`)
+/// is 422 with the positioned error; the running version, if any, goes on.
+fn answer(state: &AdminState, name: &str, outcome: ReloadOutcome, extra: Value) -> Response {
     let (word, error) = match &outcome {
         ReloadOutcome::Reloaded => ("reloaded", None),
         ReloadOutcome::Started => ("started", None),
@@ -100,13 +174,31 @@ async fn reload(
         ReloadOutcome::Failed(e) => ("failed", Some(e.clone())),
     };
     if error.is_some() || matches!(outcome, ReloadOutcome::Reloaded | ReloadOutcome::Started) {
-        state.set_error(&name, error.clone());
+        state.set_error(name, error.clone());
     }
-    let mut body = json!({"plugin": name, "outcome": word, "state": plugin_state(&state, &name)});
-    if let Some(e) = error {
-        body["error"] = json!(e);
+    let mut body = json!({"plugin": name, "outcome": word, "state": plugin_state(state, name)});
+    if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+        body.extend(extra);
     }
-    Ok(Json(body))
+    match error {
+        Some(e) => {
+            body["error"] = json!(e);
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+        }
+        None => Json(body).into_response(),
+    }
+}
+
+/// `GET /metrics`: every metric as Prometheus text.
+async fn metrics(State(state): State<Shared>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.host.metrics_text(),
+    )
+        .into_response()
 }
 
 async fn publish(
@@ -173,6 +265,8 @@ fn names(state: &AdminState) -> Vec<String> {
 fn plugin_state(state: &AdminState, name: &str) -> &'static str {
     if state.host.running().iter().any(|n| n == name) {
         "running"
+    } else if state.host.is_enabled(name) == Some(false) {
+        "disabled"
     } else if state.last_error(name).is_some()
         || state
             .host
@@ -224,6 +318,14 @@ fn describe(state: &AdminState, name: &str) -> Option<Value> {
         "counts": counts.unwrap_or_else(|| json!({
             "acked": 0, "forwarded": 0, "retried": 0, "dead_lettered": 0, "timer_errors": 0
         })),
+        "enabled": state.host.is_enabled(name),
         "last_error": last_error,
+        "reloads": state.host.reload_history(name).iter().map(|r| json!({
+            "at": humantime::format_rfc3339_millis(r.at).to_string(),
+            "version": r.version,
+            "config_only": r.config_only,
+            "result": if r.error.is_some() { "error" } else { "ok" },
+            "error": r.error,
+        })).collect::<Vec<_>>(),
     }))
 }

@@ -2,6 +2,7 @@
 //! only parses flags and calls these.
 
 pub mod check;
+pub mod client;
 pub mod input;
 pub mod list;
 pub mod logging;

@@ -32,6 +32,7 @@
 //! );
 //! ```
 
+pub mod edit;
 mod limits;
 pub(crate) mod raw;
 pub(crate) mod suggest;

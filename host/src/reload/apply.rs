@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
+use super::state::ReloadRecord;
 use super::watcher::{self, folder_of, folders_inside};
 use crate::bus::{Control, Delivery, Route};
 use crate::catalog::{PluginDef, read_entry};
@@ -235,10 +236,18 @@ impl Host {
     /// it): starts, stops, reloads or reconfigures the plugin found there.
     /// `scripts_changed` says a file other than `plugin.yaml` changed.
     pub async fn reload_folder(&self, dir: &Path, scripts_changed: bool) -> ReloadOutcome {
-        let found = dir
-            .join(MANIFEST_FILE)
-            .is_file()
-            .then(|| read_entry(dir.to_path_buf()));
+        let manifest = dir.join(MANIFEST_FILE);
+        if !scripts_changed
+            && let Ok(text) = std::fs::read_to_string(&manifest)
+            && self.inner.live.is_own_write(dir, &text)
+        {
+            // The host wrote it (an enable or disable persisted): in effect.
+            return ReloadOutcome::Unchanged;
+        }
+        let mut found = manifest.is_file().then(|| read_entry(dir.to_path_buf()));
+        if let Some(def) = found.as_mut().and_then(|e| e.def.as_mut()) {
+            def.manifest.enabled = self.inner.live.effective_enabled(dir, def.manifest.enabled);
+        }
         let running = self
             .lock_running()
             .iter()
@@ -280,6 +289,7 @@ impl Host {
                 let name = name.unwrap_or_else(|| folder_name(dir));
                 if running.is_some() {
                     self.announce_failure(&name, &error);
+                    self.record_failure(&name, None, false, &error);
                 } else {
                     tracing::error!(plugin = %name, "plugin failed to load: {error}");
                     self.inner.bus.publish_host(
@@ -311,7 +321,7 @@ impl Host {
         }
     }
 
-    async fn stop_one(&self, dir: &Path) -> ReloadOutcome {
+    pub(super) async fn stop_one(&self, dir: &Path) -> ReloadOutcome {
         let taken = {
             let mut running = self.lock_running();
             running
@@ -371,6 +381,15 @@ impl Host {
                     r.def = def.clone();
                 }
                 tracing::info!(plugin = %name, version = %m.version, config_only, "plugin reloaded");
+                self.inner.live.record_reload(
+                    &name,
+                    ReloadRecord {
+                        at: SystemTime::now(),
+                        version: m.version.to_string(),
+                        config_only,
+                        error: None,
+                    },
+                );
                 let metrics = self.inner.services.metrics();
                 metrics.register(&def.info());
                 metrics.reload(&name, "ok");
@@ -383,14 +402,30 @@ impl Host {
             }
             Ok(Err(error)) => {
                 self.announce_failure(&name, &error);
+                self.record_failure(&name, Some(&def), config_only, &error);
                 ReloadOutcome::Failed(error)
             }
             Err(_) => {
                 let error = "the plugin thread stopped during the reload".to_owned();
                 self.announce_failure(&name, &error);
+                self.record_failure(&name, Some(&def), config_only, &error);
                 ReloadOutcome::Failed(error)
             }
         }
+    }
+
+    /// Adds a refused reload to the plugin's history: the version that
+    /// failed, or `?` when the manifest did not say.
+    fn record_failure(&self, name: &str, def: Option<&PluginDef>, config_only: bool, error: &str) {
+        self.inner.live.record_reload(
+            name,
+            ReloadRecord {
+                at: SystemTime::now(),
+                version: def.map_or_else(|| "?".to_owned(), |d| d.manifest.version.to_string()),
+                config_only,
+                error: Some(error.to_owned()),
+            },
+        );
     }
 
     fn announce_failure(&self, name: &str, error: &str) {

@@ -10,6 +10,10 @@
 pub mod apply;
 pub(crate) mod library;
 pub mod plan;
+pub mod state;
+pub mod toggle;
 pub mod watcher;
 
 pub use apply::{ReloadOutcome, WatchHandle};
+pub use state::{LiveState, ReloadRecord};
+pub use toggle::ToggleError;

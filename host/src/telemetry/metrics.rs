@@ -1,10 +1,11 @@
 //! The host's OpenTelemetry instruments, the scripts' metrics and their caps.
 //!
 //! Every [`Metrics`] owns its own `SdkMeterProvider` (never the global one,
-//! so several hosts in one process keep apart) with an in-process
-//! [`ManualReader`]: [`Metrics::snapshot`] reads it without anything leaving
-//! the process. With OTLP configured a periodic exporter is added to the same
-//! provider.
+//! so several hosts in one process keep apart) with one in-process reader,
+//! the OpenTelemetry Prometheus exporter: [`Metrics::snapshot`] reads it as
+//! OpenTelemetry data and [`Metrics::prometheus_text`] as Prometheus text
+//! (the admin endpoint's `GET /metrics`), from the same aggregation. With
+//! OTLP configured a periodic exporter is added to the same provider.
 //!
 //! Scripts choose their metric names and attributes, so they are capped
 //! ([`Caps`]): a script cannot create an unbounded number of series by
@@ -17,12 +18,11 @@ use std::time::Duration;
 
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
 use opentelemetry::{KeyValue, Value as OtelValue};
+use opentelemetry_prometheus::PrometheusExporter;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
-use opentelemetry_sdk::metrics::{
-    InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality,
-};
+use opentelemetry_sdk::metrics::{InstrumentKind, Pipeline, SdkMeterProvider, Temporality};
 use plughost_bindings::{MetricKind, PluginInfo};
 use serde_json::{Map, Value};
 
@@ -160,9 +160,11 @@ impl MetricPoint {
     }
 }
 
-/// A [`MetricReader`] sharing a [`ManualReader`] with [`Metrics`].
+/// A [`MetricReader`] sharing the Prometheus exporter with [`Metrics`]:
+/// one pipeline serves both [`Metrics::snapshot`] and the Prometheus text,
+/// so every measurement is aggregated once.
 #[derive(Debug, Clone)]
-struct SharedReader(Arc<ManualReader>);
+struct SharedReader(Arc<PrometheusExporter>);
 
 impl MetricReader for SharedReader {
     fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
@@ -193,7 +195,8 @@ struct Scripts {
 /// The host's meter provider and instruments.
 pub struct Metrics {
     provider: SdkMeterProvider,
-    reader: Arc<ManualReader>,
+    reader: Arc<PrometheusExporter>,
+    registry: prometheus::Registry,
     meter: Meter,
     caps: Caps,
     exporting: bool,
@@ -259,7 +262,15 @@ impl Metrics {
         in_process: bool,
     ) -> Self {
         let exporting = export.is_some();
-        let reader = Arc::new(ManualReader::builder().build());
+        let registry = prometheus::Registry::new();
+        // The SPEC §6 names end in their unit already (`…_ms`): no unit suffix.
+        let reader = Arc::new(
+            opentelemetry_prometheus::exporter()
+                .with_registry(registry.clone())
+                .without_units()
+                .build()
+                .expect("a new registry takes the exporter's collector"),
+        );
         let mut builder = SdkMeterProvider::builder().with_resource(super::export::resource());
         if in_process {
             builder = builder.with_reader(SharedReader(reader.clone()));
@@ -345,6 +356,7 @@ impl Metrics {
                 .build(),
             provider,
             reader,
+            registry,
             meter,
             caps: Caps::default(),
             exporting,
@@ -499,6 +511,22 @@ impl Metrics {
             }
         }
         out
+    }
+
+    /// Every metric as Prometheus text (exposition format 0.0.4), through
+    /// the OpenTelemetry Prometheus exporter: names with `_` for `.`,
+    /// counters with `_total`, attributes as labels (`plugin_name`, …).
+    /// Empty when telemetry is off.
+    pub fn prometheus_text(&self) -> String {
+        if !self.enabled {
+            return String::new();
+        }
+        let families = self.registry.gather();
+        let mut text = String::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut text) {
+            tracing::warn!("metrics: cannot encode Prometheus text: {e}");
+        }
+        text
     }
 
     /// Whether an OTLP reader is attached.

@@ -1,0 +1,230 @@
+//! `plughost publish|enable|disable|reload`: the admin endpoint's client.
+//!
+//! These commands talk to a running host over HTTP (SPEC §10). The address
+//! comes from `--admin ADDR`, else `$PLUGHOST_ADMIN`, else the host
+//! config's `admin.listen` (`--config FILE`); the bearer token, when the
+//! host wants one, from the same environment variable the host reads
+//! (`$PLUGHOST_ADMIN_TOKEN`, or the config's `admin.token_env`), never
+//! from a flag, which would show in `ps`. Exit codes follow SPEC §8: 0 when
+//! the change is in effect, 1 when the host refused it or could not be
+//! reached, 2 for usage errors found before anything is sent.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::admin::DEFAULT_TOKEN_ENV;
+use crate::config::AdminConfig;
+use crate::manifest::is_valid_name;
+
+/// The environment variable naming the admin address when `--admin` is not given.
+pub const ADDRESS_ENV: &str = "PLUGHOST_ADMIN";
+
+/// How long one request may take (a reload waits for `init`).
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientError {
+    /// Nothing was sent: the command line is wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The host refused the request or could not be reached (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A change to one plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// `POST /plugins/{name}/enable`.
+    Enable,
+    /// `POST /plugins/{name}/disable`.
+    Disable,
+    /// `POST /plugins/{name}/reload`.
+    Reload,
+}
+
+impl Change {
+    fn verb(self) -> &'static str {
+        match self {
+            Change::Enable => "enable",
+            Change::Disable => "disable",
+            Change::Reload => "reload",
+        }
+    }
+}
+
+/// A client of one host's admin endpoint.
+#[derive(Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client for the address given by `flag`, `$PLUGHOST_ADMIN` or
+    /// `config` (in that order), with the token from the environment.
+    pub fn resolve(
+        flag: Option<&str>,
+        config: Option<&AdminConfig>,
+    ) -> Result<Client, ClientError> {
+        let from_env = std::env::var(ADDRESS_ENV).ok().filter(|a| !a.is_empty());
+        let addr = flag
+            .map(str::to_owned)
+            .or(from_env)
+            .or_else(|| config.map(|c| c.listen.clone()))
+            .ok_or_else(|| {
+                ClientError::Usage(format!(
+                    "no admin address: pass --admin ADDR (the address given to `plughost run \
+                     --admin`), set ${ADDRESS_ENV}, or point --config at the host config"
+                ))
+            })?;
+        let var = config
+            .and_then(|c| c.token_env.as_deref())
+            .unwrap_or(DEFAULT_TOKEN_ENV);
+        let token = std::env::var(var).ok().filter(|t| !t.is_empty());
+        Client::new(&addr, token)
+    }
+
+    /// A client for `addr` (`127.0.0.1:9090` or `http://127.0.0.1:9090`).
+    pub fn new(addr: &str, token: Option<String>) -> Result<Client, ClientError> {
+        let base = base_url(addr)?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Failed(format!("cannot make an HTTP client: {e}")))?;
+        Ok(Client { base, token, http })
+    }
+
+    /// Publishes `payload` (JSON text) on `topic`; returns the event id.
+    pub fn publish(&self, topic: &str, payload: &str) -> Result<String, ClientError> {
+        serde_json::from_str::<Value>(payload).map_err(|e| {
+            ClientError::Usage(format!(
+                "the payload is not JSON: {e} (e.g. '{{\"n\": 1}}')"
+            ))
+        })?;
+        let answer = self.post(&format!("/events/{topic}"), payload.as_bytes().to_vec())?;
+        answer["id"].as_str().map(str::to_owned).ok_or_else(|| {
+            ClientError::Failed(format!("the host answered without an id: {answer}"))
+        })
+    }
+
+    /// Enables, disables or reloads plugin `name`; returns the host's answer.
+    pub fn change(&self, change: Change, name: &str, persist: bool) -> Result<Value, ClientError> {
+        if !is_valid_name(name) {
+            return Err(ClientError::Usage(format!(
+                "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`"
+            )));
+        }
+        let query = if persist { "?persist=true" } else { "" };
+        self.post(
+            &format!("/plugins/{name}/{}{query}", change.verb()),
+            Vec::new(),
+        )
+    }
+
+    fn post(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().map_err(|e| {
+            ClientError::Failed(format!(
+                "cannot reach the admin endpoint at {}: {}",
+                self.base,
+                root_cause(&e)
+            ))
+        })?;
+        let status = response.status();
+        let text = response.text().unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_owned);
+        Err(ClientError::Failed(format!(
+            "{message} (HTTP {})",
+            status.as_u16()
+        )))
+    }
+}
+
+/// `http://HOST:PORT` from an address with or without the scheme.
+fn base_url(addr: &str) -> Result<String, ClientError> {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.starts_with("https://") {
+        return Err(ClientError::Usage(format!(
+            "`{addr}`: the admin endpoint speaks plain HTTP (put TLS in front of it and point \
+             this command at the host directly)"
+        )));
+    }
+    let bare = addr.strip_prefix("http://").unwrap_or(addr);
+    if bare.is_empty() || bare.contains('/') || !bare.contains(':') {
+        return Err(ClientError::Usage(format!(
+            "`{addr}` is not an admin address: write HOST:PORT, e.g. 127.0.0.1:9090"
+        )));
+    }
+    Ok(format!("http://{bare}"))
+}
+
+/// The innermost error's message (reqwest's own says only "error sending request").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_host_and_port_with_or_without_the_scheme() {
+        assert_eq!(base_url("127.0.0.1:9090").unwrap(), "http://127.0.0.1:9090");
+        assert_eq!(
+            base_url("http://localhost:9090/").unwrap(),
+            "http://localhost:9090"
+        );
+        assert!(matches!(base_url("9090"), Err(ClientError::Usage(_))));
+        assert!(matches!(
+            base_url("http://h:1/plugins"),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            base_url("https://h:1"),
+            Err(ClientError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn bad_names_and_payloads_are_refused_before_sending() {
+        // Nothing listens on port 9: a request would fail with `Failed`.
+        let c = Client::new("127.0.0.1:9", None).unwrap();
+        assert!(matches!(
+            c.change(Change::Enable, "../x", false),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            c.publish("in.x", "{n: 1}"),
+            Err(ClientError::Usage(_))
+        ));
+        let Err(ClientError::Failed(why)) = c.change(Change::Reload, "x", false) else {
+            panic!("a request to a closed port fails");
+        };
+        assert!(
+            why.contains("cannot reach the admin endpoint at http://127.0.0.1:9"),
+            "{why}"
+        );
+    }
+}

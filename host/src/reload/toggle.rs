@@ -1,0 +1,113 @@
+//! Enabling and disabling a plugin while the host runs (SPEC §10).
+//!
+//! [`Host::set_enabled`] starts or stops the plugin and answers once that is
+//! in effect. By default nothing is written: the choice is an override kept
+//! in [`super::state::LiveState`] for as long as the host runs (the watcher
+//! respects it). Asked to persist, the host sets `enabled:` in the plugin's
+//! `plugin.yaml` instead ([`crate::manifest::edit`], comments kept), written
+//! atomically (a scratch file renamed over it).
+
+use std::path::{Path, PathBuf};
+
+use super::apply::ReloadOutcome;
+use super::state::LiveState;
+use crate::catalog::read_entry;
+use crate::discovery::MANIFEST_FILE;
+use crate::host::Host;
+
+/// Why [`Host::set_enabled`] changed nothing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ToggleError {
+    /// No plugin of that name is running or in any known folder.
+    #[error("no plugin named `{0}`")]
+    Unknown(String),
+    /// `plugin.yaml` could not be read, edited or written.
+    #[error("{0}")]
+    Persist(String),
+}
+
+impl Host {
+    /// Enables or disables plugin `name`: starts it (running `init`) or stops
+    /// it (its queue drained, `shutdown` run), and returns once done. With
+    /// `persist`, `enabled:` is written into its `plugin.yaml`; otherwise the
+    /// choice holds until the host stops or the file's `enabled:` is edited.
+    /// Enabling a running plugin, or disabling a stopped one, is
+    /// [`ReloadOutcome::Unchanged`].
+    pub async fn set_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        persist: bool,
+    ) -> Result<ReloadOutcome, ToggleError> {
+        let dir = self
+            .plugin_folder(name)
+            .ok_or_else(|| ToggleError::Unknown(name.to_owned()))?;
+        let live = &self.inner.live;
+        if persist {
+            write_enabled(&dir, enabled, live)?;
+            live.clear_override(&dir);
+        } else {
+            let file_enabled = read_entry(dir.clone()).def.map(|d| d.manifest.enabled);
+            live.set_override(&dir, enabled, file_enabled);
+        }
+        let running = self.lock_running().iter().any(|r| r.dir == dir);
+        Ok(match (enabled, running) {
+            (true, true) | (false, false) => ReloadOutcome::Unchanged,
+            (true, false) => self.reload_folder(&dir, true).await,
+            (false, true) => self.stop_one(&dir).await,
+        })
+    }
+
+    /// Whether plugin `name` is enabled now: the operator's override, or its
+    /// manifest's `enabled`. `None` for an unknown plugin or a manifest that
+    /// does not parse.
+    pub fn is_enabled(&self, name: &str) -> Option<bool> {
+        let dir = self.plugin_folder(name)?;
+        let file = read_entry(dir.clone()).def?.manifest.enabled;
+        Some(self.inner.live.effective_enabled(&dir, file))
+    }
+
+    /// The folder plugin `name` runs from, or was last found in.
+    pub fn plugin_folder(&self, name: &str) -> Option<PathBuf> {
+        if let Some(r) = self.lock_running().iter().find(|r| r.name == name) {
+            return Some(r.dir.clone());
+        }
+        let known: Vec<PathBuf> = self
+            .inner
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        known
+            .into_iter()
+            .filter(|d| d.join(MANIFEST_FILE).is_file())
+            .find(|d| read_entry(d.clone()).name() == Some(name))
+            .or_else(|| self.catalog().find(name).map(|e| e.dir.clone()))
+    }
+}
+
+/// Sets `enabled:` in `dir/plugin.yaml`, telling `live` what it writes
+/// before the watcher can see it.
+fn write_enabled(dir: &Path, enabled: bool, live: &LiveState) -> Result<(), ToggleError> {
+    let path = dir.join(MANIFEST_FILE);
+    let fail = |e: std::io::Error| ToggleError::Persist(format!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(fail)?;
+    let edited =
+        crate::manifest::edit::set_enabled(&path, &text, enabled).map_err(ToggleError::Persist)?;
+    if edited == text {
+        return Ok(());
+    }
+    // A dot file: the watcher takes it for an editor's scratch file.
+    let scratch = dir.join(format!(".{MANIFEST_FILE}.plughost-tmp"));
+    std::fs::write(&scratch, &edited).map_err(fail)?;
+    if let Ok(meta) = std::fs::metadata(&path) {
+        let _ = std::fs::set_permissions(&scratch, meta.permissions());
+    }
+    live.wrote_manifest(dir, edited);
+    std::fs::rename(&scratch, &path).map_err(|e| {
+        let _ = std::fs::remove_file(&scratch);
+        fail(e)
+    })
+}

@@ -205,13 +205,13 @@ fn run(
                     worker.telemetry = Telemetry::new(metrics, &next);
                 }
                 flush_deferred();
-                let _ = done.send(result.map_err(|e| e.detailed()));
+                let _ = done.send(result.map(|()| false).map_err(|e| e.detailed()));
             }
             Pop::Control(Control::Configure { def: next, done }) => {
                 let result = if plugin.has_on_config() {
-                    plugin.on_config(&next.manifest.config)
+                    plugin.on_config(&next.manifest.config).map(|()| true)
                 } else {
-                    swap(&mut plugin, &next, services)
+                    swap(&mut plugin, &next, services).map(|()| false)
                 };
                 flush_deferred();
                 let _ = done.send(result.map_err(|e| e.detailed()));

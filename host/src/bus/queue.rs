@@ -37,15 +37,16 @@ pub enum Control {
     Swap {
         /// The new version.
         def: Box<PluginDef>,
-        /// Told whether the new version took over (or why not).
-        done: oneshot::Sender<Result<(), String>>,
+        /// Told whether the new version took over (`Ok(false)`: reloaded), or why not.
+        done: oneshot::Sender<Result<bool, String>>,
     },
     /// Hand a new `config` to the plugin (`on_config`, or a swap when it has none).
     Configure {
         /// The new version (its manifest differs from the running one only in `config`).
         def: Box<PluginDef>,
-        /// Told whether the plugin took the new config (or why not).
-        done: oneshot::Sender<Result<(), String>>,
+        /// Told how the plugin took the new config: `Ok(true)` by `on_config`,
+        /// `Ok(false)` by a reload (it has no `on_config`), or why it did not.
+        done: oneshot::Sender<Result<bool, String>>,
     },
 }
 

@@ -365,7 +365,7 @@ impl Host {
             Control::Swap { def: boxed, done }
         });
         match answer.await {
-            Ok(Ok(())) => {
+            Ok(Ok(config_only)) => {
                 let m = &def.manifest;
                 queue.reconfigure(m.limits.queue, m.limits.overflow);
                 self.inner.bus.replace_route(Arc::new(Route {

@@ -117,7 +117,9 @@ fn a_config_only_change_without_on_config_reloads(rt: Runtime) {
         &s.path("p/plugin.yaml"),
         &manifest("p", "subscriptions: [in]\nconfig: {x: 2}\n"),
     );
-    s.wait_host("reloaded", "p", 1);
+    let reloaded = s.wait_host("reloaded", "p", 1);
+    // No `on_config` took it: the plugin was reloaded, and says so.
+    assert_eq!(reloaded["config_only"], false, "{}", s.dump());
     s.send("in", json!({}));
     let answer = s.wait("the answer with x = 2", |e| is_on(e, "out"));
     // Reloaded: `init` ran again, with the state carried over.

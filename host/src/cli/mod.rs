@@ -2,8 +2,10 @@
 //! only parses flags and calls these.
 
 pub mod check;
+pub mod expect;
 pub mod input;
 pub mod list;
 pub mod logging;
 pub mod new;
 pub mod run;
+pub mod test;

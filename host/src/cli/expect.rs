@@ -3,7 +3,7 @@
 //!
 //! Pure: JSON values in, a verdict and a rendered diff out. An expected line
 //! *matches* an output line when every key it has is equal to the output's
-//! ([`matches`]), so `{"event": 2, "outcome": "dead_lettered"}` matches
+//! ([`matches()`]), so `{"event": 2, "outcome": "dead_lettered"}` matches
 //! whatever the error text is. The two sequences are aligned with a longest
 //! common subsequence under that predicate ([`align`]); they agree when every
 //! line on both sides is paired. [`render`] prints the disagreement like a
@@ -54,7 +54,7 @@ pub enum Op {
 }
 
 /// Aligns `expected` with `actual` along a longest common subsequence under
-/// [`matches`], in order. Where both sides differ at one place, the missing
+/// [`matches()`], in order. Where both sides differ at one place, the missing
 /// expected lines come before the extra output lines.
 pub fn align(expected: &[Value], actual: &[Value]) -> Vec<Op> {
     let (n, m) = (expected.len(), actual.len());

@@ -67,6 +67,7 @@ pub struct HostBuilder {
     bad_function: Option<String>,
     metric_export: Option<MetricExport>,
     telemetry_off: bool,
+    standalone: bool,
 }
 
 type MetricExport = opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>;
@@ -115,13 +116,27 @@ impl HostBuilder {
         self
     }
 
+    /// Standalone mode (off by default): each directory given is one plugin
+    /// folder, run in isolation, as `plughost test` does. Nothing is searched
+    /// below it, `enabled: false` is ignored and `dependencies` are not
+    /// resolved (see [`Catalog::load_standalone`]). Not meant for
+    /// [`Host::watch`].
+    pub fn standalone(mut self, on: bool) -> Self {
+        self.standalone = on;
+        self
+    }
+
     /// Discovers the plugins. Plugin errors do not fail the build: they are
     /// in [`Host::catalog`] and those plugins are not started.
     pub fn build(self) -> Result<Host, HostError> {
         if let Some(name) = self.bad_function {
             return Err(HostError::FunctionName(name));
         }
-        let catalog = Catalog::load(&self.dirs)?;
+        let catalog = if self.standalone {
+            Catalog::load_standalone(&self.dirs)?
+        } else {
+            Catalog::load(&self.dirs)?
+        };
         let bus = Arc::new(Bus::new());
         let metrics = Arc::new(if self.telemetry_off {
             Metrics::off(&bus)

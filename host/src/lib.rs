@@ -51,6 +51,7 @@
 //! - [`topic`]: topic validation and `*` / `>` pattern matching.
 //! - [`deps`]: dependency checks and start order.
 //! - [`delivery`]: what follows a plugin's outcome (ack, retry, forward, dead letter).
+//! - [`cli::expect`]: `plughost test --expect`: output lines matched and aligned, the diff.
 //!
 //! Around it:
 //!

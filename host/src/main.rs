@@ -134,6 +134,18 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "plugins")]
         dir: PathBuf,
     },
+    /// Run one plugin in isolation against recorded events; print what it
+    /// published and each event's outcome; compare with --expect.
+    Test {
+        /// The plugin folder (holding plugin.yaml).
+        plugin: PathBuf,
+        /// The input events: one JSON object {"topic":…, "payload":…} per line.
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        /// The expected output lines; on a mismatch a diff is printed and the exit code is 1.
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+    },
 }
 
 /// Where a running host's admin endpoint is.
@@ -392,6 +404,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Test {
+            plugin,
+            events,
+            expect,
+        } => plughost::cli::test::test(&plughost::cli::test::TestOptions {
+            plugin,
+            events,
+            expect,
+        }),
     };
     ExitCode::from(code as u8)
 }

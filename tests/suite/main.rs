@@ -4,6 +4,7 @@
 //! Behaviour modules are written once and run against every runtime.
 
 mod admin;
+mod authoring;
 mod bindings;
 mod cli;
 mod client;

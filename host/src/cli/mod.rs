@@ -3,8 +3,10 @@
 
 pub mod check;
 pub mod client;
+pub mod expect;
 pub mod input;
 pub mod list;
 pub mod logging;
 pub mod new;
 pub mod run;
+pub mod test;

@@ -1,5 +1,6 @@
 //! SPEC §8 `plughost new`: the scaffold of each runtime passes `plughost
-//! check` and runs, its hooks at work; a bad name or an existing folder is a
+//! check`, runs, its hooks at work, and passes `plughost test` with the
+//! events and expectations it ships; a bad name or an existing folder is a
 //! usage error (exit 2).
 //!
 //! The native scaffold is a cargo crate: it is made inside this repository
@@ -84,7 +85,13 @@ fn a_script_scaffold_checks_and_runs(runtime: &str, script: &str) {
     let dir = tmp.path().join("plugins");
     let made = new_plugin(&dir, "greeter", runtime);
     made.expect_code(0);
-    for file in ["plugin.yaml", script, "README.md"] {
+    for file in [
+        "plugin.yaml",
+        script,
+        "README.md",
+        "tests/events.jsonl",
+        "tests/expect.jsonl",
+    ] {
         let path = dir.join("greeter").join(file);
         assert!(path.is_file(), "{} missing\n{made}", path.display());
         assert!(
@@ -100,6 +107,41 @@ fn a_script_scaffold_checks_and_runs(runtime: &str, script: &str) {
 
     let run = run_binary(&run_args(&dir), Some(&lines(&input())));
     assert_hooks_ran(&run);
+    let args = test_args(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_own_tests_pass(&run_binary(&args, None));
+}
+
+/// `plughost test` on the scaffold with its own `tests/` files.
+fn test_args(dir: &Path) -> Vec<String> {
+    let folder = dir.join("greeter");
+    let at = |rel: &str| folder.join(rel).to_str().unwrap().to_owned();
+    vec![
+        "test".into(),
+        at(""),
+        "--events".into(),
+        at("tests/events.jsonl"),
+        "--expect".into(),
+        at("tests/expect.jsonl"),
+    ]
+}
+
+/// The scaffold passes the tests it ships: three events, two greetings and
+/// a dead letter.
+fn assert_own_tests_pass(run: &Run) {
+    run.expect_code(0);
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{run}")))
+        .collect();
+    assert_eq!(lines.len(), 5, "{run}");
+    assert_eq!(
+        lines[2]["publish"]["payload"],
+        json!({"text": "Hello, plughost!", "count": 2}),
+        "{run}"
+    );
+    assert_eq!(lines[4]["outcome"], "dead_lettered", "{run}");
 }
 
 #[test]
@@ -252,6 +294,9 @@ fn a_native_scaffold_builds_checks_and_runs() {
 
     let run = run_with_target(&run_args(&dir), Some(&lines(&input())), &target);
     assert_hooks_ran(&run);
+    let args = test_args(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_own_tests_pass(&run_with_target(&args, None, &target));
 }
 
 // ---------------------------------------------------------------------------

@@ -129,6 +129,49 @@ config:
     out
 }
 
+/// `plughost test` of plugin `name` in `dir` against its own recorded events.
+pub(super) fn test_command(dir: &Path, name: &str) -> String {
+    let folder = dir.join(name);
+    let q = |rel: &str| shell_quote(&folder.join(rel).display().to_string());
+    format!(
+        "plughost test {} --events {} --expect {}",
+        q(""),
+        q("tests/events.jsonl"),
+        q("tests/expect.jsonl")
+    )
+    .replace("/ --events", " --events")
+}
+
+/// The scaffold's `tests/events.jsonl`: events for `plughost test`.
+pub(super) fn test_events(name: &str) -> String {
+    format!(
+        "\
+# Events for `plughost test`, one JSON object {{\"topic\", \"payload\"}} per line
+# (as for `plughost run --input`). Record more as the plugin grows.
+{{\"topic\": \"{name}.in\", \"payload\": {{\"name\": \"world\"}}}}
+{{\"topic\": \"{name}.in\", \"payload\": {{\"name\": \"plughost\"}}}}
+{{\"topic\": \"{name}.in\", \"payload\": {{\"nom\": \"world\"}}}}
+"
+    )
+}
+
+/// The scaffold's `tests/expect.jsonl`: what `plughost test` prints for
+/// [`test_events`].
+pub(super) fn test_expect(name: &str) -> String {
+    format!(
+        "\
+# What `plughost test` prints for tests/events.jsonl: for each event N, what the
+# plugin published, then its outcome. A line matches an output line when every
+# key it has is equal to the output's, so leave out what does not matter.
+{{\"event\": 1, \"publish\": {{\"topic\": \"{name}.out\", \"payload\": {{\"text\": \"Hello, world!\", \"count\": 1}}}}}}
+{{\"event\": 1, \"outcome\": \"acked\"}}
+{{\"event\": 2, \"publish\": {{\"topic\": \"{name}.out\", \"payload\": {{\"text\": \"Hello, plughost!\", \"count\": 2}}}}}}
+{{\"event\": 2, \"outcome\": \"acked\"}}
+{{\"event\": 3, \"outcome\": \"dead_lettered\", \"error\": \"payload.name must be a string\"}}
+"
+    )
+}
+
 /// The scaffold's README.md: what the plugin does, what to edit, and the
 /// commands to try it, with `plugins_dir` as the user named it.
 pub(super) fn readme(name: &str, runtime: RuntimeKind, plugins_dir: &Path) -> String {
@@ -143,6 +186,7 @@ pub(super) fn readme(name: &str, runtime: RuntimeKind, plugins_dir: &Path) -> St
         .map(|d| format!("--plugins {d} "))
         .unwrap_or_default();
     let check = check_command(plugins_dir);
+    let test = test_command(plugins_dir, name);
     let timers = if runtime == RuntimeKind::Native {
         ""
     } else {
@@ -209,6 +253,16 @@ line, on stdout:
 The log (stderr) shows `init` and `shutdown` at work. Leave out
 `--exit-when-idle` and the host keeps running: save a change to `{script}` and
 the plugin reloads; change `greeting` in `plugin.yaml` and `on_config` runs.
+
+## Test it
+
+`tests/events.jsonl` holds recorded events and `tests/expect.jsonl` what the
+plugin must do with them. `plughost test` runs the plugin alone against them
+and prints a diff when the output does not match (exit 1):
+
+```sh
+{test}
+```
 "
     );
     if runtime == RuntimeKind::Native {

@@ -17,7 +17,9 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::RuntimeKind;
 
-use common::{check_command, manifest, readme, shell_quote};
+use common::{
+    check_command, manifest, readme, shell_quote, test_command, test_events, test_expect,
+};
 
 mod common;
 mod lua;
@@ -133,7 +135,11 @@ pub fn render(
             .replace("@lib@", &name.replace('-', "_"))
     };
     let readme = readme(name, runtime, plugins_dir);
-    match runtime {
+    let tests = [
+        file("tests/events.jsonl", test_events(name)),
+        file("tests/expect.jsonl", test_expect(name)),
+    ];
+    let mut files = match runtime {
         RuntimeKind::Lua => vec![
             file("plugin.yaml", manifest(name, runtime)),
             file("main.lua", fill(lua::MAIN_LUA)),
@@ -157,7 +163,9 @@ pub fn render(
                 file("README.md", readme),
             ]
         }
-    }
+    };
+    files.extend(tests);
+    files
 }
 
 fn file(path: &'static str, text: String) -> File {
@@ -256,6 +264,7 @@ pub fn summary(dir: &Path, name: &str, runtime: RuntimeKind, written: &[PathBuf]
         let _ = writeln!(out, "  cargo build --manifest-path {manifest}");
     }
     let _ = writeln!(out, "  {}", check_command(dir));
+    let _ = writeln!(out, "  {}", test_command(dir, name));
     let _ = writeln!(
         out,
         "  see {} for how to try it",
@@ -362,11 +371,23 @@ mod tests {
         };
         assert_eq!(
             paths(RuntimeKind::Lua),
-            ["plugin.yaml", "main.lua", "README.md"]
+            [
+                "plugin.yaml",
+                "main.lua",
+                "README.md",
+                "tests/events.jsonl",
+                "tests/expect.jsonl"
+            ]
         );
         assert_eq!(
             paths(RuntimeKind::Rhai),
-            ["plugin.yaml", "main.rhai", "README.md"]
+            [
+                "plugin.yaml",
+                "main.rhai",
+                "README.md",
+                "tests/events.jsonl",
+                "tests/expect.jsonl"
+            ]
         );
         assert_eq!(
             paths(RuntimeKind::Native),
@@ -375,7 +396,9 @@ mod tests {
                 "Cargo.toml",
                 "src/lib.rs",
                 ".gitignore",
-                "README.md"
+                "README.md",
+                "tests/events.jsonl",
+                "tests/expect.jsonl"
             ]
         );
     }
@@ -405,7 +428,14 @@ mod tests {
         let written = create(&dir, "hello", RuntimeKind::Lua).unwrap();
         assert_eq!(
             written,
-            ["plugin.yaml", "main.lua", "README.md"].map(|f| dir.join("hello").join(f))
+            [
+                "plugin.yaml",
+                "main.lua",
+                "README.md",
+                "tests/events.jsonl",
+                "tests/expect.jsonl"
+            ]
+            .map(|f| dir.join("hello").join(f))
         );
         assert!(written.iter().all(|p| p.is_file()));
         let again = create(&dir, "hello", RuntimeKind::Rhai).unwrap_err();

@@ -500,3 +500,52 @@ fn rebuilding_a_native_plugin_reloads_it_between_events() {
         started.elapsed()
     );
 }
+
+/// A native plugin whose library is not built when the host starts fails to
+/// start, saying how to build it; once the library appears (the first build),
+/// the plugin starts, with no save of its folder.
+#[test]
+fn a_native_plugin_starts_once_its_library_is_first_built() {
+    let built = crate::support::native_library();
+    let target = tempfile::tempdir().expect("temp target dir");
+    let plugins = tempfile::tempdir().expect("temp plugins dir");
+    let folder = plugins.path().join("late");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("plugin.yaml"),
+        "name: late\nversion: 1.0.0\nruntime: native\nentry: native-behaviours\n\
+         subscriptions: [in]\nconfig: {behaviour: lifecycle}\n",
+    )
+    .unwrap();
+    let mut live = Live::spawn_with_env(
+        &[
+            "run",
+            "--plugins",
+            plugins.path().to_str().unwrap(),
+            "--tap",
+            ">",
+        ],
+        &[("CARGO_TARGET_DIR", target.path().to_str().unwrap())],
+    );
+    let failed = live.wait_for("the start failure", |e| {
+        e["topic"] == "plughost.plugin.failed"
+    });
+    let error = failed["payload"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("cargo build -p native-behaviours"),
+        "{failed}"
+    );
+    // The first build: `debug/` appears with the library in it.
+    let debug = target.path().join("debug");
+    std::fs::create_dir_all(&debug).unwrap();
+    std::fs::copy(built, debug.join(library_file("native-behaviours"))).unwrap();
+    live.wait_for("the plugin started", |e| {
+        e["topic"] == "plughost.plugin.started" && e["payload"]["plugin"] == "late"
+    });
+    live.wait_for("its init ran", |e| e["topic"] == "from.init");
+    live.signal("TERM");
+    let run = live.finish();
+    // The start failure still counts (SPEC §8: 1 for plugin errors).
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("plugin started plugin=late"), "{run}");
+}

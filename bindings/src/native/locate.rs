@@ -21,6 +21,22 @@ pub fn resolve_entry(dir: &Path, entry: &str) -> Result<PathBuf, String> {
     resolve_entry_in(dir, entry, target.as_deref())
 }
 
+/// Where the library of crate `entry` will be once built in release mode
+/// (`release/` of the target directory [`resolve_entry`] looks in), for a
+/// plugin folder `dir` whose library is not built yet: the host watches
+/// there, and in `debug/` beside it, to start the plugin once it is.
+/// `None` when `entry` is a path or no target directory can be found.
+pub fn expected_library(dir: &Path, entry: &str) -> Option<PathBuf> {
+    if !is_crate_name(entry) {
+        return None;
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|t| !t.is_empty()) {
+        Some(t) => PathBuf::from(t),
+        None => workspace_root(dir)?.join("target"),
+    };
+    Some(target.join("release").join(library_file_name(entry)))
+}
+
 /// [`resolve_entry`] with the target directory given (`None`: the workspace's).
 pub fn resolve_entry_in(
     dir: &Path,

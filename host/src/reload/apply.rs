@@ -99,7 +99,7 @@ impl Host {
         let mut lifecycle = self
             .subscribe("plughost.plugin.*")
             .map_err(std::io::Error::other)?;
-        libraries.sync(&mut w, &library::running_native(self));
+        libraries.sync(&mut w, &library::watched_native(self));
         let host = self.clone();
         let task = tokio::spawn(async move {
             let mut pending: BTreeMap<PathBuf, Pending> = BTreeMap::new();
@@ -170,7 +170,7 @@ impl Host {
                     resync = None;
                     // A library folder appeared (the first build in a
                     // profile): what was written there before the watch.
-                    for file in libraries.sync(&mut w, &library::running_native(&host)) {
+                    for file in libraries.sync(&mut w, &library::watched_native(&host)) {
                         if let Hit::Library(file, folders) = libraries.classify(&file) {
                             for dir in folders {
                                 let slot = pending.entry(dir).or_insert_with(Pending::new);
@@ -212,11 +212,17 @@ impl Host {
                     }
                     // A reload may load another file (a newer build in the
                     // other profile), or start or stop a native plugin.
-                    libraries.sync(&mut w, &library::running_native(&host));
+                    libraries.sync(&mut w, &library::watched_native(&host));
                 }
             }
         });
         Ok(WatchHandle { task })
+    }
+
+    /// The `enabled` in effect for the plugin in `dir` whose manifest says
+    /// `file_enabled`: an operator's override, else the file's.
+    pub(crate) fn effective_enabled(&self, dir: &Path, file_enabled: bool) -> bool {
+        self.inner.live.effective_enabled(dir, file_enabled)
     }
 
     /// Whether a plugin runs from folder `dir`.
@@ -224,7 +230,8 @@ impl Host {
         self.lock_running().iter().any(|r| r.dir == dir)
     }
 
-    fn known_folders(&self) -> BTreeSet<PathBuf> {
+    /// Every plugin folder the host knows of.
+    pub(crate) fn known_folders(&self) -> BTreeSet<PathBuf> {
         self.inner
             .known
             .lock()

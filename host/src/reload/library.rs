@@ -228,13 +228,51 @@ impl LibraryWatch {
     }
 }
 
-/// The running native plugins: folder and version.
-pub fn running_native(host: &crate::host::Host) -> Vec<(PathBuf, PluginDef)> {
-    host.lock_running()
+/// The native plugins whose libraries are watched, with the version to
+/// watch for: every running one, and every enabled one that is not running
+/// although its folder is known (its library is not built yet, or it failed
+/// to load or `init`), so that a build starts it. For the latter the
+/// library is where it is now, or where the first build will put it.
+pub fn watched_native(host: &crate::host::Host) -> Vec<(PathBuf, PluginDef)> {
+    let mut list: Vec<(PathBuf, PluginDef)> = host
+        .lock_running()
         .iter()
         .filter(|r| r.def.runtime == RuntimeKind::Native)
         .map(|r| (r.dir.clone(), r.def.clone()))
-        .collect()
+        .collect();
+    let running: BTreeSet<PathBuf> = host.lock_running().iter().map(|r| r.dir.clone()).collect();
+    for dir in host.known_folders() {
+        if running.contains(&dir) {
+            continue;
+        }
+        if let Some(def) = awaited_native(host, &dir) {
+            list.push((dir, def));
+        }
+    }
+    list
+}
+
+/// The version a stopped native plugin in `dir` would start, for an enabled
+/// plugin whose `entry` names a crate: its library as resolved, or where a
+/// release build will write it.
+fn awaited_native(host: &crate::host::Host, dir: &Path) -> Option<PluginDef> {
+    let path = dir.join(crate::discovery::MANIFEST_FILE);
+    let manifest = crate::manifest::parse_file(&path).ok()?;
+    let entry = manifest.entry.clone().filter(|e| is_crate_name(e))?;
+    if manifest.effective_runtime() != Some(RuntimeKind::Native)
+        || !host.effective_enabled(dir, manifest.enabled)
+    {
+        return None;
+    }
+    let library = plughost_bindings::native::resolve_entry(dir, &entry)
+        .ok()
+        .or_else(|| plughost_bindings::native::locate::expected_library(dir, &entry))?;
+    Some(PluginDef {
+        manifest,
+        dir: dir.to_path_buf(),
+        runtime: RuntimeKind::Native,
+        entry: library,
+    })
 }
 
 /// What identifies one version of a file: its size, time and (on Unix) inode.

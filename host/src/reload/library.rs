@@ -4,7 +4,9 @@
 //! A native plugin's library usually lies outside the plugins directories
 //! (in cargo's `target/`), so the watcher also watches the folder of every
 //! library a running native plugin loads, not recursively, and maps a change
-//! of that one file to the plugin's folder. For an `entry` naming a crate,
+//! of that one file to the plugin's folder. An enabled native plugin that is
+//! not running (its library not built yet, or refused) is watched the same
+//! way, so that a build starts it ([`watched_native`]). For an `entry` naming a crate,
 //! both `release/` and `debug/` are watched, since a build in either may
 //! make it the newer file that wins. A folder that does not exist yet
 //! (`release/` before the first release build) is awaited through its

@@ -4,23 +4,15 @@
 //! history, `/metrics`, and `/health` while the host drains.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::live::{LIMIT, Live};
-use crate::support::{Fixture, Runtime, run_binary_with_env};
+use crate::support::{Fixture, Runtime, free_port, run_binary_with_env};
 
 const ECHO: &str = "function on_event(e) bus.publish('out.echoed', e.payload) end\n";
-
-/// A free loopback port (bound then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
 
 /// An HTTP answer: status and body (JSON when it parses).
 #[derive(Debug)]

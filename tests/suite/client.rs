@@ -1,22 +1,14 @@
 //! SPEC §8 and §10: `plughost publish|enable|disable|reload` against a
 //! running host's admin endpoint, the real binary on both sides.
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::live::{LIMIT, Live};
-use crate::support::{Fixture, Run, Runtime, run_binary_with_env};
+use crate::support::{Fixture, Run, Runtime, free_port, run_binary_with_env};
 
 const ECHO: &str = "function on_event(e) bus.publish('out.echoed', e.payload) end\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
 
 /// Runs `plughost ARGS` as a client, with `env`.
 fn client(args: &[&str], env: &[(&str, &str)]) -> Run {

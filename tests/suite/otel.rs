@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Fixture, Run, Runtime, ev, run_binary_with_env};
+use crate::support::{Fixture, Run, Runtime, ev, free_port, run_binary_with_env};
 
 /// How long the collector may take to print what the host sent once the
 /// host has exited (rotel batches for up to `--batch-timeout`).
@@ -94,14 +94,6 @@ fn in_python_package() -> Option<PathBuf> {
         .ok()?;
     let path = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
     (out.status.success() && path.is_file()).then_some(path)
-}
-
-/// A loopback port nothing listens on (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
 }
 
 /// A running rotel: OTLP/HTTP receiver on loopback, debug exporter printing

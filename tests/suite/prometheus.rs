@@ -6,7 +6,6 @@
 //! path in `PLUGHOST_PROMETHEUS`. Without it the test fails and says how to
 //! get it: it never passes by skipping.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::live::Live;
-use crate::support::{Fixture, Runtime};
+use crate::support::{Fixture, Runtime, free_port};
 
 /// How long Prometheus may take to start, scrape and answer.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -38,13 +37,6 @@ fn prometheus_executable() -> PathBuf {
                  (`apt-get install prometheus`) and sets PLUGHOST_PROMETHEUS"
             )
         })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
 }
 
 /// A Prometheus server on loopback scraping one target every 250 ms, its

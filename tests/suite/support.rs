@@ -234,6 +234,14 @@ fn native_manifest(name: &str, manifest_extra: &str, behaviour: &str) -> String 
     text
 }
 
+/// A loopback port nothing listens on (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
 /// A temp dir holding plugin folders.
 pub struct Fixture {
     dir: tempfile::TempDir,

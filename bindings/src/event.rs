@@ -50,12 +50,14 @@ impl Event {
         payload: impl Into<Payload>,
         source: impl Into<String>,
     ) -> Event {
+        // One look at the clock for both the id and the timestamp.
+        let now = SystemTime::now();
         Event {
-            id: new_id(),
+            id: ulid::Ulid::from_datetime(now).to_string(),
             topic: topic.into(),
             payload: payload.into(),
             source: source.into(),
-            timestamp: now_timestamp(),
+            timestamp: timestamp_at(now),
             correlation_id: None,
             headers: BTreeMap::new(),
         }
@@ -97,12 +99,16 @@ pub fn new_id() -> String {
 
 /// The current time as RFC 3339 UTC with milliseconds (`2026-11-21T12:00:00.000Z`).
 pub fn now_timestamp() -> String {
+    timestamp_at(SystemTime::now())
+}
+
+/// `now` as RFC 3339 UTC with milliseconds.
+fn timestamp_at(now: SystemTime) -> String {
     // Formatting a date costs more than the rest of an event; events come in
     // bursts, so each thread keeps the text of the last millisecond it saw.
     thread_local! {
         static LAST: std::cell::RefCell<(u128, String)> = const { std::cell::RefCell::new((0, String::new())) };
     }
-    let now = SystemTime::now();
     let ms = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());

@@ -288,8 +288,15 @@ impl<'a> Reader<'a> {
 
     fn text(&mut self) -> &'a str {
         let n = self.u32();
-        // Written from `&str`s only, so always valid UTF-8.
-        std::str::from_utf8(self.take(n)).unwrap_or_default()
+        // Written from `&str`s only, so always valid UTF-8; the usual short
+        // ASCII key or string is checked byte by byte, which costs less than
+        // the general UTF-8 validation.
+        let bytes = self.take(n);
+        if bytes.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            return unsafe { std::str::from_utf8_unchecked(bytes) };
+        }
+        std::str::from_utf8(bytes).unwrap_or_default()
     }
 
     /// The next value's token (an empty reader reads as `null`).

@@ -338,6 +338,16 @@ fn main() {
         telemetry_section(n);
         return;
     }
+    if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY_BARE") {
+        // The baseline alone, for a profiler: `=lua`, `=rhai` or `=native`.
+        let rate = match only.as_str() {
+            "rhai" => bare_rhai(n),
+            "native" => bare_native(n),
+            _ => bare_loop(n),
+        };
+        println!("{rate:.0} events/s");
+        return;
+    }
     if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY_HOST") {
         // For profiling the host alone: `perf record` this with `=lua`,
         // `=rhai` or `=native`.

@@ -177,24 +177,30 @@ fn run(
         telemetry: Telemetry::new(metrics, def),
     };
     loop {
-        let now = Instant::now();
-        if let Some(d) = worker.due_retry(now) {
-            worker.handle(plugin.as_mut(), d);
-            continue;
-        }
-        if plugin.next_timer().is_some_and(|t| t <= now) {
-            bus.begin_work();
-            if let Some(Err(e)) = plugin.run_due_timer(now) {
-                stats.timer_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(plugin = %def.manifest.name, "{}", e.detailed());
-            }
-            bus.done();
-            continue;
-        }
         let deadline = match (worker.next_retry(), plugin.next_timer()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        // The clock is read only when a retry or a timer is pending: events
+        // come one after another, and each look at the clock costs.
+        if let Some(next) = deadline {
+            let now = Instant::now();
+            if next <= now {
+                if let Some(d) = worker.due_retry(now) {
+                    worker.handle(plugin.as_mut(), d);
+                    continue;
+                }
+                if plugin.next_timer().is_some_and(|t| t <= now) {
+                    bus.begin_work();
+                    if let Some(Err(e)) = plugin.run_due_timer(now) {
+                        stats.timer_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(plugin = %def.manifest.name, "{}", e.detailed());
+                    }
+                    bus.done();
+                    continue;
+                }
+            }
+        }
         match queue.pop(deadline, flush_deferred) {
             Pop::Control(Control::Stop | Control::Drain) => break,
             Pop::Control(Control::Swap { def: next, done }) => {

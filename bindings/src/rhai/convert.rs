@@ -5,6 +5,10 @@
 //! values, and a value a script publishes is packed straight from Rhai
 //! values, without a JSON tree in between. Function pointers and custom
 //! types cannot become JSON; the error names where they are.
+//!
+//! Maps and arrays become values through `Dynamic::from_map` and
+//! `Dynamic::from_array`: Rhai's `From<BTreeMap>` and `From<Vec>` rebuild
+//! the whole collection, item by item, on the way in.
 
 use rhai::{Array, Dynamic, FLOAT, INT, ImmutableString, Map};
 use serde_json::Value;
@@ -33,7 +37,7 @@ fn read(r: &mut Reader<'_>) -> Dynamic {
         Token::Str(s) => ImmutableString::from(s).into(),
         Token::Array(n) => {
             let items: Array = (0..n).map(|_| read(r)).collect();
-            items.into()
+            Dynamic::from_array(items)
         }
         Token::Object(n) => {
             let mut map = Map::new();
@@ -41,7 +45,7 @@ fn read(r: &mut Reader<'_>) -> Dynamic {
                 let k = r.key();
                 map.insert(k.into(), read(r));
             }
-            map.into()
+            Dynamic::from_map(map)
         }
     }
 }
@@ -56,14 +60,14 @@ pub(crate) fn to_dynamic(value: &Value) -> Dynamic {
             None => (n.as_f64().unwrap_or(0.0) as FLOAT).into(),
         },
         Value::String(s) => ImmutableString::from(s.as_str()).into(),
-        Value::Array(items) => items.iter().map(to_dynamic).collect::<Array>().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
         Value::Object(map) => {
             // Inserting in order beats `collect`, which sorts a copy first.
             let mut out = Map::new();
             for (k, v) in map {
                 out.insert(k.as_str().into(), to_dynamic(v));
             }
-            out.into()
+            Dynamic::from_map(out)
         }
     }
 }
@@ -95,18 +99,21 @@ fn pack(value: &Dynamic, depth: usize, w: &mut Writer) -> Result<(), ConvertErro
             )),
         };
     }
+    // `is_*` before `as_*`: a failed `as_*` looks up the type's name.
     if value.is_unit() {
         w.null();
-    } else if let Ok(b) = value.as_bool() {
-        w.bool(b);
-    } else if let Ok(i) = value.as_int() {
-        w.int(i);
-    } else if let Ok(f) = value.as_float() {
+    } else if value.is_bool() {
+        w.bool(value.as_bool().unwrap_or_default());
+    } else if value.is_int() {
+        w.int(value.as_int().unwrap_or_default());
+    } else if value.is_float() {
+        let f = value.as_float().unwrap_or_default();
         if !f.is_finite() {
             return Err(ConvertError::new(format!("{f} is not a JSON number")));
         }
         w.float(f);
-    } else if let Ok(c) = value.as_char() {
+    } else if value.is_char() {
+        let c = value.as_char().unwrap_or_default();
         w.str(c.encode_utf8(&mut [0; 4]));
     } else if let Some(s) = value.read_lock::<ImmutableString>() {
         w.str(s.as_str());

@@ -28,7 +28,7 @@ fn headers(e: &Event) -> Dynamic {
     for (k, v) in &e.headers {
         m.insert(k.as_str().into(), text(v));
     }
-    m.into()
+    Dynamic::from_map(m)
 }
 
 fn correlation(e: &Event) -> Dynamic {

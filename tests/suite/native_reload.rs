@@ -535,7 +535,10 @@ fn a_native_plugin_starts_once_its_library_is_first_built() {
         error.contains("cargo build -p native-behaviours"),
         "{failed}"
     );
-    // The first build: `debug/` appears with the library in it.
+    // The first build, once the watcher is surely up (a build between the
+    // start and the watch is caught when the watch begins): `debug/`
+    // appears with the library in it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let debug = target.path().join("debug");
     std::fs::create_dir_all(&debug).unwrap();
     std::fs::copy(built, debug.join(library_file("native-behaviours"))).unwrap();

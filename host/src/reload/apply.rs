@@ -99,10 +99,27 @@ impl Host {
         let mut lifecycle = self
             .subscribe("plughost.plugin.*")
             .map_err(std::io::Error::other)?;
-        libraries.sync(&mut w, &library::watched_native(self));
+        let watched = library::watched_native(self);
+        libraries.sync(&mut w, &watched);
+        // A library built after discovery found none and before this watch
+        // began sent its events to nobody: try those plugins now.
+        let mut pending: BTreeMap<PathBuf, Pending> = BTreeMap::new();
+        for (dir, def) in watched {
+            let unresolved_at_start = self
+                .catalog()
+                .entries
+                .iter()
+                .any(|e| e.dir == dir && e.def.is_none());
+            if unresolved_at_start && !self.runs_from(&dir) && def.entry.is_file() {
+                pending
+                    .entry(dir)
+                    .or_insert_with(Pending::new)
+                    .libraries
+                    .insert(def.entry);
+            }
+        }
         let host = self.clone();
         let task = tokio::spawn(async move {
-            let mut pending: BTreeMap<PathBuf, Pending> = BTreeMap::new();
             // The library build last tried for a folder (file and stamp):
             // more events about the same build do not reload it again.
             let mut tried: BTreeMap<PathBuf, (PathBuf, library::Stamp)> = BTreeMap::new();

@@ -533,6 +533,10 @@ impl Host {
                 "drain timeout reached; stopping plugins with events still queued"
             );
         }
+        // A change in progress (a reload, an enable) finishes first; none
+        // starts after this.
+        let _no_more_changes = self.inner.live.change_lock().await;
+        self.inner.live.close();
         let running: Vec<Running> = std::mem::take(&mut *self.lock_running());
         let mut report = ShutdownReport {
             drained,

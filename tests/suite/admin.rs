@@ -462,7 +462,7 @@ fn get_plugin_reports_reload_history_and_metrics_are_prometheus_text() {
 const SLOW: &str = "function on_event(e)\n  local t = os.clock()\n  while os.clock() - t < config.busy do end\nend\n";
 
 #[test]
-fn health_is_503_while_the_host_drains_at_shutdown() {
+fn health_changes_and_events_are_503_while_the_host_drains_at_shutdown() {
     let fx = Fixture::new();
     fx.plugin(
         Runtime::Lua,
@@ -491,6 +491,21 @@ fn health_is_503_while_the_host_drains_at_shutdown() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(draining.body["status"], "shutting_down", "{draining:?}");
+    // Meanwhile it takes no event and no change: the drain has an end.
+    for (path, body) in [
+        ("/events/in.x", &b"{}"[..]),
+        ("/plugins/slow/disable", b""),
+        ("/plugins/slow/reload", b""),
+    ] {
+        let refused = post(port, path, body);
+        assert_eq!(refused.status, 503, "{path}: {refused:?}");
+        assert!(
+            refused.body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("shutting down")),
+            "{refused:?}"
+        );
+    }
     let run = live.finish();
     assert_eq!(run.code, 0, "{run}");
 }

@@ -178,6 +178,60 @@ fn bad_input_to_the_builder_and_publish_is_refused() {
     });
 }
 
+/// An application enables and disables plugins through the library, as
+/// the admin endpoint does; once the host shuts down, no change applies.
+#[test]
+fn plugins_are_enabled_and_disabled_and_shutdown_ends_changes() {
+    use plughost::reload::{ReloadOutcome, ToggleError};
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "p",
+        "subscriptions: [in]\nenabled: false\n",
+        "function on_event(e) bus.publish('out', e.payload) end\n",
+    );
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        assert!(host.start().await.started.is_empty());
+        assert_eq!(host.is_enabled("p"), Some(false));
+        assert_eq!(
+            host.set_enabled("p", true, false).await,
+            Ok(ReloadOutcome::Started)
+        );
+        assert_eq!(host.running(), ["p"]);
+        assert_eq!(host.is_enabled("p"), Some(true));
+        assert_eq!(
+            host.set_enabled("p", true, false).await,
+            Ok(ReloadOutcome::Unchanged)
+        );
+        assert_eq!(
+            host.set_enabled("p", false, false).await,
+            Ok(ReloadOutcome::Stopped)
+        );
+        assert!(host.running().is_empty());
+        assert_eq!(
+            host.set_enabled("p", true, false).await,
+            Ok(ReloadOutcome::Started)
+        );
+        assert_eq!(
+            host.set_enabled("nope", true, false).await,
+            Err(ToggleError::Unknown("nope".into()))
+        );
+        host.shutdown(Duration::from_secs(1)).await;
+        assert!(host.running().is_empty());
+        assert_eq!(
+            host.set_enabled("p", true, false).await,
+            Err(ToggleError::ShuttingDown)
+        );
+        let dir = host.plugin_folder("p").expect("its folder");
+        assert_eq!(
+            host.reload_folder(&dir, true).await,
+            ReloadOutcome::Failed("the host is shutting down".into())
+        );
+        assert!(host.running().is_empty(), "nothing started after shutdown");
+    });
+}
+
 // `[Native]`: also run against the native fixture crate.
 behaviours!(
     build_start_publish_subscribe_call_and_shut_down[Native],

@@ -83,6 +83,7 @@ async fn reload(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
+    refuse_when_shutting_down(&state)?;
     let outcome = match state.host.reload_plugin(&name).await {
         Some(o) => o,
         None => {
@@ -125,6 +126,7 @@ async fn toggle(
 ) -> Result<Response, ApiError> {
     check_name(name)?;
     let persist = persist_flag(query)?;
+    refuse_when_shutting_down(state)?;
     let outcome = state
         .host
         .set_enabled(name, enabled, persist)
@@ -132,6 +134,7 @@ async fn toggle(
         .map_err(|e| match e {
             ToggleError::Unknown(_) => unknown(name),
             ToggleError::Persist(why) => ApiError::new(StatusCode::CONFLICT, why),
+            ToggleError::ShuttingDown => shutting_down(),
         })?;
     Ok(answer(
         state,
@@ -223,6 +226,8 @@ async fn publish(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?
     };
+    // Shutdown stops taking input, as `--input` does: the drain has an end.
+    refuse_when_shutting_down(&state)?;
     match state.host.publish(&topic, payload).await {
         Ok(id) => Ok(Json(json!({"id": id}))),
         Err(e @ (PublishError::Topic(_) | PublishError::Reserved(_))) => {
@@ -238,6 +243,23 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         Err(ApiError::bad_request(format!(
             "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`, starting with a letter or digit"
         )))
+    }
+}
+
+/// 503: the host drains and stops; it takes no change and no event.
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the host is shutting down".to_owned(),
+    )
+}
+
+/// Refuses a change or an event once shutdown began.
+fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        Err(shutting_down())
+    } else {
+        Ok(())
     }
 }
 

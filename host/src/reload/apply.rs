@@ -25,6 +25,9 @@ use crate::discovery::MANIFEST_FILE;
 use crate::host::Host;
 use crate::topic::PatternSet;
 
+/// Why a change asked for during shutdown is refused.
+pub(crate) const SHUTTING_DOWN: &str = "the host is shutting down";
+
 /// After a folder's last change, how long to wait for more before acting.
 pub const SETTLE: Duration = Duration::from_millis(20);
 
@@ -259,7 +262,24 @@ impl Host {
     /// Applies the current contents of plugin folder `dir` (as the host names
     /// it): starts, stops, reloads or reconfigures the plugin found there.
     /// `scripts_changed` says a file other than `plugin.yaml` changed.
+    ///
+    /// Changes are applied one at a time, whoever asks (the watcher, the
+    /// admin endpoint, the application): two at once could start a plugin
+    /// twice.
     pub async fn reload_folder(&self, dir: &Path, scripts_changed: bool) -> ReloadOutcome {
+        let _one_at_a_time = self.inner.live.change_lock().await;
+        if self.inner.live.is_closed() {
+            return ReloadOutcome::Failed(SHUTTING_DOWN.to_owned());
+        }
+        self.reload_folder_locked(dir, scripts_changed).await
+    }
+
+    /// [`Host::reload_folder`], with the change lock held by the caller.
+    pub(super) async fn reload_folder_locked(
+        &self,
+        dir: &Path,
+        scripts_changed: bool,
+    ) -> ReloadOutcome {
         let manifest = dir.join(MANIFEST_FILE);
         if !scripts_changed
             && let Ok(text) = std::fs::read_to_string(&manifest)

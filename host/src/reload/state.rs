@@ -8,8 +8,8 @@
 //! `enabled:` is edited: that edit is the newer word and wins. With
 //! `?persist=true` the host writes `plugin.yaml` itself; the watcher then
 //! sees that write, which is already in effect and must not reload the
-//! plugin a second time. Pure data: [`LiveState`] takes no locks of others
-//! and does no I/O.
+//! plugin a second time. It also holds the lock that makes changes apply one
+//! at a time. Pure data otherwise: [`LiveState`] does no I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -49,6 +49,10 @@ pub struct LiveState {
     overrides: Mutex<HashMap<PathBuf, Override>>,
     written: Mutex<HashMap<PathBuf, (String, Instant)>>,
     history: Mutex<HashMap<String, VecDeque<ReloadRecord>>>,
+    /// Held while a change (start, stop, reload) is applied.
+    changes: tokio::sync::Mutex<()>,
+    /// Set when the host shuts down: no change applies any more.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -56,6 +60,23 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LiveState {
+    /// Waits for the other changes to be applied; the change that holds the
+    /// guard is the only one until it is dropped.
+    pub async fn change_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
+    /// Refuses every later change: the host is shutting down. Call it with
+    /// the change lock held, so no change is half-way through.
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the host is shutting down ([`LiveState::close`]).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Sets the operator's `enabled` for the plugin in `dir`, whose manifest
     /// says `file_enabled` now.
     pub fn set_override(&self, dir: &Path, enabled: bool, file_enabled: Option<bool>) {

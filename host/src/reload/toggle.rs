@@ -24,6 +24,9 @@ pub enum ToggleError {
     /// `plugin.yaml` could not be read, edited or written.
     #[error("{0}")]
     Persist(String),
+    /// The host is shutting down: nothing starts or stops any more but by it.
+    #[error("the host is shutting down")]
+    ShuttingDown,
 }
 
 impl Host {
@@ -39,10 +42,14 @@ impl Host {
         enabled: bool,
         persist: bool,
     ) -> Result<ReloadOutcome, ToggleError> {
+        let live = &self.inner.live;
+        let _one_at_a_time = live.change_lock().await;
+        if live.is_closed() {
+            return Err(ToggleError::ShuttingDown);
+        }
         let dir = self
             .plugin_folder(name)
             .ok_or_else(|| ToggleError::Unknown(name.to_owned()))?;
-        let live = &self.inner.live;
         if persist {
             write_enabled(&dir, enabled, live)?;
             live.clear_override(&dir);
@@ -53,7 +60,7 @@ impl Host {
         let running = self.lock_running().iter().any(|r| r.dir == dir);
         Ok(match (enabled, running) {
             (true, true) | (false, false) => ReloadOutcome::Unchanged,
-            (true, false) => self.reload_folder(&dir, true).await,
+            (true, false) => self.reload_folder_locked(&dir, true).await,
             (false, true) => self.stop_one(&dir).await,
         })
     }

@@ -152,8 +152,11 @@ pub async fn run(opts: RunOptions) -> i32 {
     let stats = wait(&host, input_task, opts.exit_when_idle, signal).await;
     had_errors |= stats.errors > 0;
 
-    // No reload may start a plugin while the others are being stopped.
-    drop(watch);
+    // No reload may start a plugin while the others are being stopped; one
+    // under way finishes first.
+    if let Some(watch) = watch {
+        watch.stop().await;
+    }
     if let Some(admin) = &admin {
         admin.shutting_down();
     }

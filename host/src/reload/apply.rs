@@ -51,9 +51,24 @@ pub enum ReloadOutcome {
 pub struct WatchHandle {
     /// The watch loop; it owns the watcher, which stops with it.
     task: tokio::task::JoinHandle<()>,
+    /// Asks the loop to stop between two changes.
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl WatchHandle {
+    /// Stops watching once the change being applied (if any) is done, and
+    /// waits for that: no change is cut off half-way (a plugin started but
+    /// not yet counted as running).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Drop for WatchHandle {
+    /// Dropped without [`WatchHandle::stop`]: the loop is cancelled where it is.
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -122,6 +137,7 @@ impl Host {
             }
         }
         let host = self.clone();
+        let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             // The library build last tried for a folder (file and stamp):
             // more events about the same build do not reload it again.
@@ -131,6 +147,7 @@ impl Host {
             loop {
                 let next = pending.values().map(|p| p.at + SETTLE).chain(resync).min();
                 let paths = tokio::select! {
+                    _ = &mut stopped => return,
                     b = rx.recv() => match b {
                         Some(paths) => paths,
                         None => return,
@@ -236,7 +253,10 @@ impl Host {
                 }
             }
         });
-        Ok(WatchHandle { task })
+        Ok(WatchHandle {
+            task,
+            stop: Some(stop),
+        })
     }
 
     /// The `enabled` in effect for the plugin in `dir` whose manifest says

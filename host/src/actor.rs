@@ -61,6 +61,21 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Timer callbacks that raised an error.
     pub timer_errors: AtomicU64,
+    /// The last event dead-lettered: its id and why (a script error's
+    /// `file:line:col: message`, or a drop's reason).
+    pub last_dead_letter: std::sync::Mutex<Option<(String, String)>>,
+    /// The last error a timer callback raised.
+    pub last_timer_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn dead_lettered(&self, event: &str, error: &str) {
+        self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_dead_letter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((event.to_owned(), error.to_owned()));
+    }
 }
 
 /// What a plugin thread left behind when it stopped.
@@ -194,6 +209,10 @@ fn run(
                     bus.begin_work();
                     if let Some(Err(e)) = plugin.run_due_timer(now) {
                         stats.timer_errors.fetch_add(1, Ordering::Relaxed);
+                        *stats
+                            .last_timer_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                         tracing::error!(plugin = %def.manifest.name, "{}", e.detailed());
                     }
                     bus.done();
@@ -454,7 +473,7 @@ impl<'a> Worker<'a> {
                         let error = format!("outcome.forward: {m}");
                         record_error(span, &error);
                         self.bus.dead_letter(self.name, &d.event, d.attempt, &error);
-                        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        self.stats.dead_lettered(&d.event.id, &error);
                         Outcome::DeadLetter
                     }
                 }
@@ -475,7 +494,7 @@ impl<'a> Worker<'a> {
             Action::DeadLetter { error } => {
                 record_error(span, &error);
                 self.bus.dead_letter(self.name, &d.event, d.attempt, &error);
-                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.stats.dead_lettered(&d.event.id, &error);
                 Outcome::DeadLetter
             }
         }

@@ -260,6 +260,9 @@ version: 1.0.0   # bump on every release\n\
 # what it listens to\n\
 subscriptions: [in.*]\n";
 
+/// Echoes, but fails on a payload that asks it to.
+const FAILING: &str = "function on_event(e)\n  if e.payload.fail then error('asked to fail') end\n  bus.publish('out.echoed', e.payload)\nend\n";
+
 /// A plugin disabled in its manifest whose script does not compile:
 /// enabling it is refused with the script's position.
 const BROKEN: &str = "function on_event(e)\n  bus.publish('out.x', e.payload\nend\n";
@@ -401,6 +404,21 @@ fn get_plugin_reports_reload_history_and_metrics_are_prometheus_text() {
     wait_ready(port, &[]);
     assert_eq!(post(port, "/events/in.x", b"{}").status, 200);
     live.wait_for("the echo", |e| e["topic"] == "out.echoed");
+    assert_eq!(
+        get(port, "/plugins/echo").body["last_dead_letter"],
+        Value::Null
+    );
+    // An event the script fails on: the last dead letter, positioned.
+    fx.file("echo/main.lua", FAILING);
+    assert_eq!(post(port, "/plugins/echo/reload", b"").status, 200);
+    let sent = post(port, "/events/in.x", br#"{"fail": true}"#);
+    let id = sent.body["id"].as_str().unwrap().to_owned();
+    live.wait_for("the dead letter", |e| e["topic"] == "plughost.dead_letter");
+    let one = get(port, "/plugins/echo");
+    assert_eq!(one.body["last_dead_letter"]["event"], json!(id), "{one:?}");
+    let error = one.body["last_dead_letter"]["error"].as_str().unwrap();
+    assert!(error.contains("echo/main.lua:2: asked to fail"), "{error}");
+    assert_eq!(one.body["counts"]["dead_lettered"], 1, "{one:?}");
 
     // One reload that takes, one refused (the script no longer compiles).
     assert_eq!(post(port, "/plugins/echo/reload", b"").status, 200);

@@ -342,6 +342,16 @@ fn describe(state: &AdminState, name: &str) -> Option<Value> {
         })),
         "enabled": state.host.is_enabled(name),
         "last_error": last_error,
+        "last_dead_letter": running.as_ref().and_then(|(_, _, s)| {
+            s.last_dead_letter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|(event, error)| json!({"event": event, "error": error}))
+        }),
+        "last_timer_error": running.as_ref().and_then(|(_, _, s)| {
+            s.last_timer_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        }),
         "reloads": state.host.reload_history(name).iter().map(|r| json!({
             "at": humantime::format_rfc3339_millis(r.at).to_string(),
             "version": r.version,

@@ -3,7 +3,8 @@
 //! Runtimes keep the callbacks; this keeps the deadlines. The plugin's thread
 //! asks for the next deadline, sleeps until then (or until an event arrives),
 //! and pops the timers that are due. Repeating timers are rescheduled from
-//! their previous deadline, so `timer.every` does not drift.
+//! their previous deadline, so `timer.every` does not drift. Ids start at 1:
+//! 0 never names a timer.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -12,6 +13,17 @@ use std::time::{Duration, Instant};
 /// The smallest interval a repeating timer may have; shorter ones are raised
 /// to this so a mistaken `timer.every(0, f)` cannot spin a core.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// How far away a deadline too far to represent is put: never, in practice.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + after`, saturating: a delay past what an `Instant` can hold (a
+/// native plugin may pass `u64::MAX` milliseconds) becomes a century.
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .or_else(|| at.checked_add(FAR))
+        .unwrap_or(at)
+}
 
 /// Identifies one timer of a plugin.
 pub type TimerId = u64;
@@ -31,12 +43,22 @@ impl Timers {
         Self::default()
     }
 
+    /// An empty schedule whose ids follow this one's, so that no id handed
+    /// out by this schedule names a timer of the new one (a native plugin's
+    /// fresh instance may find an old id in its state).
+    pub fn successor(&self) -> Self {
+        Timers {
+            next_id: self.next_id,
+            ..Timers::default()
+        }
+    }
+
     /// Schedules a timer at `now + after`, repeating every `after` when `repeat`.
     pub fn add(&mut self, now: Instant, after: Duration, repeat: bool) -> TimerId {
         self.next_id += 1;
         let id = self.next_id;
         let interval = after.max(if repeat { MIN_INTERVAL } else { Duration::ZERO });
-        let deadline = now + interval;
+        let deadline = later(now, interval);
         self.heap.push(Reverse((deadline, id)));
         self.live.insert(id, (deadline, repeat.then_some(interval)));
         id
@@ -78,9 +100,9 @@ impl Timers {
         match repeat {
             Some(interval) => {
                 // Skip missed periods instead of firing a burst after a stall.
-                let mut next = deadline + interval;
+                let mut next = later(deadline, interval);
                 if next <= now {
-                    next = now + interval;
+                    next = later(now, interval);
                 }
                 self.heap.push(Reverse((next, id)));
                 self.live.insert(id, (next, repeat));
@@ -204,6 +226,28 @@ mod tests {
         assert!(!t.cancel(once));
         assert!(t.cancel(every));
         assert_eq!(t.take_due(later + Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn a_successor_hands_out_new_ids_and_no_old_timer() {
+        let t0 = Instant::now();
+        let mut old = Timers::new();
+        let a = old.add(t0, Duration::ZERO, true);
+        let mut new = old.successor();
+        assert_eq!(new.next_deadline(), None);
+        assert!(!new.cancel(a));
+        let b = new.add(t0, Duration::ZERO, false);
+        assert!(b > a && a > 0, "{a} {b}");
+    }
+
+    #[test]
+    fn a_delay_too_long_to_represent_is_never_due() {
+        let t0 = Instant::now();
+        let mut t = Timers::new();
+        let id = t.add(t0, Duration::MAX, true);
+        assert_eq!(t.pop_due(t0 + Duration::from_secs(3600)), None);
+        assert!(t.next_deadline().unwrap() > t0 + Duration::from_secs(3600));
+        assert!(t.cancel(id));
     }
 
     #[test]

@@ -18,7 +18,29 @@
 //!
 //! The host reads the ABI version first and refuses a library whose version
 //! differs from its own before it touches anything else; the two functions
-//! above keep their signatures in every ABI version for that reason.
+//! above keep their signatures in every ABI version for that reason. The
+//! third keeps its name (`_v1`) across versions too: the version check runs
+//! before it is looked up, so its name need not change with the table's shape.
+//!
+//! # Hooks and host functions
+//!
+//! - [`PluginVTable`], the plugin's: `create`, `init`, `on_event`,
+//!   `on_config`, `on_timer` (since ABI 2), `shutdown`, `destroy`, `free`.
+//! - [`HostVTable`], the host's: `publish`, `log`, `metric`, `span_enter`,
+//!   `span_exit`, `config`, `state`, `set_state`, `call_function`,
+//!   `timer_add` and `timer_cancel` (since ABI 2), `free`.
+//!
+//! # Timers
+//!
+//! `timer_add(ctx, after_ms, repeat)` schedules a timer `after_ms`
+//! milliseconds from now, repeating every `after_ms` (at least 1) when
+//! `repeat` is not 0, and returns its id, never 0. When it is due the host
+//! calls the plugin's `on_timer(instance, id)` on the plugin's thread,
+//! between two hooks, as it runs a script's timer callback: with no current
+//! event, so what it publishes carries no correlation id. `timer_cancel(ctx,
+//! id)` stops a timer and returns 1 if it was live, else 0. A reload or a
+//! restart stops the old instance's timers once the new instance's `init`
+//! succeeded.
 //!
 //! # Data
 //!
@@ -49,11 +71,16 @@
 //! meaning: a field, a signature, a status, a JSON key. Adding a host binding
 //! is such a change. The SDK's crate version is reported for the error
 //! message only; the ABI version alone decides.
+//!
+//! | ABI version | change |
+//! | --- | --- |
+//! | 1 | the first: the hooks and bindings of a script, without timers |
+//! | 2 | timers: `HostVTable::timer_add` and `timer_cancel`, `PluginVTable::on_timer` |
 
 use std::ffi::{c_char, c_void};
 
 /// The version of this ABI. A host loads only libraries built with the same.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The version of the `plughost-sdk` crate this module belongs to.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -66,6 +93,7 @@ pub const ABI_VERSION_SYMBOL: &[u8] = b"plughost_abi_version\0";
 /// The name of the SDK version function, NUL-terminated.
 pub const SDK_VERSION_SYMBOL: &[u8] = b"plughost_sdk_version\0";
 /// The name of the function returning the [`PluginVTable`], NUL-terminated.
+/// The same in every ABI version (it is looked up after the version check).
 pub const VTABLE_SYMBOL: &[u8] = b"plughost_plugin_v1\0";
 
 /// Signature of `plughost_abi_version`.
@@ -288,6 +316,13 @@ pub struct HostVTable {
     /// Calls a function the embedding application registered, with a JSON
     /// array of arguments; the data of success is the JSON result.
     pub call_function: unsafe extern "C" fn(ctx: *mut c_void, name: Str, args: Str) -> CallResult,
+    /// Schedules a timer `after_ms` milliseconds from now, repeating every
+    /// `after_ms` (at least 1) when `repeat` is not 0; returns its id, never
+    /// 0. When it is due, the host calls [`PluginVTable::on_timer`] with it.
+    pub timer_add: unsafe extern "C" fn(ctx: *mut c_void, after_ms: u64, repeat: u32) -> u64,
+    /// Stops a timer; returns 1 if it was live (scheduled and not yet
+    /// cancelled, or repeating), else 0.
+    pub timer_cancel: unsafe extern "C" fn(ctx: *mut c_void, id: u64) -> u32,
     /// Frees a buffer the host returned.
     pub free: unsafe extern "C" fn(buf: Buf),
 }
@@ -313,6 +348,9 @@ pub struct PluginVTable {
     /// Runs `on_config` with the new config as JSON; [`STATUS_RESTART`] asks
     /// the host to restart the plugin instead.
     pub on_config: unsafe extern "C" fn(instance: *mut c_void, config: Str) -> CallResult,
+    /// Runs `on_timer` for the timer `id` that [`HostVTable::timer_add`]
+    /// returned, now due; no data on success.
+    pub on_timer: unsafe extern "C" fn(instance: *mut c_void, id: u64) -> CallResult,
     /// Runs `shutdown`.
     pub shutdown: unsafe extern "C" fn(instance: *mut c_void) -> CallResult,
     /// Drops the instance; the host never uses it again.

@@ -12,7 +12,7 @@ use crate::abi::{
     ABI_VERSION, Buf, CallResult, HostVTable, PluginVTable, SDK_VERSION, STATUS_RESTART, Str,
 };
 use crate::panic::guard;
-use crate::{ConfigChange, Event, Host, Plugin};
+use crate::{ConfigChange, Event, Host, Plugin, TimerId};
 
 /// One plugin instance and the host it talks to.
 struct Slot<T> {
@@ -28,6 +28,7 @@ pub const fn vtable<T: Plugin + Default>() -> PluginVTable {
         init: init::<T>,
         on_event: on_event::<T>,
         on_config: on_config::<T>,
+        on_timer: on_timer::<T>,
         shutdown: shutdown::<T>,
         destroy: destroy::<T>,
         free,
@@ -125,6 +126,14 @@ unsafe extern "C" fn on_config<T: Plugin>(instance: *mut c_void, config: Str) ->
             },
             Err(message) => CallResult::error(&message),
         }
+    })
+}
+
+unsafe extern "C" fn on_timer<T: Plugin>(instance: *mut c_void, id: u64) -> CallResult {
+    guard(|| {
+        // SAFETY: the host passes an instance made by `create::<T>`.
+        let s = unsafe { slot::<T>(instance) };
+        unit(s.plugin.on_timer(&s.host, TimerId(id)))
     })
 }
 

@@ -1,11 +1,12 @@
 //! [`Host`]: the host's bindings as a native plugin calls them, the same
-//! services a script gets as `bus`, `config`, `state`, `log`, `telemetry`
-//! and `host`.
+//! services a script gets as `bus`, `config`, `state`, `log`, `telemetry`,
+//! `timer` and `host`.
 //!
 //! Each method turns its arguments into JSON, calls through the
 //! [`HostVTable`], and hands the host's buffer back to the host to free.
 
 use std::panic::Location;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -36,6 +37,16 @@ pub enum MetricKind {
     /// A distribution (`telemetry.histogram`).
     Histogram,
 }
+
+/// Names one timer of a plugin instance, as [`Host::after`] and
+/// [`Host::every`] return it and [`Plugin::on_timer`](crate::Plugin::on_timer)
+/// receives it.
+///
+/// Ids are unique within a plugin instance and never reused by it. They mean
+/// nothing to another instance (the one a reload or restart makes), so keep
+/// them in fields of `self`, not in the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(pub(crate) u64);
 
 /// The host, as a plugin's hooks see it.
 ///
@@ -247,6 +258,36 @@ impl Host {
             )
         };
         self.json(r)
+    }
+
+    /// Schedules a timer that fires once, `delay` from now (in whole
+    /// milliseconds, rounded up): the host then calls
+    /// [`Plugin::on_timer`](crate::Plugin::on_timer) with the id returned
+    /// here, on the plugin's thread, between two events (`timer.after` in Lua).
+    pub fn after(&self, delay: Duration) -> TimerId {
+        self.add_timer(delay, false)
+    }
+
+    /// Schedules a timer that fires every `interval` (in whole milliseconds,
+    /// rounded up, at least 1) until cancelled (`timer.every` in Lua). It
+    /// does not drift, and after a stall it fires once, not once per period
+    /// missed.
+    pub fn every(&self, interval: Duration) -> TimerId {
+        self.add_timer(interval, true)
+    }
+
+    /// Stops a timer; returns whether it was live (a one-shot timer that
+    /// fired, or one cancelled before, is not). A timer may cancel itself
+    /// from its own `on_timer`.
+    pub fn cancel_timer(&self, timer: TimerId) -> bool {
+        // SAFETY: the host's function, with its ctx valid for the call.
+        unsafe { (self.vt.timer_cancel)(self.vt.ctx, timer.0) != 0 }
+    }
+
+    fn add_timer(&self, after: Duration, repeat: bool) -> TimerId {
+        let ms = u64::try_from(after.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        // SAFETY: the host's function, with its ctx valid for the call.
+        TimerId(unsafe { (self.vt.timer_add)(self.vt.ctx, ms, u32::from(repeat)) })
     }
 
     /// Takes a host result's data as text, and frees the host's buffer.

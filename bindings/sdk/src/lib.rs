@@ -1,11 +1,12 @@
 //! plughost-sdk: write plughost plugins in Rust.
 //!
 //! A native plugin is a `cdylib` crate that implements [`Plugin`] (the same
-//! hooks a script defines: `init`, `on_event`, `on_config`, `shutdown`) and
+//! hooks a script defines: `init`, `on_event`, `on_config`, `shutdown`, and
+//! `on_timer` where a script passes a function to `timer.after`) and
 //! exports it with [`export_plugin!`]. The host loads the library through a
 //! versioned C ABI ([`abi`]) and offers it the same bindings a script gets,
-//! through [`Host`]: publish, config, state, log, telemetry, registered
-//! functions. What `on_event` returns is an [`Outcome`], as for scripts.
+//! through [`Host`]: publish, config, state, log, telemetry, timers,
+//! registered functions. What `on_event` returns is an [`Outcome`], as for scripts.
 //!
 //! # Example
 //!
@@ -36,7 +37,7 @@
 //!
 //! - [`abi`]: the `#[repr(C)]` types and symbols of the boundary; the host uses it too.
 //! - [`Plugin`] (here), [`Event`], [`Outcome`], [`ConfigChange`]: what an author writes.
-//! - [`Host`]: the host's bindings, called through the boundary.
+//! - [`Host`] and [`TimerId`]: the host's bindings, called through the boundary.
 //! - `export` and `panic` (private): the `extern "C"` glue and the panic guard.
 //!
 //! # Panics and limits
@@ -46,7 +47,7 @@
 //! the panic message and position, and the plugin keeps running. Plugins
 //! must be built with `panic = "unwind"` (the default); `export_plugin!`
 //! refuses to compile otherwise. The host cannot stop a native hook that
-//! runs too long or allocates too much, and native plugins have no timers.
+//! runs too long or allocates too much.
 #![deny(missing_docs)]
 
 pub mod abi;
@@ -58,7 +59,7 @@ mod outcome;
 mod panic;
 
 pub use event::Event;
-pub use host::{Host, Level, MetricKind};
+pub use host::{Host, Level, MetricKind, TimerId};
 pub use outcome::{ConfigChange, Outcome};
 /// The JSON values payloads, config and state are made of.
 pub use serde_json::{self, Value};
@@ -89,6 +90,60 @@ pub trait Plugin: 'static {
     fn on_config(&mut self, host: &Host, config: &Value) -> Result<ConfigChange, String> {
         let _ = (host, config);
         Ok(ConfigChange::Restart)
+    }
+
+    /// Called when a timer set with [`Host::after`] or [`Host::every`] is
+    /// due, with the id those returned; on the plugin's thread, between two
+    /// events, never during another hook. An `Err` (or a panic) is logged as
+    /// an error with its message (and a panic's position); the plugin, and
+    /// a repeating timer, go on. There is no event: what the hook publishes
+    /// carries no correlation id. The default does nothing.
+    ///
+    /// Timers belong to the instance that set them: a reload or a restart
+    /// stops them (once the new instance's `init` succeeded), so a plugin
+    /// sets the ones it needs again in `init`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use plughost_sdk::{Event, Host, Outcome, Plugin, TimerId, export_plugin};
+    /// use serde_json::json;
+    ///
+    /// #[derive(Default)]
+    /// struct Heartbeat {
+    ///     beat: Option<TimerId>,
+    ///     beats: u64,
+    /// }
+    ///
+    /// impl Plugin for Heartbeat {
+    ///     fn init(&mut self, host: &Host) -> Result<(), String> {
+    ///         self.beat = Some(host.every(Duration::from_secs(10)));
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn on_event(&mut self, _: &Host, _: &Event) -> Result<Outcome, String> {
+    ///         Ok(Outcome::Ack)
+    ///     }
+    ///
+    ///     fn on_timer(&mut self, host: &Host, timer: TimerId) -> Result<(), String> {
+    ///         if Some(timer) == self.beat {
+    ///             self.beats += 1;
+    ///             host.publish("heartbeat", json!({"n": self.beats}))?;
+    ///             if self.beats == 3 {
+    ///                 host.cancel_timer(timer);
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// export_plugin!(Heartbeat);
+    /// ```
+    fn on_timer(&mut self, host: &Host, timer: TimerId) -> Result<(), String> {
+        let _ = (host, timer);
+        Ok(())
     }
 
     /// Called before the plugin stops: host shutdown, unload, or a reload

@@ -1,24 +1,27 @@
 //! The host's side of the boundary: the `extern "C"` functions a native
 //! plugin calls (publish, log, metric, span, config, state, registered
-//! functions), each a thin adapter over [`HostApi`](crate::HostApi), as the
-//! Lua and Rhai bindings are.
+//! functions, timers), each a thin adapter over [`HostApi`](crate::HostApi)
+//! or the timer schedule, as the Lua and Rhai bindings are.
 //!
 //! Their context is a [`HostCtx`] per plugin, owned by the plugin's
 //! [`NativePlugin`](super::NativePlugin): it holds the config and the state
 //! on the host's side, so the state survives a reload whatever the plugin's
-//! library does, and the event being handled, so a publish carries its
-//! correlation id. A panic in the host's code is caught here too: nothing
-//! unwinds into the plugin.
+//! library does, the event being handled, so a publish carries its
+//! correlation id, and the timers' deadlines (the plugin keeps what each
+//! timer is for; the host calls its `on_timer` with the id). A panic in the
+//! host's code is caught here too: nothing unwinds into the plugin.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use plughost_sdk::abi::{self, Buf, CallResult, HostVTable, Str};
 use serde_json::{Map, Value};
 
+use crate::timers::Timers;
 use crate::{Event, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SharedHost, SpanGuard};
 
 /// What the host keeps for one native plugin, shared with its callbacks.
@@ -33,6 +36,8 @@ pub(crate) struct HostCtx {
     pub config: RefCell<Value>,
     /// The plugin's state, carried over to the next version on reload.
     pub state: RefCell<Value>,
+    /// The deadlines of the plugin's timers.
+    pub timers: RefCell<Timers>,
     /// Open spans by handle.
     spans: RefCell<BTreeMap<u64, SpanGuard>>,
     next_span: Cell<u64>,
@@ -51,6 +56,7 @@ impl HostCtx {
                 Value::Null => Value::Object(Map::new()),
                 other => other,
             }),
+            timers: RefCell::default(),
             spans: RefCell::default(),
             next_span: Cell::new(1),
         }
@@ -78,6 +84,8 @@ pub(crate) fn vtable(ctx: *const HostCtx) -> HostVTable {
         state,
         set_state,
         call_function,
+        timer_add,
+        timer_cancel,
         free,
     }
 }
@@ -283,6 +291,30 @@ unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> Call
             .map_err(|m| format!("host.{name}: {m}"))?;
         serde_json::to_vec(&result).map_err(|e| e.to_string())
     })
+}
+
+unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u64 {
+    let added = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let after = Duration::from_millis(after_ms);
+        c.timers
+            .borrow_mut()
+            .add(Instant::now(), after, repeat != 0)
+    }));
+    // `Timers::add` saturates instead of overflowing and the schedule is
+    // never borrowed while a hook runs, so this does not fail; were it to,
+    // 0 names no timer, and cancelling it is a no-op.
+    added.unwrap_or(0)
+}
+
+unsafe extern "C" fn timer_cancel(c: *mut c_void, id: u64) -> u32 {
+    let cancelled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        c.timers.borrow_mut().cancel(id)
+    }));
+    u32::from(cancelled.unwrap_or(false))
 }
 
 unsafe extern "C" fn free(buf: Buf) {

@@ -347,10 +347,10 @@ mod tests {
 
     #[test]
     fn a_mismatch_names_both_versions_and_the_sdk() {
-        let m = version_mismatch(2, "0.9.0");
+        let m = version_mismatch(1, "0.9.0");
         assert!(
             m.starts_with(&format!(
-                "ABI version 2, but this host speaks ABI version {ABI_VERSION}"
+                "ABI version 1, but this host speaks ABI version {ABI_VERSION}"
             )),
             "{m}"
         );

@@ -9,10 +9,19 @@
 //! error, positioned at the `panic!`. Where `entry` names a crate, [`locate`]
 //! finds its library in cargo's target directory.
 //!
+//! Timers: the plugin's `timer_add` and `timer_cancel` callbacks keep
+//! deadlines in the context's [`Timers`] schedule, the same bookkeeping the
+//! script runtimes use (minimum interval, no drift, no bursts after a
+//! stall); the plugin keeps what each timer is for. The plugin's thread asks
+//! [`NativePlugin::next_timer`] and calls `run_due_timer`, which pops the
+//! due id and calls the plugin's `on_timer` with it, outside any event.
+//! When `on_config` asks for a restart, the old instance's timers stop only
+//! once the fresh instance's `init` succeeded, as a script reload's do
+//! (`swap` in the host's actor): on failure they keep running.
+//!
 //! What the host cannot do for native code: it cannot interrupt a hook that
 //! runs too long (`limits.event_timeout_ms`) or cap its memory
-//! (`limits.memory_mb`); both are ignored for native plugins. There are no
-//! timers either: [`NativePlugin::next_timer`] is always `None`.
+//! (`limits.memory_mb`); both are ignored for native plugins.
 
 mod callbacks;
 mod library;
@@ -33,6 +42,7 @@ use serde_json::Value;
 use self::callbacks::HostCtx;
 use self::library::Library;
 use self::reply::Reply;
+use crate::timers::Timers;
 use crate::{
     ErrorKind, Event, HookName, LogLevel, LogRecord, Outcome, PluginInstance, PluginSpec,
     ScriptError, SharedHost,
@@ -154,19 +164,31 @@ impl NativePlugin {
 
     /// What a script without `on_config` gets: a fresh instance with the new
     /// config and the state kept, `init`, then `shutdown` of the old one. On
-    /// failure the old instance keeps running with its state untouched.
+    /// failure the old instance keeps running with its state and timers
+    /// untouched.
     fn restart(&mut self) -> Result<(), ScriptError> {
         let saved = self.ctx().state.borrow().clone();
         let fresh = self.create()?;
+        // The fresh instance's `init` sets its timers in a schedule of its
+        // own; the old instance's keep running until that `init` succeeded.
+        let successor = self.ctx().timers.borrow().successor();
+        let old_timers = self.ctx().timers.replace(successor);
         // SAFETY: an instance `create` just made.
         if let Err(e) = self.call(fresh, HookName::Init, |vt, i| unsafe { (vt.init)(i) }) {
             self.destroy(fresh);
             *self.ctx().state.borrow_mut() = saved;
+            self.ctx().timers.replace(old_timers);
             return Err(e);
         }
+        drop(old_timers);
         let old = std::mem::replace(&mut self.instance, fresh);
+        // A timer the old instance sets in its `shutdown` must not fire on
+        // the fresh one: it goes to a schedule thrown away afterwards.
+        let fresh_timers = self.ctx().timers.replace(Timers::new());
         // SAFETY: the old instance, still alive until destroyed below.
-        if let Err(e) = self.call(old, HookName::Shutdown, |vt, i| unsafe { (vt.shutdown)(i) }) {
+        let shutdown = self.call(old, HookName::Shutdown, |vt, i| unsafe { (vt.shutdown)(i) });
+        self.ctx().timers.replace(fresh_timers);
+        if let Err(e) = shutdown {
             let c = self.ctx();
             let message = e.detailed();
             c.host.log(
@@ -243,16 +265,24 @@ impl PluginInstance for NativePlugin {
         self.unit(HookName::Shutdown, self.vt().shutdown)
     }
 
-    /// Native plugins have no timers.
     fn next_timer(&mut self) -> Option<Instant> {
-        None
+        self.ctx().timers.borrow_mut().next_deadline()
     }
 
-    fn run_due_timer(&mut self, _now: Instant) -> Option<Result<(), ScriptError>> {
-        None
+    /// Pops one due timer and calls the plugin's `on_timer` with its id,
+    /// with no current event (a publish carries no correlation id).
+    fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
+        let (id, _) = self.ctx().timers.borrow_mut().pop_due(now)?;
+        // SAFETY: this plugin's live instance, one hook at a time.
+        let r = self.call(self.instance, HookName::Timer, |vt, i| unsafe {
+            (vt.on_timer)(i, id)
+        });
+        Some(r.map(drop))
     }
 
-    fn clear_timers(&mut self) {}
+    fn clear_timers(&mut self) {
+        self.ctx().timers.borrow_mut().clear();
+    }
 
     fn state(&mut self) -> Result<Value, ScriptError> {
         Ok(self.ctx().state.borrow().clone())

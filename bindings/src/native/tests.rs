@@ -2,12 +2,14 @@
 //! the same `extern "C"` glue and host callbacks as a loaded library, without
 //! building one. (`tests/suite/native.rs` builds real libraries.)
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use plughost_sdk::abi::PluginVTable;
-use plughost_sdk::{ConfigChange, Host, Outcome as SdkOutcome, Plugin};
+use plughost_sdk::{ConfigChange, Host, Outcome as SdkOutcome, Plugin, TimerId};
 use serde_json::{Map, Value, json};
 
 use super::NativePlugin;
@@ -112,12 +114,24 @@ impl HostApi for Recorder {
 struct Probe {
     events: u64,
     applied: Option<Value>,
+    /// What each timer this instance set is for.
+    timers: HashMap<TimerId, &'static str>,
+    ticks: u64,
+}
+
+impl Probe {
+    fn set(&mut self, timer: TimerId, role: &'static str) {
+        self.timers.insert(timer, role);
+    }
 }
 
 impl Plugin for Probe {
     fn init(&mut self, host: &Host) -> Result<(), String> {
         if host.config()["fail_init"] == true {
             return Err("init refused".into());
+        }
+        if host.config()["tick_from_init"] == true {
+            self.set(host.every(Duration::ZERO), "init");
         }
         let mut state = host.state();
         state["inits"] = json!(state["inits"].as_u64().unwrap_or(0) + 1);
@@ -158,6 +172,20 @@ impl Plugin for Probe {
             "applied" => host
                 .publish("out", self.applied.clone().unwrap_or_default())
                 .map(|_| SdkOutcome::Ack),
+            "timers" => {
+                self.set(host.after(Duration::ZERO), "once");
+                self.set(host.every(Duration::from_micros(10)), "tick");
+                let never = host.after(Duration::ZERO);
+                self.set(never, "never");
+                let cancels = (host.cancel_timer(never), host.cancel_timer(never));
+                host.publish("cancels", json!([cancels.0, cancels.1]))
+                    .map(|_| SdkOutcome::Ack)
+            }
+            "bad timers" => {
+                self.set(host.after(Duration::ZERO), "error");
+                self.set(host.after(Duration::from_millis(1)), "panic");
+                Ok(SdkOutcome::Ack)
+            }
             _ => Ok(SdkOutcome::Ack),
         }
     }
@@ -170,8 +198,27 @@ impl Plugin for Probe {
         Ok(ConfigChange::Applied)
     }
 
+    fn on_timer(&mut self, host: &Host, timer: TimerId) -> Result<(), String> {
+        match self.timers.get(&timer).copied() {
+            Some("tick") => {
+                self.ticks += 1;
+                host.publish("fired", json!(["tick", self.ticks]))?;
+                if self.ticks == 2 {
+                    host.cancel_timer(timer);
+                }
+                Ok(())
+            }
+            Some("error") => Err("timer failed".into()),
+            Some("panic") => panic!("timer panicked"),
+            Some(role) => host.publish("fired", json!(role)).map(drop),
+            None => Err(format!("not my timer: {timer:?}")),
+        }
+    }
+
     fn shutdown(&mut self, host: &Host) -> Result<(), String> {
         host.info("bye");
+        // Must never fire: the instance is about to go.
+        self.set(host.after(Duration::ZERO), "from shutdown");
         Ok(())
     }
 }
@@ -358,9 +405,149 @@ fn spans_metrics_and_functions() {
     assert_eq!(host.published.lock().unwrap()[1].1, json!(42));
 }
 
+/// Runs every timer due over `rounds` steps of 5 ms past now, and returns
+/// each `on_timer` result.
+fn run_timers(p: &mut NativePlugin, rounds: u32) -> Vec<Result<(), crate::ScriptError>> {
+    let mut results = Vec::new();
+    let start = Instant::now();
+    for round in 1..=rounds {
+        let now = start + Duration::from_millis(5) * round;
+        while let Some(r) = p.run_due_timer(now) {
+            results.push(r);
+        }
+    }
+    results
+}
+
+fn fired(host: &Recorder) -> Vec<Value> {
+    let published = host.published.lock().unwrap();
+    published
+        .iter()
+        .filter(|(topic, ..)| topic == "fired")
+        .map(|(_, payload, _)| payload.clone())
+        .collect()
+}
+
 #[test]
-fn native_plugins_have_no_timers() {
+fn no_timers_until_the_plugin_sets_one() {
     let (mut p, _) = load(json!({}), Value::Null);
+    p.init().unwrap();
     assert_eq!(p.next_timer(), None);
-    assert!(p.run_due_timer(std::time::Instant::now()).is_none());
+    assert!(p.run_due_timer(Instant::now()).is_none());
+}
+
+#[test]
+fn timers_fire_repeat_and_cancel_outside_any_event() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.init().unwrap();
+    p.on_event(&event("timers")).unwrap();
+    assert_eq!(
+        host.published.lock().unwrap()[0].1,
+        json!([true, false]),
+        "cancel says whether the timer was live"
+    );
+    assert!(p.next_timer().is_some());
+    for r in run_timers(&mut p, 10) {
+        r.unwrap();
+    }
+    assert_eq!(
+        fired(&host),
+        [json!("once"), json!(["tick", 1]), json!(["tick", 2])]
+    );
+    assert_eq!(p.next_timer(), None, "the tick cancelled itself");
+    let published = host.published.lock().unwrap();
+    assert!(
+        published.iter().skip(1).all(|(.., cause)| cause.is_none()),
+        "no correlation id outside an event: {published:?}"
+    );
+}
+
+#[test]
+fn a_timers_error_or_panic_is_a_timer_error_and_the_plugin_carries_on() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.on_event(&event("bad timers")).unwrap();
+    let errors: Vec<crate::ScriptError> = run_timers(&mut p, 2)
+        .into_iter()
+        .map(Result::unwrap_err)
+        .collect();
+    assert_eq!(errors.len(), 2);
+    assert_eq!(
+        errors[0].to_string(),
+        "probe/libprobe.so: timer failed (in timer)"
+    );
+    let panicked = &errors[1];
+    assert_eq!(panicked.hook, Some(HookName::Timer));
+    assert_eq!(panicked.message, "panicked: timer panicked");
+    assert!(
+        panicked.file.as_deref().unwrap().ends_with("tests.rs"),
+        "{panicked}"
+    );
+    assert!(panicked.line.is_some() && panicked.column.is_some());
+    p.on_event(&event("events")).unwrap();
+    assert_eq!(host.published.lock().unwrap()[0].1, json!(2));
+}
+
+#[test]
+fn clear_timers_stops_them_all() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.on_event(&event("timers")).unwrap();
+    p.clear_timers();
+    assert_eq!(p.next_timer(), None);
+    assert!(run_timers(&mut p, 3).is_empty());
+    assert!(fired(&host).is_empty());
+}
+
+#[test]
+fn a_restart_stops_the_old_timers_only_once_the_new_init_succeeded() {
+    let (mut p, host) = load(json!({}), Value::Null);
+    p.init().unwrap();
+    p.on_event(&event("timers")).unwrap();
+
+    // A restart whose `init` fails: the old instance's timers run on.
+    p.on_config(&json!({"restart": true, "fail_init": true, "tick_from_init": true}))
+        .unwrap_err();
+    for r in run_timers(&mut p, 10) {
+        r.unwrap();
+    }
+    assert_eq!(
+        fired(&host),
+        [json!("once"), json!(["tick", 1]), json!(["tick", 2])]
+    );
+
+    // One that succeeds: only the fresh instance's timers fire on it, none
+    // of the old one's (its pending `every` nor the one its `shutdown` set).
+    p.on_event(&event("timers")).unwrap();
+    p.on_config(&json!({"restart": true, "tick_from_init": true}))
+        .unwrap();
+    host.published.lock().unwrap().clear();
+    let results = run_timers(&mut p, 3);
+    assert_eq!(results.len(), 3, "{results:?}");
+    for r in results {
+        r.unwrap();
+    }
+    assert_eq!(fired(&host), vec![json!("init"); 3]);
+}
+
+#[test]
+fn timer_ids_are_never_zero_and_a_huge_delay_never_comes() {
+    let (mut p, _) = load(json!({}), Value::Null);
+    let host = super::callbacks::vtable(p.ctx);
+    // SAFETY: the host's own callbacks with the plugin's live context.
+    let (a, b) = unsafe {
+        (
+            (host.timer_add)(host.ctx, u64::MAX, 1),
+            (host.timer_add)(host.ctx, 0, 0),
+        )
+    };
+    assert!(a != 0 && b != 0 && a != b);
+    assert_eq!(run_timers(&mut p, 1).len(), 1, "only the 0 ms one");
+    // SAFETY: as above.
+    let cancelled = unsafe {
+        (
+            (host.timer_cancel)(host.ctx, a),
+            (host.timer_cancel)(host.ctx, b),
+            (host.timer_cancel)(host.ctx, 0),
+        )
+    };
+    assert_eq!(cancelled, (1, 0, 0));
 }

@@ -1,11 +1,11 @@
 //! `timer`: timers that fire, repeat and are cancelled, and errors inside
-//! them; and the hooks: `init` first, `shutdown` at exit, `on_event` once
+//! them (for native plugins, `Host::after`/`every` and `on_timer`); and the hooks: `init` first, `shutdown` at exit, `on_event` once
 //! at a time in publish order.
 
 use serde_json::{Value, json};
 
 use crate::behaviours;
-use crate::support::{Fixture, Runtime, Src, ev};
+use crate::support::{Fixture, Runtime, Src, ev, native_at};
 
 use super::{at, line_of, log_line};
 
@@ -59,7 +59,7 @@ fn on_event(e) {
   bus::publish("done", #{ after: state.after, ticks: state.ticks });
 }
 "#,
-    native: None,
+    native: Some("timers"),
 };
 
 fn timers_fire_repeat_and_cancel(rt: Runtime) {
@@ -108,7 +108,7 @@ fn on_event(e) {
   bus::publish("done", #{});
 }
 "#,
-    native: None,
+    native: Some("timer_error"),
 };
 
 fn a_timer_error_is_logged_and_the_plugin_goes_on(rt: Runtime) {
@@ -117,9 +117,26 @@ fn a_timer_error_is_logged_and_the_plugin_goes_on(rt: Runtime) {
     fx.plugin(rt, "p", "subscriptions: [in]\n", src);
     let run = fx.run(&[ev("in", json!({}))]);
     let line = log_line(&run, "boom in a timer");
-    let pos = at("p", rt.entry(), line_of(src, "timer-error"));
+    let pos = match rt {
+        Runtime::Lua | Runtime::Rhai => at("p", rt.entry(), line_of(src, "timer-error")),
+        // The `panic!` in the fixture crate, with its column.
+        Runtime::Native => format!("{}:", native_at("timer-error")),
+    };
     assert!(line.contains(&pos), "should name {pos}: {line}");
     assert!(line.contains("ERROR"), "{line}");
+    if rt == Runtime::Native {
+        // A native `on_timer` may also fail by returning an `Err`, which has
+        // no source position: the library is named instead.
+        let returned = log_line(&run, "an error returned by a timer");
+        let library = format!("/p/{}", rt.entry());
+        assert!(returned.contains("ERROR"), "{returned}");
+        assert!(
+            returned.contains(&format!(
+                "{library}: an error returned by a timer (in timer)"
+            )),
+            "should name {library}: {returned}"
+        );
+    }
     assert_eq!(run.on("later").len(), 1, "{run}");
     assert_eq!(run.on("done").len(), 1, "{run}");
     assert!(run.dead_letters().is_empty(), "{run}");
@@ -226,11 +243,10 @@ fn events_are_handled_one_at_a_time_in_publish_order(rt: Runtime) {
     assert!(run.dead_letters().is_empty(), "{run}");
 }
 
-// `[Native]`: also run against the native fixture crate. Timers do not
-// exist for native plugins.
+// `[Native]`: also run against the native fixture crate.
 behaviours!(
-    timers_fire_repeat_and_cancel,
-    a_timer_error_is_logged_and_the_plugin_goes_on,
+    timers_fire_repeat_and_cancel[Native],
+    a_timer_error_is_logged_and_the_plugin_goes_on[Native],
     init_runs_first_and_shutdown_runs_at_exit[Native],
     events_are_handled_one_at_a_time_in_publish_order[Native],
 );

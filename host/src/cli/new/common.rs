@@ -187,11 +187,6 @@ pub(super) fn readme(name: &str, runtime: RuntimeKind, plugins_dir: &Path) -> St
         .unwrap_or_default();
     let check = check_command(plugins_dir);
     let test = test_command(plugins_dir, name);
-    let timers = if runtime == RuntimeKind::Native {
-        ""
-    } else {
-        ", timers"
-    };
     let mut out = format!(
         "\
 # {name}
@@ -210,7 +205,7 @@ string is dropped, which dead-letters it.
   `on_event` for each event, `on_config` when only `config` changed, `shutdown`
   before the plugin stops. Every hook is optional.
 
-The bindings (publish, config, state, log, telemetry{timers}) are described in
+The bindings (publish, config, state, log, telemetry, timers) are described in
 {doc} in the plughost repository.
 
 ## Try it

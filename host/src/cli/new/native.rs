@@ -79,8 +79,8 @@ pub(super) const LIB_RS: &str = r#"//! @name@: a plughost plugin written in Rust
 //!
 //! The host calls the hooks of [`Plugin`] one at a time, on the plugin's own
 //! thread; each gets `host`, the same bindings a script has (publish, config,
-//! state, log, telemetry). Every hook but `on_event` is optional: delete the
-//! ones you do not need. See docs/native.md of the plughost repository.
+//! state, log, telemetry, timers). Every hook but `on_event` is optional:
+//! delete the ones you do not need. See docs/native.md of the plughost repository.
 
 use plughost_sdk::serde_json::json;
 use plughost_sdk::{ConfigChange, Event, Host, Outcome, Plugin, Value, export_plugin};
@@ -147,6 +147,16 @@ impl Plugin for @Type@ {
         host.info(&format!("greeting now with {}", self.greeting));
         Ok(ConfigChange::Applied)
     }
+
+    // Runs when a timer this instance set is due, between two events:
+    // `host.after(Duration)` and `host.every(Duration)` return the id it
+    // gets; `host.cancel_timer(id)` stops one. To use it, import
+    // `plughost_sdk::TimerId` and uncomment:
+    //
+    // fn on_timer(&mut self, host: &Host, timer: TimerId) -> Result<(), String> {
+    //     host.info(&format!("{timer:?} is due"));
+    //     Ok(())
+    // }
 
     /// Runs before the plugin stops: host shutdown, unload, or a reload
     /// replacing it.

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use super::apply::ReloadOutcome;
 use super::state::LiveState;
-use crate::catalog::read_entry;
 use crate::discovery::MANIFEST_FILE;
 use crate::host::Host;
 
@@ -54,7 +53,7 @@ impl Host {
             write_enabled(&dir, enabled, live)?;
             live.clear_override(&dir);
         } else {
-            let file_enabled = read_entry(dir.clone()).def.map(|d| d.manifest.enabled);
+            let file_enabled = manifest_in(&dir).map(|m| m.enabled);
             live.set_override(&dir, enabled, file_enabled);
         }
         let running = self.lock_running().iter().any(|r| r.dir == dir);
@@ -70,7 +69,7 @@ impl Host {
     /// does not parse.
     pub fn is_enabled(&self, name: &str) -> Option<bool> {
         let dir = self.plugin_folder(name)?;
-        let file = read_entry(dir.clone()).def?.manifest.enabled;
+        let file = manifest_in(&dir)?.enabled;
         Some(self.inner.live.effective_enabled(&dir, file))
     }
 
@@ -89,10 +88,15 @@ impl Host {
             .collect();
         known
             .into_iter()
-            .filter(|d| d.join(MANIFEST_FILE).is_file())
-            .find(|d| read_entry(d.clone()).name() == Some(name))
+            .find(|d| manifest_in(d).is_some_and(|m| m.name == name))
             .or_else(|| self.catalog().find(name).map(|e| e.dir.clone()))
     }
+}
+
+/// The manifest of the plugin folder `dir`, if it parses (its entry is not
+/// looked for: a native plugin's library may not be built yet).
+fn manifest_in(dir: &Path) -> Option<crate::manifest::Manifest> {
+    crate::manifest::parse_file(&dir.join(MANIFEST_FILE)).ok()
 }
 
 /// Sets `enabled:` in `dir/plugin.yaml`, telling `live` what it writes

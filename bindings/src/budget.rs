@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct Budget {
     deadline: Cell<Option<Instant>>,
     timeout: Cell<Duration>,
+    /// The deadline passed and a check noticed (see [`Budget::notice`]).
+    noticed: Cell<bool>,
 }
 
 impl Budget {
@@ -19,11 +21,28 @@ impl Budget {
     pub(crate) fn start(&self, timeout: Duration) {
         self.timeout.set(timeout);
         self.deadline.set(Some(Instant::now() + timeout));
+        self.noticed.set(false);
     }
 
     /// Stops the clock: code between hook calls is the host's.
     pub(crate) fn stop(&self) {
         self.deadline.set(None);
+        self.noticed.set(false);
+    }
+
+    /// Records that a check found the deadline passed; returns whether this
+    /// is the first such check of the call. A runtime whose interruption
+    /// loses the script's position (Rhai's) can let the script run on for a
+    /// moment after the first, and raise a positioned error from a place
+    /// that knows it ([`Budget::is_noticed`]), before it stops the call at
+    /// the next check anyway.
+    pub(crate) fn notice(&self) -> bool {
+        !self.noticed.replace(true)
+    }
+
+    /// Whether the running call is past its deadline and a check noticed.
+    pub(crate) fn is_noticed(&self) -> bool {
+        self.noticed.get()
     }
 
     /// Whether the running hook call is past its deadline.
@@ -51,7 +70,13 @@ mod tests {
         b.start(Duration::ZERO);
         assert!(b.exceeded());
         assert!(b.message().contains("0 ms"));
+        assert!(b.notice(), "the first check notices");
+        assert!(!b.notice());
+        assert!(b.is_noticed());
         b.stop();
         assert!(!b.exceeded());
+        assert!(!b.is_noticed());
+        b.start(Duration::from_secs(60));
+        assert!(!b.is_noticed(), "a new call starts afresh");
     }
 }

@@ -617,6 +617,55 @@ fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
     assert_eq!(run.payloads("handled"), handled, "{run}");
 }
 
+/// A runaway loop as real code writes one: it reads its variables.
+const BUSY_LOOP: Src = Src {
+    lua: r#"
+local function count(n)
+  local i = 0
+  while true do
+    i = i + n -- @busy
+  end
+end
+function on_event(e) count(1) end
+"#,
+    rhai: r#"
+fn count(n) {
+  let i = 0;
+  loop {
+    i += n; // @busy
+  }
+}
+fn on_event(e) { count(1); }
+"#,
+    native: None,
+};
+
+fn a_runaway_loop_is_stopped_at_its_line(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = BUSY_LOOP.get(rt);
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {event_timeout_ms: 50}\n",
+        src,
+    );
+    let run = fx.run(&[ev("in", json!({}))]);
+    let dl = run.dead_letters();
+    assert_eq!(dl.len(), 1, "{run}");
+    let error = dl[0]["error"].as_str().unwrap();
+    let pos = at("p", rt.entry(), line_of(src, "busy"));
+    assert!(
+        names_at(rt, error, &pos, ": time limit exceeded"),
+        "should name {pos}: {error}"
+    );
+    if rt == Runtime::Rhai {
+        assert!(
+            error.contains("in call to `count`"),
+            "the call chain: {error}"
+        );
+    }
+}
+
 const RUNAWAY_TIMER: Src = Src {
     lua: r#"
 function on_event(e)
@@ -757,6 +806,7 @@ behaviours!(
     require_outside_the_folder_says_why,
     a_memory_bomb_dead_letters_that_event_only,
     a_runaway_loop_dead_letters_that_event_only,
+    a_runaway_loop_is_stopped_at_its_line,
     a_runaway_timer_callback_is_stopped,
     a_runaway_init_fails_that_plugin_only,
 );

@@ -8,8 +8,19 @@ use rhai::{EvalAltResult, ParseError, Position};
 
 use crate::{ErrorKind, ScriptError};
 
-/// The token `on_progress` terminates a run with when the time is up.
+/// The token `on_progress` terminates a run with when the time is up, and
+/// the value of the positioned error the variable resolver raises then.
 pub(crate) const TIME_UP: &str = "plughost: time limit";
+
+/// The error a variable read raises once the time is up (Rhai fills in the
+/// read's position).
+pub(crate) fn time_up() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(TIME_UP.into(), Position::NONE).into()
+}
+
+fn is_time_up(token: &rhai::Dynamic) -> bool {
+    token.clone().into_string().is_ok_and(|t| t == TIME_UP)
+}
 
 /// A compile error of `file`.
 pub(crate) fn parse_error(e: &ParseError, file: &str) -> ScriptError {
@@ -59,8 +70,8 @@ pub(crate) fn eval_error(
         }
     }
     let (kind, message) = match current {
-        EvalAltResult::ErrorTerminated(token, _)
-            if token.clone().into_string().is_ok_and(|t| t == TIME_UP) =>
+        EvalAltResult::ErrorTerminated(token, _) | EvalAltResult::ErrorRuntime(token, _)
+            if is_time_up(token) =>
         {
             (
                 ErrorKind::Timeout,

@@ -75,15 +75,28 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
         .set_max_modules(64);
     engine.set_module_resolver(resolver::FolderResolver::new(spec.dir.clone()));
     let c = ctx.clone();
+    // Time's up: Rhai drops the position of a run stopped here. So the
+    // first check past the deadline only takes note, and the next variable
+    // read raises an ordinary error, which Rhai positions at that read and
+    // wraps once per call (the call chain); the next check stops the call
+    // wherever it is (a loop that reads no variable, a `catch` that goes on).
     engine.on_progress(move |ops| {
-        (ops % CHECK_EVERY == 0 && c.budget.exceeded()).then(|| Dynamic::from(error::TIME_UP))
+        if ops % CHECK_EVERY != 0 || !c.budget.exceeded() || c.budget.notice() {
+            return None;
+        }
+        Some(Dynamic::from(error::TIME_UP))
     });
     let c = ctx.clone();
     #[allow(deprecated)] // `on_var` is stable in use, marked volatile upstream.
-    engine.on_var(move |name, _, _| match name {
-        "config" => Ok(Some(c.config.borrow().clone())),
-        "state" => Ok(Some(c.state.clone())),
-        _ => Ok(None),
+    engine.on_var(move |name, _, _| {
+        if c.budget.is_noticed() {
+            return Err(error::time_up());
+        }
+        match name {
+            "config" => Ok(Some(c.config.borrow().clone())),
+            "state" => Ok(Some(c.state.clone())),
+            _ => Ok(None),
+        }
     });
     bus::register(&mut engine, ctx);
     log::register(&mut engine, ctx);

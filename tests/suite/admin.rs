@@ -452,6 +452,8 @@ fn get_plugin_reports_reload_history_and_metrics_are_prometheus_text() {
     let text = metrics.body.as_str().expect("plain text");
     for name in [
         "plugin_init_duration_ms_count",
+        // The reload ran the old version's `shutdown`.
+        "plugin_shutdown_duration_ms_count",
         "plugin_message_processing_time_ms_bucket",
         "plugin_messages_total",
         "plugin_reloads_total",

@@ -25,7 +25,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rhai::{AST, CallFnOptions, Dynamic, Engine, FuncArgs, Map, Scope};
+use rhai::{
+    AST, Caches, Dynamic, Engine, EvalAltResult, EvalContext, FnArgsVec, FuncArgs,
+    GlobalRuntimeState, Map, Scope,
+};
 use serde_json::Value;
 
 use self::context::{Context, Ctx};
@@ -48,10 +51,19 @@ struct Hooks {
 /// A loaded Rhai plugin.
 pub struct RhaiPlugin {
     engine: Engine,
-    /// The script's functions plus its top-level `import` statements, which
-    /// run (from the module cache) before each hook so functions see them.
+    /// The script's functions plus its top-level `import` statements (for
+    /// function pointers a timer calls).
     ast: AST,
     scope: Scope<'static>,
+    /// The run-time state every hook call continues: the script's functions,
+    /// its top-level imports and the source. Kept, like `caches`, for the
+    /// plugin's life, as if every hook were one more call of one long run.
+    global: GlobalRuntimeState,
+    /// Rhai's function-resolution caches. A fresh `call_fn` would resolve
+    /// every function the hook calls anew on every event; the script cannot
+    /// change between two events (a reload builds a new plugin), so what was
+    /// resolved once stays right.
+    caches: Caches,
     ctx: Ctx,
     hooks: Hooks,
     spec: PluginSpec,
@@ -168,19 +180,77 @@ impl RhaiPlugin {
             .cloned();
         let mut hooks_ast = AST::new(imports, ast.shared_lib().clone());
         hooks_ast.set_source(entry.clone());
+        let mut global = engine.new_global_runtime_state();
+        global.source = Some(entry.as_str().into());
+        global.lib.push(ast.shared_lib().clone());
         let mut plugin = RhaiPlugin {
             engine,
             ast: hooks_ast,
             scope: Scope::new(),
+            global,
+            caches: Caches::new(),
             ctx,
             hooks,
             spec: spec.clone(),
         };
         plugin.ctx.budget.start(spec.limits.hook_timeout);
-        let ran = plugin.engine.run_ast_with_scope(&mut plugin.scope, &ast);
+        let ran = plugin
+            .engine
+            .run_ast_with_scope(&mut plugin.scope, &ast)
+            .map(drop)
+            .and_then(|()| plugin.import_for_hooks());
         plugin.ctx.budget.stop();
         ran.map_err(|e| plugin.error(&e, HookName::Load))?;
         Ok(plugin)
+    }
+
+    /// Brings the script's top-level imports into the state hooks run in, so
+    /// its functions see them (they ran once already, and each module is
+    /// cached by the resolver).
+    fn import_for_hooks(&mut self) -> Result<(), Box<EvalAltResult>> {
+        for stmt in self.ast.statements() {
+            let rhai::Stmt::Import(x, _) = stmt else {
+                continue;
+            };
+            let (expr, alias) = &**x;
+            let path = match expr {
+                rhai::Expr::StringConstant(s, _) => s.clone(),
+                expr => EvalContext::new(
+                    &self.engine,
+                    &mut self.global,
+                    &mut self.caches,
+                    &mut self.scope,
+                    None,
+                )
+                .eval_expression_tree(&expr.into())?
+                .into_immutable_string()
+                .map_err(|t| {
+                    EvalAltResult::ErrorMismatchDataType(
+                        "string".into(),
+                        t.into(),
+                        expr.start_position(),
+                    )
+                })?,
+            };
+            let module = self.engine.module_resolver().resolve_raw(
+                &self.engine,
+                &mut self.global,
+                &mut self.scope,
+                &path,
+                expr.start_position(),
+            )?;
+            let module = match alias.is_empty() || module.is_indexed() {
+                true => module,
+                false => {
+                    let mut m = rhai::Shared::try_unwrap(module).unwrap_or_else(|m| (*m).clone());
+                    m.build_index();
+                    m.into()
+                }
+            };
+            self.global.push_import(alias.name.clone(), module);
+            self.global.num_modules_loaded += 1;
+        }
+        Ok(())
     }
 
     fn error(&self, e: &rhai::EvalAltResult, hook: HookName) -> ScriptError {
@@ -200,23 +270,35 @@ impl RhaiPlugin {
         err
     }
 
+    /// Calls the script function `name` in the plugin's kept run-time state.
     fn call(
         &mut self,
         name: &str,
         args: impl FuncArgs,
         hook: HookName,
     ) -> Result<Dynamic, ScriptError> {
+        let mut values = FnArgsVec::new();
+        args.parse(&mut values);
+        let mut refs: FnArgsVec<&mut Dynamic> = values.iter_mut().collect();
         self.ctx.budget.start(self.spec.limits.hook_timeout);
-        let options = CallFnOptions::new().eval_ast(true).rewind_scope(true);
-        let result = self.engine.call_fn_with_options::<Dynamic>(
-            options,
+        let result = EvalContext::new(
+            &self.engine,
+            &mut self.global,
+            &mut self.caches,
             &mut self.scope,
-            &self.ast,
-            name,
-            args,
-        );
+            None,
+        )
+        .call_fn_raw(name, false, false, &mut refs);
         self.ctx.budget.stop();
-        result.map_err(|e| self.error(&e, hook))
+        // As `Engine::call_fn` does: `exit(v)` returns `v`, and an error is
+        // not wrapped once more in the hook it came out of.
+        result
+            .or_else(|e| match *e {
+                EvalAltResult::Exit(out, ..) => Ok(out),
+                EvalAltResult::ErrorInFunctionCall(f, _, inner, _) if f == name => Err(inner),
+                _ => Err(e),
+            })
+            .map_err(|e| self.error(&e, hook))
     }
 }
 

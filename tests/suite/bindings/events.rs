@@ -160,6 +160,54 @@ fn payload_values_have_native_types(rt: Runtime) {
     );
 }
 
+const CHANGING_TYPES: Src = Src {
+    lua: r#"
+local function size(v)
+  if type(v) ~= "table" then return #v end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  return n
+end
+
+function on_event(e)
+  bus.publish("size", { n = size(e.payload.v) })
+end
+"#,
+    rhai: r#"
+fn size(v) { v.len() }
+
+fn on_event(e) {
+  bus::publish("size", #{ n: size(e.payload.v) });
+}
+"#,
+    native: None,
+};
+
+/// One event after another, the same code meets values of other types: each
+/// call finds the function for the value it has (Rhai keeps what it resolved
+/// from one event to the next).
+fn each_event_calls_the_function_for_its_values(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "p", "subscriptions: [in]\n", CHANGING_TYPES.get(rt));
+    let values = [
+        json!("abc"),
+        json!([1, 2]),
+        json!({"a": 1, "b": 2, "c": 3, "d": 4}),
+        json!(""),
+        json!(["x"]),
+        json!("hello"),
+    ];
+    let input: Vec<_> = values.iter().map(|v| ev("in", json!({ "v": v }))).collect();
+    let run = fx.run(&input);
+    run.expect_code(0);
+    let sizes: Vec<_> = run
+        .payloads("size")
+        .iter()
+        .map(|p| p["n"].clone())
+        .collect();
+    assert_eq!(sizes, [3, 2, 4, 0, 1, 5], "{run}");
+}
+
 // ---------------------------------------------------------------- outcome
 
 const OUTCOME_VALUES: Src = Src {
@@ -249,5 +297,6 @@ fn outcome_values_and_their_argument_checks(rt: Runtime) {
 behaviours!(
     event_fields_reach_the_script[Native],
     payload_values_have_native_types[Native],
+    each_event_calls_the_function_for_its_values,
     outcome_values_and_their_argument_checks,
 );

@@ -20,6 +20,9 @@ mod resolver;
 mod telemetry;
 mod timer;
 
+#[cfg(test)]
+mod tests;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;

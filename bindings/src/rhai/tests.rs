@@ -1,0 +1,135 @@
+//! The run-time state a Rhai plugin keeps from one hook call to the next
+//! ([`super::RhaiPlugin`]'s `global`, `caches` and `scope`): whatever a call
+//! does, and however it ends, the next one starts from the same place.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::RhaiPlugin;
+use crate::{
+    Event, HostApi, LogRecord, MetricKind, Outcome, Payload, PluginInfo, PluginInstance,
+    PluginSpec, RuntimeKind, RuntimeLimits, SpanGuard,
+};
+
+/// A host that keeps what the plugin published.
+#[derive(Default)]
+struct Published(Mutex<Vec<(String, Value)>>);
+
+impl HostApi for Published {
+    fn publish(
+        &self,
+        _: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        _: Option<&Event>,
+    ) -> Result<String, String> {
+        let mut p = self.0.lock().unwrap();
+        p.push((topic.to_owned(), payload.into_value()));
+        Ok(format!("id-{}", p.len()))
+    }
+
+    fn log(&self, _: &PluginInfo, _: LogRecord<'_>) {}
+
+    fn metric(
+        &self,
+        _: &PluginInfo,
+        _: MetricKind,
+        _: &str,
+        _: f64,
+        _: &Map<String, Value>,
+    ) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn span(
+        &self,
+        _: &PluginInfo,
+        _: &str,
+        _: &Map<String, Value>,
+        _: Option<&Event>,
+    ) -> SpanGuard {
+        Box::new(())
+    }
+
+    fn function_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn call_function(&self, _: &PluginInfo, _: &str, _: Vec<Value>) -> Result<Value, String> {
+        Err("no functions".into())
+    }
+}
+
+const MAIN: &str = r#"
+import "helper" as top;
+
+fn deep(n) {
+    if n == 0 { throw "deep error"; }
+    deep(n - 1)
+}
+
+fn on_event(e) {
+    import "helper" as inner;
+    let kind = e.payload.kind;
+    if kind == "throw" { deep(5); }
+    if kind == "spin" { loop { let x = kind; } }
+    if kind == "exit" { exit(outcome::drop("exited")); }
+    bus::publish("out", #{ top: top::twice(e.payload.n), inner: inner::twice(1) });
+}
+"#;
+
+fn load(dir: &Path) -> (RhaiPlugin, Arc<Published>) {
+    std::fs::write(dir.join("main.rhai"), MAIN).unwrap();
+    std::fs::write(dir.join("helper.rhai"), "fn twice(x) { x * 2 }\n").unwrap();
+    let spec = PluginSpec {
+        info: Arc::new(PluginInfo {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            runtime: RuntimeKind::Rhai,
+        }),
+        dir: dir.to_path_buf(),
+        entry: dir.join("main.rhai"),
+        config: json!({}),
+        state: json!({}),
+        limits: RuntimeLimits {
+            hook_timeout: Duration::from_millis(50),
+            ..RuntimeLimits::default()
+        },
+    };
+    let host = Arc::new(Published::default());
+    let plugin = RhaiPlugin::load(&spec, host.clone()).unwrap();
+    (plugin, host)
+}
+
+fn event(payload: Value) -> Arc<Event> {
+    Arc::new(Event::new("in", payload, "test"))
+}
+
+#[test]
+fn every_call_starts_from_the_same_state_however_the_last_one_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plugin, host) = load(dir.path());
+    let imports = plugin.global.num_imports();
+    assert_eq!(imports, 1, "the top-level import is kept for the hooks");
+    let level = plugin.global.level;
+    for n in 0..20 {
+        let kind = ["ok", "throw", "spin", "exit"][n % 4];
+        let result = plugin.on_event(&event(json!({"kind": kind, "n": n})));
+        match kind {
+            "ok" => assert_eq!(result.unwrap(), Outcome::Ack),
+            "throw" => assert!(result.unwrap_err().message.contains("deep error")),
+            "spin" => assert!(result.unwrap_err().message.contains("time limit exceeded")),
+            _ => assert!(matches!(result.unwrap(), Outcome::Drop { .. })),
+        }
+        assert_eq!(plugin.global.num_imports(), imports, "after {kind}");
+        assert_eq!(plugin.global.level, level, "after {kind}");
+        assert_eq!(plugin.scope.len(), 0, "after {kind}");
+    }
+    let published = host.0.lock().unwrap();
+    let tops: Vec<_> = published.iter().map(|(_, p)| p["top"].clone()).collect();
+    assert_eq!(tops, [0, 8, 16, 24, 32]);
+    assert!(published.iter().all(|(_, p)| p["inner"] == 2));
+}

@@ -12,7 +12,9 @@
 //! 3. ten plugins subscribed to the same topic, each doing the same work;
 //!
 //! and the same three for Rhai (the bare loop: `rhai::serde::to_dynamic`,
-//! `Engine::call_fn`, `rhai::serde::from_dynamic`), and for a native plugin
+//! `Engine::call_fn`, `rhai::serde::from_dynamic`; and, for comparison,
+//! that loop again under the limits every Rhai plugin runs with), and for a
+//! native plugin
 //! (the `derive` behaviour of `tests/fixtures/native/behaviours/`, built
 //! with `cargo build --release` before it is measured; the bare loop: the
 //! same `derive` function, compiled into this benchmark, from a
@@ -115,6 +117,62 @@ fn bare_rhai(n: u64) -> f64 {
     for p in &inputs {
         let d = rhai::serde::to_dynamic(p).unwrap();
         let out: rhai::Dynamic = engine.call_fn(&mut scope, &ast, "derive", (d,)).unwrap();
+        let v: Value = rhai::serde::from_dynamic(&out).unwrap();
+        check += v["count"].as_i64().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert!(check > 0);
+    n as f64 / secs
+}
+
+/// The bare Rhai loop with the limits every Rhai plugin runs under (those of
+/// `bindings/src/rhai/mod.rs` for the default `limits`): size limits, which
+/// make Rhai measure every value a call returns; a progress callback that
+/// reads the clock every 1,024 operations against a per-call deadline; a
+/// variable resolver asked for every variable read. Not the bar: what the
+/// sandbox alone costs, for comparison.
+fn bare_rhai_limited(n: u64) -> f64 {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let mut engine = rhai::Engine::new();
+    let mem: usize = 64 << 20;
+    engine
+        .set_max_string_size(mem / 4)
+        .set_max_array_size(mem / 1024)
+        .set_max_map_size(mem / 2048)
+        .set_max_call_levels(64)
+        .set_max_expr_depths(64, 64)
+        .set_max_modules(64);
+    let deadline: Rc<Cell<Option<Instant>>> = Rc::default();
+    let d = deadline.clone();
+    engine.on_progress(move |ops| {
+        if ops % 1024 != 0 || d.get().is_none_or(|d| Instant::now() < d) {
+            return None;
+        }
+        Some(rhai::Dynamic::UNIT)
+    });
+    let noticed = Rc::new(Cell::new(false));
+    let config = rhai::Dynamic::from_map(rhai::Map::new());
+    #[allow(deprecated)] // as in the Rhai runtime
+    engine.on_var(move |name, _, _| {
+        if noticed.get() {
+            return Err("time".into());
+        }
+        match name {
+            "config" | "state" => Ok(Some(config.clone())),
+            _ => Ok(None),
+        }
+    });
+    let ast = engine.compile(DERIVE_RHAI).unwrap();
+    let mut scope = rhai::Scope::new();
+    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    let start = Instant::now();
+    let mut check = 0i64;
+    for p in &inputs {
+        deadline.set(Some(Instant::now() + Duration::from_secs(1)));
+        let d = rhai::serde::to_dynamic(p).unwrap();
+        let out: rhai::Dynamic = engine.call_fn(&mut scope, &ast, "derive", (d,)).unwrap();
+        deadline.set(None);
         let v: Value = rhai::serde::from_dynamic(&out).unwrap();
         check += v["count"].as_i64().unwrap();
     }
@@ -339,9 +397,11 @@ fn main() {
         return;
     }
     if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY_BARE") {
-        // The baseline alone, for a profiler: `=lua`, `=rhai` or `=native`.
+        // The baseline alone, for a profiler: `=lua`, `=rhai`,
+        // `=rhai-limited` or `=native`.
         let rate = match only.as_str() {
             "rhai" => bare_rhai(n),
+            "rhai-limited" => bare_rhai_limited(n),
             "native" => bare_native(n),
             _ => bare_loop(n),
         };
@@ -389,6 +449,14 @@ fn main() {
             Rt::Native => "(2) bare Rust loop (derive on serde_json::Value)".to_owned(),
         };
         row(bare_what, bare_rate, bare_rate);
+        if rt == Rt::Rhai {
+            let limited = best_of(3, || bare_rhai_limited(n));
+            row(
+                "(2b) the same with a plugin's limits".to_owned(),
+                limited,
+                limited,
+            );
+        }
         row(format!("(1) one {name} plugin through the bus"), one, one);
         row(
             format!("(3) ten {name} plugins on one topic"),

@@ -14,6 +14,7 @@ mod context;
 mod convert;
 mod error;
 mod event;
+mod hook;
 mod log;
 mod outcome;
 mod resolver;
@@ -35,6 +36,7 @@ use rhai::{
 use serde_json::Value;
 
 use self::context::{Context, Ctx};
+use self::hook::HookBody;
 use crate::{
     ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost,
 };
@@ -42,13 +44,13 @@ use crate::{
 /// Operations between two looks at the clock in the progress callback.
 const CHECK_EVERY: u64 = 1024;
 
-/// Which hooks the script defines.
-#[derive(Debug, Default, Clone, Copy)]
+/// The hooks the script defines, ready to run in place ([`HookBody`]).
+#[derive(Debug, Default)]
 struct Hooks {
-    init: bool,
-    on_event: bool,
-    on_config: bool,
-    shutdown: bool,
+    init: Option<HookBody>,
+    on_event: Option<HookBody>,
+    on_config: Option<HookBody>,
+    shutdown: Option<HookBody>,
 }
 
 /// A loaded Rhai plugin.
@@ -162,7 +164,7 @@ impl RhaiPlugin {
                 _ => continue,
             };
             if f.params.len() == arity {
-                *slot = true;
+                *slot = HookBody::of(&ast, f.name, arity);
             } else {
                 return Err(ScriptError::new(
                     ErrorKind::Load,
@@ -273,7 +275,38 @@ impl RhaiPlugin {
         err
     }
 
-    /// Calls the script function `name` in the plugin's kept run-time state.
+    /// Runs `hook`'s body in place with `arg` bound to its parameter; `None`
+    /// when the script does not define it.
+    fn run_hook(
+        &mut self,
+        hook: HookName,
+        arg: Option<Dynamic>,
+    ) -> Result<Option<Dynamic>, ScriptError> {
+        let body = match hook {
+            HookName::Init => &self.hooks.init,
+            HookName::OnEvent => &self.hooks.on_event,
+            HookName::OnConfig => &self.hooks.on_config,
+            HookName::Shutdown => &self.hooks.shutdown,
+            _ => &None,
+        };
+        let Some(body) = body else {
+            return Ok(None);
+        };
+        self.ctx.budget.start(self.spec.limits.hook_timeout);
+        let context = EvalContext::new(
+            &self.engine,
+            &mut self.global,
+            &mut self.caches,
+            &mut self.scope,
+            None,
+        );
+        let result = body.run(context, arg);
+        self.ctx.budget.stop();
+        result.map(Some).map_err(|e| self.error(&e, hook))
+    }
+
+    /// Calls the script function `name` in the plugin's kept run-time state
+    /// (a timer's callback).
     fn call(
         &mut self,
         name: &str,
@@ -307,36 +340,29 @@ impl RhaiPlugin {
 
 impl PluginInstance for RhaiPlugin {
     fn init(&mut self) -> Result<(), ScriptError> {
-        if self.hooks.init {
-            let _: Dynamic = self.call("init", (), HookName::Init)?;
-        }
-        Ok(())
+        self.run_hook(HookName::Init, None).map(drop)
     }
 
     fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
-        if !self.hooks.on_event {
+        if self.hooks.on_event.is_none() {
             return Ok(Outcome::Ack);
         }
         *self.ctx.current.borrow_mut() = Some(event.clone());
         let view = event::EventView(event.clone());
-        let result = self.call("on_event", (Dynamic::from(view),), HookName::OnEvent);
+        let result = self.run_hook(HookName::OnEvent, Some(Dynamic::from(view)));
         *self.ctx.current.borrow_mut() = None;
-        outcome::from_return(result?)
+        outcome::from_return(result?.unwrap_or(Dynamic::UNIT))
             .map_err(|e| e.or_file(&self.ctx.entry).in_hook(HookName::OnEvent))
     }
 
     fn has_on_config(&self) -> bool {
-        self.hooks.on_config
+        self.hooks.on_config.is_some()
     }
 
     fn on_config(&mut self, config: &Value) -> Result<(), ScriptError> {
         let view = config_value(config);
         let previous = std::mem::replace(&mut *self.ctx.config.borrow_mut(), view.clone());
-        let refused = match self.hooks.on_config {
-            true => self.call("on_config", (view,), HookName::OnConfig).err(),
-            false => None,
-        };
-        if let Some(e) = refused {
+        if let Err(e) = self.run_hook(HookName::OnConfig, Some(view)) {
             // A refused config leaves the plugin as it was.
             *self.ctx.config.borrow_mut() = previous;
             return Err(e);
@@ -346,10 +372,7 @@ impl PluginInstance for RhaiPlugin {
     }
 
     fn shutdown(&mut self) -> Result<(), ScriptError> {
-        if self.hooks.shutdown {
-            let _: Dynamic = self.call("shutdown", (), HookName::Shutdown)?;
-        }
-        Ok(())
+        self.run_hook(HookName::Shutdown, None).map(drop)
     }
 
     fn next_timer(&mut self) -> Option<Instant> {

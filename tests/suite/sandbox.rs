@@ -515,20 +515,6 @@ fn a_memory_bomb_dead_letters_that_event_only(rt: Runtime) {
 
 // ---------------------------------------------------------------- time
 
-/// Whether a Rhai limit error names `plugin`'s entry script, then `message`.
-/// A limit that stops a timer's callback (a function the host calls, not a
-/// hook run in place) loses its position: Rhai puts the call's own, which
-/// has none, in its place (docs/rhai.md). A line is allowed.
-fn limit_names_the_file(error: &str, plugin: &str, message: &str) -> bool {
-    let file = format!("/{plugin}/{}", Runtime::Rhai.entry());
-    error.match_indices(&file).any(|(i, _)| {
-        let rest =
-            error[i + file.len()..].trim_start_matches(|c: char| c == ':' || c.is_ascii_digit());
-        rest.strip_prefix(' ')
-            .is_some_and(|r| r.starts_with(message))
-    })
-}
-
 const RUNAWAY: Src = Src {
     lua: r#"
 function on_event(e)
@@ -719,14 +705,10 @@ fn a_runaway_timer_callback_is_stopped(rt: Runtime) {
         rt.entry(),
         line_of(RUNAWAY_TIMER.get(rt), "timer-loop"),
     );
-    match rt {
-        Runtime::Lua => assert!(line.contains(&pos), "should name {pos}: {line}"),
-        Runtime::Rhai => assert!(
-            limit_names_the_file(line, "p", "time limit exceeded"),
-            "{line}"
-        ),
-        Runtime::Native => unreachable!("not run against native plugins"),
-    }
+    assert!(
+        names_at(rt, line, &pos, ": time limit exceeded"),
+        "should name {pos}: {line}"
+    );
     assert_eq!(run.on("done").len(), 1, "{run}");
 }
 

@@ -1,4 +1,4 @@
-//! A hook's body, taken out of the compiled script to be run in place.
+//! A hook's body (or a timer callback's), taken out of the compiled script to be run in place.
 //!
 //! Rhai replaces the position of a limit error (time, sizes, call depth)
 //! with the call's own at every function boundary it crosses, and a call
@@ -16,11 +16,11 @@ use rhai::{
     AST, ASTNode, Dynamic, EvalAltResult, EvalContext, Expr, ImmutableString, Module, StmtBlock,
 };
 
-/// A hook function of the script, ready to run in place.
+/// A hook function of the script (or a timer's callback), ready to run in place.
 #[derive(Debug, Clone)]
 pub(crate) struct HookBody {
-    /// The name the hook's parameter is bound to, if it takes one.
-    param: Option<ImmutableString>,
+    /// The names the arguments are bound to.
+    params: Vec<ImmutableString>,
     /// The body, as one block expression.
     body: Expr,
 }
@@ -50,20 +50,20 @@ impl HookBody {
             def.body.end_position(),
         );
         Some(HookBody {
-            param: def.params.first().cloned(),
+            params: def.params.to_vec(),
             body: Expr::Stmt(Box::new(block)),
         })
     }
 
-    /// Runs the body with `arg` bound to the parameter.
+    /// Runs the body with `args` bound to the parameters, in order.
     pub(crate) fn run(
         &self,
         mut context: EvalContext,
-        arg: Option<Dynamic>,
+        args: impl IntoIterator<Item = Dynamic>,
     ) -> Result<Dynamic, Box<EvalAltResult>> {
         let scope = context.scope_mut();
         let len = scope.len();
-        if let (Some(name), Some(value)) = (&self.param, arg) {
+        for (name, value) in self.params.iter().zip(args) {
             scope.push_dynamic(name.as_str(), value);
         }
         let result = context.eval_expression_tree(&(&self.body).into());

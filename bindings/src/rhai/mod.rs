@@ -25,13 +25,13 @@ mod timer;
 mod tests;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rhai::{
-    AST, Caches, Dynamic, Engine, EvalAltResult, EvalContext, FnArgsVec, FuncArgs,
-    GlobalRuntimeState, Map, Scope,
+    AST, Caches, Dynamic, Engine, EvalAltResult, EvalContext, GlobalRuntimeState, Map, Scope,
 };
 use serde_json::Value;
 
@@ -69,6 +69,9 @@ pub struct RhaiPlugin {
     /// change between two events (a reload builds a new plugin), so what was
     /// resolved once stays right.
     caches: Caches,
+    /// Timer callbacks that are functions of the script, by name and arity,
+    /// taken out to run in place like hooks.
+    callbacks: HashMap<(String, usize), Option<HookBody>>,
     ctx: Ctx,
     hooks: Hooks,
     spec: PluginSpec,
@@ -194,6 +197,7 @@ impl RhaiPlugin {
             scope: Scope::new(),
             global,
             caches: Caches::new(),
+            callbacks: HashMap::new(),
             ctx,
             hooks,
             spec: spec.clone(),
@@ -305,36 +309,31 @@ impl RhaiPlugin {
         result.map(Some).map_err(|e| self.error(&e, hook))
     }
 
-    /// Calls the script function `name` in the plugin's kept run-time state
-    /// (a timer's callback).
-    fn call(
-        &mut self,
-        name: &str,
-        args: impl FuncArgs,
-        hook: HookName,
-    ) -> Result<Dynamic, ScriptError> {
-        let mut values = FnArgsVec::new();
-        args.parse(&mut values);
-        let mut refs: FnArgsVec<&mut Dynamic> = values.iter_mut().collect();
+    /// Runs a timer's callback in place like a hook when it is a function of
+    /// the script (its body taken out once and kept); `None` when it is not.
+    fn run_callback(&mut self, f: &rhai::FnPtr) -> Option<Result<(), ScriptError>> {
+        let args: Vec<Dynamic> = f.curry().to_vec();
+        let key = (f.fn_name().to_owned(), args.len());
+        if !self.callbacks.contains_key(&key) {
+            let body = HookBody::of(&self.ast, f.fn_name(), args.len());
+            self.callbacks.insert(key.clone(), body);
+        }
+        let body = self.callbacks[&key].as_ref()?;
         self.ctx.budget.start(self.spec.limits.hook_timeout);
-        let result = EvalContext::new(
+        let context = EvalContext::new(
             &self.engine,
             &mut self.global,
             &mut self.caches,
             &mut self.scope,
             None,
-        )
-        .call_fn_raw(name, false, false, &mut refs);
+        );
+        let result = body.run(context, args);
         self.ctx.budget.stop();
-        // As `Engine::call_fn` does: `exit(v)` returns `v`, and an error is
-        // not wrapped once more in the hook it came out of.
-        result
-            .or_else(|e| match *e {
-                EvalAltResult::Exit(out, ..) => Ok(out),
-                EvalAltResult::ErrorInFunctionCall(f, _, inner, _) if f == name => Err(inner),
-                _ => Err(e),
-            })
-            .map_err(|e| self.error(&e, hook))
+        Some(
+            result
+                .map(drop)
+                .map_err(|e| self.error(&e, HookName::Timer)),
+        )
     }
 }
 
@@ -383,20 +382,13 @@ impl PluginInstance for RhaiPlugin {
         let f = self.ctx.timers.borrow_mut().take_due(now)?;
         // A script function (a closure or `Fn("name")`) runs like a hook, so it
         // sees the script's imports; anything else through its pointer.
-        let args: Vec<Dynamic> = f.curry().to_vec();
-        let scripted = self
-            .ast
-            .iter_functions()
-            .any(|d| d.name == f.fn_name() && d.params.len() == args.len());
-        let result = if scripted {
-            self.call(f.fn_name(), args, HookName::Timer).map(drop)
-        } else {
-            self.ctx.budget.start(self.spec.limits.hook_timeout);
-            let r = f.call::<Dynamic>(&self.engine, &self.ast, ());
-            self.ctx.budget.stop();
-            r.map(drop).map_err(|e| self.error(&e, HookName::Timer))
-        };
-        Some(result)
+        if let Some(result) = self.run_callback(&f) {
+            return Some(result);
+        }
+        self.ctx.budget.start(self.spec.limits.hook_timeout);
+        let r = f.call::<Dynamic>(&self.engine, &self.ast, ());
+        self.ctx.budget.stop();
+        Some(r.map(drop).map_err(|e| self.error(&e, HookName::Timer)))
     }
 
     fn clear_timers(&mut self) {

@@ -5,9 +5,13 @@
 //! deadline checked by the progress callback), registers the bindings as
 //! static modules (`bus::publish`, `log::info`, `timer::every` …), compiles
 //! the entry with its path as source, runs its top-level statements, and
-//! notes which hook functions exist. `config` and `state` are reachable by
-//! name in every function through the engine's variable resolver: `config`
-//! is a read-only map, `state` a shared map that hooks mutate in place.
+//! takes out the body of each hook the script defines. Every hook then runs
+//! its body in place (`hook.rs`) in one run-time state kept for the plugin's
+//! life (Rhai's global state and function-resolution caches, with the
+//! script's functions and top-level imports). `config` and `state` are
+//! reachable by name in every function through the engine's variable
+//! resolver: `config` is a read-only map, `state` a shared map that hooks
+//! mutate in place.
 
 mod bus;
 mod context;

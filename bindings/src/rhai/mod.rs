@@ -51,10 +51,10 @@ const CHECK_EVERY: u64 = 1024;
 /// The hooks the script defines, ready to run in place ([`HookBody`]).
 #[derive(Debug, Default)]
 struct Hooks {
-    init: Option<HookBody>,
-    on_event: Option<HookBody>,
-    on_config: Option<HookBody>,
-    shutdown: Option<HookBody>,
+    init: Option<Rc<HookBody>>,
+    on_event: Option<Rc<HookBody>>,
+    on_config: Option<Rc<HookBody>>,
+    shutdown: Option<Rc<HookBody>>,
 }
 
 /// A loaded Rhai plugin.
@@ -75,7 +75,7 @@ pub struct RhaiPlugin {
     caches: Caches,
     /// Timer callbacks that are functions of the script, by name and arity,
     /// taken out to run in place like hooks.
-    callbacks: HashMap<(String, usize), Option<HookBody>>,
+    callbacks: HashMap<(String, usize), Option<Rc<HookBody>>>,
     ctx: Ctx,
     hooks: Hooks,
     spec: PluginSpec,
@@ -171,7 +171,7 @@ impl RhaiPlugin {
                 _ => continue,
             };
             if f.params.len() == arity {
-                *slot = HookBody::of(&ast, f.name, arity);
+                *slot = HookBody::of(&ast, f.name, arity).map(Rc::new);
             } else {
                 return Err(ScriptError::new(
                     ErrorKind::Load,
@@ -297,20 +297,10 @@ impl RhaiPlugin {
             HookName::Shutdown => &self.hooks.shutdown,
             _ => &None,
         };
-        let Some(body) = body else {
-            return Ok(None);
-        };
-        self.ctx.budget.start(self.spec.limits.hook_timeout);
-        let context = EvalContext::new(
-            &self.engine,
-            &mut self.global,
-            &mut self.caches,
-            &mut self.scope,
-            None,
-        );
-        let result = body.run(context, arg);
-        self.ctx.budget.stop();
-        result.map(Some).map_err(|e| self.error(&e, hook))
+        match body.clone() {
+            Some(body) => self.run_body(&body, arg, hook).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Runs a timer's callback in place like a hook when it is a function of
@@ -318,11 +308,22 @@ impl RhaiPlugin {
     fn run_callback(&mut self, f: &rhai::FnPtr) -> Option<Result<(), ScriptError>> {
         let args: Vec<Dynamic> = f.curry().to_vec();
         let key = (f.fn_name().to_owned(), args.len());
-        if !self.callbacks.contains_key(&key) {
-            let body = HookBody::of(&self.ast, f.fn_name(), args.len());
-            self.callbacks.insert(key.clone(), body);
-        }
-        let body = self.callbacks[&key].as_ref()?;
+        let body = self
+            .callbacks
+            .entry(key)
+            .or_insert_with(|| HookBody::of(&self.ast, f.fn_name(), args.len()).map(Rc::new))
+            .clone()?;
+        Some(self.run_body(&body, args, HookName::Timer).map(drop))
+    }
+
+    /// Runs `body` with `args` in the plugin's kept run-time state, within
+    /// the time limit.
+    fn run_body(
+        &mut self,
+        body: &HookBody,
+        args: impl IntoIterator<Item = Dynamic>,
+        hook: HookName,
+    ) -> Result<Dynamic, ScriptError> {
         self.ctx.budget.start(self.spec.limits.hook_timeout);
         let context = EvalContext::new(
             &self.engine,
@@ -333,11 +334,7 @@ impl RhaiPlugin {
         );
         let result = body.run(context, args);
         self.ctx.budget.stop();
-        Some(
-            result
-                .map(drop)
-                .map_err(|e| self.error(&e, HookName::Timer)),
-        )
+        result.map_err(|e| self.error(&e, hook))
     }
 }
 

@@ -36,6 +36,9 @@ pub mod rhai;
 mod runtime_kind;
 pub mod timers;
 
+#[cfg(test)]
+mod test_host;
+
 pub use error::{ErrorKind, HookName, ScriptError};
 pub use event::{Event, HOST_SOURCE};
 pub use host_api::{HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SharedHost, SpanGuard};

@@ -4,110 +4,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use plughost_sdk::abi::PluginVTable;
 use plughost_sdk::{ConfigChange, Host, Outcome as SdkOutcome, Plugin, TimerId};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::NativePlugin;
+use crate::test_host::Recorder;
 use crate::{
-    ErrorKind, Event, HookName, HostApi, LogLevel, LogRecord, MetricKind, Outcome, Payload,
-    PluginInfo, PluginInstance, PluginSpec, RuntimeKind, RuntimeLimits, SpanGuard,
+    ErrorKind, Event, HookName, LogLevel, MetricKind, Outcome, PluginInfo, PluginInstance,
+    PluginSpec, RuntimeKind, RuntimeLimits,
 };
-
-/// One recorded log line: level, message, file, line.
-type Logged = (LogLevel, String, Option<String>, Option<usize>);
-
-/// A host that records what the plugin asked for.
-#[derive(Default)]
-struct Recorder {
-    /// (topic, payload, id of the cause)
-    published: Mutex<Vec<(String, Value, Option<String>)>>,
-    logs: Mutex<Vec<Logged>>,
-    metrics: Mutex<Vec<(MetricKind, String, f64)>>,
-    open_spans: Arc<AtomicUsize>,
-}
-
-struct Span(Arc<AtomicUsize>);
-
-impl Drop for Span {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl HostApi for Recorder {
-    fn publish(
-        &self,
-        _: &PluginInfo,
-        topic: &str,
-        payload: Payload,
-        cause: Option<&Event>,
-    ) -> Result<String, String> {
-        if topic.starts_with("plughost.") {
-            return Err(format!("`{topic}` is the host's"));
-        }
-        let mut p = self.published.lock().unwrap();
-        p.push((
-            topic.to_owned(),
-            payload.into_value(),
-            cause.map(|c| c.id.clone()),
-        ));
-        Ok(format!("id-{}", p.len()))
-    }
-
-    fn log(&self, _: &PluginInfo, r: LogRecord<'_>) {
-        self.logs.lock().unwrap().push((
-            r.level,
-            r.message.to_owned(),
-            r.file.map(str::to_owned),
-            r.line,
-        ));
-    }
-
-    fn metric(
-        &self,
-        _: &PluginInfo,
-        kind: MetricKind,
-        name: &str,
-        value: f64,
-        _: &Map<String, Value>,
-    ) -> Result<(), String> {
-        if name.contains(' ') {
-            return Err(format!("metric name `{name}`"));
-        }
-        self.metrics
-            .lock()
-            .unwrap()
-            .push((kind, name.to_owned(), value));
-        Ok(())
-    }
-
-    fn span(
-        &self,
-        _: &PluginInfo,
-        _: &str,
-        _: &Map<String, Value>,
-        _: Option<&Event>,
-    ) -> SpanGuard {
-        self.open_spans.fetch_add(1, Ordering::SeqCst);
-        Box::new(Span(self.open_spans.clone()))
-    }
-
-    fn function_names(&self) -> Vec<String> {
-        vec!["double".into()]
-    }
-
-    fn call_function(&self, _: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String> {
-        match (name, args.as_slice()) {
-            ("double", [n]) => Ok(json!(n.as_i64().unwrap_or(0) * 2)),
-            _ => Err("no such function".into()),
-        }
-    }
-}
 
 /// The plugin under test: what it does depends on the event's topic.
 #[derive(Default)]

@@ -3,65 +3,14 @@
 //! does, and however it ends, the next one starts from the same place.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::RhaiPlugin;
-use crate::{
-    Event, HostApi, LogRecord, MetricKind, Outcome, Payload, PluginInfo, PluginInstance,
-    PluginSpec, RuntimeKind, RuntimeLimits, SpanGuard,
-};
-
-/// A host that keeps what the plugin published.
-#[derive(Default)]
-struct Published(Mutex<Vec<(String, Value)>>);
-
-impl HostApi for Published {
-    fn publish(
-        &self,
-        _: &PluginInfo,
-        topic: &str,
-        payload: Payload,
-        _: Option<&Event>,
-    ) -> Result<String, String> {
-        let mut p = self.0.lock().unwrap();
-        p.push((topic.to_owned(), payload.into_value()));
-        Ok(format!("id-{}", p.len()))
-    }
-
-    fn log(&self, _: &PluginInfo, _: LogRecord<'_>) {}
-
-    fn metric(
-        &self,
-        _: &PluginInfo,
-        _: MetricKind,
-        _: &str,
-        _: f64,
-        _: &Map<String, Value>,
-    ) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn span(
-        &self,
-        _: &PluginInfo,
-        _: &str,
-        _: &Map<String, Value>,
-        _: Option<&Event>,
-    ) -> SpanGuard {
-        Box::new(())
-    }
-
-    fn function_names(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn call_function(&self, _: &PluginInfo, _: &str, _: Vec<Value>) -> Result<Value, String> {
-        Err("no functions".into())
-    }
-}
+use crate::test_host::Recorder;
+use crate::{Event, Outcome, PluginInfo, PluginInstance, PluginSpec, RuntimeKind, RuntimeLimits};
 
 const MAIN: &str = r#"
 import "helper" as top;
@@ -81,7 +30,7 @@ fn on_event(e) {
 }
 "#;
 
-fn load(dir: &Path) -> (RhaiPlugin, Arc<Published>) {
+fn load(dir: &Path) -> (RhaiPlugin, Arc<Recorder>) {
     std::fs::write(dir.join("main.rhai"), MAIN).unwrap();
     std::fs::write(dir.join("helper.rhai"), "fn twice(x) { x * 2 }\n").unwrap();
     let spec = PluginSpec {
@@ -99,7 +48,7 @@ fn load(dir: &Path) -> (RhaiPlugin, Arc<Published>) {
             ..RuntimeLimits::default()
         },
     };
-    let host = Arc::new(Published::default());
+    let host = Arc::new(Recorder::default());
     let plugin = RhaiPlugin::load(&spec, host.clone()).unwrap();
     (plugin, host)
 }
@@ -128,8 +77,8 @@ fn every_call_starts_from_the_same_state_however_the_last_one_ended() {
         assert_eq!(plugin.global.level, level, "after {kind}");
         assert_eq!(plugin.scope.len(), 0, "after {kind}");
     }
-    let published = host.0.lock().unwrap();
-    let tops: Vec<_> = published.iter().map(|(_, p)| p["top"].clone()).collect();
+    let published = host.published.lock().unwrap();
+    let tops: Vec<_> = published.iter().map(|(_, p, _)| p["top"].clone()).collect();
     assert_eq!(tops, [0, 8, 16, 24, 32]);
-    assert!(published.iter().all(|(_, p)| p["inner"] == 2));
+    assert!(published.iter().all(|(_, p, _)| p["inner"] == 2));
 }

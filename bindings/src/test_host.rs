@@ -1,0 +1,101 @@
+//! A host for the runtimes' unit tests: it records what a plugin asked
+//! for (publications, log lines, metrics, open spans) and offers one
+//! application function, `host::double(n)`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+
+use crate::{Event, HostApi, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SpanGuard};
+
+/// One recorded log line: level, message, file, line.
+pub(crate) type Logged = (LogLevel, String, Option<String>, Option<usize>);
+
+/// A host that records what the plugin asked for.
+#[derive(Default)]
+pub(crate) struct Recorder {
+    /// (topic, payload, id of the cause)
+    pub(crate) published: Mutex<Vec<(String, Value, Option<String>)>>,
+    pub(crate) logs: Mutex<Vec<Logged>>,
+    pub(crate) metrics: Mutex<Vec<(MetricKind, String, f64)>>,
+    pub(crate) open_spans: Arc<AtomicUsize>,
+}
+
+struct Span(Arc<AtomicUsize>);
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl HostApi for Recorder {
+    fn publish(
+        &self,
+        _: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        cause: Option<&Event>,
+    ) -> Result<String, String> {
+        if topic.starts_with("plughost.") {
+            return Err(format!("`{topic}` is the host's"));
+        }
+        let mut p = self.published.lock().unwrap();
+        p.push((
+            topic.to_owned(),
+            payload.into_value(),
+            cause.map(|c| c.id.clone()),
+        ));
+        Ok(format!("id-{}", p.len()))
+    }
+
+    fn log(&self, _: &PluginInfo, r: LogRecord<'_>) {
+        self.logs.lock().unwrap().push((
+            r.level,
+            r.message.to_owned(),
+            r.file.map(str::to_owned),
+            r.line,
+        ));
+    }
+
+    fn metric(
+        &self,
+        _: &PluginInfo,
+        kind: MetricKind,
+        name: &str,
+        value: f64,
+        _: &Map<String, Value>,
+    ) -> Result<(), String> {
+        if name.contains(' ') {
+            return Err(format!("metric name `{name}`"));
+        }
+        self.metrics
+            .lock()
+            .unwrap()
+            .push((kind, name.to_owned(), value));
+        Ok(())
+    }
+
+    fn span(
+        &self,
+        _: &PluginInfo,
+        _: &str,
+        _: &Map<String, Value>,
+        _: Option<&Event>,
+    ) -> SpanGuard {
+        self.open_spans.fetch_add(1, Ordering::SeqCst);
+        Box::new(Span(self.open_spans.clone()))
+    }
+
+    fn function_names(&self) -> Vec<String> {
+        vec!["double".into()]
+    }
+
+    fn call_function(&self, _: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String> {
+        match (name, args.as_slice()) {
+            ("double", [n]) => Ok(json!(n.as_i64().unwrap_or(0) * 2)),
+            _ => Err("no such function".into()),
+        }
+    }
+}

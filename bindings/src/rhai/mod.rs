@@ -63,6 +63,8 @@ pub struct RhaiPlugin {
     /// The script's functions plus its top-level `import` statements (for
     /// function pointers a timer calls).
     ast: AST,
+    /// Where hooks bind their parameters and keep their locals (empty
+    /// between two calls).
     scope: Scope<'static>,
     /// The run-time state every hook call continues: the script's functions,
     /// its top-level imports and the source. Kept, like `caches`, for the
@@ -206,12 +208,15 @@ impl RhaiPlugin {
             hooks,
             spec: spec.clone(),
         };
+        // The top-level variables live in a scope of their own: functions,
+        // hooks included, do not see them (docs/rhai.md).
+        let mut top = Scope::new();
         plugin.ctx.budget.start(spec.limits.hook_timeout);
         let ran = plugin
             .engine
-            .run_ast_with_scope(&mut plugin.scope, &ast)
+            .run_ast_with_scope(&mut top, &ast)
             .map(drop)
-            .and_then(|()| plugin.import_for_hooks());
+            .and_then(|()| plugin.import_for_hooks(&mut top));
         plugin.ctx.budget.stop();
         ran.map_err(|e| plugin.error(&e, HookName::Load))?;
         Ok(plugin)
@@ -220,7 +225,7 @@ impl RhaiPlugin {
     /// Brings the script's top-level imports into the state hooks run in, so
     /// its functions see them (they ran once already, and each module is
     /// cached by the resolver).
-    fn import_for_hooks(&mut self) -> Result<(), Box<EvalAltResult>> {
+    fn import_for_hooks(&mut self, top: &mut Scope) -> Result<(), Box<EvalAltResult>> {
         for stmt in self.ast.statements() {
             let rhai::Stmt::Import(x, _) = stmt else {
                 continue;
@@ -228,27 +233,23 @@ impl RhaiPlugin {
             let (expr, alias) = &**x;
             let path = match expr {
                 rhai::Expr::StringConstant(s, _) => s.clone(),
-                expr => EvalContext::new(
-                    &self.engine,
-                    &mut self.global,
-                    &mut self.caches,
-                    &mut self.scope,
-                    None,
-                )
-                .eval_expression_tree(&expr.into())?
-                .into_immutable_string()
-                .map_err(|t| {
-                    EvalAltResult::ErrorMismatchDataType(
-                        "string".into(),
-                        t.into(),
-                        expr.start_position(),
-                    )
-                })?,
+                expr => {
+                    EvalContext::new(&self.engine, &mut self.global, &mut self.caches, top, None)
+                        .eval_expression_tree(&expr.into())?
+                        .into_immutable_string()
+                        .map_err(|t| {
+                            EvalAltResult::ErrorMismatchDataType(
+                                "string".into(),
+                                t.into(),
+                                expr.start_position(),
+                            )
+                        })?
+                }
             };
             let module = self.engine.module_resolver().resolve_raw(
                 &self.engine,
                 &mut self.global,
-                &mut self.scope,
+                top,
                 &path,
                 expr.start_position(),
             )?;

@@ -31,8 +31,13 @@ fn on_event(e) {
 "#;
 
 fn load(dir: &Path) -> (RhaiPlugin, Arc<Recorder>) {
-    std::fs::write(dir.join("main.rhai"), MAIN).unwrap();
     std::fs::write(dir.join("helper.rhai"), "fn twice(x) { x * 2 }\n").unwrap();
+    load_script(dir, MAIN)
+}
+
+/// Loads `script` as the entry of a plugin in `dir`.
+fn load_script(dir: &Path, script: &str) -> (RhaiPlugin, Arc<Recorder>) {
+    std::fs::write(dir.join("main.rhai"), script).unwrap();
     let spec = PluginSpec {
         info: Arc::new(PluginInfo {
             name: "p".into(),
@@ -81,4 +86,23 @@ fn every_call_starts_from_the_same_state_however_the_last_one_ended() {
     let tops: Vec<_> = published.iter().map(|(_, p, _)| p["top"].clone()).collect();
     assert_eq!(tops, [0, 8, 16, 24, 32]);
     assert!(published.iter().all(|(_, p, _)| p["inner"] == 2));
+}
+
+#[test]
+fn hooks_see_config_and_state_but_not_the_top_level_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+let limit = 5;
+fn helper() { is_def_var("limit") }
+fn on_event(e) {
+    bus::publish("out", #{ hook: is_def_var("limit"), helper: helper(), state: type_of(state) });
+}
+"#;
+    let (mut plugin, host) = load_script(dir.path(), script);
+    plugin.on_event(&event(json!({}))).unwrap();
+    let published = host.published.lock().unwrap();
+    assert_eq!(
+        published[0].1,
+        json!({"hook": false, "helper": false, "state": "map"})
+    );
 }

@@ -106,3 +106,17 @@ fn on_event(e) {
         json!({"hook": false, "helper": false, "state": "map"})
     );
 }
+
+#[test]
+fn a_top_level_import_by_a_computed_path_is_seen_by_the_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("helper.rhai"), "fn twice(x) { x * 2 }\n").unwrap();
+    let script = r#"
+let name = "help" + "er";
+import name as h;
+fn on_event(e) { bus::publish("out", #{ v: h::twice(e.payload.n) }); }
+"#;
+    let (mut plugin, host) = load_script(dir.path(), script);
+    plugin.on_event(&event(json!({"n": 21}))).unwrap();
+    assert_eq!(host.published.lock().unwrap()[0].1, json!({"v": 42}));
+}

@@ -60,8 +60,9 @@ struct Hooks {
 /// A loaded Rhai plugin.
 pub struct RhaiPlugin {
     engine: Engine,
-    /// The script's functions plus its top-level `import` statements (for
-    /// function pointers a timer calls).
+    /// The script's functions plus its top-level `import` statements: the
+    /// imports are brought into `global` at load, and timer callbacks are
+    /// found (or, when not script functions, called) through it.
     ast: AST,
     /// Where hooks bind their parameters and keep their locals (empty
     /// between two calls).

@@ -47,11 +47,15 @@ pub enum ReloadOutcome {
 }
 
 /// Keeps the watcher running; dropping it stops watching.
+///
+/// Dropping the handle stops the watch between two changes, as
+/// [`WatchHandle::stop`] does, without waiting for the change being applied.
 #[derive(Debug)]
 pub struct WatchHandle {
     /// The watch loop; it owns the watcher, which stops with it.
     task: tokio::task::JoinHandle<()>,
-    /// Asks the loop to stop between two changes.
+    /// Asks the loop to stop between two changes (sent, or dropped with the
+    /// handle).
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -64,13 +68,6 @@ impl WatchHandle {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for WatchHandle {
-    /// Dropped without [`WatchHandle::stop`]: the loop is cancelled where it is.
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -13,6 +13,7 @@
 //! resolver: `config` is a read-only map, `state` a shared map that hooks
 //! mutate in place.
 
+mod bounded;
 mod bus;
 mod context;
 mod convert;
@@ -88,6 +89,7 @@ pub struct RhaiPlugin {
 fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     let mut engine = Engine::new();
     engine.disable_symbol("eval");
+    bounded::register(&mut engine);
     let mem = spec.limits.memory_bytes;
     // Rhai cannot count bytes; these bound the largest values a script can
     // build so a bomb hits a limit long before the process runs out of memory.

@@ -2,15 +2,19 @@
 //!
 //! A runtime starts the clock before it calls into the script and stops it
 //! after; its own interruption mechanism (Lua's instruction hook, Rhai's
-//! progress callback) asks [`Budget::exceeded`] while the script runs.
+//! progress callback) asks [`Budget::expired`] (a flag the watchdog raises,
+//! cheap enough for every operation) or [`Budget::exceeded`] (the clock as
+//! well) while the script runs.
 
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::watchdog::Deadline;
 
 /// The deadline of the hook call in progress.
 #[derive(Debug, Default)]
 pub(crate) struct Budget {
-    deadline: Cell<Option<Instant>>,
+    deadline: Deadline,
     timeout: Cell<Duration>,
     /// The deadline passed and a check noticed (see [`Budget::notice`]).
     noticed: Cell<bool>,
@@ -20,13 +24,13 @@ impl Budget {
     /// Starts the clock for one hook call.
     pub(crate) fn start(&self, timeout: Duration) {
         self.timeout.set(timeout);
-        self.deadline.set(Some(Instant::now() + timeout));
+        self.deadline.set(timeout);
         self.noticed.set(false);
     }
 
     /// Stops the clock: code between hook calls is the host's.
     pub(crate) fn stop(&self) {
-        self.deadline.set(None);
+        self.deadline.clear();
         self.noticed.set(false);
     }
 
@@ -45,9 +49,15 @@ impl Budget {
         self.noticed.get()
     }
 
-    /// Whether the running hook call is past its deadline.
+    /// Whether the watchdog found the running hook call past its deadline:
+    /// one load, for a check between any two operations.
+    pub(crate) fn expired(&self) -> bool {
+        self.deadline.expired()
+    }
+
+    /// Whether the running hook call is past its deadline, by the clock too.
     pub(crate) fn exceeded(&self) -> bool {
-        self.deadline.get().is_some_and(|d| Instant::now() >= d)
+        self.deadline.passed()
     }
 
     /// The message of a call stopped by the budget.

@@ -35,6 +35,7 @@ pub mod plugin;
 pub mod rhai;
 mod runtime_kind;
 pub mod timers;
+mod watchdog;
 
 #[cfg(test)]
 mod test_host;

@@ -661,6 +661,64 @@ fn a_runaway_loop_is_stopped_at_its_line(rt: Runtime) {
     }
 }
 
+const LONG_CALLS: Src = Src {
+    lua: r#"
+function on_event(e)
+  if e.payload.kind == "long" then
+    -- Each call takes milliseconds, yet the loop is a few hundred Lua
+    -- instructions in all: the deadline must be seen between two calls.
+    for i = 1, 500 do
+      local s = string.rep("a", 1000000) -- @long-call
+    end
+  end
+  bus.publish("handled", { kind = e.payload.kind })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  if e.payload.kind == "long" {
+    // Each call takes milliseconds, yet the loop is a few hundred Rhai
+    // operations in all: the deadline must be seen between two calls.
+    let s = "";
+    for i in 0..50 {
+      s.pad(1_000_000, 'a'); // @long-call
+      s.truncate(0); // @long-call-next
+    }
+  }
+  bus::publish("handled", #{ kind: e.payload.kind });
+}
+"#,
+    native: None,
+};
+
+fn a_loop_of_long_library_calls_is_stopped(rt: Runtime) {
+    let fx = Fixture::new();
+    let src = LONG_CALLS.get(rt);
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {event_timeout_ms: 50}\n",
+        src,
+    );
+    let run = fx.run(&[
+        ev("in", json!({"kind": "long"})),
+        ev("in", json!({"kind": "ok"})),
+    ]);
+    let dl = run.dead_letters();
+    assert_eq!(dl.len(), 1, "{run}");
+    let error = dl[0]["error"].as_str().unwrap();
+    let named = ["long-call", "long-call-next"].iter().any(|m| {
+        let pos = at("p", rt.entry(), line_of(src, m));
+        names_at(rt, error, &pos, ": time limit exceeded")
+    });
+    assert!(named, "should name the loop's line: {error}");
+    assert_eq!(
+        run.payloads("handled"),
+        vec![json!({"kind": "ok"})],
+        "{run}"
+    );
+}
+
 const RUNAWAY_TIMER: Src = Src {
     lua: r#"
 function on_event(e)
@@ -796,6 +854,7 @@ behaviours!(
     a_runaway_loop_is_stopped_at_its_line,
     a_runaway_timer_callback_is_stopped,
     a_runaway_init_fails_that_plugin_only,
+    a_loop_of_long_library_calls_is_stopped,
 );
 
 const RUNAWAY_PATTERN: Src = Src {

@@ -50,10 +50,15 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
         | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
     let hook_budget = budget.clone();
+    // On every call too: a loop of long calls into the library (each a
+    // handful of instructions) would otherwise run thousands of them
+    // between two counts. Looking at the watchdog's flag costs a load.
     lua.set_global_hook(
-        HookTriggers::new().every_nth_instruction(CHECK_EVERY),
+        HookTriggers::new()
+            .on_calls()
+            .every_nth_instruction(CHECK_EVERY),
         move |lua, debug| {
-            if hook_budget.exceeded() {
+            if hook_budget.expired() {
                 // The line the runaway code was at, unless that is glue.
                 let here = debug.source().short_src.map(|s| s.into_owned());
                 let at = match (here, debug.current_line()) {

@@ -46,8 +46,13 @@ use crate::{
     ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost,
 };
 
-/// Operations between two looks at the clock in the progress callback.
-const CHECK_EVERY: u64 = 1024;
+/// After the deadline, at most this many operations (and [`GRACE_TIME`])
+/// for a variable read to raise the time limit where the script is.
+const GRACE_OPS: u64 = 256;
+
+/// After the deadline, at most this long for a variable read to raise the
+/// time limit where the script is.
+const GRACE_TIME: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The hooks the script defines, ready to run in place ([`HookBody`]).
 #[derive(Debug, Default)]
@@ -104,16 +109,24 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
         .set_max_modules(64);
     engine.set_module_resolver(resolver::FolderResolver::new(spec.dir.clone()));
     let c = ctx.clone();
-    // Time's up: Rhai drops the position of a run stopped here. So the
-    // first check past the deadline only takes note, and the next variable
-    // read raises an ordinary error, which Rhai positions at that read and
-    // wraps once per call (the call chain); the next check stops the call
-    // wherever it is (a loop that reads no variable, a `catch` that goes on).
+    // Time's up (the watchdog's flag, looked at on every operation): Rhai
+    // drops the position of a run stopped from here but for the hook's own
+    // line. So the first operation past the deadline only takes note, and
+    // the next variable read raises an ordinary error, which Rhai positions
+    // at that read and wraps once per call (the call chain). A call that
+    // reads no variable within a short grace is stopped wherever it is.
+    let noticed = std::cell::Cell::new((0u64, None::<Instant>));
     engine.on_progress(move |ops| {
-        if ops % CHECK_EVERY != 0 || !c.budget.exceeded() || c.budget.notice() {
+        if !c.budget.expired() {
             return None;
         }
-        Some(Dynamic::from(error::TIME_UP))
+        if c.budget.notice() {
+            noticed.set((ops, Some(Instant::now())));
+            return None;
+        }
+        let (at_op, at) = noticed.get();
+        let in_grace = ops < at_op + GRACE_OPS && at.is_some_and(|t| t.elapsed() < GRACE_TIME);
+        (!in_grace).then(|| Dynamic::from(error::TIME_UP))
     });
     let c = ctx.clone();
     #[allow(deprecated)] // `on_var` is stable in use, marked volatile upstream.

@@ -4,8 +4,9 @@
 //! (`string`, `table`, `math`, `utf8`, `coroutine`, and `os` reduced to
 //! `time`, `clock`, `date`); `io`, `debug` and `package` are never opened.
 //! Memory is capped by the allocator limit. Time is enforced by a global
-//! count hook, inherited by every coroutine, that raises once the hook call's
-//! deadline has passed; the prelude raises it again out of `pcall`, `xpcall`
+//! hook, inherited by every coroutine, run at every call and every few
+//! thousand instructions, that raises once the watchdog has flagged the hook
+//! call's deadline; the prelude raises it again out of `pcall`, `xpcall`
 //! and `coroutine.resume` (whatever error they caught, since the caught one
 //! may be the script's own), so a runaway loop cannot catch it. The same
 //! wrappers turn the errors bindings raise into strings (see

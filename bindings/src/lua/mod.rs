@@ -16,6 +16,7 @@ mod require;
 mod sandbox;
 mod telemetry;
 mod timer;
+mod watch;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,6 +44,8 @@ struct Hooks {
 /// A loaded Lua plugin.
 pub struct LuaPlugin {
     lua: Lua,
+    /// Looks at the time budget at every call (see `watch.rs`).
+    watch: watch::Watch,
     ctx: Ctx,
     hooks: Hooks,
     readonly: Function,
@@ -69,7 +72,7 @@ impl LuaPlugin {
                 .or_file(&entry)
                 .in_hook(HookName::Load)
         };
-        let (lua, readonly) =
+        let (lua, readonly, watch) =
             sandbox::new_lua(spec.limits.memory_bytes, ctx.budget.clone()).map_err(fail)?;
         let setup = || -> mlua::Result<()> {
             convert::install(&lua)?;
@@ -90,6 +93,7 @@ impl LuaPlugin {
         };
         setup().map_err(fail)?;
 
+        let watching = watch.begin();
         ctx.budget.start(spec.limits.hook_timeout);
         let ran = lua
             .load(source)
@@ -97,6 +101,7 @@ impl LuaPlugin {
             .set_mode(ChunkMode::Text)
             .exec();
         ctx.budget.stop();
+        drop(watching);
         ran.map_err(fail)?;
 
         let globals = lua.globals();
@@ -121,6 +126,7 @@ impl LuaPlugin {
         };
         Ok(LuaPlugin {
             lua,
+            watch,
             ctx,
             hooks,
             readonly,
@@ -135,6 +141,7 @@ impl LuaPlugin {
         args: A,
         hook: HookName,
     ) -> Result<R, ScriptError> {
+        let _watching = self.watch.begin();
         self.ctx.budget.start(self.spec.limits.hook_timeout);
         let result = f.call::<R>(args);
         self.ctx.budget.stop();

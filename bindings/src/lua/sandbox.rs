@@ -17,10 +17,7 @@ use std::rc::Rc;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, StdLib, VmState};
 
 use super::error::{LimitExceeded, caller_position};
-
-/// Instructions between two checks of the deadline: frequent enough to stop a
-/// loop within a millisecond, rare enough to cost nothing measurable.
-const CHECK_EVERY: u32 = 4096;
+use super::watch::{CHECK_EVERY, Watch};
 
 pub(crate) use crate::budget::Budget;
 
@@ -41,8 +38,12 @@ fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
 pub(crate) const RAW_PCALL: &str = "plughost.raw_pcall";
 
 /// A fresh interpreter with the allow-listed libraries, the memory cap and
-/// the time hook. Returns it with the prelude's `readonly` function.
-pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(Lua, Function)> {
+/// the time hook. Returns it with the prelude's `readonly` function and the
+/// watch that must bracket every hook call ([`Watch::begin`], [`Watch::end`]).
+pub(crate) fn new_lua(
+    memory_bytes: usize,
+    budget: Rc<Budget>,
+) -> mlua::Result<(Lua, Function, Watch)> {
     let libs = StdLib::STRING
         | StdLib::TABLE
         | StdLib::MATH
@@ -51,13 +52,11 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
         | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
     let hook_budget = budget.clone();
-    // On every call too: a loop of long calls into the library (each a
-    // handful of instructions) would otherwise run thousands of them
-    // between two counts. Looking at the watchdog's flag costs a load.
+    // The watch (`watch.rs`) takes this hook's place, and hands each
+    // interpreter back to it once the deadline has passed; coroutines that
+    // mlua itself creates keep it.
     lua.set_global_hook(
-        HookTriggers::new()
-            .on_calls()
-            .every_nth_instruction(CHECK_EVERY),
+        HookTriggers::new().every_nth_instruction(CHECK_EVERY),
         move |lua, debug| {
             if hook_budget.expired() {
                 // The line the runaway code was at, unless that is glue.
@@ -91,9 +90,10 @@ pub(crate) fn new_lua(memory_bytes: usize, budget: Rc<Budget>) -> mlua::Result<(
         .call((check_budget, to_script))?;
     // Events make many short-lived tables: the generational collector suits them.
     lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
+    let watch = Watch::install(&lua, budget)?;
     // The cap comes last so the prelude never counts against the plugin.
     lua.set_memory_limit(memory_bytes)?;
-    Ok((lua, readonly))
+    Ok((lua, readonly, watch))
 }
 
 #[cfg(test)]
@@ -101,15 +101,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn lua() -> (Lua, Rc<Budget>) {
+    fn lua() -> (Lua, Rc<Budget>, Watch) {
         let budget = Rc::new(Budget::default());
-        let (lua, _) = new_lua(8 << 20, budget.clone()).unwrap();
-        (lua, budget)
+        let (lua, _, watch) = new_lua(8 << 20, budget.clone()).unwrap();
+        (lua, budget, watch)
     }
 
     #[test]
     fn forbidden_names_are_absent() {
-        let (lua, _) = lua();
+        let (lua, _, _) = lua();
         for name in [
             "io",
             "debug",
@@ -137,23 +137,25 @@ mod tests {
 
     #[test]
     fn binary_chunks_are_refused() {
-        let (lua, _) = lua();
+        let (lua, _, _) = lua();
         let r: (mlua::Value, String) = lua.load("return load('\\27Lua', 'x', 'b')").eval().unwrap();
         assert!(r.1.contains("binary"), "{}", r.1);
     }
 
     #[test]
     fn a_runaway_loop_is_stopped_even_through_pcall_and_coroutines() {
-        let (lua, budget) = lua();
+        let (lua, budget, watch) = lua();
         for src in [
             "while true do end",
             "while true do pcall(function() while true do end end) end",
             "local co = coroutine.create(function() while true do end end); while true do coroutine.resume(co) end",
             "while true do xpcall(function() while true do end end, function(e) return e end) end",
         ] {
+            let watching = watch.begin();
             budget.start(Duration::from_millis(30));
             let err = lua.load(src).exec().unwrap_err();
             budget.stop();
+            drop(watching);
             assert!(
                 err.to_string().contains("time limit exceeded"),
                 "{src}: {err}"
@@ -163,7 +165,8 @@ mod tests {
 
     #[test]
     fn a_caught_error_past_the_deadline_becomes_the_time_limit() {
-        let (lua, budget) = lua();
+        let (lua, budget, watch) = lua();
+        let watching = watch.begin();
         budget.start(Duration::from_millis(20));
         let err = lua
             .load("while true do pcall(error, 'mine') end")
@@ -171,6 +174,7 @@ mod tests {
             .exec()
             .unwrap_err();
         budget.stop();
+        drop(watching);
         let shown = super::super::error::to_script_error(&err, 8);
         assert!(shown.message.starts_with("time limit exceeded"), "{shown}");
         assert_eq!(shown.file.as_deref(), Some("p/main.lua"));
@@ -179,7 +183,7 @@ mod tests {
 
     #[test]
     fn binding_errors_are_caught_as_positioned_strings() {
-        let (lua, _) = lua();
+        let (lua, _, _) = lua();
         let refuse = lua
             .create_function(|lua, ()| -> mlua::Result<()> {
                 Err(super::super::error::raise(lua, "refused"))
@@ -210,7 +214,7 @@ mod tests {
     #[test]
     fn readonly_views_convert_as_the_table_they_show() {
         let budget = Rc::new(Budget::default());
-        let (lua, readonly) = new_lua(8 << 20, budget).unwrap();
+        let (lua, readonly, _) = new_lua(8 << 20, budget).unwrap();
         super::super::convert::install(&lua).unwrap();
         let data = serde_json::json!({"a": {"b": [1, 2]}, "c": "d"});
         let view: mlua::Value = readonly
@@ -226,7 +230,7 @@ mod tests {
 
     #[test]
     fn memory_is_capped() {
-        let (lua, _) = lua();
+        let (lua, _, _) = lua();
         let err = lua
             .load("local t = {} for i = 1, 1e8 do t[i] = i end")
             .exec()

@@ -158,6 +158,15 @@ impl Deadline {
 mod tests {
     use super::*;
 
+    /// Waits (at most ten seconds) for the watchdog to raise `d`'s flag.
+    fn wait_for(d: &Deadline, what: &str) {
+        let waited = Instant::now();
+        while !d.expired() {
+            assert!(waited.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn the_flag_rises_after_the_deadline_and_only_while_set() {
         let d = Deadline::default();
@@ -166,14 +175,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(!d.expired() && !d.passed(), "not before the deadline");
         d.set(Duration::from_millis(20));
-        let waited = Instant::now();
-        while !d.expired() {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the watchdog never looked"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for(&d, "the watchdog never looked");
         assert!(d.passed());
         d.clear();
         assert!(!d.expired() && !d.passed());
@@ -182,14 +184,7 @@ mod tests {
         let (late, early) = (Deadline::default(), Deadline::default());
         late.set(Duration::from_secs(3600));
         early.set(Duration::from_millis(10));
-        let waited = Instant::now();
-        while !early.expired() {
-            assert!(
-                waited.elapsed() < Duration::from_secs(10),
-                "the earlier deadline was missed"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for(&early, "the earlier deadline was missed");
         assert!(!late.expired());
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use super::fingerprint;
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
 use super::state::ReloadRecord;
@@ -133,6 +134,13 @@ impl Host {
                     .insert(def.entry);
             }
         }
+        // What each folder held when the watch began: a change is applied
+        // only when the folder then holds something else.
+        let mut applied: BTreeMap<PathBuf, u64> = self
+            .known_folders()
+            .into_iter()
+            .filter_map(|dir| Some((dir.clone(), fingerprint::of_folder(&dir)?)))
+            .collect();
         let host = self.clone();
         let (stop, mut stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -229,6 +237,19 @@ impl Host {
                 // one (its name would be taken otherwise).
                 due.sort_by_key(|(d, _)| d.join(MANIFEST_FILE).is_file());
                 for (dir, p) in due {
+                    // A late event of a save already applied, or a `touch`:
+                    // the folder holds what it held then.
+                    let print = fingerprint::of_folder(&dir);
+                    if p.libraries.is_empty()
+                        && print.is_some()
+                        && print == applied.get(&dir).copied()
+                    {
+                        continue;
+                    }
+                    match print {
+                        Some(print) => applied.insert(dir.clone(), print),
+                        None => applied.remove(&dir),
+                    };
                     let mut stamp = None;
                     if !p.libraries.is_empty() {
                         // Rebuilt: wait until the linker is done.

@@ -8,6 +8,7 @@
 //! the running version: the old interpreter keeps handling events.
 
 pub mod apply;
+pub mod fingerprint;
 pub(crate) mod library;
 pub mod plan;
 pub mod state;

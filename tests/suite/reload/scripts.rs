@@ -250,8 +250,25 @@ fn editing_a_required_module_reloads(rt: Runtime) {
     assert_eq!(s.payloads("out")[0], json!({"n": 1, "v": 1}));
 }
 
+/// Saved again as it was (a `touch`, or a late event of a save already
+/// applied): nothing to reload. The next real change still reloads.
+fn a_save_that_changes_nothing_reloads_nothing(rt: Runtime) {
+    let mut s = Session::start(rt, counter(rt, "p", "subscriptions: [in]\n"));
+    let entry = s.entry("p");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    save(&entry, &text);
+    s.barrier();
+    assert_eq!(s.host_events("reloaded", "p"), 0, "{}", s.dump());
+    save(&entry, &code(&COUNTER, rt, "p", 2));
+    s.wait_host("reloaded", "p", 1);
+    s.send("in", json!({"n": 1}));
+    s.wait("v2's answer", out_n(1));
+    assert_eq!(outs(&s, "p"), [(1, 2, 1)], "{}", s.dump());
+}
+
 behaviours!(
     saving_the_script_swaps_between_events_and_keeps_state,
+    a_save_that_changes_nothing_reloads_nothing,
     the_old_versions_timers_stop,
     a_failed_reload_keeps_the_old_version_and_the_next_save_retries,
     an_atomic_rename_save_reloads_once,

@@ -9,7 +9,9 @@
 //!   substitute: a few hundred commas replaced by the largest string allowed
 //!   asks for gigabytes, and an allocation that fails aborts the process;
 //! - `split`, `split_rev` and `to_chars` turn each character of the largest
-//!   string allowed into an array item of about 64 bytes.
+//!   string allowed into an array item of about 64 bytes;
+//! - `pad` builds the largest string allowed in one call, which no time
+//!   limit can stop, and loops forever when the padding is empty.
 //!
 //! Registered on the engine, they take the place of the standard library's
 //! (the engine's own functions are looked up first) and behave the same,
@@ -21,11 +23,28 @@ use rhai::{Array, Engine, EvalAltResult, INT, ImmutableString, NativeCallContext
 /// A binding's result: a value or a thrown error.
 type Result<T> = std::result::Result<T, Box<EvalAltResult>>;
 
-/// Registers the measured versions.
-pub(crate) fn register(engine: &mut Engine) {
+/// Characters `pad` adds between two looks at `time_up`.
+const PAD_CHUNK: usize = 1 << 16;
+
+/// Registers the measured versions. `time_up` says whether the hook call's
+/// deadline has passed (cheap: it is looked at while `pad` builds).
+pub(crate) fn register(engine: &mut Engine, time_up: impl Fn() -> bool + Clone + 'static) {
     type S = ImmutableString;
     type C<'a> = NativeCallContext<'a>;
+    let up = time_up.clone();
     engine
+        .register_fn(
+            "pad",
+            move |c: C, s: &mut S, len: INT, with: char| -> Result<()> {
+                pad(&c, s, len, with.encode_utf8(&mut [0; 4]), &up)
+            },
+        )
+        .register_fn(
+            "pad",
+            move |c: C, s: &mut S, len: INT, with: S| -> Result<()> {
+                pad(&c, s, len, &with, &time_up)
+            },
+        )
         .register_fn("replace", |c: C, s: &mut S, f: S, r: S| -> Result<()> {
             replace(&c, s, &f, &r)
         })
@@ -104,6 +123,51 @@ fn items(c: &NativeCallContext, n: usize) -> Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// `s.pad(len, with)`: `with` repeated (the last time cut short) until `s`
+/// is `len` characters long. Rhai's own loops forever when `with` is empty,
+/// and cannot be stopped by the time limit while it builds a long string;
+/// this one refuses an empty `with` and gives up when the time is up.
+fn pad(
+    c: &NativeCallContext,
+    s: &mut ImmutableString,
+    len: INT,
+    with: &str,
+    time_up: &dyn Fn() -> bool,
+) -> Result<()> {
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(());
+    };
+    string(c, len)?;
+    let have = s.chars().count();
+    if len <= have {
+        return Ok(());
+    }
+    if with.is_empty() {
+        return Err(EvalAltResult::ErrorRuntime(
+            "pad: the padding is empty".into(),
+            c.call_position(),
+        )
+        .into());
+    }
+    let mut missing = len - have;
+    let p = s.make_mut();
+    let mut since_look = 0;
+    while missing > 0 {
+        for ch in with.chars().take(missing) {
+            p.push(ch);
+            missing -= 1;
+        }
+        since_look += with.len();
+        if since_look >= PAD_CHUNK {
+            since_look = 0;
+            if time_up() {
+                return Err(super::error::time_up());
+            }
+        }
+    }
+    string(c, s.len())
 }
 
 /// `s.replace(find, sub)`: every `find` in `s` becomes `sub`.
@@ -209,7 +273,7 @@ mod tests {
         engine
             .set_max_string_size(max_string)
             .set_max_array_size(max_array);
-        super::register(&mut engine);
+        super::register(&mut engine, || false);
         engine
     }
 
@@ -243,6 +307,11 @@ mod tests {
             r#"let s = "ab"; s.replace("", "-"); s"#,
             r#"let s = "abcabc"; s.replace("abc", ""); s"#,
             r#"let s = ""; s.replace("a", "b"); s"#,
+            r#"let s = "ab"; s.pad(5, '-'); s"#,
+            r#"let s = "ab"; s.pad(7, "xy"); s"#,
+            r#"let s = "ab"; s.pad(6, "é"); s"#,
+            r#"let s = "abc"; s.pad(2, 'x'); s"#,
+            r#"let s = "abc"; s.pad(-3, 'x'); s"#,
         ] {
             let want: Dynamic = plain.eval(script).unwrap();
             let got: Dynamic = ours.eval(script).unwrap();
@@ -276,5 +345,20 @@ mod tests {
         // What fits is built.
         let fine: rhai::Array = engine.eval(r#""a,b,c".split(",")"#).unwrap();
         assert_eq!(fine.len(), 3);
+    }
+
+    #[test]
+    fn padding_with_nothing_is_an_error_and_a_long_pad_stops_when_time_is_up() {
+        let engine = bounded(1 << 20, 100);
+        let r = engine.eval::<Dynamic>(r#"let s = "x"; s.pad(5, ""); s"#);
+        assert!(matches!(*r.unwrap_err(), EvalAltResult::ErrorRuntime(..)));
+        // Already long enough: nothing to add, with or without padding.
+        let s: String = engine.eval(r#"let s = "xyz"; s.pad(2, ""); s"#).unwrap();
+        assert_eq!(s, "xyz");
+        let mut late = Engine::new();
+        super::register(&mut late, || true);
+        let r = late.eval::<Dynamic>(r#"let s = ""; s.pad(1000000, 'a'); s"#);
+        let e = r.unwrap_err();
+        assert!(e.to_string().contains(crate::rhai::error::TIME_UP), "{e}");
     }
 }

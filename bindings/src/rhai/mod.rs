@@ -94,7 +94,8 @@ pub struct RhaiPlugin {
 fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     let mut engine = Engine::new();
     engine.disable_symbol("eval");
-    bounded::register(&mut engine);
+    let c = ctx.clone();
+    bounded::register(&mut engine, move || c.budget.expired());
     let mem = spec.limits.memory_bytes;
     // Rhai cannot count bytes; these bound the largest values a script can
     // build so a bomb hits a limit long before the process runs out of memory.

@@ -567,6 +567,15 @@ fn on_event(e) {
     native: None,
 };
 
+/// Whether `error` is the time limit at the line of one of `markers` in
+/// `src`, plugin `p`'s entry.
+fn time_limit_at_one_of(rt: Runtime, error: &str, src: &str, markers: &[&str]) -> bool {
+    markers.iter().any(|m| {
+        let pos = at("p", rt.entry(), line_of(src, m));
+        names_at(rt, error, &pos, ": time limit exceeded")
+    })
+}
+
 fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
     let fx = Fixture::new();
     let src = RUNAWAY.get(rt);
@@ -598,11 +607,10 @@ fn a_runaway_loop_dead_letters_that_event_only(rt: Runtime) {
     for (d, (kind, markers)) in dl.iter().zip(runaway) {
         let error = d["error"].as_str().unwrap();
         // Rhai places a limit hit in a function the hook calls at that call.
-        let named = markers.iter().any(|m| {
-            let pos = at("p", rt.entry(), line_of(src, m));
-            names_at(rt, error, &pos, ": time limit exceeded")
-        });
-        assert!(named, "{kind}: should name the loop's line: {error}");
+        assert!(
+            time_limit_at_one_of(rt, error, src, markers),
+            "{kind}: should name the loop's line: {error}"
+        );
         assert!(error.contains("limits.event_timeout_ms"), "{error}");
         assert_eq!(d["attempts"], 1);
     }
@@ -708,13 +716,11 @@ fn a_loop_of_long_library_calls_is_stopped(rt: Runtime) {
     assert_eq!(dl.len(), 1, "{run}");
     let error = dl[0]["error"].as_str().unwrap();
     // The error names the line of the loop where the deadline was seen.
-    let named = ["long-loop", "long-call", "long-call-next"]
-        .iter()
-        .any(|m| {
-            let pos = at("p", rt.entry(), line_of(src, m));
-            names_at(rt, error, &pos, ": time limit exceeded")
-        });
-    assert!(named, "should name the loop's line: {error}");
+    let lines = ["long-loop", "long-call", "long-call-next"];
+    assert!(
+        time_limit_at_one_of(rt, error, src, &lines),
+        "should name the loop's line: {error}"
+    );
     assert_eq!(
         run.payloads("handled"),
         vec![json!({"kind": "ok"})],

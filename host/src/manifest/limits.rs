@@ -132,6 +132,67 @@ impl Default for Retry {
     }
 }
 
+/// How the host supervises a plugin (`supervision:` in `plugin.yaml`, SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Supervision {
+    /// Events in a row ending in an error before the plugin is suspended
+    /// (`max_consecutive_errors`, default 10; 0 never suspends).
+    pub max_consecutive_errors: u32,
+    /// The wait before the first trial event of a suspended plugin, in
+    /// milliseconds (`resume_after_ms`, default 1000), doubled after each
+    /// failed trial and capped at [`Supervision::MAX_RESUME_AFTER`].
+    pub resume_after_ms: u64,
+    /// Crashes within `window_s` before the plugin is stopped for good
+    /// (`max_restarts`, default 5).
+    pub max_restarts: u32,
+    /// The window for `max_restarts`, in seconds (`window_s`, default 60).
+    pub window_s: u64,
+}
+
+impl Supervision {
+    /// The longest wait between two trial events of a suspended plugin.
+    pub const MAX_RESUME_AFTER: Duration = Duration::from_secs(5 * 60);
+
+    /// The wait before trial number `trial` (1 for the first) of a suspended
+    /// plugin: `resume_after_ms` doubled for each failed trial, capped at
+    /// [`Supervision::MAX_RESUME_AFTER`]. Never overflows.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use plughost::manifest::Supervision;
+    /// let s = Supervision::default();
+    /// assert_eq!(s.resume_after(1), Duration::from_secs(1));
+    /// assert_eq!(s.resume_after(3), Duration::from_secs(4));
+    /// assert_eq!(s.resume_after(100), Supervision::MAX_RESUME_AFTER);
+    /// ```
+    pub fn resume_after(&self, trial: u32) -> Duration {
+        let cap = Self::MAX_RESUME_AFTER.as_millis() as u64;
+        let doublings = trial.saturating_sub(1);
+        let millis = match 1u64.checked_shl(doublings) {
+            Some(factor) => self.resume_after_ms.saturating_mul(factor),
+            None if self.resume_after_ms == 0 => 0,
+            None => u64::MAX,
+        };
+        Duration::from_millis(millis.min(cap))
+    }
+
+    /// The window for `max_restarts`.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_s)
+    }
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Supervision {
+            max_consecutive_errors: 10,
+            resume_after_ms: 1000,
+            max_restarts: 5,
+            window_s: 60,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,7 @@ use plughost_bindings::RuntimeKind;
 
 use crate::topic::Pattern;
 
-pub use limits::{Limits, Overflow, Retry};
+pub use limits::{Limits, Overflow, Retry, Supervision};
 
 /// Whether `name` is a valid plugin name, `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -134,6 +134,8 @@ pub struct Manifest {
     pub limits: Limits,
     /// Redelivery settings for `outcome.retry`.
     pub retry: Retry,
+    /// How the host supervises the plugin (SPEC §12).
+    pub supervision: Supervision,
     /// Where each written key starts, for errors raised later (say, a missing entry file).
     pub positions: KeyPositions,
 }

@@ -119,6 +119,9 @@ pub(super) fn manifest(root: &Node, source: &str) -> Result<Manifest, Vec<Proble
                 .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new())),
             limits: draft.limits,
             retry: draft.retry,
+            // Read from `supervision:` once that key is parsed; the
+            // defaults of SPEC §12 until then.
+            supervision: Default::default(),
             positions: draft.positions,
         }),
         _ => Err(check.into_problems()),

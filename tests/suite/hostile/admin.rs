@@ -1,0 +1,1 @@
+//! Hostile admin: see the attacks of issue 12.

@@ -1,0 +1,1 @@
+//! Hostile bus: see the attacks of issue 12.

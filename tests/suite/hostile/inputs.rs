@@ -1,0 +1,1 @@
+//! Hostile inputs: see the attacks of issue 12.

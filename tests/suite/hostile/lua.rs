@@ -1,0 +1,1 @@
+//! Hostile lua: see the attacks of issue 12.

@@ -1,0 +1,1 @@
+//! Hostile manifests: see the attacks of issue 12.

@@ -1,0 +1,1 @@
+//! Hostile rhai: see the attacks of issue 12.

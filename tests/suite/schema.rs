@@ -1,0 +1,1 @@
+//! SPEC §12 config schemas: `config_schema` checked at load, at `check` and on live changes.

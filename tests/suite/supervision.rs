@@ -1,0 +1,1 @@
+//! SPEC §12 supervision: suspension, half-open trials, crash restarts, for every runtime.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -23,8 +23,10 @@ use tracing::field::Empty;
 use crate::bus::{Bus, Control, Delivery, Pop, Queue, flush_deferred};
 use crate::catalog::PluginDef;
 use crate::delivery::{self, Action};
+use crate::host_events::{FailReason, HostEvent};
 use crate::manifest::Retry;
 use crate::services::Services;
+use crate::supervisor::policy;
 use crate::telemetry::{Metrics, trace};
 
 /// A lifecycle span (`plugin.init`, `plugin.reload`, `plugin.shutdown`) of `def`.
@@ -48,7 +50,30 @@ fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
     }
 }
 
-/// Counts of what happened to a plugin's deliveries.
+/// Where a plugin stands with its supervisor (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It takes events.
+    Running,
+    /// It takes no events after errors in a row; they wait in its queue.
+    Suspended,
+    /// It crashed too often and was stopped for good.
+    Failed,
+}
+
+impl Health {
+    /// The name `GET /plugins/{name}` answers: `running`, `suspended`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Running => "running",
+            Health::Suspended => "suspended",
+            Health::Failed => "failed",
+        }
+    }
+}
+
+/// Counts of what happened to a plugin's deliveries, kept across its
+/// reloads, restarts and disable/enable for the host's life.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Acknowledged.
@@ -61,11 +86,22 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     /// Timer callbacks that raised an error.
     pub timer_errors: AtomicU64,
+    /// Events that ended in an error (SPEC §12: raised, a value that is
+    /// not an outcome, a refused forward).
+    pub errors: AtomicU64,
+    /// Errors in a row now.
+    pub consecutive_errors: AtomicU64,
+    /// Crash restarts.
+    pub restarts: AtomicU64,
+    /// [`Health`] as a number (see [`Stats::health`]).
+    health: AtomicU8,
     /// The last event dead-lettered: its id and why (a script error's
     /// `file:line:col: message`, or a drop's reason).
     pub last_dead_letter: std::sync::Mutex<Option<(String, String)>>,
     /// The last error a timer callback raised.
     pub last_timer_error: std::sync::Mutex<Option<String>>,
+    /// The last crash.
+    pub last_crash: std::sync::Mutex<Option<String>>,
 }
 
 impl Stats {
@@ -76,6 +112,19 @@ impl Stats {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((event.to_owned(), error.to_owned()));
     }
+
+    /// Where the plugin stands with its supervisor.
+    pub fn health(&self) -> Health {
+        match self.health.load(Ordering::Relaxed) {
+            1 => Health::Suspended,
+            2 => Health::Failed,
+            _ => Health::Running,
+        }
+    }
+
+    fn set_health(&self, health: Health) {
+        self.health.store(health as u8, Ordering::Relaxed);
+    }
 }
 
 /// What a plugin thread left behind when it stopped.
@@ -85,6 +134,10 @@ pub struct Exit {
     pub undelivered: Vec<Delivery>,
     /// The error `shutdown` raised, if any.
     pub shutdown_error: Option<ScriptError>,
+    /// Its `state` when it stopped, to start from next time.
+    pub state: Option<Value>,
+    /// It was stopped for good after too many crashes (already announced).
+    pub failed: bool,
 }
 
 /// A started plugin thread.
@@ -98,13 +151,23 @@ pub struct Actor {
     pub exited: oneshot::Receiver<Exit>,
 }
 
-/// Starts the thread of plugin `def`, consuming `queue`.
+/// What a plugin thread works with.
+struct Ctx<'a> {
+    bus: &'a Arc<Bus>,
+    services: &'a Arc<Services>,
+    queue: &'a Queue,
+    stats: &'a Stats,
+}
+
+/// Starts the thread of plugin `def`, consuming `queue`, with `state` to
+/// start from (what it left when it last stopped).
 pub fn spawn(
     def: &PluginDef,
     bus: Arc<Bus>,
     services: Arc<Services>,
     queue: Arc<Queue>,
     stats: Arc<Stats>,
+    state: Option<Value>,
 ) -> std::io::Result<Actor> {
     let (ready_tx, ready) = oneshot::channel();
     let (exit_tx, exited) = oneshot::channel();
@@ -112,30 +175,14 @@ pub fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("plugin:{}", def.manifest.name))
         .spawn(move || {
-            let name = def.manifest.name.clone();
-            let run = catch_unwind(AssertUnwindSafe(|| {
-                let mut ready_tx = Some(ready_tx);
-                let exit = run(&def, &bus, &services, &queue, &stats, &mut ready_tx);
-                (exit, ready_tx)
-            }));
-            match run {
-                Ok((exit, _)) => {
-                    let _ = exit_tx.send(exit);
-                }
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    flush_deferred();
-                    tracing::error!(plugin = %name, "plugin thread panicked: {what}");
-                    let _ = exit_tx.send(Exit {
-                        undelivered: queue.close(),
-                        shutdown_error: None,
-                    });
-                }
-            }
+            let ctx = Ctx {
+                bus: &bus,
+                services: &services,
+                queue: &queue,
+                stats: &stats,
+            };
+            let exit = supervise(def, &ctx, state.unwrap_or(Value::Null), ready_tx);
+            let _ = exit_tx.send(exit);
         })?;
     Ok(Actor {
         thread,
@@ -144,15 +191,214 @@ pub fn spawn(
     })
 }
 
-fn run(
-    def: &PluginDef,
-    bus: &Arc<Bus>,
-    services: &Arc<Services>,
-    queue: &Queue,
-    stats: &Stats,
-    ready: &mut Option<oneshot::Sender<Result<(), ScriptError>>>,
+/// How one run of the plugin (one interpreter) ended.
+enum End {
+    /// Asked to stop, or its first `init` failed.
+    Exit(Exit),
+    /// A restarted interpreter could not load or `init`: a crash too.
+    Failed(ScriptError),
+}
+
+/// The text of a panic's payload.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// Runs the plugin until it is stopped, restarting it in a fresh
+/// interpreter after a crash (SPEC §12) until too many fall in the window.
+fn supervise(
+    mut def: PluginDef,
+    ctx: &Ctx<'_>,
+    mut state: Value,
+    ready_tx: oneshot::Sender<Result<(), ScriptError>>,
 ) -> Exit {
-    let spec = def.spec(Value::Null);
+    let name = def.manifest.name.clone();
+    let metrics = ctx.services.metrics();
+    let mut ready = Some(ready_tx);
+    let mut worker = Worker {
+        name: &name,
+        retry: def.manifest.retry,
+        bus: ctx.bus,
+        services: ctx.services,
+        stats: ctx.stats,
+        retries: BTreeMap::new(),
+        seq: 0,
+        telemetry: Telemetry::new(metrics, &def),
+        in_flight: None,
+    };
+    let mut health = policy::Health::new(def.manifest.supervision);
+    let mut restarts = policy::Restarts::default();
+    loop {
+        let mut slot: Option<Box<dyn PluginInstance>> = None;
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            run(
+                &mut def,
+                ctx,
+                &mut worker,
+                &mut health,
+                &mut slot,
+                &mut ready,
+                state.clone(),
+            )
+        }));
+        flush_deferred();
+        let error = match run {
+            Ok(End::Exit(exit)) => return exit,
+            Ok(End::Failed(e)) => e.detailed(),
+            Err(panic) => format!("panicked: {}", panic_text(&*panic)),
+        };
+        // A crash. The state as of the last completed hook: read from the
+        // interpreter if it still answers, else the last one known.
+        if let Some(mut plugin) = slot.take() {
+            if let Ok(Ok(s)) = catch_unwind(AssertUnwindSafe(|| plugin.state())) {
+                state = s;
+            }
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(plugin)));
+        }
+        tracing::error!(plugin = %name, "plugin crashed: {error}");
+        *ctx.stats
+            .last_crash
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+        metrics.lifecycle_event(&name, "crashed");
+        if let Some(tx) = ready.take() {
+            // It never started: a failed start, not a crash to restart.
+            let _ = tx.send(Err(ScriptError::new(
+                plughost_bindings::ErrorKind::Runtime,
+                error,
+            )));
+            return Exit {
+                undelivered: ctx.queue.close(),
+                state: Some(state),
+                ..Exit::default()
+            };
+        }
+        if let Some(d) = worker.in_flight.take() {
+            let why = format!("the plugin crashed: {error}");
+            ctx.bus.dead_letter(&name, &d.event, d.attempt, &why);
+            ctx.stats.dead_lettered(&d.event.id, &why);
+            ctx.bus.done();
+        }
+        match restarts.crashed(Instant::now(), &def.manifest.supervision) {
+            policy::Verdict::Restart {
+                after,
+                restarts: count,
+            } => {
+                ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                if let Some(exit) = wait_before_restart(&mut def, ctx, &mut worker, after, &state)
+                {
+                    return exit;
+                }
+                tracing::warn!(plugin = %name, restarts = count, "restarting the plugin in a fresh interpreter");
+                metrics.lifecycle_event(&name, "restarted");
+                ctx.bus.announce(&HostEvent::Restarted {
+                    plugin: &name,
+                    error: &error,
+                    restarts: count,
+                });
+            }
+            policy::Verdict::GiveUp { restarts: count } => {
+                return give_up(&name, &def, ctx, &mut worker, &error, count, state);
+            }
+        }
+    }
+}
+
+/// Waits `after` before a restart, still answering control messages: a
+/// stop ends the plugin (returned), a new version is taken for the restart.
+fn wait_before_restart(
+    def: &mut PluginDef,
+    ctx: &Ctx<'_>,
+    worker: &mut Worker<'_>,
+    after: std::time::Duration,
+    state: &Value,
+) -> Option<Exit> {
+    let until = Instant::now() + after;
+    loop {
+        match ctx.queue.pop(Some(until), false, flush_deferred) {
+            Pop::Timeout => return None,
+            Pop::Control(Control::Stop | Control::Drain) => {
+                let mut undelivered: Vec<Delivery> =
+                    std::mem::take(&mut worker.retries).into_values().collect();
+                undelivered.extend(ctx.queue.close());
+                return Some(Exit {
+                    undelivered,
+                    state: Some(state.clone()),
+                    ..Exit::default()
+                });
+            }
+            Pop::Control(Control::Swap { def: next, done })
+            | Pop::Control(Control::Configure { def: next, done }) => {
+                *def = *next;
+                worker.retry = def.manifest.retry;
+                let _ = done.send(Ok(false));
+            }
+            Pop::Control(Control::Resume) | Pop::Event(_) => {}
+        }
+    }
+}
+
+/// Stops a plugin for good after too many crashes: it leaves the bus, its
+/// waiting events are dead-lettered, and `plughost.plugin.failed` says why.
+fn give_up(
+    name: &str,
+    def: &PluginDef,
+    ctx: &Ctx<'_>,
+    worker: &mut Worker<'_>,
+    error: &str,
+    count: u32,
+    state: Value,
+) -> Exit {
+    let s = &def.manifest.supervision;
+    let why = format!(
+        "plugin `{name}` was stopped for good: {count} crashes within {} s (supervision.max_restarts = {}); the last: {error}",
+        s.window_s, s.max_restarts
+    );
+    tracing::error!(plugin = %name, "{why}");
+    ctx.stats.set_health(Health::Failed);
+    ctx.bus.remove_route(name);
+    if ctx.queue.is_suspended() {
+        ctx.queue.set_suspended(false);
+        ctx.bus.suspension(false);
+    }
+    let mut left: Vec<Delivery> = std::mem::take(&mut worker.retries).into_values().collect();
+    left.extend(ctx.queue.close());
+    for d in left {
+        ctx.bus.dead_letter(name, &d.event, d.attempt, &why);
+        ctx.stats.dead_lettered(&d.event.id, &why);
+        ctx.bus.done();
+    }
+    ctx.services.metrics().lifecycle_event(name, "failed");
+    ctx.bus.announce(&HostEvent::Failed {
+        plugin: name,
+        error: &why,
+        reason: FailReason::Restarts,
+    });
+    Exit {
+        state: Some(state),
+        failed: true,
+        ..Exit::default()
+    }
+}
+
+/// One run of the plugin in one interpreter: load, `init`, then one thing
+/// at a time until stopped. The interpreter is kept in `slot`, so that
+/// after a crash its state can still be read.
+fn run(
+    def: &mut PluginDef,
+    ctx: &Ctx<'_>,
+    worker: &mut Worker<'_>,
+    health: &mut policy::Health,
+    slot: &mut Option<Box<dyn PluginInstance>>,
+    ready: &mut Option<oneshot::Sender<Result<(), ScriptError>>>,
+    state: Value,
+) -> End {
+    let (bus, services, queue, stats) = (ctx.bus, ctx.services, ctx.queue, ctx.stats);
+    let spec = def.spec(state.clone());
     let metrics = services.metrics();
     let started = Instant::now();
     let span = lifecycle_span("plugin.init", def);
@@ -163,46 +409,51 @@ fn run(
         started.elapsed().as_secs_f64() * 1e3,
         &metrics.attributes_of(&def.manifest.name),
     );
-    let mut plugin = match loaded {
-        Ok(p) => p,
+    match loaded {
+        Ok(p) => *slot = Some(p),
         Err(e) => {
             record_error(&span, &e);
             drop(span);
             flush_deferred();
-            if let Some(tx) = ready.take() {
-                let _ = tx.send(Err(e));
-            }
-            return Exit::default();
+            return match ready.take() {
+                Some(tx) => {
+                    let _ = tx.send(Err(e));
+                    End::Exit(Exit {
+                        state: Some(state),
+                        ..Exit::default()
+                    })
+                }
+                None => End::Failed(e),
+            };
         }
-    };
+    }
+    let plugin = slot.as_mut().expect("just loaded");
     drop(span);
     tracing::debug!(plugin = %def.manifest.name, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "init done");
     flush_deferred();
     if let Some(tx) = ready.take() {
         let _ = tx.send(Ok(()));
     }
-    let mut worker = Worker {
-        name: &def.manifest.name,
-        retry: def.manifest.retry,
-        bus,
-        services,
-        stats,
-        retries: BTreeMap::new(),
-        seq: 0,
-        telemetry: Telemetry::new(metrics, def),
-    };
+    // After a timer callback, the next turn goes to the queue: a timer
+    // that is always due (or always runs to its time limit) cannot starve
+    // the events or a stop.
+    let mut queue_turn = false;
     loop {
-        let deadline = match (worker.next_retry(), plugin.next_timer()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // The clock is read only when a retry or a timer is pending: events
-        // come one after another, and each look at the clock costs.
+        let trial = health.next_trial();
+        let deadline = [worker.next_retry(), plugin.next_timer(), trial]
+            .into_iter()
+            .flatten()
+            .min();
+        // The clock is read only when a retry, a timer or a trial is
+        // pending: events come one after another, and each look costs.
+        let mut take_events = true;
         if let Some(next) = deadline {
             let now = Instant::now();
-            if next <= now {
+            take_events = health.takes_events(now);
+            if next <= now && !queue_turn {
                 if let Some(d) = worker.due_retry(now) {
-                    worker.handle(plugin.as_mut(), d);
+                    let error = worker.handle(plugin.as_mut(), d);
+                    supervise_result(ctx, health, &def.manifest.name, error);
                     continue;
                 }
                 if plugin.next_timer().is_some_and(|t| t <= now) {
@@ -216,18 +467,20 @@ fn run(
                         tracing::error!(plugin = %def.manifest.name, "{}", e.detailed());
                     }
                     bus.done();
+                    queue_turn = true;
                     continue;
                 }
             }
         }
-        match queue.pop(deadline, flush_deferred) {
+        let wait_until = if queue_turn { Some(Instant::now()) } else { deadline };
+        queue_turn = false;
+        match queue.pop(wait_until, take_events, flush_deferred) {
             Pop::Control(Control::Stop | Control::Drain) => break,
             Pop::Control(Control::Swap { def: next, done }) => {
-                let result = swap(&mut plugin, &next, services);
+                let result = swap(plugin, &next, services);
                 if result.is_ok() {
-                    worker.retry = next.manifest.retry;
-                    metrics.register(&next.info());
-                    worker.telemetry = Telemetry::new(metrics, &next);
+                    adopt(def, *next, worker, health, metrics);
+                    resumed(ctx, health, &def.manifest.name, "reload");
                 }
                 flush_deferred();
                 let _ = done.send(result.map(|()| false).map_err(|e| e.detailed()));
@@ -236,12 +489,20 @@ fn run(
                 let result = if plugin.has_on_config() {
                     plugin.on_config(&next.manifest.config).map(|()| true)
                 } else {
-                    swap(&mut plugin, &next, services).map(|()| false)
+                    swap(plugin, &next, services).map(|()| false)
                 };
+                if result.is_ok() {
+                    adopt(def, *next, worker, health, metrics);
+                    resumed(ctx, health, &def.manifest.name, "reload");
+                }
                 flush_deferred();
                 let _ = done.send(result.map_err(|e| e.detailed()));
             }
-            Pop::Event(d) => worker.handle(plugin.as_mut(), d),
+            Pop::Control(Control::Resume) => resumed(ctx, health, &def.manifest.name, "enable"),
+            Pop::Event(d) => {
+                let error = worker.handle(plugin.as_mut(), d);
+                supervise_result(ctx, health, &def.manifest.name, error);
+            }
             Pop::Timeout => {}
         }
     }
@@ -257,14 +518,91 @@ fn run(
         started.elapsed().as_secs_f64() * 1e3,
         &metrics.attributes_of(&def.manifest.name),
     );
+    let state = plugin.state().ok();
     flush_deferred();
     let mut undelivered: Vec<Delivery> =
         std::mem::take(&mut worker.retries).into_values().collect();
     undelivered.extend(queue.close());
-    Exit {
+    End::Exit(Exit {
         undelivered,
         shutdown_error,
+        state,
+        failed: false,
+    })
+}
+
+/// Takes `next` as the running version's definition after a swap.
+fn adopt(
+    def: &mut PluginDef,
+    next: PluginDef,
+    worker: &mut Worker<'_>,
+    health: &mut policy::Health,
+    metrics: &Metrics,
+) {
+    worker.retry = next.manifest.retry;
+    health.reconfigure(next.manifest.supervision);
+    metrics.register(&next.info());
+    *def = next;
+}
+
+/// Resumes a suspended plugin at once (a saved fix, an `enable`).
+fn resumed(ctx: &Ctx<'_>, health: &mut policy::Health, name: &str, by: &str) {
+    ctx.stats.consecutive_errors.store(0, Ordering::Relaxed);
+    if health.resume() {
+        set_suspended(ctx, name, false);
+        tracing::info!(plugin = %name, by, "plugin resumed");
+        ctx.bus.announce(&HostEvent::Resumed { plugin: name, by });
     }
+}
+
+fn set_suspended(ctx: &Ctx<'_>, name: &str, suspended: bool) {
+    ctx.queue.set_suspended(suspended);
+    ctx.bus.suspension(suspended);
+    ctx.stats.set_health(if suspended {
+        Health::Suspended
+    } else {
+        Health::Running
+    });
+    ctx.services
+        .metrics()
+        .lifecycle_event(name, if suspended { "suspended" } else { "resumed" });
+}
+
+/// Follows an event's result: errors in a row suspend the plugin, a
+/// successful trial resumes it.
+fn supervise_result(ctx: &Ctx<'_>, health: &mut policy::Health, name: &str, error: Option<String>) {
+    if error.is_none() && !health.is_suspended() && health.consecutive_errors() == 0 {
+        return;
+    }
+    let stats = ctx.stats;
+    if error.is_some() {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    match health.record(error.is_some(), Instant::now()) {
+        policy::Transition::None => {}
+        policy::Transition::Suspended { errors } => {
+            let error = error.unwrap_or_default();
+            tracing::error!(plugin = %name, errors, "plugin suspended after errors in a row: {error}");
+            set_suspended(ctx, name, true);
+            ctx.bus.announce(&HostEvent::Suspended {
+                plugin: name,
+                error: &error,
+                errors,
+            });
+        }
+        policy::Transition::Resumed => {
+            set_suspended(ctx, name, false);
+            tracing::info!(plugin = %name, "plugin resumed: a trial event succeeded");
+            ctx.bus.announce(&HostEvent::Resumed {
+                plugin: name,
+                by: "trial",
+            });
+        }
+    }
+    stats.consecutive_errors.store(
+        u64::from(health.consecutive_errors()),
+        Ordering::Relaxed,
+    );
 }
 
 /// Replaces `plugin` by a fresh instance of `next`, between two events.
@@ -413,6 +751,8 @@ struct Worker<'a> {
     retries: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     telemetry: Telemetry<'a>,
+    /// The delivery being handled, dead-lettered if the plugin crashes.
+    in_flight: Option<Delivery>,
 }
 
 impl<'a> Worker<'a> {
@@ -428,14 +768,18 @@ impl<'a> Worker<'a> {
         self.retries.first_key_value().map(|(&(at, _), _)| at)
     }
 
-    fn handle(&mut self, plugin: &mut dyn PluginInstance, d: Delivery) {
+    /// Handles one delivery. Returns the error when it ended in one (SPEC
+    /// §12's errors, which supervision counts).
+    fn handle(&mut self, plugin: &mut dyn PluginInstance, d: Delivery) -> Option<String> {
         let span = self.telemetry.span(&d.event);
         let _entered = span.enter();
         let started = Instant::now();
+        self.in_flight = Some(d.clone());
         let result = plugin.on_event(&d.event);
+        self.in_flight = None;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let event = d.event.clone();
-        let outcome = self.carry_out(result, d, &span);
+        let (outcome, error) = self.carry_out(result, d, &span);
         if !span.is_disabled() {
             span.record("outcome", OUTCOMES[outcome as usize]);
         }
@@ -445,27 +789,37 @@ impl<'a> Worker<'a> {
         if !matches!(outcome, Outcome::Retry) {
             self.bus.done();
         }
+        error
     }
 
     /// Carries out the plugin's answer; the caller marks the event done
-    /// (unless it is to be retried).
+    /// (unless it is to be retried). The error, when the event ended in one.
     fn carry_out(
         &mut self,
         result: Result<plughost_bindings::Outcome, ScriptError>,
         d: Delivery,
         span: &tracing::Span,
-    ) -> Outcome {
-        match delivery::decide(result, d.attempt, &self.retry) {
+    ) -> (Outcome, Option<String>) {
+        let raised = result.is_err();
+        let outcome = match delivery::decide(result, d.attempt, &self.retry) {
             Action::Ack => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 Outcome::Ack
             }
             Action::Forward { topic, payload } => {
-                match self.services.check_topic(self.name, &topic) {
-                    Ok(()) => {
+                // The same path as `bus.publish`: topic checks, then the bus.
+                let published = self
+                    .services
+                    .check_topic(self.name, &topic)
+                    .and_then(|()| {
                         let mut event = d.event.caused(topic, payload, self.name);
                         trace::inject_current(&mut event.headers);
-                        self.bus.publish_blocking(event, Some(self.name));
+                        self.bus
+                            .publish_blocking(event, Some(self.name))
+                            .map_err(|e| e.to_string())
+                    });
+                match published {
+                    Ok(_) => {
                         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                         Outcome::Forward
                     }
@@ -474,7 +828,7 @@ impl<'a> Worker<'a> {
                         record_error(span, &error);
                         self.bus.dead_letter(self.name, &d.event, d.attempt, &error);
                         self.stats.dead_lettered(&d.event.id, &error);
-                        Outcome::DeadLetter
+                        return (Outcome::DeadLetter, Some(error));
                     }
                 }
             }
@@ -495,8 +849,9 @@ impl<'a> Worker<'a> {
                 record_error(span, &error);
                 self.bus.dead_letter(self.name, &d.event, d.attempt, &error);
                 self.stats.dead_lettered(&d.event.id, &error);
-                Outcome::DeadLetter
+                return (Outcome::DeadLetter, raised.then_some(error));
             }
-        }
+        };
+        (outcome, None)
     }
 }

@@ -9,19 +9,22 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plughost_bindings::Event;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::actor::{self, Stats};
+use crate::actor::Stats;
 pub use crate::bus::EventStream;
-use crate::bus::{Bus, Control, Delivery, Queue, Route};
-use crate::catalog::{Catalog, PluginDef};
+use crate::bus::Bus;
+use crate::catalog::Catalog;
+use crate::host_events::{FailReason, HostEvent};
+use crate::supervisor::Registry;
+use crate::supervisor::lifecycle::StartError;
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
 use crate::reload::LiveState;
-use crate::services::{HOST_TOPIC_PREFIX, Services};
+use crate::services::Services;
 use crate::telemetry::{MetricPoint, Metrics, trace};
 use crate::topic::{self, Pattern, PatternSet, TopicError};
 
@@ -151,7 +154,7 @@ impl HostBuilder {
                 roots: self.dirs,
                 bus,
                 services,
-                running: Mutex::default(),
+                plugins: Registry::default(),
                 known: Mutex::new(known),
                 live: LiveState::default(),
             }),
@@ -165,24 +168,12 @@ pub(crate) struct Inner {
     pub(crate) roots: Vec<PathBuf>,
     pub(crate) bus: Arc<Bus>,
     pub(crate) services: Arc<Services>,
-    pub(crate) running: Mutex<Vec<Running>>,
+    /// The running plugins: the supervisor's, changed only by its verbs.
+    pub(crate) plugins: Registry,
     /// Every plugin folder the host knows of: discovered, loaded or failed.
     pub(crate) known: Mutex<std::collections::BTreeSet<PathBuf>>,
     /// Operators' enables and disables, own manifest writes, reload history.
     pub(crate) live: LiveState,
-}
-
-/// A started plugin.
-#[derive(Debug)]
-pub(crate) struct Running {
-    pub(crate) name: String,
-    /// The plugin folder (as discovered), which live reload watches.
-    pub(crate) dir: PathBuf,
-    /// The version running now.
-    pub(crate) def: PluginDef,
-    pub(crate) queue: Arc<Queue>,
-    pub(crate) actor: actor::Actor,
-    pub(crate) stats: Arc<Stats>,
 }
 
 /// A plugin host. Cheap to clone; clones share the same plugins and bus.
@@ -249,10 +240,11 @@ impl Host {
                 )
             });
             let error = entry.errors.join("\n");
-            inner.bus.publish_host(
-                "plughost.plugin.failed",
-                json!({"plugin": name, "error": error}),
-            );
+            inner.bus.announce(&HostEvent::Failed {
+                plugin: &name,
+                error: &error,
+                reason: FailReason::Start,
+            });
             report.failed.push((name, error));
         }
         let mut staged = Vec::new();
@@ -272,10 +264,10 @@ impl Host {
                 .dependencies
                 .iter()
                 .find(|d| failed_names.contains(&d.name))
-                .map(|dep| format!("dependency `{}` failed to start", dep.name));
+                .map(|dep| StartError::Dependency(dep.name.clone()));
             let result = match blocked {
                 Some(error) => {
-                    self.fail(&name, &queue, &error);
+                    self.fail(&name, &queue, &error.to_string());
                     Err(error)
                 }
                 None => self.launch(def, queue).await,
@@ -283,136 +275,12 @@ impl Host {
             match result {
                 Ok(()) => report.started.push(name),
                 Err(error) => {
-                    report.failed.push((name.clone(), error));
+                    report.failed.push((name.clone(), error.to_string()));
                     failed_names.push(name);
                 }
             }
         }
         report
-    }
-
-    /// Puts a plugin's queue on the bus (before its `init` runs, so events
-    /// published meanwhile wait for it).
-    pub(crate) fn stage(&self, def: &PluginDef) -> Arc<Queue> {
-        let m = &def.manifest;
-        let queue = Arc::new(Queue::new(m.limits.queue, m.limits.overflow));
-        self.inner.bus.add_route(Arc::new(Route {
-            plugin: m.name.clone(),
-            patterns: PatternSet::new(m.subscriptions.clone()),
-            queue: queue.clone(),
-            dropped: self.inner.services.metrics().dropped_counter(&m.name),
-        }));
-        self.inner
-            .services
-            .set_publications(&m.name, m.publications.clone().map(PatternSet::new));
-        self.inner.services.metrics().register(&def.info());
-        queue
-    }
-
-    /// Starts a staged plugin's thread and waits for its `init`. On failure
-    /// the plugin is taken off the bus and the error returned (and announced).
-    pub(crate) async fn launch(&self, def: PluginDef, queue: Arc<Queue>) -> Result<(), String> {
-        let inner = &self.inner;
-        let name = def.manifest.name.clone();
-        let stats = Arc::new(Stats::default());
-        let spawned = actor::spawn(
-            &def,
-            inner.bus.clone(),
-            inner.services.clone(),
-            queue.clone(),
-            stats.clone(),
-        );
-        let mut actor = match spawned {
-            Ok(a) => a,
-            Err(e) => {
-                let error = format!("cannot start a thread: {e}");
-                self.fail(&name, &queue, &error);
-                return Err(error);
-            }
-        };
-        match (&mut actor.ready).await {
-            Ok(Ok(())) => {
-                tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
-                inner.services.metrics().lifecycle_event(&name, "started");
-                inner
-                    .bus
-                    .publish_host("plughost.plugin.started", json!({"plugin": name}));
-                self.inner
-                    .known
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(def.dir.clone());
-                self.lock_running().push(Running {
-                    name,
-                    dir: def.dir.clone(),
-                    def,
-                    queue,
-                    actor,
-                    stats,
-                });
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                self.fail(&name, &queue, &e.detailed());
-                Err(e.to_string())
-            }
-            Err(_) => {
-                let error = "the plugin thread stopped during init".to_owned();
-                self.fail(&name, &queue, &error);
-                Err(error)
-            }
-        }
-    }
-
-    /// Stops one running plugin: it leaves the bus, handles what is already
-    /// in its queue (when `drain`), runs `shutdown`, and is announced stopped.
-    /// Events it could not handle are returned.
-    pub(crate) async fn stop(&self, r: Running, drain: bool) -> Vec<Delivery> {
-        self.inner.bus.remove_route(&r.name);
-        r.queue
-            .control(if drain { Control::Drain } else { Control::Stop });
-        let exit = r.actor.exited.await.unwrap_or_default();
-        let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
-        self.inner.services.set_publications(&r.name, None);
-        if let Some(e) = exit.shutdown_error {
-            tracing::error!(plugin = %r.name, "{}", e.detailed());
-        }
-        tracing::info!(plugin = %r.name, "plugin stopped");
-        self.inner
-            .services
-            .metrics()
-            .lifecycle_event(&r.name, "stopped");
-        self.inner
-            .bus
-            .publish_host("plughost.plugin.stopped", json!({"plugin": r.name}));
-        exit.undelivered
-    }
-
-    /// Takes a plugin that could not start off the bus; events already queued
-    /// for it are dead-lettered, not lost.
-    fn fail(&self, name: &str, queue: &Queue, error: &str) {
-        let bus = &self.inner.bus;
-        bus.remove_route(name);
-        self.inner.services.set_publications(name, None);
-        tracing::error!(plugin = name, "plugin failed to start: {error}");
-        self.inner
-            .services
-            .metrics()
-            .lifecycle_event(name, "failed");
-        self.inner.services.metrics().unregister(name);
-        for d in queue.close() {
-            bus.dead_letter(
-                name,
-                &d.event,
-                0,
-                &format!("plugin `{name}` failed to start: {error}"),
-            );
-            bus.done();
-        }
-        bus.publish_host(
-            "plughost.plugin.failed",
-            json!({"plugin": name, "error": error}),
-        );
     }
 
     /// Publishes `payload` on `topic` with source `host`; returns the event id.
@@ -434,7 +302,7 @@ impl Host {
     /// added.
     pub async fn publish_event(&self, mut event: Event) -> Result<String, PublishError> {
         topic::validate_topic(&event.topic)?;
-        if event.topic.starts_with(HOST_TOPIC_PREFIX) {
+        if crate::host_events::is_reserved(&event.topic) {
             return Err(PublishError::Reserved(event.topic));
         }
         if !event.headers.contains_key(trace::TRACEPARENT)
@@ -476,17 +344,16 @@ impl Host {
         self.inner.bus.pending()
     }
 
-    /// Names of the running plugins, in start order.
+    /// Names of the running plugins, in start order (suspended ones and
+    /// ones stopped for good after crashes included: see [`Stats::health`]).
     pub fn running(&self) -> Vec<String> {
-        self.lock_running().iter().map(|r| r.name.clone()).collect()
+        self.inner.plugins.names()
     }
 
-    /// Delivery counts of a running plugin.
+    /// Delivery counts of a running plugin, kept across its reloads,
+    /// restarts and disable/enable.
     pub fn stats(&self, plugin: &str) -> Option<Arc<Stats>> {
-        self.lock_running()
-            .iter()
-            .find(|r| r.name == plugin)
-            .map(|r| r.stats.clone())
+        self.inner.plugins.named(plugin).map(|v| v.stats)
     }
 
     /// Every metric of the host, read in process now: the host metrics of
@@ -516,17 +383,26 @@ impl Host {
         }
     }
 
-    pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, Vec<Running>> {
-        self.inner.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Drains the queues for up to `drain_timeout`, then stops every plugin
     /// (dependents first), running its `shutdown` hook. Events still queued
-    /// at the deadline are logged by id and returned, never silently lost.
+    /// at the deadline are logged and returned, never silently lost; events
+    /// waiting for a suspended plugin are dead-lettered as `suspended`.
+    ///
+    /// It always ends: past the deadline, queues are closed so plugins
+    /// blocked publishing into each other stop, and a plugin thread that
+    /// does not stop within its own time limit is left behind (logged).
     pub async fn shutdown(&self, drain_timeout: Duration) -> ShutdownReport {
-        let drained = tokio::time::timeout(drain_timeout, self.wait_idle())
+        let deadline = Instant::now() + drain_timeout;
+        let mut drained = tokio::time::timeout_at(deadline.into(), self.wait_idle())
             .await
             .is_ok();
+        // Suspended plugins are not waited for: their events are dead
+        // letters, which others may still handle before the deadline.
+        if self.release_suspended() > 0 && drained {
+            drained = tokio::time::timeout_at(deadline.into(), self.wait_idle())
+                .await
+                .is_ok();
+        }
         if !drained {
             tracing::warn!(
                 pending = self.pending(),
@@ -535,29 +411,55 @@ impl Host {
         }
         // A change in progress (a reload, an enable) finishes first; none
         // starts after this.
-        let _no_more_changes = self.inner.live.change_lock().await;
+        let _no_more_changes = tokio::time::timeout_at(
+            (deadline + Duration::from_secs(1)).into(),
+            self.inner.live.change_lock(),
+        )
+        .await;
         self.inner.live.close();
-        let running: Vec<Running> = std::mem::take(&mut *self.lock_running());
         let mut report = ShutdownReport {
             drained,
             ..Default::default()
         };
-        for r in running.into_iter().rev() {
-            let name = r.name.clone();
-            for Delivery { event, .. } in self.stop(r, false).await {
-                tracing::warn!(plugin = %name, event.id = %event.id, topic = %event.topic, "undelivered at shutdown");
+        if !drained {
+            // Publishers blocked on a full queue (two plugins feeding each
+            // other) are released: their queues take nothing more.
+            for (name, d) in self.close_queues() {
                 self.inner.bus.done();
-                report.undelivered.push((name.clone(), event.id.clone()));
+                report.undelivered.push((name, d.event.id.clone()));
             }
         }
-        if !report.undelivered.is_empty() {
-            tracing::warn!(
-                count = report.undelivered.len(),
-                "events undelivered at shutdown"
-            );
+        for (name, d) in self.stop_all(deadline).await {
+            self.inner.bus.done();
+            report.undelivered.push((name, d.event.id.clone()));
         }
+        log_undelivered(&report.undelivered);
         self.inner.bus.close_subscribers();
         self.flush_telemetry().await;
         report
     }
+}
+
+/// Logs what shutdown left undelivered: each plugin's count and its first
+/// ids, not a line per event.
+fn log_undelivered(undelivered: &[(String, String)]) {
+    const IDS_SHOWN: usize = 10;
+    if undelivered.is_empty() {
+        return;
+    }
+    let mut by_plugin: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (plugin, id) in undelivered {
+        by_plugin.entry(plugin).or_default().push(id);
+    }
+    for (plugin, ids) in by_plugin {
+        let shown = ids[..ids.len().min(IDS_SHOWN)].join(", ");
+        let more = ids.len().saturating_sub(IDS_SHOWN);
+        tracing::warn!(
+            plugin,
+            count = ids.len(),
+            "undelivered at shutdown: {shown}{}",
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
+    tracing::warn!(count = undelivered.len(), "events undelivered at shutdown");
 }

@@ -86,9 +86,11 @@ pub mod deps;
 pub mod discovery;
 pub mod functions;
 pub mod host;
+pub mod host_events;
 pub mod manifest;
 pub mod reload;
 pub mod services;
+pub(crate) mod supervisor;
 pub mod telemetry;
 pub mod topic;
 

@@ -18,8 +18,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::trace;
 use crate::topic::{self, PatternSet};
 
-/// Topics under this prefix belong to the host.
-pub const HOST_TOPIC_PREFIX: &str = "plughost.";
+pub use crate::host_events::HOST_TOPIC_PREFIX;
 
 /// The host services shared by every plugin.
 #[derive(Debug)]
@@ -59,7 +58,7 @@ impl Services {
     /// Checks that `plugin` may publish on `topic`.
     pub fn check_topic(&self, plugin: &str, topic: &str) -> Result<(), String> {
         topic::validate_topic(topic).map_err(|e| e.to_string())?;
-        if topic.starts_with(HOST_TOPIC_PREFIX) {
+        if crate::host_events::is_reserved(topic) {
             return Err(format!(
                 "topic `{topic}` is reserved: topics under `plughost.` are the host's"
             ));
@@ -137,7 +136,9 @@ impl HostApi for Services {
                 .headers
                 .insert(trace::TRACEPARENT.to_owned(), tp.clone());
         }
-        Ok(self.bus.publish_blocking(event, Some(&plugin.name)))
+        self.bus
+            .publish_blocking(event, Some(&plugin.name))
+            .map_err(|e| e.to_string())
     }
 
     fn log(&self, plugin: &PluginInfo, r: LogRecord<'_>) {

@@ -285,8 +285,9 @@ fn names(state: &AdminState) -> Vec<String> {
 }
 
 fn plugin_state(state: &AdminState, name: &str) -> &'static str {
-    if state.host.running().iter().any(|n| n == name) {
-        "running"
+    if let Some(stats) = state.host.stats(name) {
+        // `running`, `suspended`, or `failed` after too many crashes.
+        stats.health().as_str()
     } else if state.host.is_enabled(name) == Some(false) {
         "disabled"
     } else if state.last_error(name).is_some()
@@ -306,10 +307,10 @@ fn plugin_state(state: &AdminState, name: &str) -> &'static str {
 fn describe(state: &AdminState, name: &str) -> Option<Value> {
     let running = state
         .host
-        .lock_running()
-        .iter()
-        .find(|r| r.name == name)
-        .map(|r| (r.def.clone(), r.queue.len(), r.stats.clone()));
+        .inner
+        .plugins
+        .named(name)
+        .map(|v| (v.def, v.queue_depth, v.stats));
     let entry = state.host.catalog().find(name);
     let def = match &running {
         Some((def, _, _)) => Some(def.clone()),
@@ -326,6 +327,8 @@ fn describe(state: &AdminState, name: &str) -> Option<Value> {
             "retried": s.retried.load(Ordering::Relaxed),
             "dead_lettered": s.dead_lettered.load(Ordering::Relaxed),
             "timer_errors": s.timer_errors.load(Ordering::Relaxed),
+            "errors": s.errors.load(Ordering::Relaxed),
+            "restarts": s.restarts.load(Ordering::Relaxed),
         })
     });
     Some(json!({
@@ -338,8 +341,17 @@ fn describe(state: &AdminState, name: &str) -> Option<Value> {
         }).unwrap_or_default(),
         "queue_depth": running.as_ref().map_or(0, |(_, q, _)| *q),
         "counts": counts.unwrap_or_else(|| json!({
-            "acked": 0, "forwarded": 0, "retried": 0, "dead_lettered": 0, "timer_errors": 0
+            "acked": 0, "forwarded": 0, "retried": 0, "dead_lettered": 0, "timer_errors": 0,
+            "errors": 0, "restarts": 0,
         })),
+        "errors": running.as_ref().map_or(0, |(_, _, s)| s.errors.load(Ordering::Relaxed)),
+        "consecutive_errors": running
+            .as_ref()
+            .map_or(0, |(_, _, s)| s.consecutive_errors.load(Ordering::Relaxed)),
+        "restarts": running.as_ref().map_or(0, |(_, _, s)| s.restarts.load(Ordering::Relaxed)),
+        "last_crash": running.as_ref().and_then(|(_, _, s)| {
+            s.last_crash.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        }),
         "enabled": state.host.is_enabled(name),
         "last_error": last_error,
         "last_dead_letter": running.as_ref().and_then(|(_, _, s)| {

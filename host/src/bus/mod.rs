@@ -8,9 +8,15 @@
 //! how the host knows it is idle, and it publishes dead letters.
 //!
 //! A plugin that publishes into its own full queue is never made to wait
-//! (it would wait for itself); two plugins that publish into each other's
-//! full `block` queues can still wait for each other, which is why the
-//! manifest lets such plugins choose a dropping overflow policy.
+//! (it would wait for itself): with `block` the publish is refused with
+//! [`OwnQueueFull`], with a dropping policy one event is dropped and
+//! counted, so a plugin that feeds itself cannot grow its queue past its
+//! limit. Two plugins that publish into each other's full `block` queues can
+//! still wait for each other while the host runs; shutdown closes their
+//! queues past the drain deadline so they stop.
+//!
+//! Events parked in a suspended plugin's queue (SPEC §12) do not keep the
+//! host from being idle.
 
 pub mod inbox;
 pub mod queue;
@@ -25,9 +31,25 @@ pub use self::inbox::{EventStream, Inbox, flush_deferred};
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
 use crate::topic::PatternSet;
 
-/// The topic dead letters are published on.
-pub const DEAD_LETTER_TOPIC: &str = "plughost.dead_letter";
+pub use crate::host_events::DEAD_LETTER_TOPIC;
+use crate::host_events::HostEvent;
 
+/// The reason given for events dead-lettered because their plugin is
+/// suspended (SPEC §12).
+pub const SUSPENDED: &str = "suspended";
+
+/// A plugin published into its own queue, which is full and blocks: it
+/// cannot wait for itself, so the publish is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "queue full: `{plugin}` publishes into its own queue, which already holds limits.queue = {limit} events"
+)]
+pub struct OwnQueueFull {
+    /// The plugin.
+    pub plugin: String,
+    /// Its queue's limit.
+    pub limit: usize,
+}
 /// A plugin's place on the bus.
 #[derive(Debug)]
 pub struct Route {
@@ -53,6 +75,9 @@ pub struct Bus {
     routes: RwLock<Vec<Arc<Route>>>,
     subscribers: Mutex<Vec<Subscriber>>,
     pending: AtomicUsize,
+    /// Plugins suspended now: while any is, every finished event wakes the
+    /// idle waiters, who count the parked events.
+    suspended: AtomicUsize,
     idle: tokio::sync::Notify,
 }
 
@@ -164,14 +189,52 @@ impl Bus {
     }
 
     /// Publishes from a plugin thread (or any non-async caller): waits while a
-    /// `block` queue is full, except the publisher's own queue.
-    pub fn publish_blocking(&self, event: Event, publisher: Option<&str>) -> String {
+    /// `block` queue is full, except the publisher's own queue, which refuses
+    /// (before the event reaches anyone) when it is full and blocks.
+    pub fn publish_blocking(
+        &self,
+        event: Event,
+        publisher: Option<&str>,
+    ) -> Result<String, OwnQueueFull> {
+        let routes = self.matching_routes(&event.topic);
+        if let Some(own) = publisher.and_then(|p| routes.iter().find(|r| r.plugin == p))
+            && own.queue.overflow() == crate::manifest::Overflow::Block
+            && own.queue.is_full()
+        {
+            return Err(OwnQueueFull {
+                plugin: own.plugin.clone(),
+                limit: own.queue.capacity(),
+            });
+        }
+        Ok(self.deliver_blocking(event, publisher, routes, false))
+    }
+
+    /// Delivers to `routes`: waits while a `block` queue is full, except the
+    /// publisher's own queue, which takes the event over its limit when
+    /// `force_own` (a dead letter) and applies its overflow policy otherwise.
+    fn deliver_blocking(
+        &self,
+        event: Event,
+        publisher: Option<&str>,
+        routes: Vec<Arc<Route>>,
+        force_own: bool,
+    ) -> String {
         let event = Arc::new(event);
         self.notify_subscribers(&event, publisher.is_some());
-        for route in self.matching_routes(&event.topic) {
+        for route in routes {
             let own = publisher == Some(route.plugin.as_str());
             self.pending.fetch_add(1, Ordering::SeqCst);
-            let outcome = route.queue.push_blocking(event.clone(), own);
+            let outcome = if own {
+                // Never wait for oneself: over the limit, a dropping policy
+                // drops (counted); a blocking one was refused before.
+                route.queue.try_push(event.clone(), force_own)
+            } else {
+                route.queue.push_blocking(event.clone(), false)
+            };
+            let outcome = match outcome {
+                Push::Full(e) => route.queue.try_push(e, true),
+                other => other,
+            };
             self.account(&route, outcome);
         }
         event.id.clone()
@@ -192,9 +255,14 @@ impl Bus {
         event.id.clone()
     }
 
+    /// Announces a host event (`plughost.*`, see [`HostEvent`]).
+    pub(crate) fn announce(&self, event: &HostEvent<'_>) -> String {
+        self.publish_host(event.topic(), event.payload())
+    }
+
     /// Publishes a host event (`plughost.*`), never waiting: host events may
     /// exceed a queue's limit rather than stall the host.
-    pub fn publish_host(&self, topic: &str, payload: Value) -> String {
+    fn publish_host(&self, topic: &str, payload: Value) -> String {
         let event = Arc::new(Event::new(topic, payload, HOST_SOURCE));
         self.notify_subscribers(&event, false);
         for route in self.matching_routes(&event.topic) {
@@ -220,6 +288,10 @@ impl Bus {
             }
             Push::Closed(ev) => {
                 tracing::warn!(plugin = %route.plugin, event.id = %ev.id, "plugin stopped before the event could be queued");
+                self.done();
+            }
+            Push::Refused(ev) => {
+                self.dead_letter(&route.plugin, &ev, 0, SUSPENDED);
                 self.done();
             }
             Push::Full(_) => unreachable!("blocking pushes wait for room"),
@@ -251,14 +323,35 @@ impl Bus {
         });
         let mut letter = event.caused(DEAD_LETTER_TOPIC, payload, HOST_SOURCE);
         crate::telemetry::trace::inject_current(&mut letter.headers);
-        self.publish_blocking(letter, Some(plugin));
+        let routes = self.matching_routes(&letter.topic);
+        self.deliver_blocking(letter, Some(plugin), routes, true);
     }
 
     /// Marks one queued event as finished (handled, dead-lettered or discarded).
     pub fn done(&self) {
-        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.pending.fetch_sub(1, Ordering::SeqCst) == 1
+            || self.suspended.load(Ordering::SeqCst) > 0
+        {
             self.idle.notify_waiters();
         }
+    }
+
+    /// A plugin was suspended (`true`) or takes events again (`false`).
+    pub(crate) fn suspension(&self, suspended: bool) {
+        if suspended {
+            self.suspended.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.suspended.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.idle.notify_waiters();
+    }
+
+    /// Events parked in suspended plugins' queues.
+    fn parked(&self) -> usize {
+        if self.suspended.load(Ordering::SeqCst) == 0 {
+            return 0;
+        }
+        self.routes().iter().map(|r| r.queue.parked()).sum()
     }
 
     /// Marks work that must keep the host from being idle (a timer callback).
@@ -271,13 +364,21 @@ impl Bus {
         self.pending.load(Ordering::SeqCst)
     }
 
-    /// Waits until no event is pending anywhere.
+    /// Whether no event is pending anywhere but parked for a suspended plugin.
+    pub fn is_idle(&self) -> bool {
+        // Parked first: an event counted there was counted pending before.
+        let parked = self.parked();
+        self.pending() <= parked
+    }
+
+    /// Waits until no event is pending anywhere (but parked for a suspended
+    /// plugin: those wait for a fix, not for the host).
     pub async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.pending() == 0 {
+            if self.is_idle() {
                 return;
             }
             notified.await;

@@ -6,6 +6,12 @@
 //! async publisher on a `Notify`), `drop_oldest` and `drop_newest` discard
 //! one event and report it so the bus counts it. Control messages (stop)
 //! bypass the limit and are taken before events.
+//!
+//! A suspended plugin's queue (SPEC §12) parks its events: the consumer
+//! takes only control messages until it asks for a trial event, and a full
+//! suspended queue refuses new events at once ([`Push::Refused`]) whatever
+//! the overflow policy says, so no publisher waits for a plugin that is not
+//! taking events.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -48,6 +54,8 @@ pub enum Control {
         /// `Ok(false)` by a reload (it has no `on_config`), or why it did not.
         done: oneshot::Sender<Result<bool, String>>,
     },
+    /// Take events again at once, if suspended (an operator's `enable`).
+    Resume,
 }
 
 /// What the consumer got.
@@ -74,6 +82,8 @@ pub enum Push {
     Full(Arc<Event>),
     /// Not queued: the plugin has stopped.
     Closed(Arc<Event>),
+    /// Not queued: the plugin is suspended and its queue is full.
+    Refused(Arc<Event>),
 }
 
 #[derive(Debug)]
@@ -86,6 +96,7 @@ struct Inner {
     producers_waiting: usize,
     capacity: usize,
     overflow: Overflow,
+    suspended: bool,
 }
 
 /// A bounded queue of deliveries for one plugin.
@@ -109,6 +120,7 @@ impl Queue {
                 producers_waiting: 0,
                 capacity: capacity.max(1),
                 overflow,
+                suspended: false,
             }),
             ready: Condvar::new(),
             room: Condvar::new(),
@@ -128,6 +140,9 @@ impl Queue {
             return Push::Closed(event);
         }
         let mut result = Push::Queued;
+        if inner.suspended && inner.events.len() >= inner.capacity {
+            return Push::Refused(event);
+        }
         if inner.events.len() >= inner.capacity && !force {
             match inner.overflow {
                 Overflow::Block => return Push::Full(event),
@@ -155,7 +170,7 @@ impl Queue {
             match self.try_push(event, force) {
                 Push::Full(e) => {
                     let mut inner = self.lock();
-                    if inner.events.len() >= inner.capacity && !inner.closed {
+                    if inner.events.len() >= inner.capacity && !inner.closed && !inner.suspended {
                         inner.producers_waiting += 1;
                         let mut inner = self.room.wait(inner).unwrap_or_else(|p| p.into_inner());
                         inner.producers_waiting -= 1;
@@ -199,16 +214,24 @@ impl Queue {
     /// Takes the next control message or event, waiting until `deadline` (or
     /// forever). `before_wait` runs (without the lock) once, before the first
     /// wait, so the consumer can finish deferred work when it runs dry.
-    pub fn pop(&self, deadline: Option<Instant>, mut before_wait: impl FnMut()) -> Pop {
+    /// With `events` false (a suspended plugin between trials) only control
+    /// messages are taken, and a drain does not wait for the parked events.
+    pub fn pop(
+        &self,
+        deadline: Option<Instant>,
+        events: bool,
+        mut before_wait: impl FnMut(),
+    ) -> Pop {
         let mut inner = self.lock();
         let mut idle_done = false;
         loop {
-            let drain_waits =
-                matches!(inner.control.front(), Some(Control::Drain)) && !inner.events.is_empty();
+            let drain_waits = events
+                && matches!(inner.control.front(), Some(Control::Drain))
+                && !inner.events.is_empty();
             if let Some(c) = (!drain_waits).then(|| inner.control.pop_front()).flatten() {
                 return Pop::Control(c);
             }
-            if let Some(d) = inner.events.pop_front() {
+            if let Some(d) = events.then(|| inner.events.pop_front()).flatten() {
                 // Blocked publishers are woken once the queue is half empty, not
                 // for every slot, so a full queue does not ping-pong.
                 let wake = inner.producers_waiting > 0 && inner.events.len() <= inner.capacity / 2;
@@ -255,6 +278,56 @@ impl Queue {
         self.room.notify_all();
         self.room_async.notify_waiters();
         left
+    }
+
+    /// Parks the queue's events (a suspended plugin) or releases them.
+    /// Publishers waiting for room are woken: a suspended queue refuses
+    /// rather than makes them wait.
+    pub fn set_suspended(&self, suspended: bool) {
+        self.lock().suspended = suspended;
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+    }
+
+    /// Whether the plugin is suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.lock().suspended
+    }
+
+    /// Events parked in a suspended queue (0 when it is not suspended).
+    pub fn parked(&self) -> usize {
+        let inner = self.lock();
+        if inner.suspended { inner.events.len() } else { 0 }
+    }
+
+    /// Takes every event parked in a suspended queue (none when it is not
+    /// suspended).
+    pub fn take_parked(&self) -> Vec<Delivery> {
+        let mut inner = self.lock();
+        if !inner.suspended {
+            return Vec::new();
+        }
+        let left = inner.events.drain(..).collect();
+        drop(inner);
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+        left
+    }
+
+    /// Whether one more event would exceed the limit.
+    pub fn is_full(&self) -> bool {
+        let inner = self.lock();
+        inner.events.len() >= inner.capacity
+    }
+
+    /// The limit (`limits.queue`).
+    pub fn capacity(&self) -> usize {
+        self.lock().capacity
+    }
+
+    /// The overflow policy.
+    pub fn overflow(&self) -> Overflow {
+        self.lock().overflow
     }
 
     /// Changes the limit and the overflow policy (a manifest edit). Events
@@ -305,8 +378,8 @@ mod tests {
             panic!()
         };
         assert_eq!(old.topic, "t.1");
-        assert_eq!(topic(q.pop(None, || {})), "t.2");
-        assert_eq!(topic(q.pop(None, || {})), "t.3");
+        assert_eq!(topic(q.pop(None, true, || {})), "t.2");
+        assert_eq!(topic(q.pop(None, true, || {})), "t.3");
     }
 
     #[test]
@@ -326,9 +399,9 @@ mod tests {
         let publisher = std::thread::spawn(move || q2.push_blocking(ev(2), false));
         std::thread::sleep(Duration::from_millis(20));
         assert!(!publisher.is_finished());
-        assert_eq!(topic(q.pop(None, || {})), "t.1");
+        assert_eq!(topic(q.pop(None, true, || {})), "t.1");
         assert!(matches!(publisher.join().unwrap(), Push::Queued));
-        assert_eq!(topic(q.pop(None, || {})), "t.2");
+        assert_eq!(topic(q.pop(None, true, || {})), "t.2");
     }
 
     #[test]
@@ -344,8 +417,8 @@ mod tests {
         let q = Queue::new(4, Overflow::Block);
         q.try_push(ev(1), false);
         q.control(Control::Drain);
-        assert_eq!(topic(q.pop(None, || {})), "t.1");
-        assert!(matches!(q.pop(None, || {}), Pop::Control(Control::Drain)));
+        assert_eq!(topic(q.pop(None, true, || {})), "t.1");
+        assert!(matches!(q.pop(None, true, || {}), Pop::Control(Control::Drain)));
     }
 
     #[test]
@@ -363,13 +436,46 @@ mod tests {
         let q = Queue::new(4, Overflow::Block);
         q.try_push(ev(1), false);
         q.control(Control::Stop);
-        assert!(matches!(q.pop(None, || {}), Pop::Control(Control::Stop)));
-        assert_eq!(topic(q.pop(None, || {})), "t.1");
+        assert!(matches!(q.pop(None, true, || {}), Pop::Control(Control::Stop)));
+        assert_eq!(topic(q.pop(None, true, || {})), "t.1");
         let start = Instant::now();
         assert!(matches!(
-            q.pop(Some(start + Duration::from_millis(10)), || {}),
+            q.pop(Some(start + Duration::from_millis(10)), true, || {}),
             Pop::Timeout
         ));
+    }
+
+    #[test]
+    fn a_suspended_queue_parks_its_events_and_refuses_when_full() {
+        let q = Arc::new(Queue::new(2, Overflow::Block));
+        q.try_push(ev(1), false);
+        q.set_suspended(true);
+        q.try_push(ev(2), false);
+        assert_eq!(q.parked(), 2);
+        // Full and suspended: refused at once, never waiting, whatever the policy.
+        assert!(matches!(q.push_blocking(ev(3), false), Push::Refused(_)));
+        assert!(matches!(q.try_push(ev(3), true), Push::Refused(_)));
+        // Only control messages come out until events are asked for.
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert!(matches!(q.pop(Some(soon), false, || {}), Pop::Timeout));
+        q.control(Control::Drain);
+        assert!(matches!(q.pop(None, false, || {}), Pop::Control(Control::Drain)));
+        assert_eq!(topic(q.pop(None, true, || {})), "t.1");
+        assert_eq!(q.take_parked().len(), 1);
+        q.set_suspended(false);
+        assert_eq!(q.parked(), 0);
+    }
+
+    #[test]
+    fn a_publisher_waiting_on_a_queue_that_is_suspended_is_refused() {
+        let q = Arc::new(Queue::new(1, Overflow::Block));
+        q.try_push(ev(1), false);
+        let q2 = q.clone();
+        let publisher = std::thread::spawn(move || q2.push_blocking(ev(2), false));
+        std::thread::sleep(Duration::from_millis(20));
+        q.set_suspended(true);
+        let pushed = publisher.join().unwrap();
+        assert!(matches!(pushed, Push::Refused(_)), "{pushed:?}");
     }
 
     #[test]

@@ -9,22 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::fingerprint;
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
-use super::state::ReloadRecord;
 use super::watcher::{self, folder_of, folders_inside};
-use crate::bus::{Control, Delivery, Route};
-use crate::catalog::{PluginDef, read_entry};
+use crate::catalog::read_entry;
 use crate::discovery::MANIFEST_FILE;
 use crate::host::Host;
-use crate::topic::PatternSet;
+use crate::host_events::{FailReason, HostEvent};
 
 /// Why a change asked for during shutdown is refused.
 pub(crate) const SHUTTING_DOWN: &str = "the host is shutting down";
@@ -113,7 +109,7 @@ impl Host {
         // Plugins started, stopped or reloaded by others (the admin
         // endpoint, the embedding application) change which libraries to watch.
         let mut lifecycle = self
-            .subscribe("plughost.plugin.*")
+            .subscribe(crate::host_events::PLUGIN_EVENTS)
             .map_err(std::io::Error::other)?;
         let watched = library::watched_native(self);
         libraries.sync(&mut w, &watched);
@@ -285,7 +281,7 @@ impl Host {
 
     /// Whether a plugin runs from folder `dir`.
     fn runs_from(&self, dir: &Path) -> bool {
-        self.lock_running().iter().any(|r| r.dir == dir)
+        self.inner.plugins.in_folder(dir).is_some()
     }
 
     /// Every plugin folder the host knows of.
@@ -330,20 +326,12 @@ impl Host {
         if let Some(def) = found.as_mut().and_then(|e| e.def.as_mut()) {
             def.manifest.enabled = self.inner.live.effective_enabled(dir, def.manifest.enabled);
         }
-        let running = self
-            .lock_running()
-            .iter()
-            .find(|r| r.dir == dir)
-            .map(|r| r.def.clone());
+        let running = self.inner.plugins.in_folder(dir).map(|v| v.def);
         let mut action = plan(running.as_ref(), found.as_ref(), scripts_changed);
         // A name already taken by another folder's plugin cannot start here.
         if let Action::Start(def) | Action::Replace(def) = &action {
             let name = &def.manifest.name;
-            if let Some(other) = self
-                .lock_running()
-                .iter()
-                .find(|r| &r.name == name && r.dir != dir)
-            {
+            if let Some(other) = self.inner.plugins.named(name).filter(|v| v.dir != dir) {
                 action = Action::Fail(format!(
                     "{}: duplicate plugin name `{name}` (already used by {})",
                     dir.join(MANIFEST_FILE).display(),
@@ -374,10 +362,11 @@ impl Host {
                     self.record_failure(&name, None, false, &error);
                 } else {
                     tracing::error!(plugin = %name, "plugin failed to load: {error}");
-                    self.inner.bus.publish_host(
-                        "plughost.plugin.failed",
-                        json!({"plugin": name, "error": error}),
-                    );
+                    self.inner.bus.announce(&HostEvent::Failed {
+                        plugin: &name,
+                        error: &error,
+                        reason: FailReason::Start,
+                    });
                 }
                 ReloadOutcome::Failed(error)
             }
@@ -386,141 +375,10 @@ impl Host {
 
     /// Reloads a running plugin by name, with the files as they are now.
     pub async fn reload_plugin(&self, name: &str) -> Option<ReloadOutcome> {
-        let dir = self
-            .lock_running()
-            .iter()
-            .find(|r| r.name == name)?
-            .dir
-            .clone();
+        let dir = self.inner.plugins.named(name)?.dir;
         Some(self.reload_folder(&dir, true).await)
     }
 
-    async fn start_one(&self, def: PluginDef) -> ReloadOutcome {
-        let queue = self.stage(&def);
-        match self.launch(def, queue).await {
-            Ok(()) => ReloadOutcome::Started,
-            Err(e) => ReloadOutcome::Failed(e),
-        }
-    }
-
-    pub(super) async fn stop_one(&self, dir: &Path) -> ReloadOutcome {
-        let taken = {
-            let mut running = self.lock_running();
-            running
-                .iter()
-                .position(|r| r.dir == dir)
-                .map(|i| running.remove(i))
-        };
-        let Some(r) = taken else {
-            return ReloadOutcome::Unchanged;
-        };
-        let name = r.name.clone();
-        // The plugin handled everything queued before it left the bus; what
-        // still waits for a retry is dead-lettered, not lost.
-        for Delivery { event, attempt } in self.stop(r, true).await {
-            self.inner.bus.dead_letter(
-                &name,
-                &event,
-                attempt,
-                &format!("plugin `{name}` was unloaded"),
-            );
-            self.inner.bus.done();
-        }
-        ReloadOutcome::Stopped
-    }
-
-    async fn swap_one(&self, dir: &Path, def: PluginDef, config_only: bool) -> ReloadOutcome {
-        let Some(queue) = self
-            .lock_running()
-            .iter()
-            .find(|r| r.dir == dir)
-            .map(|r| r.queue.clone())
-        else {
-            return ReloadOutcome::Unchanged;
-        };
-        let name = def.manifest.name.clone();
-        let (done, answer) = oneshot::channel();
-        let boxed = Box::new(def.clone());
-        queue.control(if config_only {
-            Control::Configure { def: boxed, done }
-        } else {
-            Control::Swap { def: boxed, done }
-        });
-        match answer.await {
-            Ok(Ok(config_only)) => {
-                let m = &def.manifest;
-                queue.reconfigure(m.limits.queue, m.limits.overflow);
-                self.inner.bus.replace_route(Arc::new(Route {
-                    plugin: name.clone(),
-                    patterns: PatternSet::new(m.subscriptions.clone()),
-                    queue: queue.clone(),
-                    dropped: self.inner.services.metrics().dropped_counter(&name),
-                }));
-                self.inner
-                    .services
-                    .set_publications(&name, m.publications.clone().map(PatternSet::new));
-                if let Some(r) = self.lock_running().iter_mut().find(|r| r.dir == dir) {
-                    r.def = def.clone();
-                }
-                tracing::info!(plugin = %name, version = %m.version, config_only, "plugin reloaded");
-                self.inner.live.record_reload(
-                    &name,
-                    ReloadRecord {
-                        at: SystemTime::now(),
-                        version: m.version.to_string(),
-                        config_only,
-                        error: None,
-                    },
-                );
-                let metrics = self.inner.services.metrics();
-                metrics.register(&def.info());
-                metrics.reload(&name, "ok");
-                metrics.lifecycle_event(&name, "reloaded");
-                self.inner.bus.publish_host(
-                    "plughost.plugin.reloaded",
-                    json!({"plugin": name, "version": m.version.to_string(), "config_only": config_only}),
-                );
-                ReloadOutcome::Reloaded
-            }
-            Ok(Err(error)) => {
-                self.announce_failure(&name, &error);
-                self.record_failure(&name, Some(&def), config_only, &error);
-                ReloadOutcome::Failed(error)
-            }
-            Err(_) => {
-                let error = "the plugin thread stopped during the reload".to_owned();
-                self.announce_failure(&name, &error);
-                self.record_failure(&name, Some(&def), config_only, &error);
-                ReloadOutcome::Failed(error)
-            }
-        }
-    }
-
-    /// Adds a refused reload to the plugin's history: the version that
-    /// failed, or `?` when the manifest did not say.
-    fn record_failure(&self, name: &str, def: Option<&PluginDef>, config_only: bool, error: &str) {
-        self.inner.live.record_reload(
-            name,
-            ReloadRecord {
-                at: SystemTime::now(),
-                version: def.map_or_else(|| "?".to_owned(), |d| d.manifest.version.to_string()),
-                config_only,
-                error: Some(error.to_owned()),
-            },
-        );
-    }
-
-    fn announce_failure(&self, name: &str, error: &str) {
-        tracing::error!(plugin = %name, "reload failed, the running version goes on: {error}");
-        let metrics = self.inner.services.metrics();
-        metrics.reload(name, "error");
-        metrics.lifecycle_event(name, "reload_failed");
-        let first = error.lines().next().unwrap_or_default();
-        self.inner.bus.publish_host(
-            "plughost.plugin.reload_failed",
-            json!({"plugin": name, "error": first, "detail": error}),
-        );
-    }
 }
 
 fn folder_name(dir: &Path) -> String {

@@ -236,13 +236,13 @@ impl LibraryWatch {
 /// to load or `init`), so that a build starts it. For the latter the
 /// library is where it is now, or where the first build will put it.
 pub fn watched_native(host: &crate::host::Host) -> Vec<(PathBuf, PluginDef)> {
-    let mut list: Vec<(PathBuf, PluginDef)> = host
-        .lock_running()
+    let all = host.inner.plugins.all();
+    let mut list: Vec<(PathBuf, PluginDef)> = all
         .iter()
-        .filter(|r| r.def.runtime == RuntimeKind::Native)
-        .map(|r| (r.dir.clone(), r.def.clone()))
+        .filter(|v| v.def.runtime == RuntimeKind::Native)
+        .map(|v| (v.dir.clone(), v.def.clone()))
         .collect();
-    let running: BTreeSet<PathBuf> = host.lock_running().iter().map(|r| r.dir.clone()).collect();
+    let running: BTreeSet<PathBuf> = all.into_iter().map(|v| v.dir).collect();
     for dir in host.known_folders() {
         if running.contains(&dir) {
             continue;

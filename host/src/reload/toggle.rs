@@ -56,9 +56,14 @@ impl Host {
             let file_enabled = manifest_in(&dir).map(|m| m.enabled);
             live.set_override(&dir, enabled, file_enabled);
         }
-        let running = self.lock_running().iter().any(|r| r.dir == dir);
+        let running = self.inner.plugins.in_folder(&dir).is_some();
         Ok(match (enabled, running) {
-            (true, true) | (false, false) => ReloadOutcome::Unchanged,
+            // Enabling a suspended plugin resumes it (SPEC §12).
+            (true, true) => {
+                self.resume(name);
+                ReloadOutcome::Unchanged
+            }
+            (false, false) => ReloadOutcome::Unchanged,
             (true, false) => self.reload_folder_locked(&dir, true).await,
             (false, true) => self.stop_one(&dir).await,
         })
@@ -75,8 +80,8 @@ impl Host {
 
     /// The folder plugin `name` runs from, or was last found in.
     pub fn plugin_folder(&self, name: &str) -> Option<PathBuf> {
-        if let Some(r) = self.lock_running().iter().find(|r| r.name == name) {
-            return Some(r.dir.clone());
+        if let Some(v) = self.inner.plugins.named(name) {
+            return Some(v.dir);
         }
         let known: Vec<PathBuf> = self
             .inner

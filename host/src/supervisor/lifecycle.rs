@@ -1,0 +1,434 @@
+//! The verbs of a plugin's life: start, stop, swap, resume, fail.
+//!
+//! These are the only functions that change the running set. Each announces
+//! what it did (a [`HostEvent`]), counts it on `plugin.lifecycle.events`,
+//! and logs it. Crashes and suspensions are the actor's (see the module
+//! above); what they leave behind comes back here when a plugin stops.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+
+use super::Running;
+use crate::actor;
+use crate::bus::{Control, Delivery, Queue, Route};
+use crate::catalog::PluginDef;
+use crate::host::Host;
+use crate::host_events::{FailReason, HostEvent};
+use crate::reload::{ReloadOutcome, ReloadRecord};
+use crate::topic::PatternSet;
+
+/// Why a plugin could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// Its thread could not be spawned.
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
+    /// It failed to load or its `init` failed: the positioned error.
+    #[error("{0}")]
+    Plugin(String),
+    /// Its thread stopped before `init` returned.
+    #[error("the plugin thread stopped during init")]
+    ThreadStopped,
+    /// A plugin it depends on failed to start.
+    #[error("dependency `{0}` failed to start")]
+    Dependency(String),
+}
+
+impl Host {
+    /// Puts a plugin's queue on the bus (before its `init` runs, so events
+    /// published meanwhile wait for it).
+    pub(crate) fn stage(&self, def: &PluginDef) -> Arc<Queue> {
+        let m = &def.manifest;
+        let queue = Arc::new(Queue::new(m.limits.queue, m.limits.overflow));
+        self.inner.bus.add_route(Arc::new(Route {
+            plugin: m.name.clone(),
+            patterns: PatternSet::new(m.subscriptions.clone()),
+            queue: queue.clone(),
+            dropped: self.inner.services.metrics().dropped_counter(&m.name),
+        }));
+        self.inner
+            .services
+            .set_publications(&m.name, m.publications.clone().map(PatternSet::new));
+        self.inner.services.metrics().register(&def.info());
+        queue
+    }
+
+    /// Starts a staged plugin's thread and waits for its `init`. On failure
+    /// the plugin is taken off the bus and the error returned (and announced).
+    ///
+    /// The plugin starts from the `state` it left when it last stopped (a
+    /// disable and enable), and its counts go on from where they were.
+    pub(crate) async fn launch(&self, def: PluginDef, queue: Arc<Queue>) -> Result<(), StartError> {
+        let inner = &self.inner;
+        let name = def.manifest.name.clone();
+        let registry = &inner.plugins;
+        let stats = registry.stats_of(&name);
+        let state = registry.take_state(&name);
+        let spawned = actor::spawn(
+            &def,
+            inner.bus.clone(),
+            inner.services.clone(),
+            queue.clone(),
+            stats.clone(),
+            state.clone(),
+        );
+        let mut actor = match spawned {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(state) = state {
+                    registry.keep_state(&name, state);
+                }
+                let error = StartError::Thread(e.to_string());
+                self.fail(&name, &queue, &error.to_string());
+                return Err(error);
+            }
+        };
+        let result = match (&mut actor.ready).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err((StartError::Plugin(e.to_string()), e.detailed())),
+            Err(_) => Err((
+                StartError::ThreadStopped,
+                StartError::ThreadStopped.to_string(),
+            )),
+        };
+        if let Err((error, detail)) = result {
+            // What it had is not lost to a failed start.
+            if let Some(state) = state {
+                registry.keep_state(&name, state);
+            }
+            self.fail(&name, &queue, &detail);
+            return Err(error);
+        }
+        tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
+        inner.services.metrics().lifecycle_event(&name, "started");
+        inner.bus.announce(&HostEvent::Started { plugin: &name });
+        inner
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(def.dir.clone());
+        registry.lock().push(Running {
+            name,
+            dir: def.dir.clone(),
+            def,
+            queue,
+            actor,
+            stats,
+        });
+        Ok(())
+    }
+
+    /// Stops one running plugin: it leaves the bus, handles what is already
+    /// in its queue (when `drain`), runs `shutdown`, and is announced stopped.
+    /// Its `state` is kept for its next start. Events it could not handle
+    /// are returned, with whether it was suspended when it stopped.
+    async fn stop(&self, r: Running, drain: bool) -> (Vec<Delivery>, bool) {
+        self.inner.bus.remove_route(&r.name);
+        r.queue
+            .control(if drain { Control::Drain } else { Control::Stop });
+        let exit = r.actor.exited.await.unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
+        self.inner.services.set_publications(&r.name, None);
+        if let Some(e) = exit.shutdown_error {
+            tracing::error!(plugin = %r.name, "{}", e.detailed());
+        }
+        if let Some(state) = exit.state {
+            self.inner.plugins.keep_state(&r.name, state);
+        }
+        let suspended = r.queue.is_suspended();
+        r.queue.set_suspended(false);
+        if !exit.failed {
+            tracing::info!(plugin = %r.name, "plugin stopped");
+            self.inner
+                .services
+                .metrics()
+                .lifecycle_event(&r.name, "stopped");
+            self.inner
+                .bus
+                .announce(&HostEvent::Stopped { plugin: &r.name });
+        }
+        (exit.undelivered, suspended)
+    }
+
+    /// Takes a plugin that could not start off the bus; events already queued
+    /// for it are dead-lettered, not lost.
+    pub(crate) fn fail(&self, name: &str, queue: &Queue, error: &str) {
+        let bus = &self.inner.bus;
+        bus.remove_route(name);
+        self.inner.services.set_publications(name, None);
+        tracing::error!(plugin = name, "plugin failed to start: {error}");
+        self.inner
+            .services
+            .metrics()
+            .lifecycle_event(name, "failed");
+        self.inner.services.metrics().unregister(name);
+        for d in queue.close() {
+            bus.dead_letter(
+                name,
+                &d.event,
+                0,
+                &format!("plugin `{name}` failed to start: {error}"),
+            );
+            bus.done();
+        }
+        bus.announce(&HostEvent::Failed {
+            plugin: name,
+            error,
+            reason: FailReason::Start,
+        });
+    }
+
+    /// Starts the plugin `def` (not running yet).
+    pub(crate) async fn start_one(&self, def: PluginDef) -> ReloadOutcome {
+        let queue = self.stage(&def);
+        match self.launch(def, queue).await {
+            Ok(()) => ReloadOutcome::Started,
+            Err(e) => ReloadOutcome::Failed(e.to_string()),
+        }
+    }
+
+    /// Stops the plugin running from `dir`, draining its queue first.
+    pub(crate) async fn stop_one(&self, dir: &Path) -> ReloadOutcome {
+        let taken = {
+            let mut running = self.inner.plugins.lock();
+            running
+                .iter()
+                .position(|r| r.dir == dir)
+                .map(|i| running.remove(i))
+        };
+        let Some(r) = taken else {
+            return ReloadOutcome::Unchanged;
+        };
+        let name = r.name.clone();
+        // The plugin handled everything queued before it left the bus (a
+        // suspended one did not: its waiting events are dead-lettered as
+        // `suspended`); what still waits for a retry is dead-lettered, not lost.
+        let (left, suspended) = self.stop(r, true).await;
+        for Delivery { event, attempt } in left {
+            let why = if suspended {
+                crate::bus::SUSPENDED.to_owned()
+            } else {
+                format!("plugin `{name}` was unloaded")
+            };
+            self.inner.bus.dead_letter(&name, &event, attempt, &why);
+            self.inner.bus.done();
+        }
+        ReloadOutcome::Stopped
+    }
+
+    /// Resumes plugin `name` at once if it is suspended (an `enable`).
+    /// Whether it is running.
+    pub(crate) fn resume(&self, name: &str) -> bool {
+        let running = self.inner.plugins.lock();
+        match running.iter().find(|r| r.name == name) {
+            Some(r) => {
+                if r.queue.is_suspended() {
+                    r.queue.control(Control::Resume);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Swaps the plugin running from `dir` to `def` between two events
+    /// (`config_only`: hands it the new config), on its own thread.
+    pub(crate) async fn swap_one(
+        &self,
+        dir: &Path,
+        def: PluginDef,
+        config_only: bool,
+    ) -> ReloadOutcome {
+        let Some(queue) = self
+            .inner
+            .plugins
+            .lock()
+            .iter()
+            .find(|r| r.dir == dir)
+            .map(|r| r.queue.clone())
+        else {
+            return ReloadOutcome::Unchanged;
+        };
+        let name = def.manifest.name.clone();
+        let (done, answer) = oneshot::channel();
+        let boxed = Box::new(def.clone());
+        queue.control(if config_only {
+            Control::Configure { def: boxed, done }
+        } else {
+            Control::Swap { def: boxed, done }
+        });
+        let error = match answer.await {
+            Ok(Ok(config_only)) => {
+                self.swapped(dir, &queue, &def, config_only);
+                return ReloadOutcome::Reloaded;
+            }
+            Ok(Err(error)) => error,
+            Err(_) => "the plugin thread stopped during the reload".to_owned(),
+        };
+        self.announce_failure(&name, &error);
+        self.record_failure(&name, Some(&def), config_only, &error);
+        ReloadOutcome::Failed(error)
+    }
+
+    /// A swap took effect: the route, the registry and the announcements
+    /// follow the new version.
+    fn swapped(&self, dir: &Path, queue: &Arc<Queue>, def: &PluginDef, config_only: bool) {
+        let m = &def.manifest;
+        let name = m.name.as_str();
+        queue.reconfigure(m.limits.queue, m.limits.overflow);
+        self.inner.bus.replace_route(Arc::new(Route {
+            plugin: name.to_owned(),
+            patterns: PatternSet::new(m.subscriptions.clone()),
+            queue: queue.clone(),
+            dropped: self.inner.services.metrics().dropped_counter(name),
+        }));
+        self.inner
+            .services
+            .set_publications(name, m.publications.clone().map(PatternSet::new));
+        if let Some(r) = self
+            .inner
+            .plugins
+            .lock()
+            .iter_mut()
+            .find(|r| r.dir == dir)
+        {
+            r.def = def.clone();
+        }
+        tracing::info!(plugin = %name, version = %m.version, config_only, "plugin reloaded");
+        self.inner.live.record_reload(
+            name,
+            ReloadRecord {
+                at: SystemTime::now(),
+                version: m.version.to_string(),
+                config_only,
+                error: None,
+            },
+        );
+        let metrics = self.inner.services.metrics();
+        metrics.register(&def.info());
+        metrics.reload(name, "ok");
+        metrics.lifecycle_event(name, "reloaded");
+        self.inner.bus.announce(&HostEvent::Reloaded {
+            plugin: name,
+            version: &m.version.to_string(),
+            config_only,
+        });
+    }
+
+    /// Adds a refused reload to the plugin's history: the version that
+    /// failed, or `?` when the manifest did not say.
+    pub(crate) fn record_failure(
+        &self,
+        name: &str,
+        def: Option<&PluginDef>,
+        config_only: bool,
+        error: &str,
+    ) {
+        self.inner.live.record_reload(
+            name,
+            ReloadRecord {
+                at: SystemTime::now(),
+                version: def.map_or_else(|| "?".to_owned(), |d| d.manifest.version.to_string()),
+                config_only,
+                error: Some(error.to_owned()),
+            },
+        );
+    }
+
+    /// Announces a refused change; the running version goes on.
+    pub(crate) fn announce_failure(&self, name: &str, error: &str) {
+        tracing::error!(plugin = %name, "reload failed, the running version goes on: {error}");
+        let metrics = self.inner.services.metrics();
+        metrics.reload(name, "error");
+        metrics.lifecycle_event(name, "reload_failed");
+        self.inner.bus.announce(&HostEvent::ReloadFailed {
+            plugin: name,
+            error,
+        });
+    }
+
+    /// Dead-letters, as `suspended`, every event waiting for a suspended
+    /// plugin (shutdown and `--exit-when-idle` do not wait for them).
+    /// Returns how many.
+    pub(crate) fn release_suspended(&self) -> usize {
+        let queues: Vec<(String, Arc<Queue>)> = self
+            .inner
+            .plugins
+            .lock()
+            .iter()
+            .filter(|r| r.queue.is_suspended())
+            .map(|r| (r.name.clone(), r.queue.clone()))
+            .collect();
+        let mut count = 0;
+        for (name, queue) in queues {
+            for d in queue.take_parked() {
+                self.inner
+                    .bus
+                    .dead_letter(&name, &d.event, d.attempt, crate::bus::SUSPENDED);
+                self.inner.bus.done();
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Takes every plugin off the bus and closes its queue (shutdown past
+    /// the drain deadline): publishers blocked on a full queue are released.
+    /// Returns the events that were still queued.
+    pub(crate) fn close_queues(&self) -> Vec<(String, Delivery)> {
+        let running = self.inner.plugins.lock();
+        let mut left = Vec::new();
+        for r in running.iter() {
+            self.inner.bus.remove_route(&r.name);
+            left.extend(r.queue.close().into_iter().map(|d| (r.name.clone(), d)));
+        }
+        left
+    }
+
+    /// Stops every plugin (dependents first) without draining, each within
+    /// `grace` of `deadline` at most: a plugin whose thread does not stop in
+    /// time is left behind (logged), so shutdown always ends. Events still
+    /// queued are returned by plugin.
+    pub(crate) async fn stop_all(&self, deadline: Instant) -> Vec<(String, Delivery)> {
+        let running: Vec<Running> = std::mem::take(&mut *self.inner.plugins.lock());
+        let mut left = Vec::new();
+        for r in running.into_iter().rev() {
+            let name = r.name.clone();
+            // Its `shutdown` hook has a time limit of its own; past that
+            // (and a margin) the thread is ignoring its limits.
+            let grace = r.def.manifest.limits.event_timeout() + STOP_GRACE;
+            let wait = deadline.saturating_duration_since(Instant::now()).max(grace);
+            match tokio::time::timeout(wait, self.stop(r, false)).await {
+                Ok((undelivered, suspended)) => {
+                    for d in undelivered {
+                        if suspended {
+                            self.inner.bus.dead_letter(
+                                &name,
+                                &d.event,
+                                d.attempt,
+                                crate::bus::SUSPENDED,
+                            );
+                            self.inner.bus.done();
+                        } else {
+                            left.push((name.clone(), d));
+                        }
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(
+                        plugin = %name,
+                        "the plugin's thread did not stop in time (a call that ignores its time limit); leaving it behind"
+                    );
+                }
+            }
+        }
+        left
+    }
+}
+
+/// The margin past a plugin's own time limit that its thread gets to stop
+/// at shutdown, even past the deadline.
+const STOP_GRACE: Duration = Duration::from_millis(250);

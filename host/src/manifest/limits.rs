@@ -1,4 +1,4 @@
-//! The resource and retry settings of a plugin (`limits:` and `retry:`), with their defaults.
+//! The resource, retry and supervision settings of a plugin (`limits:`, `retry:`, `supervision:`), with their defaults.
 //!
 //! These are plain values: other modules (the plugin actor, the bus) use them
 //! with `Default` when no manifest is involved, as in tests and embedding.

@@ -84,7 +84,7 @@ impl fmt::Display for Position {
 /// Where each key that was written in the manifest starts.
 ///
 /// Top-level keys are named as written (`entry`, `config`); keys under
-/// `limits:` and `retry:` are dotted (`limits.queue`). Keys that were left
+/// `limits:`, `retry:` and `supervision:` are dotted (`limits.queue`). Keys that were left
 /// out, and unknown keys, have no position.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyPositions {

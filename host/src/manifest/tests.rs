@@ -608,3 +608,91 @@ fn the_example_manifest_parses() {
         "the example shows every key"
     );
 }
+
+#[test]
+fn supervision_keys_are_read_and_the_others_keep_their_defaults() {
+    let m = ok(&with_head(
+        "supervision:\n  max_consecutive_errors: 0\n  resume_after_ms: 250\n  max_restarts: 2\n  window_s: 30\n",
+    ));
+    assert_eq!(
+        m.supervision,
+        Supervision {
+            max_consecutive_errors: 0,
+            resume_after_ms: 250,
+            max_restarts: 2,
+            window_s: 30,
+        }
+    );
+    assert_eq!(
+        m.positions.get("supervision.window_s"),
+        Some(Position::new(7, 3))
+    );
+    let partial = ok(&with_head("supervision:\n  max_restarts: 0\n"));
+    assert_eq!(
+        partial.supervision,
+        Supervision {
+            max_restarts: 0,
+            ..Supervision::default()
+        }
+    );
+    assert_eq!(ok(HEAD).supervision, Supervision::default());
+    assert_eq!(
+        ok(&with_head("supervision:\n")).supervision,
+        Supervision::default()
+    );
+}
+
+#[test]
+fn an_unknown_supervision_key_suggests_the_closest() {
+    assert_eq!(
+        error(&with_head("supervision:\n  max_restart: 3\n")),
+        "4:3: unknown key `max_restart` in `supervision` (did you mean `max_restarts`?)"
+    );
+    assert_eq!(
+        error(&with_head("supervision:\n  window: 3\n")),
+        "4:3: unknown key `window` in `supervision` (did you mean `window_s`?)"
+    );
+    // Written at the top level, the key is pointed to its section.
+    assert_eq!(
+        error(&with_head("resume_after_ms: 5\n")),
+        "3:1: unknown key `resume_after_ms` (did you mean `supervision.resume_after_ms`?)"
+    );
+}
+
+#[test]
+fn bad_supervision_values_are_refused_at_the_value() {
+    assert_eq!(
+        errors(&with_head(
+            "supervision:\n  max_consecutive_errors: -1\n  resume_after_ms: 0\n  max_restarts: \"3\"\n  window_s: 0\n"
+        )),
+        [
+            "4:27: supervision.max_consecutive_errors: must be at least 0, found `-1`",
+            "5:20: supervision.resume_after_ms: must be at least 1, found `0`",
+            "6:17: supervision.max_restarts: expected an integer, found the string `3` (remove the quotes)",
+            "7:13: supervision.window_s: must be at least 1, found `0`",
+        ]
+    );
+    assert_eq!(
+        errors(&with_head(
+            "supervision:\n  max_restarts: 4294967296\n  window_s: 86401\n  resume_after_ms: 300001\n  max_consecutive_errors: 1.5\n"
+        )),
+        [
+            "4:17: supervision.max_restarts: must be at most 4294967295, found `4294967296`",
+            "5:13: supervision.window_s: must be at most 86400, found `86401`",
+            "6:20: supervision.resume_after_ms: must be at most 300000, found `300001`",
+            "7:27: supervision.max_consecutive_errors: expected an integer, found the number `1.5`",
+        ]
+    );
+    assert_eq!(
+        error(&with_head("supervision: [1]\n")),
+        "3:14: supervision: expected a mapping of keys to values, found a list"
+    );
+    assert_eq!(
+        ok(&with_head(
+            "supervision:\n  window_s: 86400\n  resume_after_ms: 300000\n"
+        ))
+        .supervision
+        .window_s,
+        86400
+    );
+}

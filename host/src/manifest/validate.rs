@@ -11,7 +11,7 @@ use semver::{Version, VersionReq};
 
 use super::raw::{Kind, Node};
 use super::values::{Check, Problem};
-use super::{Dependency, KeyPositions, Limits, Manifest, Overflow, Position, Retry};
+use super::{Dependency, KeyPositions, Limits, Manifest, Overflow, Position, Retry, Supervision};
 use super::{runtime_from_entry, suggest};
 use crate::topic::Pattern;
 
@@ -29,6 +29,7 @@ const KEYS: &[&str] = &[
     "config",
     "limits",
     "retry",
+    "supervision",
 ];
 
 /// The keys under `limits:`.
@@ -36,6 +37,21 @@ const LIMITS_KEYS: &[&str] = &["memory_mb", "event_timeout_ms", "queue", "overfl
 
 /// The keys under `retry:`.
 const RETRY_KEYS: &[&str] = &["max_attempts", "backoff_ms"];
+
+/// The keys under `supervision:`.
+const SUPERVISION_KEYS: &[&str] = &[
+    "max_consecutive_errors",
+    "resume_after_ms",
+    "max_restarts",
+    "window_s",
+];
+
+/// The longest `supervision.window_s`: a day. A longer window would make
+/// `max_restarts` a lifetime budget, which is what `0` restarts already says.
+const MAX_WINDOW_S: u64 = 24 * 60 * 60;
+
+/// The largest `supervision.resume_after_ms`: the cap on the doubled wait.
+const MAX_RESUME_AFTER_MS: u64 = Supervision::MAX_RESUME_AFTER.as_secs() * 1000;
 
 const NAME_RULE: &str =
     "use 1 to 64 lowercase letters, digits, `_` and `-`, starting with a letter or digit";
@@ -66,6 +82,7 @@ struct Draft {
     config: Option<serde_json::Value>,
     limits: Limits,
     retry: Retry,
+    supervision: Supervision,
     positions: KeyPositions,
 }
 
@@ -119,9 +136,7 @@ pub(super) fn manifest(root: &Node, source: &str) -> Result<Manifest, Vec<Proble
                 .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new())),
             limits: draft.limits,
             retry: draft.retry,
-            // Read from `supervision:` once that key is parsed; the
-            // defaults of SPEC §12 until then.
-            supervision: Default::default(),
+            supervision: draft.supervision,
             positions: draft.positions,
         }),
         _ => Err(check.into_problems()),
@@ -158,17 +173,19 @@ fn top_level(check: &mut Check, draft: &mut Draft, key: &Node, value: &Node) {
         "config" => draft.config = config(check, value),
         "limits" => limits(check, value, &mut draft.limits, &mut draft.positions),
         "retry" => retry(check, value, &mut draft.retry, &mut draft.positions),
+        "supervision" => supervision(check, value, &mut draft.supervision, &mut draft.positions),
         _ => unreachable!("`{name}` is in KEYS but not handled"),
     }
 }
 
-/// An unknown top-level key. A key of `limits` or `retry` written at the top
+/// An unknown top-level key. A key of `limits`, `retry` or `supervision` written at the top
 /// (`queue: 5`) is pointed to its place (`limits.queue`).
 fn unknown_top_level_key(check: &mut Check, key: &Node) {
     let nested = LIMITS_KEYS
         .iter()
         .map(|k| format!("limits.{k}"))
-        .chain(RETRY_KEYS.iter().map(|k| format!("retry.{k}")));
+        .chain(RETRY_KEYS.iter().map(|k| format!("retry.{k}")))
+        .chain(SUPERVISION_KEYS.iter().map(|k| format!("supervision.{k}")));
     let all: Vec<String> = KEYS.iter().map(|k| (*k).to_owned()).chain(nested).collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     check.unknown_key(None, key, &all);
@@ -466,6 +483,47 @@ fn retry(check: &mut Check, value: &Node, retry: &mut Retry, positions: &mut Key
                 check.integer(&label, value, 0, u64::MAX),
             ),
             _ => unreachable!("`{name}` is in RETRY_KEYS but not handled"),
+        }
+    }
+}
+
+fn supervision(
+    check: &mut Check,
+    value: &Node,
+    supervision: &mut Supervision,
+    positions: &mut KeyPositions,
+) {
+    let Some(entries) = check.mapping("supervision", value) else {
+        return;
+    };
+    for (key, value) in entries {
+        let Some(name) = key.as_str().filter(|k| SUPERVISION_KEYS.contains(k)) else {
+            check.unknown_key(Some("supervision"), key, SUPERVISION_KEYS);
+            continue;
+        };
+        positions.insert(format!("supervision.{name}"), key.pos);
+        let label = format!("supervision.{name}");
+        let count = |check: &mut Check| {
+            check
+                .integer(&label, value, 0, u32::MAX.into())
+                .and_then(|n| u32::try_from(n).ok())
+        };
+        match name {
+            // 0 never suspends (SPEC §12).
+            "max_consecutive_errors" => set(&mut supervision.max_consecutive_errors, count(check)),
+            // 0 would try a failing plugin in a busy loop: at least 1 ms; more
+            // than the cap on the doubled wait could never take effect.
+            "resume_after_ms" => set(
+                &mut supervision.resume_after_ms,
+                check.integer(&label, value, 1, MAX_RESUME_AFTER_MS),
+            ),
+            // 0 stops the plugin at its first crash.
+            "max_restarts" => set(&mut supervision.max_restarts, count(check)),
+            "window_s" => set(
+                &mut supervision.window_s,
+                check.integer(&label, value, 1, MAX_WINDOW_S),
+            ),
+            _ => unreachable!("`{name}` is in SUPERVISION_KEYS but not handled"),
         }
     }
 }

@@ -34,6 +34,12 @@ pub struct Event {
     /// Free-form string headers (trace context travels here).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How many events came before this one in its chain: 0 for an event
+    /// published from outside a hook, one more than its cause for an event
+    /// published while handling another. The bus refuses chains past a
+    /// limit, so two plugins forwarding to each other cannot loop forever.
+    #[serde(skip)]
+    pub hops: u32,
 }
 
 impl Event {
@@ -60,6 +66,7 @@ impl Event {
             timestamp: timestamp_at(now),
             correlation_id: None,
             headers: BTreeMap::new(),
+            hops: 0,
         }
     }
 
@@ -73,6 +80,7 @@ impl Event {
     ) -> Event {
         let mut event = Event::new(topic, payload, source);
         event.correlation_id = Some(self.correlation_key().to_owned());
+        event.hops = self.hops.saturating_add(1);
         event
     }
 
@@ -134,6 +142,7 @@ mod tests {
         let third = second.caused("c", Value::Null, "p2");
         assert_eq!(third.correlation_id.as_deref(), Some(first.id.as_str()));
         assert_ne!(third.id, second.id);
+        assert_eq!((first.hops, second.hops, third.hops), (0, 1, 2));
     }
 
     #[test]

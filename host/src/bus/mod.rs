@@ -16,7 +16,8 @@
 //! queues past the drain deadline so they stop.
 //!
 //! Events parked in a suspended plugin's queue (SPEC §12) do not keep the
-//! host from being idle.
+//! host from being idle. A chain of events each published while handling
+//! the one before is cut at [`MAX_HOPS`], so a forward loop ends.
 
 pub mod inbox;
 pub mod queue;
@@ -38,17 +39,33 @@ use crate::host_events::HostEvent;
 /// suspended (SPEC §12).
 pub const SUSPENDED: &str = "suspended";
 
-/// A plugin published into its own queue, which is full and blocks: it
-/// cannot wait for itself, so the publish is refused.
+/// The longest chain of events each published while handling the one
+/// before: past it, a publish from a hook is refused (a loop of forwards).
+pub const MAX_HOPS: u32 = 64;
+
+/// Why the bus refused a plugin's publish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "queue full: `{plugin}` publishes into its own queue, which already holds limits.queue = {limit} events"
-)]
-pub struct OwnQueueFull {
-    /// The plugin.
-    pub plugin: String,
-    /// Its queue's limit.
-    pub limit: usize,
+pub enum Refused {
+    /// The plugin published into its own queue, which is full and blocks:
+    /// it cannot wait for itself.
+    #[error(
+        "queue full: `{plugin}` publishes into its own queue, which already holds limits.queue = {limit} events"
+    )]
+    OwnQueueFull {
+        /// The plugin.
+        plugin: String,
+        /// Its queue's limit.
+        limit: usize,
+    },
+    /// The event would be too far down a chain of events each published
+    /// while handling the one before.
+    #[error(
+        "too many hops: this event would be number {hops} in a chain of events each published while handling the one before (at most {MAX_HOPS}); is it a loop?"
+    )]
+    TooManyHops {
+        /// Its place in the chain.
+        hops: u32,
+    },
 }
 /// A plugin's place on the bus.
 #[derive(Debug)]
@@ -195,13 +212,16 @@ impl Bus {
         &self,
         event: Event,
         publisher: Option<&str>,
-    ) -> Result<String, OwnQueueFull> {
+    ) -> Result<String, Refused> {
+        if event.hops > MAX_HOPS {
+            return Err(Refused::TooManyHops { hops: event.hops });
+        }
         let routes = self.matching_routes(&event.topic);
         if let Some(own) = publisher.and_then(|p| routes.iter().find(|r| r.plugin == p))
             && own.queue.overflow() == crate::manifest::Overflow::Block
             && own.queue.is_full()
         {
-            return Err(OwnQueueFull {
+            return Err(Refused::OwnQueueFull {
                 plugin: own.plugin.clone(),
                 limit: own.queue.capacity(),
             });

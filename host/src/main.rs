@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use plughost::RuntimeKind;
 use plughost::admin::AdminSettings;
-use plughost::cli::client::{Change, Client, ClientError};
+use plughost::cli::client::{self, Change, Client, ClientError};
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
 use plughost::cli::{check, list, new};
@@ -120,6 +122,17 @@ enum Command {
     Reload {
         /// The plugin's name.
         name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Show the plugins of a running host: state (running, suspended, failed,
+    /// disabled), version, queue depth, errors and restarts.
+    Status {
+        /// One plugin, with its last error and crash; every plugin when left out.
+        name: Option<String>,
+        /// Print the host's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         target: AdminTarget,
     },
@@ -387,6 +400,15 @@ fn main() -> ExitCode {
             target,
         } => change(&target, Change::Disable, &name, persist),
         Command::Reload { name, target } => change(&target, Change::Reload, &name, false),
+        Command::Status { name, json, target } => client_command(
+            &target,
+            |c| c.status(name.as_deref()),
+            |answer| match (json, &answer) {
+                (true, _) => format!("{answer}\n"),
+                (false, Value::Array(all)) => client::status_table(all),
+                (false, one) => client::status_of(one),
+            },
+        ),
         Command::New { name, runtime, dir } => {
             let runtime = match runtime {
                 Runtime::Lua => RuntimeKind::Lua,

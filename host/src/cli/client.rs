@@ -1,4 +1,4 @@
-//! `plughost publish|enable|disable|reload`: the admin endpoint's client.
+//! `plughost publish|enable|disable|reload|status`: the admin endpoint's client.
 //!
 //! These commands talk to a running host over HTTP (SPEC §10). The address
 //! comes from `--admin ADDR`, else `$PLUGHOST_ADMIN`, else the host
@@ -125,13 +125,34 @@ impl Client {
         )
     }
 
+    /// What the host says of plugin `name` (`GET /plugins/{name}`), or of
+    /// every plugin (`GET /plugins`, an array) when `name` is `None`.
+    pub fn status(&self, name: Option<&str>) -> Result<Value, ClientError> {
+        let path = match name {
+            Some(name) if !is_valid_name(name) => {
+                return Err(ClientError::Usage(format!(
+                    "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`"
+                )));
+            }
+            Some(name) => format!("/plugins/{name}"),
+            None => "/plugins".to_owned(),
+        };
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request)
+    }
+
     fn post(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = self
+        let request = self
             .http
             .post(&url)
             .header("content-type", "application/json")
             .body(body);
+        self.send(request)
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, ClientError> {
+        let mut request = request;
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -156,6 +177,62 @@ impl Client {
             status.as_u16()
         )))
     }
+}
+
+/// `plughost status`'s table: one line per plugin with its supervision
+/// state (SPEC §12) and counts.
+pub fn status_table(plugins: &[Value]) -> String {
+    let mut rows = vec![[
+        "NAME", "STATE", "VERSION", "RUNTIME", "QUEUE", "ERRORS", "RESTARTS", "DEAD",
+    ]
+    .map(str::to_owned)];
+    for p in plugins {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".to_owned(),
+            other => other.to_string(),
+        };
+        rows.push([
+            text(&p["name"]),
+            text(&p["state"]),
+            text(&p["version"]),
+            text(&p["runtime"]),
+            text(&p["queue_depth"]),
+            text(&p["errors"]),
+            text(&p["restarts"]),
+            text(&p["counts"]["dead_lettered"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `plughost status NAME`: the plugin's state and what led to it.
+pub fn status_of(p: &Value) -> String {
+    let mut out = status_table(std::slice::from_ref(p));
+    let mut line = |label: &str, v: &Value| {
+        if !v.is_null() {
+            let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            out.push_str(&format!("{label}: {text}\n"));
+        }
+    };
+    line("consecutive errors", &p["consecutive_errors"]);
+    line("last error", &p["last_error"]);
+    line("last crash", &p["last_crash"]);
+    line("last dead letter", &p["last_dead_letter"]["error"]);
+    out
 }
 
 /// `http://HOST:PORT` from an address with or without the scheme.
@@ -205,6 +282,24 @@ mod tests {
             base_url("https://h:1"),
             Err(ClientError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn the_status_table_lines_up_its_columns() {
+        let table = status_table(&[
+            serde_json::json!({"name": "echo", "state": "running", "version": "1.0.0",
+                "runtime": "lua", "queue_depth": 0, "errors": 0, "restarts": 0,
+                "counts": {"dead_lettered": 0}}),
+            serde_json::json!({"name": "flaky-one", "state": "suspended", "version": "0.2.0",
+                "runtime": "rhai", "queue_depth": 12, "errors": 10, "restarts": 1,
+                "counts": {"dead_lettered": 10}}),
+        ]);
+        assert_eq!(
+            table,
+            "NAME       STATE      VERSION  RUNTIME  QUEUE  ERRORS  RESTARTS  DEAD\n\
+             echo       running    1.0.0    lua      0      0       0         0\n\
+             flaky-one  suspended  0.2.0    rhai     12     10      1         10\n"
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ fn check_prints_an_invalid_schema_at_the_config_schema_key() {
         run.stdout.lines().collect::<Vec<_>>(),
         [format!(
             "{}/p/plugin.yaml:3:1: config_schema.properties.name.pattern (line 5, column 35): \
-             the string `(unclosed` is not a valid regular expression (lookaround and \
+             `(unclosed` is not a valid regular expression (lookaround and \
              backreferences are not supported)",
             dir(&fx)
         )],

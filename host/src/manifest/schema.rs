@@ -279,7 +279,7 @@ fn report_schema_error(check: &mut Check, at: Entry, error: &ValidationError) {
     let what = match error.kind() {
         ValidationErrorKind::Format { format } if format == "regex" => format!(
             "{} is not a valid regular expression (lookaround and backreferences are not supported)",
-            describe_json(found)
+            render_json(found)
         ),
         ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::Enum { .. }
             if pointer.ends_with("/type") || pointer.contains("/type/") =>

@@ -604,9 +604,15 @@ fn the_example_manifest_parses() {
     assert!(!m.subscriptions.is_empty());
     assert_eq!(
         m.positions.iter().count(),
-        12 + 4 + 2,
+        14 + 4 + 2 + 4,
         "the example shows every key"
     );
+    assert!(m.config_schema.is_some());
+    assert_eq!(
+        m.config["output"],
+        json!({"topic": "stats.words", "every": 10})
+    );
+    assert_eq!(m.supervision, Supervision::default());
 }
 
 #[test]
@@ -872,8 +878,8 @@ fn a_bad_regex_pattern_is_named() {
     );
     assert_eq!(
         error(&text),
-        "3:1: config_schema.properties.y.pattern (line 5, column 32): the string `[a-` is not \
-         a valid regular expression (lookaround and backreferences are not supported)"
+        "3:1: config_schema.properties.y.pattern (line 5, column 32): `[a-` is not a valid \
+         regular expression (lookaround and backreferences are not supported)"
     );
 }
 

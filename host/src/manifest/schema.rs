@@ -190,6 +190,15 @@ fn too_big(schema: &Value) -> Option<String> {
     None
 }
 
+/// The keywords whose value maps names (not keywords) to schemas.
+const NAME_MAPS: &[&str] = &[
+    "properties",
+    "patternProperties",
+    "$defs",
+    "definitions",
+    "dependentSchemas",
+];
+
 /// A `$ref` that cannot be followed: where it is written (a JSON pointer) and why.
 #[derive(Debug, PartialEq)]
 struct RefProblem {
@@ -201,11 +210,14 @@ struct RefProblem {
 /// circle without ever reaching a schema that checks something.
 fn references(schema: &Value) -> Vec<RefProblem> {
     let mut problems = Vec::new();
-    let mut stack = vec![(schema, String::new())];
-    while let Some((value, pointer)) = stack.pop() {
+    // Each entry: a value, its pointer, and whether its keys are names (of
+    // `properties`, `$defs`…) rather than keywords.
+    let mut stack = vec![(schema, String::new(), false)];
+    while let Some((value, pointer, names)) = stack.pop() {
         match value {
             Value::Object(map) => {
-                for keyword in ["$ref", "$dynamicRef"] {
+                let refs = ["$ref", "$dynamicRef"].into_iter().filter(|_| !names);
+                for keyword in refs {
                     if let Some(target) = map.get(keyword) {
                         let at = format!("{pointer}/{}", escape(keyword));
                         if let Some(message) = reference_problem(schema, &pointer, target) {
@@ -217,12 +229,17 @@ fn references(schema: &Value) -> Vec<RefProblem> {
                     }
                 }
                 for (key, child) in map {
-                    stack.push((child, format!("{pointer}/{}", escape(key))));
+                    // Values that are data, not schemas, hold no references.
+                    let data = matches!(key.as_str(), "const" | "default" | "enum" | "examples");
+                    if names || !data {
+                        let holds_names = !names && NAME_MAPS.contains(&key.as_str());
+                        stack.push((child, format!("{pointer}/{}", escape(key)), holds_names));
+                    }
                 }
             }
             Value::Array(items) => {
                 for (i, child) in items.iter().enumerate() {
-                    stack.push((child, format!("{pointer}/{i}")));
+                    stack.push((child, format!("{pointer}/{i}"), false));
                 }
             }
             _ => {}
@@ -777,6 +794,19 @@ mod tests {
         assert_eq!(
             problems[3].message,
             "`$ref` `#/$defs/missing` points to nothing in the schema"
+        );
+        // A `$ref` in data (a default, an enum value) is not a reference.
+        let data = json!({"properties": {"x": {"default": {"$ref": "https://example.com"},
+                                               "enum": [{"$ref": "#/nowhere"}]}}});
+        assert_eq!(references(&data), []);
+        // A property named `default` is a schema like any other.
+        let named = json!({"properties": {"default": {"$ref": "https://example.com"}}});
+        assert_eq!(
+            references(&named)
+                .iter()
+                .map(|p| p.pointer.as_str())
+                .collect::<Vec<_>>(),
+            ["/properties/default/$ref"]
         );
         assert_eq!(
             references(&json!({"$ref": "#"}))[0].message,

@@ -35,6 +35,7 @@
 pub mod edit;
 mod limits;
 pub(crate) mod raw;
+mod schema;
 pub(crate) mod suggest;
 #[cfg(test)]
 mod tests;
@@ -128,8 +129,11 @@ pub struct Manifest {
     pub publications: Option<Vec<Pattern>>,
     /// Plugins that must be started before this one, in the order written.
     pub dependencies: Vec<Dependency>,
-    /// The plugin's own configuration; always a JSON object, `{}` by default.
+    /// The plugin's own configuration; always a JSON object, `{}` by default,
+    /// with the `default`s of `config_schema` filled in.
     pub config: serde_json::Value,
+    /// The JSON Schema `config` was checked against (`config_schema`), if any.
+    pub config_schema: Option<serde_json::Value>,
     /// Resource limits.
     pub limits: Limits,
     /// Redelivery settings for `outcome.retry`.

@@ -12,7 +12,7 @@ use semver::{Version, VersionReq};
 use super::raw::{Kind, Node};
 use super::values::{Check, Problem};
 use super::{Dependency, KeyPositions, Limits, Manifest, Overflow, Position, Retry, Supervision};
-use super::{runtime_from_entry, suggest};
+use super::{runtime_from_entry, schema, suggest};
 use crate::topic::Pattern;
 
 /// The top-level keys, in the order the docs list them.
@@ -27,6 +27,7 @@ const KEYS: &[&str] = &[
     "publications",
     "dependencies",
     "config",
+    "config_schema",
     "limits",
     "retry",
     "supervision",
@@ -80,6 +81,7 @@ struct Draft {
     publications: Option<Vec<Pattern>>,
     dependencies: Vec<Dependency>,
     config: Option<serde_json::Value>,
+    config_schema: Option<serde_json::Value>,
     limits: Limits,
     retry: Retry,
     supervision: Supervision,
@@ -115,6 +117,7 @@ pub(super) fn manifest(root: &Node, source: &str) -> Result<Manifest, Vec<Proble
         }
     }
     across_keys(&mut check, &draft);
+    config_against_schema(&mut check, &mut draft, root);
 
     match draft {
         Draft {
@@ -134,6 +137,7 @@ pub(super) fn manifest(root: &Node, source: &str) -> Result<Manifest, Vec<Proble
             config: draft
                 .config
                 .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new())),
+            config_schema: draft.config_schema,
             limits: draft.limits,
             retry: draft.retry,
             supervision: draft.supervision,
@@ -171,6 +175,7 @@ fn top_level(check: &mut Check, draft: &mut Draft, key: &Node, value: &Node) {
         "publications" => draft.publications = patterns(check, "publications", value),
         "dependencies" => draft.dependencies = dependencies(check, value),
         "config" => draft.config = config(check, value),
+        "config_schema" => draft.config_schema = config_schema(check, value),
         "limits" => limits(check, value, &mut draft.limits, &mut draft.positions),
         "retry" => retry(check, value, &mut draft.retry, &mut draft.positions),
         "supervision" => supervision(check, value, &mut draft.supervision, &mut draft.positions),
@@ -412,6 +417,45 @@ fn config(check: &mut Check, value: &Node) -> Option<serde_json::Value> {
         return None;
     }
     check.json("config", value)
+}
+
+fn config_schema(check: &mut Check, value: &Node) -> Option<serde_json::Value> {
+    if !matches!(value.kind, Kind::Map(_)) {
+        check.wrong_type(
+            "config_schema",
+            value,
+            "a mapping (a JSON Schema written in YAML)",
+        );
+        return None;
+    }
+    check.json("config_schema", value)
+}
+
+/// Checks `config` against `config_schema` when both were read without a
+/// problem, and fills in the schema's defaults.
+fn config_against_schema(check: &mut Check, draft: &mut Draft, root: &Node) {
+    let Kind::Map(entries) = &root.kind else {
+        return;
+    };
+    // The first of duplicate keys is the one that counts, as in `Check::unique`.
+    let entry = |name: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(key, value)| schema::Entry { key, value })
+    };
+    let (Some(schema), Some(schema_at)) = (&draft.config_schema, entry("config_schema")) else {
+        return;
+    };
+    let config_at = entry("config");
+    let config_written = config_at.is_some_and(|e| !e.value.is_null());
+    if config_written && draft.config.is_none() {
+        return; // `config` itself is wrong, and reported
+    }
+    let config = draft
+        .config
+        .get_or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+    schema::apply(check, schema_at, schema, config_at, config);
 }
 
 fn limits(check: &mut Check, value: &Node, limits: &mut Limits, positions: &mut KeyPositions) {

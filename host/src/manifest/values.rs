@@ -54,6 +54,11 @@ impl<'s> Check<'s> {
         self.problems.is_empty()
     }
 
+    /// How many problems were found so far (to tell whether a step added any).
+    pub fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
     /// A scalar as written in the file (`1.0` stays `1.0`), cut to a readable length.
     pub fn text(&self, node: &Node) -> String {
         let text = match &node.kind {

@@ -9,11 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::fingerprint;
+use super::settle::Settle;
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
 use super::watcher::{self, folder_of, folders_inside};
@@ -25,8 +26,7 @@ use crate::host_events::{FailReason, HostEvent};
 /// Why a change asked for during shutdown is refused.
 pub(crate) const SHUTTING_DOWN: &str = "the host is shutting down";
 
-/// After a folder's last change, how long to wait for more before acting.
-pub const SETTLE: Duration = Duration::from_millis(20);
+pub use super::settle::SETTLE;
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,30 +68,6 @@ impl WatchHandle {
     }
 }
 
-/// A plugin folder with changes waiting for the rest of their burst.
-#[derive(Debug)]
-struct Pending {
-    /// The last change.
-    at: Instant,
-    /// A file of the folder other than `plugin.yaml` changed.
-    scripts: bool,
-    /// A file of the folder itself changed (not only a library elsewhere).
-    folder: bool,
-    /// Changed library files of the plugin (as resolved).
-    libraries: BTreeSet<PathBuf>,
-}
-
-impl Pending {
-    fn new() -> Pending {
-        Pending {
-            at: Instant::now(),
-            scripts: false,
-            folder: false,
-            libraries: BTreeSet::new(),
-        }
-    }
-}
-
 impl Host {
     /// Watches the plugins directories, and the library of every running
     /// native plugin, and applies every change (SPEC §5, §7) until the
@@ -115,7 +91,7 @@ impl Host {
         libraries.sync(&mut w, &watched);
         // A library built after discovery found none and before this watch
         // began sent its events to nobody: try those plugins now.
-        let mut pending: BTreeMap<PathBuf, Pending> = BTreeMap::new();
+        let mut pending = Settle::default();
         for (dir, def) in watched {
             let unresolved_at_start = self
                 .catalog()
@@ -123,11 +99,7 @@ impl Host {
                 .iter()
                 .any(|e| e.dir == dir && e.def.is_none());
             if unresolved_at_start && !self.runs_from(&dir) && def.entry.is_file() {
-                pending
-                    .entry(dir)
-                    .or_insert_with(Pending::new)
-                    .libraries
-                    .insert(def.entry);
+                pending.library_found(dir, def.entry, Instant::now());
             }
         }
         // What each folder held when the watch began: a change is applied
@@ -146,7 +118,7 @@ impl Host {
             let mut resync: Option<Instant> = None;
             let mut lifecycle_open = true;
             loop {
-                let next = pending.values().map(|p| p.at + SETTLE).chain(resync).min();
+                let next = pending.next_due().into_iter().chain(resync).min();
                 let paths = tokio::select! {
                     _ = &mut stopped => return,
                     b = rx.recv() => match b {
@@ -171,9 +143,7 @@ impl Host {
                     let dirs: Vec<(PathBuf, bool)> = match libraries.classify(&path) {
                         Hit::Library(file, folders) => {
                             for dir in folders {
-                                let slot = pending.entry(dir).or_insert_with(Pending::new);
-                                slot.at = Instant::now();
-                                slot.libraries.insert(file.clone());
+                                pending.library_changed(dir, file.clone(), Instant::now());
                             }
                             continue;
                         }
@@ -197,10 +167,7 @@ impl Host {
                         },
                     };
                     for (dir, script) in dirs {
-                        let slot = pending.entry(dir).or_insert_with(Pending::new);
-                        slot.at = Instant::now();
-                        slot.folder = true;
-                        slot.scripts |= script;
+                        pending.folder_changed(dir, script, Instant::now());
                     }
                 }
                 let now = Instant::now();
@@ -211,23 +178,12 @@ impl Host {
                     for file in libraries.sync(&mut w, &library::watched_native(&host)) {
                         if let Hit::Library(file, folders) = libraries.classify(&file) {
                             for dir in folders {
-                                let slot = pending.entry(dir).or_insert_with(Pending::new);
-                                slot.libraries.insert(file.clone());
+                                pending.library_found(dir, file.clone(), now);
                             }
                         }
                     }
                 }
-                let mut due: Vec<(PathBuf, Pending)> = Vec::new();
-                for dir in pending
-                    .iter()
-                    .filter(|(_, p)| p.at + SETTLE <= now)
-                    .map(|(d, _)| d.clone())
-                    .collect::<Vec<_>>()
-                {
-                    if let Some(p) = pending.remove(&dir) {
-                        due.push((dir, p));
-                    }
-                }
+                let mut due = pending.take_due(now);
                 // Folders that are gone first: a plugin whose folder was
                 // renamed leaves the old one before it starts from the new
                 // one (its name would be taken otherwise).

@@ -64,7 +64,8 @@ pub fn plan(running: Option<&PluginDef>, found: Option<&Entry>, scripts_changed:
     Action::Swap(Box::new(def.clone()))
 }
 
-/// Whether the two versions differ in `config` and nothing else.
+/// Whether the two versions differ in `config` (and its `config_schema`,
+/// often edited with it) and nothing else.
 fn only_config_differs(old: &PluginDef, new: &PluginDef) -> bool {
     if old.manifest.config == new.manifest.config {
         return false;
@@ -72,6 +73,7 @@ fn only_config_differs(old: &PluginDef, new: &PluginDef) -> bool {
     let strip = |d: &PluginDef| {
         let mut m = d.manifest.clone();
         m.config = serde_json::Value::Null;
+        m.config_schema = None;
         m.positions = Default::default();
         (m, d.runtime, d.entry.clone())
     };
@@ -127,6 +129,19 @@ mod tests {
         assert!(matches!(
             plan(Some(&old), Some(&entry(BASE)), false),
             Action::Swap(_)
+        ));
+    }
+
+    #[test]
+    fn a_config_change_with_its_schema_reconfigures() {
+        let old = def(BASE);
+        let new = entry(&format!(
+            "{}config_schema: {{type: object, properties: {{y: {{type: integer, default: 3}}}}}}\n",
+            BASE.replace("x: 1", "x: 2")
+        ));
+        assert!(matches!(
+            plan(Some(&old), Some(&new), false),
+            Action::Configure(_)
         ));
     }
 

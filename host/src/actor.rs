@@ -289,8 +289,7 @@ fn supervise(
                 restarts: count,
             } => {
                 ctx.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                if let Some(exit) = wait_before_restart(&mut def, ctx, &mut worker, after, &state)
-                {
+                if let Some(exit) = wait_before_restart(&mut def, ctx, &mut worker, after, &state) {
                     return exit;
                 }
                 tracing::warn!(plugin = %name, restarts = count, "restarting the plugin in a fresh interpreter");
@@ -472,7 +471,11 @@ fn run(
                 }
             }
         }
-        let wait_until = if queue_turn { Some(Instant::now()) } else { deadline };
+        let wait_until = if queue_turn {
+            Some(Instant::now())
+        } else {
+            deadline
+        };
         queue_turn = false;
         match queue.pop(wait_until, take_events, flush_deferred) {
             Pop::Control(Control::Stop | Control::Drain) => break,
@@ -599,10 +602,9 @@ fn supervise_result(ctx: &Ctx<'_>, health: &mut policy::Health, name: &str, erro
             });
         }
     }
-    stats.consecutive_errors.store(
-        u64::from(health.consecutive_errors()),
-        Ordering::Relaxed,
-    );
+    stats
+        .consecutive_errors
+        .store(u64::from(health.consecutive_errors()), Ordering::Relaxed);
 }
 
 /// Replaces `plugin` by a fresh instance of `next`, between two events.
@@ -808,16 +810,13 @@ impl<'a> Worker<'a> {
             }
             Action::Forward { topic, payload } => {
                 // The same path as `bus.publish`: topic checks, then the bus.
-                let published = self
-                    .services
-                    .check_topic(self.name, &topic)
-                    .and_then(|()| {
-                        let mut event = d.event.caused(topic, payload, self.name);
-                        trace::inject_current(&mut event.headers);
-                        self.bus
-                            .publish_blocking(event, Some(self.name))
-                            .map_err(|e| e.to_string())
-                    });
+                let published = self.services.check_topic(self.name, &topic).and_then(|()| {
+                    let mut event = d.event.caused(topic, payload, self.name);
+                    trace::inject_current(&mut event.headers);
+                    self.bus
+                        .publish_blocking(event, Some(self.name))
+                        .map_err(|e| e.to_string())
+                });
                 match published {
                     Ok(_) => {
                         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);

@@ -15,16 +15,16 @@ use plughost_bindings::Event;
 use serde_json::Value;
 
 use crate::actor::Stats;
-pub use crate::bus::EventStream;
 use crate::bus::Bus;
+pub use crate::bus::EventStream;
 use crate::catalog::Catalog;
-use crate::host_events::{FailReason, HostEvent};
-use crate::supervisor::Registry;
-use crate::supervisor::lifecycle::StartError;
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
+use crate::host_events::{FailReason, HostEvent};
 use crate::reload::LiveState;
 use crate::services::Services;
+use crate::supervisor::Registry;
+use crate::supervisor::lifecycle::StartError;
 use crate::telemetry::{MetricPoint, Metrics, trace};
 use crate::topic::{self, Pattern, PatternSet, TopicError};
 
@@ -458,7 +458,11 @@ fn log_undelivered(undelivered: &[(String, String)]) {
             plugin,
             count = ids.len(),
             "undelivered at shutdown: {shown}{}",
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         );
     }
     tracing::warn!(count = undelivered.len(), "events undelivered at shutdown");

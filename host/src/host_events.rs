@@ -226,6 +226,9 @@ mod tests {
             errors: 10,
         }
         .payload();
-        assert_eq!(p, json!({"plugin": "a", "error": "main.lua:1: no", "errors": 10}));
+        assert_eq!(
+            p,
+            json!({"plugin": "a", "error": "main.lua:1: no", "errors": 10})
+        );
     }
 }

@@ -327,7 +327,19 @@ fn main() -> ExitCode {
                 .build()
             {
                 Ok(rt) => {
-                    let code = rt.block_on(plughost::cli::run::run(opts));
+                    let code = rt.block_on(async {
+                        // Listen before anything runs: a signal that arrives
+                        // while plugins start must stop the host cleanly.
+                        let signal = plughost::cli::run::shutdown_signal();
+                        match plughost::cli::run::run(opts, signal).await {
+                            Ok(report) if report.had_errors() => exit::ERRORS,
+                            Ok(_) => exit::OK,
+                            Err(e) => {
+                                tracing::error!("{e}");
+                                exit::USAGE
+                            }
+                        }
+                    });
                     // Tokio reads stdin on a blocking thread whose read cannot
                     // be cancelled: waiting for it would keep a signalled host
                     // alive until the next input line or EOF.

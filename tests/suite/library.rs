@@ -232,6 +232,62 @@ fn plugins_are_enabled_and_disabled_and_shutdown_ends_changes() {
     });
 }
 
+/// `plughost run` as a library function: the shutdown signal is passed in,
+/// so a test (or an application) stops it without a process signal, and
+/// the report, not an exit code, says how it went.
+#[test]
+fn run_stops_when_its_shutdown_future_resolves() {
+    use plughost::cli::run::{RunOptions, run};
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "p",
+        "subscriptions: [in]\n",
+        "function init() state.up = true end",
+    );
+    fx.plugin(Runtime::Lua, "broken", "", "function init( end");
+    tokio_rt().block_on(async {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let opts = RunOptions {
+            plugins: vec![fx.path().to_owned()],
+            input: None,
+            taps: Vec::new(),
+            exit_when_idle: false,
+            drain_timeout: Duration::from_secs(1),
+            watch: false,
+            export: None,
+            admin: None,
+        };
+        let running = tokio::spawn(run(opts, async {
+            let _ = stopped.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!running.is_finished(), "it runs until told to stop");
+        stop.send(()).unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .expect("it stops once the future resolves")
+            .unwrap()
+            .expect("a run that went to its end");
+        assert_eq!(report.failed.len(), 1, "{report:?}");
+        assert_eq!(report.failed[0].0, "broken");
+        assert!(report.had_errors());
+        // A missing plugins directory is a usage error, as a value.
+        let missing = RunOptions {
+            plugins: vec![fx.path().join("nowhere")],
+            input: None,
+            taps: Vec::new(),
+            exit_when_idle: false,
+            drain_timeout: Duration::from_secs(1),
+            watch: false,
+            export: None,
+            admin: None,
+        };
+        let e = run(missing, std::future::ready(())).await.unwrap_err();
+        assert!(e.to_string().contains("nowhere"), "{e}");
+    });
+}
+
 // `[Native]`: also run against the native fixture crate.
 behaviours!(
     build_start_publish_subscribe_call_and_shut_down[Native],

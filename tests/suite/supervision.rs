@@ -90,9 +90,16 @@ fn errors_in_a_row_suspend_and_exit_dead_letters_the_waiting_events(rt: Runtime)
         .filter(|d| d["plugin"] == "p")
         .collect();
     assert_eq!(dl.len(), 7, "{run}");
-    assert!(dl[..3].iter().all(|d| d["event"]["payload"]["fail"] == true));
+    assert!(
+        dl[..3]
+            .iter()
+            .all(|d| d["event"]["payload"]["fail"] == true)
+    );
     assert!(dl[3..].iter().all(|d| d["error"] == "suspended"), "{run}");
-    let waiting: Vec<&Value> = dl[3..].iter().map(|d| &d["event"]["payload"]["n"]).collect();
+    let waiting: Vec<&Value> = dl[3..]
+        .iter()
+        .map(|d| &d["event"]["payload"]["n"])
+        .collect();
     assert_eq!(waiting, [0, 1, 2, 3]);
 }
 
@@ -117,12 +124,20 @@ fn a_trial_event_resumes_the_plugin(rt: Runtime) {
         assert_eq!(suspended.topic, "plughost.plugin.suspended");
         let at = Instant::now();
         // Waits in the queue: no output until the trial.
-        host.publish("in", json!({"fail": false, "n": 1})).await.unwrap();
-        host.publish("in", json!({"fail": false, "n": 2})).await.unwrap();
+        host.publish("in", json!({"fail": false, "n": 1}))
+            .await
+            .unwrap();
+        host.publish("in", json!({"fail": false, "n": 2}))
+            .await
+            .unwrap();
         let resumed = next(&mut life, "the resumption").await;
         assert_eq!(resumed.topic, "plughost.plugin.resumed");
         assert_eq!(resumed.payload["by"], "trial");
-        assert!(at.elapsed() >= Duration::from_millis(200), "{:?}", at.elapsed());
+        assert!(
+            at.elapsed() >= Duration::from_millis(200),
+            "{:?}",
+            at.elapsed()
+        );
         // The trial was the oldest waiting event; the other follows.
         let first = next(&mut ok, "the trial's output").await;
         let second = next(&mut ok, "the next output").await;
@@ -153,7 +168,9 @@ fn a_failed_trial_doubles_the_wait(rt: Runtime) {
         next(&mut dead, "the first error").await;
         let suspended_at = Instant::now();
         // The trial fails: dead-lettered, and the next trial waits 400 ms.
-        host.publish("in", json!({"fail": true, "trial": 1})).await.unwrap();
+        host.publish("in", json!({"fail": true, "trial": 1}))
+            .await
+            .unwrap();
         let trial = next(&mut dead, "the failed trial").await;
         assert_eq!(trial.payload["event"]["payload"]["trial"], 1);
         let first_trial = suspended_at.elapsed();
@@ -231,7 +248,10 @@ fn enable_resumes_a_suspended_plugin(rt: Runtime) {
         host.set_enabled("p", true, false).await.unwrap();
         let resumed = next(&mut life, "the resumption").await;
         assert_eq!(resumed.payload["by"], "enable");
-        assert_eq!(next(&mut ok, "the waiting event").await.payload["before"], 2);
+        assert_eq!(
+            next(&mut ok, "the waiting event").await.payload["before"],
+            2
+        );
         host.shutdown(Duration::from_secs(5)).await;
     });
 }
@@ -330,7 +350,10 @@ fn a_crash_restarts_the_plugin_with_its_state(rt: Runtime) {
         let mut dead = host.subscribe("plughost.dead_letter").unwrap();
         host.start().await;
         host.publish("in", json!({})).await.unwrap();
-        assert_eq!(next(&mut counted, "the first count").await.payload["count"], 1);
+        assert_eq!(
+            next(&mut counted, "the first count").await.payload["count"],
+            1
+        );
         let crashed_at = Instant::now();
         let crash_id = host.publish("in", json!({"crash": true})).await.unwrap();
         host.publish("in", json!({})).await.unwrap();
@@ -347,7 +370,12 @@ fn a_crash_restarts_the_plugin_with_its_state(rt: Runtime) {
         let d = next(&mut dead, "the crashed event's dead letter").await;
         assert_eq!(d.payload["event"]["id"], crash_id.as_str());
         assert!(d.payload["error"].as_str().unwrap().contains("crashed"));
-        assert_eq!(next(&mut counted, "a count after the restart").await.payload["count"], 3);
+        assert_eq!(
+            next(&mut counted, "a count after the restart")
+                .await
+                .payload["count"],
+            3
+        );
         let stats = host.stats("p").unwrap();
         assert_eq!(stats.restarts.load(std::sync::atomic::Ordering::Relaxed), 1);
         let report = host.shutdown(Duration::from_secs(5)).await;
@@ -388,7 +416,10 @@ fn too_many_crashes_stop_the_plugin_for_good(rt: Runtime) {
             letters
                 .iter()
                 .any(|d| d.payload["event"]["payload"]["waiting"] == true
-                    && d.payload["error"].as_str().unwrap().contains("stopped for good")),
+                    && d.payload["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("stopped for good")),
             "{letters:?}"
         );
         assert_eq!(
@@ -414,7 +445,10 @@ fn disable_and_enable_keep_state_and_counts(rt: Runtime) {
         host.set_enabled("p", false, false).await.unwrap();
         host.set_enabled("p", true, false).await.unwrap();
         host.publish("in", json!({})).await.unwrap();
-        assert_eq!(next(&mut ok, "an output after enable").await.payload["before"], 3);
+        assert_eq!(
+            next(&mut ok, "an output after enable").await.payload["before"],
+            3
+        );
         let acked = host
             .stats("p")
             .unwrap()

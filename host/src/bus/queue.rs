@@ -297,7 +297,11 @@ impl Queue {
     /// Events parked in a suspended queue (0 when it is not suspended).
     pub fn parked(&self) -> usize {
         let inner = self.lock();
-        if inner.suspended { inner.events.len() } else { 0 }
+        if inner.suspended {
+            inner.events.len()
+        } else {
+            0
+        }
     }
 
     /// Takes every event parked in a suspended queue (none when it is not
@@ -418,7 +422,10 @@ mod tests {
         q.try_push(ev(1), false);
         q.control(Control::Drain);
         assert_eq!(topic(q.pop(None, true, || {})), "t.1");
-        assert!(matches!(q.pop(None, true, || {}), Pop::Control(Control::Drain)));
+        assert!(matches!(
+            q.pop(None, true, || {}),
+            Pop::Control(Control::Drain)
+        ));
     }
 
     #[test]
@@ -436,7 +443,10 @@ mod tests {
         let q = Queue::new(4, Overflow::Block);
         q.try_push(ev(1), false);
         q.control(Control::Stop);
-        assert!(matches!(q.pop(None, true, || {}), Pop::Control(Control::Stop)));
+        assert!(matches!(
+            q.pop(None, true, || {}),
+            Pop::Control(Control::Stop)
+        ));
         assert_eq!(topic(q.pop(None, true, || {})), "t.1");
         let start = Instant::now();
         assert!(matches!(
@@ -459,7 +469,10 @@ mod tests {
         let soon = Instant::now() + Duration::from_millis(5);
         assert!(matches!(q.pop(Some(soon), false, || {}), Pop::Timeout));
         q.control(Control::Drain);
-        assert!(matches!(q.pop(None, false, || {}), Pop::Control(Control::Drain)));
+        assert!(matches!(
+            q.pop(None, false, || {}),
+            Pop::Control(Control::Drain)
+        ));
         assert_eq!(topic(q.pop(None, true, || {})), "t.1");
         assert_eq!(q.take_parked().len(), 1);
         q.set_suspended(false);

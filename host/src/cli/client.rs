@@ -182,10 +182,12 @@ impl Client {
 /// `plughost status`'s table: one line per plugin with its supervision
 /// state (SPEC §12) and counts.
 pub fn status_table(plugins: &[Value]) -> String {
-    let mut rows = vec![[
-        "NAME", "STATE", "VERSION", "RUNTIME", "QUEUE", "ERRORS", "RESTARTS", "DEAD",
-    ]
-    .map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "NAME", "STATE", "VERSION", "RUNTIME", "QUEUE", "ERRORS", "RESTARTS", "DEAD",
+        ]
+        .map(str::to_owned),
+    ];
     for p in plugins {
         let text = |v: &Value| match v {
             Value::String(s) => s.clone(),

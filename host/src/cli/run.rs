@@ -58,38 +58,76 @@ pub mod exit {
     pub const USAGE: i32 = 2;
 }
 
-/// Runs the host until a signal (or idleness with `exit_when_idle`); returns the exit code.
-pub async fn run(opts: RunOptions) -> i32 {
-    // Listen before anything runs: a signal that arrives while plugins start
-    // or input begins must stop the host cleanly, not kill it.
-    let signal = shutdown_signal();
+/// Why `plughost run` could not run: a configuration or usage error, found
+/// before any plugin started (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The host could not be built (a plugins directory is missing).
+    #[error(transparent)]
+    Host(#[from] crate::HostError),
+    /// A `--tap` pattern is malformed.
+    #[error("--tap: {0}")]
+    Tap(crate::topic::TopicError),
+    /// The `--input` file cannot be opened.
+    #[error("--input {path}: {error}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The admin endpoint cannot listen.
+    #[error("admin: cannot listen on {listen}: {error}")]
+    Admin {
+        /// The address.
+        listen: String,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// What a run that went to its end met.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Plugins that could not start, with the error.
+    pub failed: Vec<(String, String)>,
+    /// Input lines refused.
+    pub input_errors: u64,
+    /// Events still queued at the drain deadline.
+    pub undelivered: usize,
+}
+
+impl RunReport {
+    /// Whether a plugin, an input line or an undelivered event went wrong
+    /// (exit code 1).
+    pub fn had_errors(&self) -> bool {
+        !self.failed.is_empty() || self.input_errors > 0 || self.undelivered > 0
+    }
+}
+
+/// Runs the host until `shutdown` resolves (the binary passes
+/// [`shutdown_signal`]: Ctrl-C or SIGTERM), or with `exit_when_idle` until
+/// input is done and the host idle; drains, stops, and reports. The caller
+/// picks the exit code.
+pub async fn run(
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    let signal = shutdown;
     let mut builder = Host::builder().plugins_dirs(opts.plugins.clone());
     if let Some(reader) = opts.export.as_ref().and_then(|e| e.take_metric_reader()) {
         builder = builder.metric_export(reader);
     }
-    let host = match builder.build() {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!("{e}");
-            return exit::USAGE;
-        }
-    };
-    let mut had_errors = false;
+    let host = builder.build()?;
     for e in host.catalog().errors() {
         tracing::error!("{e}");
-        had_errors = true;
     }
     let tap = if opts.taps.is_empty() {
         None
     } else {
         let patterns: Vec<&str> = opts.taps.iter().map(String::as_str).collect();
-        match host.subscribe_all(&patterns) {
-            Ok(stream) => Some(tokio::spawn(print_tap(stream))),
-            Err(e) => {
-                tracing::error!("--tap: {e}");
-                return exit::USAGE;
-            }
-        }
+        let stream = host.subscribe_all(&patterns).map_err(RunError::Tap)?;
+        Some(tokio::spawn(print_tap(stream)))
     };
     let reader = match &opts.input {
         None => None,
@@ -100,9 +138,11 @@ pub async fn run(opts: RunOptions) -> i32 {
         )),
         Some(InputSource::File(path)) => match tokio::fs::File::open(path).await {
             Ok(f) => Some((path.display().to_string(), Box::new(BufReader::new(f)) as _)),
-            Err(e) => {
-                tracing::error!("--input {}: {e}", path.display());
-                return exit::USAGE;
+            Err(error) => {
+                return Err(RunError::Input {
+                    path: path.clone(),
+                    error,
+                });
             }
         },
     };
@@ -112,20 +152,34 @@ pub async fn run(opts: RunOptions) -> i32 {
         None => None,
         Some(settings) => match Bound::bind(settings).await {
             Ok(bound) => Some(bound),
-            Err(e) => {
-                tracing::error!("admin: cannot listen on {}: {e}", settings.listen);
-                return exit::USAGE;
+            Err(error) => {
+                return Err(RunError::Admin {
+                    listen: settings.listen.to_string(),
+                    error,
+                });
             }
         },
     };
 
     let report = host.start().await;
-    had_errors |= !report.failed.is_empty();
-    tracing::info!(
-        started = report.started.len(),
-        failed = report.failed.len(),
-        "plughost running; Ctrl-C to stop"
-    );
+    let mut run_report = RunReport {
+        failed: report.failed.clone(),
+        ..RunReport::default()
+    };
+    // Errors of folders the catalog refused are in `failed` too.
+    if opts.exit_when_idle && opts.input.is_some() {
+        tracing::info!(
+            started = report.started.len(),
+            failed = report.failed.len(),
+            "plughost running until the input is done and every queue empty"
+        );
+    } else {
+        tracing::info!(
+            started = report.started.len(),
+            failed = report.failed.len(),
+            "plughost running; Ctrl-C to stop"
+        );
+    }
 
     let admin = admin.map(|bound| {
         if let Ok(addr) = bound.local_addr() {
@@ -150,7 +204,7 @@ pub async fn run(opts: RunOptions) -> i32 {
         tokio::spawn(async move { input::publish_lines(&host, &name, reader).await })
     });
     let stats = wait(&host, input_task, opts.exit_when_idle, signal).await;
-    had_errors |= stats.errors > 0;
+    run_report.input_errors = stats.errors as u64;
 
     // No reload may start a plugin while the others are being stopped; one
     // under way finishes first.
@@ -164,7 +218,7 @@ pub async fn run(opts: RunOptions) -> i32 {
     if let Some(admin) = admin {
         admin.stop().await;
     }
-    had_errors |= !shutdown.undelivered.is_empty();
+    run_report.undelivered = shutdown.undelivered.len();
     // Pending telemetry leaves before the process does (metrics were
     // flushed by `shutdown`); the exporters' blocking HTTP clients run on
     // their own threads, so this does not stall the runtime for long.
@@ -175,7 +229,7 @@ pub async fn run(opts: RunOptions) -> i32 {
     if let Some(tap) = tap {
         let _ = tap.await;
     }
-    if had_errors { exit::ERRORS } else { exit::OK }
+    Ok(run_report)
 }
 
 /// Waits for the reason to stop: a signal, or (with `exit_when_idle`) the

@@ -14,9 +14,9 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::fingerprint;
-use super::settle::Settle;
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
+use super::settle::Settle;
 use super::watcher::{self, folder_of, folders_inside};
 use crate::catalog::read_entry;
 use crate::discovery::MANIFEST_FILE;
@@ -334,7 +334,6 @@ impl Host {
         let dir = self.inner.plugins.named(name)?.dir;
         Some(self.reload_folder(&dir, true).await)
     }
-
 }
 
 fn folder_name(dir: &Path) -> String {

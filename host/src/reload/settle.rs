@@ -125,7 +125,11 @@ mod tests {
         let mut s = Settle::default();
         s.folder_changed("plugins/a".into(), false, t0);
         s.folder_changed("plugins/b".into(), false, t0 + ms(10));
-        let due: Vec<PathBuf> = s.take_due(t0 + SETTLE).into_iter().map(|(d, _)| d).collect();
+        let due: Vec<PathBuf> = s
+            .take_due(t0 + SETTLE)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         assert_eq!(due, [PathBuf::from("plugins/a")]);
         assert!(s.is_waiting(std::path::Path::new("plugins/b")));
         assert_eq!(s.take_due(t0 + ms(10) + SETTLE).len(), 1);

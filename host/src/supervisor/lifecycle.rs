@@ -288,13 +288,7 @@ impl Host {
         self.inner
             .services
             .set_publications(name, m.publications.clone().map(PatternSet::new));
-        if let Some(r) = self
-            .inner
-            .plugins
-            .lock()
-            .iter_mut()
-            .find(|r| r.dir == dir)
-        {
+        if let Some(r) = self.inner.plugins.lock().iter_mut().find(|r| r.dir == dir) {
             r.def = def.clone();
         }
         tracing::info!(plugin = %name, version = %m.version, config_only, "plugin reloaded");
@@ -400,7 +394,9 @@ impl Host {
             // Its `shutdown` hook has a time limit of its own; past that
             // (and a margin) the thread is ignoring its limits.
             let grace = r.def.manifest.limits.event_timeout() + STOP_GRACE;
-            let wait = deadline.saturating_duration_since(Instant::now()).max(grace);
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(grace);
             match tokio::time::timeout(wait, self.stop(r, false)).await {
                 Ok((undelivered, suspended)) => {
                     for d in undelivered {

@@ -90,7 +90,11 @@ impl Registry {
 
     /// The counts of plugin `name`, kept across its runs.
     pub(crate) fn stats_of(&self, name: &str) -> Arc<Stats> {
-        self.kept().entry(name.to_owned()).or_default().stats.clone()
+        self.kept()
+            .entry(name.to_owned())
+            .or_default()
+            .stats
+            .clone()
     }
 
     /// Takes the `state` plugin `name` left when it last stopped.

@@ -286,10 +286,7 @@ mod tests {
                 restarts: 3
             }
         );
-        assert_eq!(
-            r.crashed(t0 + ms(30), &c),
-            Verdict::GiveUp { restarts: 4 }
-        );
+        assert_eq!(r.crashed(t0 + ms(30), &c), Verdict::GiveUp { restarts: 4 });
     }
 
     #[test]

@@ -193,7 +193,11 @@ fn self_amplification_stays_within_the_queue_limit() {
         assert_eq!(run.payloads("plughost.plugin.suspended").len(), 1, "{run}");
         // Bounded: the waiting events (at most the queue's 16) and the
         // errors before the suspension, nothing like a storm.
-        assert!(letters.len() <= 16 + 5 + 1, "{} letters: {run}", letters.len());
+        assert!(
+            letters.len() <= 16 + 5 + 1,
+            "{} letters: {run}",
+            letters.len()
+        );
     }
 }
 

@@ -442,11 +442,22 @@ fn main() -> ExitCode {
             plugin,
             events,
             expect,
-        } => plughost::cli::test::test(&plughost::cli::test::TestOptions {
+        } => match plughost::cli::test::test(&plughost::cli::test::TestOptions {
             plugin,
             events,
             expect,
-        }),
+        }) {
+            Ok(report) if report.passed() => exit::OK,
+            Ok(_) => exit::ERRORS,
+            Err(e) => {
+                eprintln!("plughost test: {e}");
+                if e.is_usage() {
+                    exit::USAGE
+                } else {
+                    exit::ERRORS
+                }
+            }
+        },
     };
     ExitCode::from(code as u8)
 }

@@ -27,7 +27,6 @@ use serde_json::Value;
 
 use super::expect::{self, ExpectLine};
 use super::input;
-use super::run::exit;
 use crate::actor::Stats;
 use crate::bus::DEAD_LETTER_TOPIC;
 use crate::topic::PatternSet;
@@ -50,19 +49,63 @@ pub struct TestOptions {
     pub expect: Option<PathBuf>,
 }
 
-/// Runs `plughost test` on its own async runtime; returns the exit code
-/// (0 ok, 1 mismatch or plugin errors, 2 usage errors).
-pub fn test(opts: &TestOptions) -> i32 {
-    match tokio::runtime::Builder::new_current_thread()
+/// Why `plughost test` could not test the plugin. Usage errors (exit 2)
+/// are found before the plugin runs; the others are the plugin's (exit 1).
+/// Each problem's own lines were printed on stderr already.
+#[derive(Debug, thiserror::Error)]
+pub enum TestError {
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The events or expect file is unreadable or malformed.
+    #[error("{0}: bad input (see the lines above)")]
+    Input(String),
+    /// The plugin folder is not there.
+    #[error(transparent)]
+    Host(#[from] crate::HostError),
+    /// Its manifest is broken.
+    #[error("{0} cannot be loaded")]
+    CannotLoad(String),
+    /// It failed to load or its `init` failed.
+    #[error("plugin `{0}` failed to start")]
+    FailedToStart(String),
+}
+
+impl TestError {
+    /// Whether this is a usage error (the command line or its files), not
+    /// the plugin's.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            TestError::Runtime(_) | TestError::Input(_) | TestError::Host(_)
+        )
+    }
+}
+
+/// How a test run went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestReport {
+    /// Events still queued when the plugin was stopped.
+    pub undelivered: usize,
+    /// `Some(false)` when the output did not match `--expect`.
+    pub matched: Option<bool>,
+}
+
+impl TestReport {
+    /// Whether the plugin passed: everything delivered, the output as expected.
+    pub fn passed(&self) -> bool {
+        self.undelivered == 0 && self.matched != Some(false)
+    }
+}
+
+/// Runs `plughost test` on its own async runtime. What the plugin did is
+/// printed on stdout, problems on stderr; the caller picks the exit code.
+pub fn test(opts: &TestOptions) -> Result<TestReport, TestError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt.block_on(run(opts)),
-        Err(e) => {
-            eprintln!("plughost: cannot start the async runtime: {e}");
-            exit::USAGE
-        }
-    }
+        .map_err(TestError::Runtime)?
+        .block_on(run(opts))
 }
 
 /// What became of one input event.
@@ -173,7 +216,7 @@ fn json(v: &Value) -> String {
     serde_json::to_string(v).expect("JSON values serialize")
 }
 
-async fn run(opts: &TestOptions) -> i32 {
+async fn run(opts: &TestOptions) -> Result<TestReport, TestError> {
     let events_name = opts.events.display().to_string();
     let inputs = match read_events(&opts.events) {
         Ok(events) => events,
@@ -181,7 +224,7 @@ async fn run(opts: &TestOptions) -> i32 {
             for e in &errors {
                 eprintln!("{e}");
             }
-            return exit::USAGE;
+            return Err(TestError::Input(events_name));
         }
     };
     let expected = match &opts.expect {
@@ -192,22 +235,15 @@ async fn run(opts: &TestOptions) -> i32 {
                 for e in &errors {
                     eprintln!("{e}");
                 }
-                return exit::USAGE;
+                return Err(TestError::Input(path.display().to_string()));
             }
         },
     };
-    let host = match Host::builder()
+    let host = Host::builder()
         .plugins_dir(&opts.plugin)
         .standalone(true)
         .telemetry(false)
-        .build()
-    {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("plughost test: {e}");
-            return exit::USAGE;
-        }
-    };
+        .build()?;
     let Some((name, subscriptions)) = host
         .catalog()
         .entries
@@ -224,8 +260,7 @@ async fn run(opts: &TestOptions) -> i32 {
         for e in host.catalog().errors() {
             eprintln!("{e}");
         }
-        eprintln!("plughost test: {} cannot be loaded", opts.plugin.display());
-        return exit::ERRORS;
+        return Err(TestError::CannotLoad(opts.plugin.display().to_string()));
     };
     let mut tap = host.subscribe(">").expect("`>` is a valid pattern");
     let report = host.start().await;
@@ -233,9 +268,8 @@ async fn run(opts: &TestOptions) -> i32 {
         for (_, error) in &report.failed {
             eprintln!("{error}");
         }
-        eprintln!("plughost test: plugin `{name}` failed to start");
         host.shutdown(Duration::ZERO).await;
-        return exit::ERRORS;
+        return Err(TestError::FailedToStart(name));
     }
     let stats = host.stats(&name).expect("the plugin is running");
     let mut out = Output::default();
@@ -255,7 +289,7 @@ async fn run(opts: &TestOptions) -> i32 {
         if let Err(e) = host.publish_event(event).await {
             eprintln!("{events_name}:{line}:1: {e}");
             host.shutdown(Duration::ZERO).await;
-            return exit::USAGE;
+            return Err(TestError::Input(events_name));
         }
         host.wait_idle().await;
         let mut dead_letter: Option<Value> = None;
@@ -295,15 +329,15 @@ async fn run(opts: &TestOptions) -> i32 {
         }
     }
     eprintln!("{}", out.summary());
-    let mut code = if shutdown.undelivered.is_empty() {
-        exit::OK
-    } else {
-        exit::ERRORS
+    let mut report = TestReport {
+        undelivered: shutdown.undelivered.len(),
+        matched: None,
     };
     if let Some((file, lines)) = expected {
         let want: Vec<Value> = lines.iter().map(|l| l.value.clone()).collect();
         let have: Vec<Value> = out.lines.iter().map(|(_, v)| v.clone()).collect();
         let ops = expect::align(&want, &have);
+        report.matched = Some(expect::agrees(&ops));
         if expect::agrees(&ops) {
             eprintln!("output matches {file}");
         } else {
@@ -312,10 +346,9 @@ async fn run(opts: &TestOptions) -> i32 {
                 "plughost test: the output does not match {file} (- expected, + actual):\n{}",
                 expect::render(&ops, &lines, &texts, &file, DIFF_CONTEXT).trim_end()
             );
-            code = exit::ERRORS;
         }
     }
-    code
+    Ok(report)
 }
 
 /// The outcome line of input event `n`. `others` counts the other events the

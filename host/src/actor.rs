@@ -486,7 +486,7 @@ fn run(
                     resumed(ctx, health, &def.manifest.name, "reload");
                 }
                 flush_deferred();
-                let _ = done.send(result.map(|()| false).map_err(|e| e.detailed()));
+                let _ = done.send(result.map(|()| false));
             }
             Pop::Control(Control::Configure { def: next, done }) => {
                 let result = if plugin.has_on_config() {
@@ -499,7 +499,7 @@ fn run(
                     resumed(ctx, health, &def.manifest.name, "reload");
                 }
                 flush_deferred();
-                let _ = done.send(result.map_err(|e| e.detailed()));
+                let _ = done.send(result);
             }
             Pop::Control(Control::Resume) => resumed(ctx, health, &def.manifest.name, "enable"),
             Pop::Event(d) => {

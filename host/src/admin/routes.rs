@@ -133,7 +133,9 @@ async fn toggle(
         .await
         .map_err(|e| match e {
             ToggleError::Unknown(_) => unknown(name),
-            ToggleError::Persist(why) => ApiError::new(StatusCode::CONFLICT, why),
+            e @ (ToggleError::Io { .. } | ToggleError::Edit(_)) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             ToggleError::ShuttingDown => shutting_down(),
         })?;
     Ok(answer(

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use plughost_bindings::Event;
+use plughost_bindings::{Event, ScriptError};
 use tokio::sync::oneshot;
 
 use crate::catalog::PluginDef;
@@ -44,7 +44,7 @@ pub enum Control {
         /// The new version.
         def: Box<PluginDef>,
         /// Told whether the new version took over (`Ok(false)`: reloaded), or why not.
-        done: oneshot::Sender<Result<bool, String>>,
+        done: oneshot::Sender<Result<bool, ScriptError>>,
     },
     /// Hand a new `config` to the plugin (`on_config`, or a swap when it has none).
     Configure {
@@ -52,7 +52,7 @@ pub enum Control {
         def: Box<PluginDef>,
         /// Told how the plugin took the new config: `Ok(true)` by `on_config`,
         /// `Ok(false)` by a reload (it has no `on_config`), or why it did not.
-        done: oneshot::Sender<Result<bool, String>>,
+        done: oneshot::Sender<Result<bool, ScriptError>>,
     },
     /// Take events again at once, if suspended (an operator's `enable`).
     Resume,

@@ -7,20 +7,43 @@
 //! `enabled: …` goes in after `version:`. The result is parsed again and must
 //! say what was asked, so an edit can never leave a broken manifest. Pure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{Position, parse};
+use super::{ManifestError, Position, parse};
+
+/// Why `enabled:` could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// The manifest has errors: its first one.
+    #[error("cannot edit a manifest that does not parse: {0}")]
+    DoesNotParse(ManifestError),
+    /// Its layout is not one this edit rewrites.
+    #[error("{}: cannot set `enabled`: {why}", file.display())]
+    Layout {
+        /// The manifest.
+        file: PathBuf,
+        /// What is in the way.
+        why: &'static str,
+    },
+    /// The edited text would not say what was asked.
+    #[error("{}: cannot set `enabled` without rewriting the file by hand", .0.display())]
+    Unverified(PathBuf),
+}
 
 /// Returns `text` with the top-level `enabled` set to `enabled`.
 ///
 /// `file` only names the manifest in errors. Fails, leaving nothing to
 /// write, when the manifest does not parse or its layout is one this edit
 /// does not rewrite (a flow mapping, a value on the next line).
-pub fn set_enabled(file: &Path, text: &str, enabled: bool) -> Result<String, String> {
-    let manifest = parse(file, text).map_err(|errors| {
-        let first = errors.first().map(ToString::to_string).unwrap_or_default();
-        format!("cannot edit a manifest that does not parse: {first}")
+pub fn set_enabled(file: &Path, text: &str, enabled: bool) -> Result<String, EditError> {
+    let manifest = parse(file, text).map_err(|mut errors| {
+        let first = errors.swap_remove(0);
+        EditError::DoesNotParse(first)
     })?;
+    let layout = |why| EditError::Layout {
+        file: file.to_owned(),
+        why,
+    };
     if manifest.enabled == enabled && manifest.positions.get("enabled").is_some() {
         return Ok(text.to_owned());
     }
@@ -31,24 +54,21 @@ pub fn set_enabled(file: &Path, text: &str, enabled: bool) -> Result<String, Str
             let version = manifest
                 .positions
                 .get("version")
-                .ok_or_else(|| "the manifest has no `version:` line".to_owned())?;
+                .ok_or_else(|| layout("the manifest has no `version:` line"))?;
             insert_after(text, version, &format!("enabled: {word}"))
         }
     }
-    .map_err(|why| format!("{}: cannot set `enabled`: {why}", file.display()))?;
+    .map_err(layout)?;
     match parse(file, &edited) {
         Ok(m) if m.enabled == enabled => Ok(edited),
-        _ => Err(format!(
-            "{}: cannot set `enabled` without rewriting the file by hand",
-            file.display()
-        )),
+        _ => Err(EditError::Unverified(file.to_owned())),
     }
 }
 
 /// Replaces the plain scalar after the key at `at` (`enabled: VALUE`).
-fn replace_value(text: &str, at: Position, word: &str) -> Result<String, String> {
+fn replace_value(text: &str, at: Position, word: &str) -> Result<String, &'static str> {
     if at.column != 1 {
-        return Err("`enabled` is not a top-level key on a line of its own".into());
+        return Err("`enabled` is not a top-level key on a line of its own");
     }
     let (start, line) = line_at(text, at.line).ok_or("the key's line is missing")?;
     let rest = line
@@ -65,7 +85,7 @@ fn replace_value(text: &str, at: Position, word: &str) -> Result<String, String>
         .find(|c: char| c.is_whitespace() || c == '#')
         .unwrap_or(value.len());
     if value_len == 0 {
-        return Err("the value is not on the key's line".into());
+        return Err("the value is not on the key's line");
     }
     let mut out = String::with_capacity(text.len() + 1);
     out.push_str(&text[..value_start]);
@@ -75,9 +95,9 @@ fn replace_value(text: &str, at: Position, word: &str) -> Result<String, String>
 }
 
 /// Inserts `line` after the line of the top-level key at `after`.
-fn insert_after(text: &str, after: Position, line: &str) -> Result<String, String> {
+fn insert_after(text: &str, after: Position, line: &str) -> Result<String, &'static str> {
     if after.column != 1 {
-        return Err("`version` is not a top-level key on a line of its own".into());
+        return Err("`version` is not a top-level key on a line of its own");
     }
     let (start, content) = line_at(text, after.line).ok_or("the `version:` line is missing")?;
     let end = start + content.len();
@@ -113,7 +133,7 @@ mod tests {
     use super::*;
 
     fn set(text: &str, enabled: bool) -> Result<String, String> {
-        set_enabled(Path::new("p/plugin.yaml"), text, enabled)
+        set_enabled(Path::new("p/plugin.yaml"), text, enabled).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -15,17 +15,41 @@ use crate::discovery::MANIFEST_FILE;
 use crate::host::Host;
 
 /// Why [`Host::set_enabled`] changed nothing.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ToggleError {
     /// No plugin of that name is running or in any known folder.
     #[error("no plugin named `{0}`")]
     Unknown(String),
-    /// `plugin.yaml` could not be read, edited or written.
-    #[error("{0}")]
-    Persist(String),
+    /// `plugin.yaml` could not be read or written.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        error: std::sync::Arc<std::io::Error>,
+    },
+    /// `plugin.yaml` could not be edited.
+    #[error(transparent)]
+    Edit(#[from] crate::manifest::edit::EditError),
     /// The host is shutting down: nothing starts or stops any more but by it.
     #[error("the host is shutting down")]
     ShuttingDown,
+}
+
+impl PartialEq for ToggleError {
+    /// I/O errors are equal when their paths and kinds are.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ToggleError::Unknown(a), ToggleError::Unknown(b)) => a == b,
+            (ToggleError::ShuttingDown, ToggleError::ShuttingDown) => true,
+            (ToggleError::Edit(a), ToggleError::Edit(b)) => a == b,
+            (
+                ToggleError::Io { path: a, error: x },
+                ToggleError::Io { path: b, error: y },
+            ) => a == b && x.kind() == y.kind(),
+            _ => false,
+        }
+    }
 }
 
 impl Host {
@@ -108,10 +132,13 @@ fn manifest_in(dir: &Path) -> Option<crate::manifest::Manifest> {
 /// before the watcher can see it.
 fn write_enabled(dir: &Path, enabled: bool, live: &LiveState) -> Result<(), ToggleError> {
     let path = dir.join(MANIFEST_FILE);
-    let fail = |e: std::io::Error| ToggleError::Persist(format!("{}: {e}", path.display()));
+    let fail = |e: std::io::Error| ToggleError::Io {
+        path: path.clone(),
+        error: std::sync::Arc::new(e),
+    };
     let text = std::fs::read_to_string(&path).map_err(fail)?;
     let edited =
-        crate::manifest::edit::set_enabled(&path, &text, enabled).map_err(ToggleError::Persist)?;
+        crate::manifest::edit::set_enabled(&path, &text, enabled)?;
     if edited == text {
         return Ok(());
     }

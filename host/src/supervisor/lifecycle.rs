@@ -265,7 +265,7 @@ impl Host {
                 self.swapped(dir, &queue, &def, config_only);
                 return ReloadOutcome::Reloaded;
             }
-            Ok(Err(error)) => error,
+            Ok(Err(error)) => error.detailed(),
             Err(_) => "the plugin thread stopped during the reload".to_owned(),
         };
         self.announce_failure(&name, &error);

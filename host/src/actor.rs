@@ -25,7 +25,7 @@ use crate::catalog::PluginDef;
 use crate::delivery::{self, Action};
 use crate::host_events::{FailReason, HostEvent};
 use crate::manifest::Retry;
-use crate::services::Services;
+use crate::services::{PublishRefused, Services};
 use crate::supervisor::policy;
 use crate::telemetry::{Metrics, trace};
 
@@ -815,7 +815,7 @@ impl<'a> Worker<'a> {
                     trace::inject_current(&mut event.headers);
                     self.bus
                         .publish_blocking(event, Some(self.name))
-                        .map_err(|e| e.to_string())
+                        .map_err(PublishRefused::from)
                 });
                 match published {
                     Ok(_) => {

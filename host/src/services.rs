@@ -56,23 +56,43 @@ impl Services {
     }
 
     /// Checks that `plugin` may publish on `topic`.
-    pub fn check_topic(&self, plugin: &str, topic: &str) -> Result<(), String> {
-        topic::validate_topic(topic).map_err(|e| e.to_string())?;
+    pub fn check_topic(&self, plugin: &str, topic: &str) -> Result<(), PublishRefused> {
+        topic::validate_topic(topic)?;
         if crate::host_events::is_reserved(topic) {
-            return Err(format!(
-                "topic `{topic}` is reserved: topics under `plughost.` are the host's"
-            ));
+            return Err(PublishRefused::Reserved(topic.to_owned()));
         }
         let map = self.publications.read().unwrap_or_else(|p| p.into_inner());
         if let Some(allowed) = map.get(plugin).filter(|a| !a.matches(topic)) {
             let list: Vec<&str> = allowed.patterns().iter().map(|p| p.as_str()).collect();
-            return Err(format!(
-                "topic `{topic}` is outside this plugin's publications ({})",
-                list.join(", ")
-            ));
+            return Err(PublishRefused::Undeclared {
+                topic: topic.to_owned(),
+                publications: list.join(", "),
+            });
         }
         Ok(())
     }
+}
+
+/// Why a plugin's publish (`bus.publish`, `outcome.forward`) was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    /// The topic is malformed or has wildcards.
+    #[error(transparent)]
+    Topic(#[from] topic::TopicError),
+    /// The topic is the host's own.
+    #[error("topic `{0}` is reserved: topics under `plughost.` are the host's")]
+    Reserved(String),
+    /// The topic is outside the plugin's `publications`.
+    #[error("topic `{topic}` is outside this plugin's publications ({publications})")]
+    Undeclared {
+        /// The topic.
+        topic: String,
+        /// The plugin's publications, as written.
+        publications: String,
+    },
+    /// The bus refused it (its own queue full, too many hops).
+    #[error(transparent)]
+    Bus(#[from] crate::bus::Refused),
 }
 
 /// The span attribute of a script's attribute value: strings, integers,
@@ -121,7 +141,8 @@ impl HostApi for Services {
         payload: Payload,
         cause: Option<&Event>,
     ) -> Result<String, String> {
-        self.check_topic(&plugin.name, topic)?;
+        self.check_topic(&plugin.name, topic)
+            .map_err(|e| e.to_string())?;
         let mut event = match cause {
             Some(c) => c.caused(topic, payload, plugin.name.as_str()),
             None => Event::new(topic, payload, plugin.name.as_str()),

@@ -71,6 +71,9 @@ pub struct ScriptError {
     pub hook: Option<HookName>,
     /// The interpreter's call chain, innermost first, when it has one.
     pub traceback: Option<String>,
+    /// The plugin it happened in, once known (every error a loaded plugin
+    /// returns names it; see [`ScriptError::of_plugin`]).
+    pub plugin: Option<String>,
 }
 
 impl ScriptError {
@@ -84,7 +87,16 @@ impl ScriptError {
             message: message.into(),
             hook: None,
             traceback: None,
+            plugin: None,
         }
+    }
+
+    /// Names the plugin when none is named yet.
+    pub fn of_plugin(mut self, plugin: &str) -> Self {
+        if self.plugin.is_none() {
+            self.plugin = Some(plugin.to_owned());
+        }
+        self
     }
 
     /// Sets the file when none is known yet.

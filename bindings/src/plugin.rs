@@ -92,10 +92,84 @@ pub trait PluginInstance {
 
 /// Loads a plugin: compiles the entry and runs its top-level code (not `init`).
 pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstance>, ScriptError> {
-    match spec.info.runtime {
-        RuntimeKind::Lua => Ok(Box::new(crate::lua::LuaPlugin::load(spec, host)?)),
-        RuntimeKind::Rhai => Ok(Box::new(crate::rhai::RhaiPlugin::load(spec, host)?)),
-        RuntimeKind::Native => Ok(Box::new(crate::native::NativePlugin::load(spec, host)?)),
+    let name = spec.info.name.as_str();
+    let named = |e: ScriptError| e.of_plugin(name);
+    Ok(match spec.info.runtime {
+        RuntimeKind::Lua => Box::new(Named::new(
+            crate::lua::LuaPlugin::load(spec, host).map_err(named)?,
+            name,
+        )),
+        RuntimeKind::Rhai => Box::new(Named::new(
+            crate::rhai::RhaiPlugin::load(spec, host).map_err(named)?,
+            name,
+        )),
+        RuntimeKind::Native => Box::new(Named::new(
+            crate::native::NativePlugin::load(spec, host).map_err(named)?,
+            name,
+        )),
+    })
+}
+
+/// A loaded plugin whose every error names it.
+struct Named<P> {
+    inner: P,
+    name: Box<str>,
+}
+
+impl<P> Named<P> {
+    fn new(inner: P, name: &str) -> Self {
+        Named {
+            inner,
+            name: name.into(),
+        }
+    }
+
+    fn named<T>(&self, r: Result<T, ScriptError>) -> Result<T, ScriptError> {
+        r.map_err(|e| e.of_plugin(&self.name))
+    }
+}
+
+impl<P: PluginInstance> PluginInstance for Named<P> {
+    fn init(&mut self) -> Result<(), ScriptError> {
+        let r = self.inner.init();
+        self.named(r)
+    }
+
+    fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
+        let r = self.inner.on_event(event);
+        self.named(r)
+    }
+
+    fn has_on_config(&self) -> bool {
+        self.inner.has_on_config()
+    }
+
+    fn on_config(&mut self, config: &Value) -> Result<(), ScriptError> {
+        let r = self.inner.on_config(config);
+        self.named(r)
+    }
+
+    fn shutdown(&mut self) -> Result<(), ScriptError> {
+        let r = self.inner.shutdown();
+        self.named(r)
+    }
+
+    fn next_timer(&mut self) -> Option<Instant> {
+        self.inner.next_timer()
+    }
+
+    fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
+        let r = self.inner.run_due_timer(now)?;
+        Some(self.named(r))
+    }
+
+    fn clear_timers(&mut self) {
+        self.inner.clear_timers();
+    }
+
+    fn state(&mut self) -> Result<Value, ScriptError> {
+        let r = self.inner.state();
+        self.named(r)
     }
 }
 
@@ -171,5 +245,61 @@ pub(crate) fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
         } else if path.extension().is_some_and(|e| e == ext) {
             out.push(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_host::Recorder;
+    use crate::{ErrorKind, PluginInfo};
+
+    fn spec(dir: &Path, file: &str, runtime: RuntimeKind) -> PluginSpec {
+        PluginSpec {
+            info: Arc::new(PluginInfo {
+                name: "greeter".into(),
+                version: "1.0.0".into(),
+                runtime,
+            }),
+            dir: dir.to_owned(),
+            entry: dir.join(file),
+            config: Value::Object(Default::default()),
+            state: Value::Null,
+            limits: RuntimeLimits::default(),
+        }
+    }
+
+    #[test]
+    fn every_error_of_a_loaded_plugin_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, src, runtime) in [
+            (
+                "main.lua",
+                "function on_event(e) error('no') end",
+                RuntimeKind::Lua,
+            ),
+            (
+                "main.rhai",
+                "fn on_event(e) { throw \"no\"; }",
+                RuntimeKind::Rhai,
+            ),
+        ] {
+            std::fs::write(dir.path().join(file), src).unwrap();
+            let spec = spec(dir.path(), file, runtime);
+            let mut plugin = load(&spec, Arc::new(Recorder::default())).unwrap();
+            let event = Arc::new(Event::new("in", Value::Null, "host"));
+            let e = plugin.on_event(&event).unwrap_err();
+            assert_eq!(e.plugin.as_deref(), Some("greeter"), "{runtime:?}");
+            assert_eq!(e.kind, ErrorKind::Runtime);
+        }
+        // A plugin that does not load is named too.
+        std::fs::write(dir.path().join("bad.lua"), "function (").unwrap();
+        let Err(e) = load(
+            &spec(dir.path(), "bad.lua", RuntimeKind::Lua),
+            Arc::new(Recorder::default()),
+        ) else {
+            panic!("a syntax error does not load");
+        };
+        assert_eq!(e.plugin.as_deref(), Some("greeter"));
     }
 }

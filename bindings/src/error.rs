@@ -73,7 +73,7 @@ pub struct ScriptError {
     pub traceback: Option<String>,
     /// The plugin it happened in, once known (every error a loaded plugin
     /// returns names it; see [`ScriptError::of_plugin`]).
-    pub plugin: Option<String>,
+    pub plugin: Option<std::sync::Arc<crate::PluginInfo>>,
 }
 
 impl ScriptError {
@@ -92,11 +92,16 @@ impl ScriptError {
     }
 
     /// Names the plugin when none is named yet.
-    pub fn of_plugin(mut self, plugin: &str) -> Self {
+    pub fn of_plugin(mut self, plugin: &std::sync::Arc<crate::PluginInfo>) -> Self {
         if self.plugin.is_none() {
-            self.plugin = Some(plugin.to_owned());
+            self.plugin = Some(plugin.clone());
         }
         self
+    }
+
+    /// The name of the plugin it happened in, once known.
+    pub fn plugin_name(&self) -> Option<&str> {
+        self.plugin.as_deref().map(|p| p.name.as_str())
     }
 
     /// Sets the file when none is known yet.

@@ -92,7 +92,7 @@ pub trait PluginInstance {
 
 /// Loads a plugin: compiles the entry and runs its top-level code (not `init`).
 pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstance>, ScriptError> {
-    let name = spec.info.name.as_str();
+    let name = &spec.info;
     let named = |e: ScriptError| e.of_plugin(name);
     Ok(match spec.info.runtime {
         RuntimeKind::Lua => Box::new(Named::new(
@@ -113,14 +113,14 @@ pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<Box<dyn PluginInstanc
 /// A loaded plugin whose every error names it.
 struct Named<P> {
     inner: P,
-    name: Box<str>,
+    name: Arc<PluginInfo>,
 }
 
 impl<P> Named<P> {
-    fn new(inner: P, name: &str) -> Self {
+    fn new(inner: P, name: &Arc<PluginInfo>) -> Self {
         Named {
             inner,
-            name: name.into(),
+            name: name.clone(),
         }
     }
 
@@ -251,8 +251,8 @@ pub(crate) fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
     use crate::test_host::Recorder;
-    use crate::{ErrorKind, PluginInfo};
 
     fn spec(dir: &Path, file: &str, runtime: RuntimeKind) -> PluginSpec {
         PluginSpec {
@@ -289,7 +289,7 @@ mod tests {
             let mut plugin = load(&spec, Arc::new(Recorder::default())).unwrap();
             let event = Arc::new(Event::new("in", Value::Null, "host"));
             let e = plugin.on_event(&event).unwrap_err();
-            assert_eq!(e.plugin.as_deref(), Some("greeter"), "{runtime:?}");
+            assert_eq!(e.plugin_name(), Some("greeter"), "{runtime:?}");
             assert_eq!(e.kind, ErrorKind::Runtime);
         }
         // A plugin that does not load is named too.
@@ -300,6 +300,6 @@ mod tests {
         ) else {
             panic!("a syntax error does not load");
         };
-        assert_eq!(e.plugin.as_deref(), Some("greeter"));
+        assert_eq!(e.plugin_name(), Some("greeter"));
     }
 }

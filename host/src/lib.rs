@@ -75,25 +75,26 @@
 //! interface, [`plughost_bindings::PluginInstance`].
 #![deny(missing_docs)]
 
-pub mod actor;
+pub(crate) mod actor;
 pub mod admin;
-pub mod bus;
+pub(crate) mod bus;
 pub mod catalog;
 pub mod cli;
 pub mod config;
-pub mod delivery;
-pub mod deps;
+pub(crate) mod delivery;
+pub(crate) mod deps;
 pub mod discovery;
-pub mod functions;
+pub(crate) mod functions;
 pub mod host;
 pub mod host_events;
 pub mod manifest;
 pub mod reload;
-pub mod services;
+pub(crate) mod services;
 pub(crate) mod supervisor;
 pub mod telemetry;
 pub mod topic;
 
+pub use actor::{Health, Stats};
 pub use host::{
     EventStream, Host, HostBuilder, HostError, PublishError, ShutdownReport, StartReport,
 };

@@ -144,7 +144,7 @@ fn a_trial_event_resumes_the_plugin(rt: Runtime) {
         assert_eq!(first.payload["before"], 3);
         assert_eq!(second.payload["before"], 4);
         let stats = host.stats("p").unwrap();
-        assert_eq!(stats.health(), plughost::actor::Health::Running);
+        assert_eq!(stats.health(), plughost::Health::Running);
         assert_eq!(stats.errors.load(std::sync::atomic::Ordering::Relaxed), 2);
         let report = host.shutdown(Duration::from_secs(5)).await;
         assert!(report.undelivered.is_empty(), "{report:?}");
@@ -243,7 +243,7 @@ fn enable_resumes_a_suspended_plugin(rt: Runtime) {
         host.publish("in", json!({"fail": false})).await.unwrap();
         assert_eq!(
             host.stats("p").unwrap().health(),
-            plughost::actor::Health::Suspended
+            plughost::Health::Suspended
         );
         host.set_enabled("p", true, false).await.unwrap();
         let resumed = next(&mut life, "the resumption").await;
@@ -422,10 +422,7 @@ fn too_many_crashes_stop_the_plugin_for_good(rt: Runtime) {
                         .contains("stopped for good")),
             "{letters:?}"
         );
-        assert_eq!(
-            host.stats("p").unwrap().health(),
-            plughost::actor::Health::Failed
-        );
+        assert_eq!(host.stats("p").unwrap().health(), plughost::Health::Failed);
         let report = host.shutdown(Duration::from_secs(5)).await;
         assert!(report.undelivered.is_empty(), "{report:?}");
     });

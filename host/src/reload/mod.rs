@@ -8,14 +8,14 @@
 //! watches, and [`apply`] carries a plan out. A failed reload never touches
 //! the running version: the old interpreter keeps handling events.
 
-pub mod apply;
-pub mod fingerprint;
+pub(crate) mod apply;
+pub(crate) mod fingerprint;
 pub(crate) mod library;
-pub mod plan;
+pub(crate) mod plan;
 pub(crate) mod settle;
-pub mod state;
-pub mod toggle;
-pub mod watcher;
+pub(crate) mod state;
+pub(crate) mod toggle;
+pub(crate) mod watcher;
 
 pub use apply::{ReloadOutcome, WatchHandle};
 pub use state::{LiveState, ReloadRecord};

@@ -43,10 +43,9 @@ impl PartialEq for ToggleError {
             (ToggleError::Unknown(a), ToggleError::Unknown(b)) => a == b,
             (ToggleError::ShuttingDown, ToggleError::ShuttingDown) => true,
             (ToggleError::Edit(a), ToggleError::Edit(b)) => a == b,
-            (
-                ToggleError::Io { path: a, error: x },
-                ToggleError::Io { path: b, error: y },
-            ) => a == b && x.kind() == y.kind(),
+            (ToggleError::Io { path: a, error: x }, ToggleError::Io { path: b, error: y }) => {
+                a == b && x.kind() == y.kind()
+            }
             _ => false,
         }
     }
@@ -137,8 +136,7 @@ fn write_enabled(dir: &Path, enabled: bool, live: &LiveState) -> Result<(), Togg
         error: std::sync::Arc::new(e),
     };
     let text = std::fs::read_to_string(&path).map_err(fail)?;
-    let edited =
-        crate::manifest::edit::set_enabled(&path, &text, enabled)?;
+    let edited = crate::manifest::edit::set_enabled(&path, &text, enabled)?;
     if edited == text {
         return Ok(());
     }

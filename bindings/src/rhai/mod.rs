@@ -10,7 +10,8 @@
 //! life (Rhai's global state and function-resolution caches, with the
 //! script's functions and top-level imports). `config` and `state` are
 //! reachable by name in every function through the engine's variable
-//! resolver: `config` is a read-only map, `state` a shared map that hooks
+//! resolver: `config` is a read-only map (a statement assigning into it is
+//! refused at compile time, `readonly.rs`), `state` a shared map that hooks
 //! mutate in place.
 
 mod bounded;
@@ -22,6 +23,7 @@ mod event;
 mod hook;
 mod log;
 mod outcome;
+mod readonly;
 mod resolver;
 mod telemetry;
 mod timer;
@@ -179,6 +181,9 @@ impl RhaiPlugin {
         let mut ast = engine
             .compile(&source)
             .map_err(|e| error::parse_error(&e, &entry).in_hook(HookName::Load))?;
+        if let Some(e) = readonly::config_writes(&ast, &entry).into_iter().next() {
+            return Err(e.in_hook(HookName::Load));
+        }
         ast.set_source(entry.clone());
         let mut hooks = Hooks::default();
         for f in ast.iter_functions() {
@@ -430,10 +435,8 @@ impl PluginInstance for RhaiPlugin {
 pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     let mut engine = Engine::new_raw();
     engine.disable_symbol("eval");
-    crate::plugin::check_sources(spec, "rhai", |src, shown| {
-        engine
-            .compile(src)
-            .err()
-            .map(|e| error::parse_error(&e, shown))
+    crate::plugin::check_sources(spec, "rhai", |src, shown| match engine.compile(src) {
+        Err(e) => Some(error::parse_error(&e, shown)),
+        Ok(ast) => readonly::config_writes(&ast, shown).into_iter().next(),
     })
 }

@@ -44,6 +44,9 @@ impl ModuleResolver for FolderResolver {
         let mut ast = engine
             .compile(&text)
             .map_err(|e| throw(super::error::parse_error(&e, &shown).to_string(), pos))?;
+        if let Some(e) = super::readonly::config_writes(&ast, &shown).into_iter().next() {
+            return Err(throw(e.to_string(), pos));
+        }
         ast.set_source(shown);
         let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine)?.into();
         self.cache

@@ -437,7 +437,10 @@ mod tests {
         )
         .unwrap();
         let e = read_entry(dir.clone());
-        let at = format!("{}:3:1: entry `main.lua` leads outside", dir.join("plugin.yaml").display());
+        let at = format!(
+            "{}:3:1: entry `main.lua` leads outside",
+            dir.join("plugin.yaml").display()
+        );
         assert!(e.errors[0].starts_with(&at), "{e:?}");
         // A link inside the folder is fine.
         std::fs::write(dir.join("real.lua"), "").unwrap();

@@ -176,7 +176,10 @@ mod tests {
         let paths: Vec<&Path> = found.problems.iter().map(|p| p.path.as_path()).collect();
         assert_eq!(paths, [r.join("group/up"), r.join("self")], "{found:?}");
         assert!(
-            found.problems.iter().all(|p| p.reason.contains("symlink loop")),
+            found
+                .problems
+                .iter()
+                .all(|p| p.reason.contains("symlink loop")),
             "{found:?}"
         );
         assert_eq!(plugin_folders(&[r.to_path_buf()]).unwrap(), found.folders);

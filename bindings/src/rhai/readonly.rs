@@ -56,8 +56,10 @@ pub(crate) fn config_writes(ast: &AST, file: &str) -> Vec<ScriptError> {
             (own_config, has(STATE), AST::new([], lib))
         }))
         .collect();
-    let capturing: HashSet<ImmutableString> =
-        units.iter().flat_map(|(.., unit)| capturers(unit)).collect();
+    let capturing: HashSet<ImmutableString> = units
+        .iter()
+        .flat_map(|(.., unit)| capturers(unit))
+        .collect();
     let mut found = Vec::new();
     for (own_config, own_state, unit) in &units {
         let own_config = own_config

@@ -44,7 +44,10 @@ impl ModuleResolver for FolderResolver {
         let mut ast = engine
             .compile(&text)
             .map_err(|e| throw(super::error::parse_error(&e, &shown).to_string(), pos))?;
-        if let Some(e) = super::readonly::config_writes(&ast, &shown).into_iter().next() {
+        if let Some(e) = super::readonly::config_writes(&ast, &shown)
+            .into_iter()
+            .next()
+        {
             return Err(throw(e.to_string(), pos));
         }
         ast.set_source(shown);

@@ -16,9 +16,7 @@ use super::errors::ApiError;
 /// The token an environment variable's value gives: trimmed, `None` when
 /// blank.
 pub(crate) fn token_from(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 /// Whether `a` and `b` are equal, in time that depends only on their lengths.

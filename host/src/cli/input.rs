@@ -248,7 +248,11 @@ mod tests {
     fn only_an_object_is_an_event() {
         for text in [r#"["a.b", {}]"#, "  42", r#""a.b""#, "null", "true"] {
             let e = parse_line(text).unwrap_err();
-            assert!(e.message.contains("must be a JSON object"), "{text}: {}", e.message);
+            assert!(
+                e.message.contains("must be a JSON object"),
+                "{text}: {}",
+                e.message
+            );
         }
         assert_eq!(parse_line(r#"  ["a.b"]"#).unwrap_err().column, 3);
     }
@@ -272,7 +276,9 @@ mod tests {
     }
 
     fn read_all(input: &[u8]) -> Vec<(Read, Vec<u8>)> {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             // A small buffer, so lines span several chunks.
             let mut reader = tokio::io::BufReader::with_capacity(7, input);

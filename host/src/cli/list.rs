@@ -131,6 +131,9 @@ mod tests {
         assert_eq!(rows[0].runtime, None);
         assert!(!rows[0].errors.is_empty());
         let table = table(&rows);
-        assert!(table.lines().nth(1).unwrap().starts_with("greeter  2.0.0"), "{table}");
+        assert!(
+            table.lines().nth(1).unwrap().starts_with("greeter  2.0.0"),
+            "{table}"
+        );
     }
 }

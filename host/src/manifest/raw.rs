@@ -313,7 +313,11 @@ mod tests {
             text.push_str(&format!("{name}: &{name} [{refs}]\n"));
         }
         let err = read(&text).unwrap_err();
-        assert!(err.message.contains("too large or too complex"), "{}", err.message);
+        assert!(
+            err.message.contains("too large or too complex"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -100,7 +100,11 @@ fn refused(run: &Run, file: &str) -> BTreeSet<usize> {
 fn refusal(run: &Run, file: &str, number: usize) -> String {
     let needle = format!("{file}:{number}:");
     let hits: Vec<&str> = run.stderr.lines().filter(|l| l.contains(&needle)).collect();
-    assert_eq!(hits.len(), 1, "expected one refusal of line {number}\n{run}");
+    assert_eq!(
+        hits.len(),
+        1,
+        "expected one refusal of line {number}\n{run}"
+    );
     hits[0].to_owned()
 }
 
@@ -145,7 +149,10 @@ fn a_line_that_is_not_a_json_object_is_refused_not_published() {
             "{run}"
         );
     }
-    assert!(run.on("in.x").len() == 1, "only line 7 was published\n{run}");
+    assert!(
+        run.on("in.x").len() == 1,
+        "only line 7 was published\n{run}"
+    );
 }
 
 #[test]
@@ -168,8 +175,14 @@ fn malformed_json_is_refused_with_line_and_column() {
     run.expect_code(1);
     assert_eq!(seen(&run), [7], "{run}");
     assert_eq!(refused(&run, &file), (1..=6).collect(), "{run}");
-    assert!(refusal(&run, &file, 1).contains(&format!("{file}:1:30:")), "{run}");
-    assert!(refusal(&run, &file, 3).contains("unknown field `topc`"), "{run}");
+    assert!(
+        refusal(&run, &file, 1).contains(&format!("{file}:1:30:")),
+        "{run}"
+    );
+    assert!(
+        refusal(&run, &file, 3).contains("unknown field `topc`"),
+        "{run}"
+    );
 }
 
 /// A 100 MB line is refused by number without taking the host down, and
@@ -217,7 +230,13 @@ fn deeply_nested_json_is_an_error_not_a_crash() {
         "]".repeat(depth)
     )
     .into_bytes();
-    text.extend(format!("{{\"topic\": \"in.x\", \"payload\": {}\n", "{\"a\":".repeat(depth)).bytes());
+    text.extend(
+        format!(
+            "{{\"topic\": \"in.x\", \"payload\": {}\n",
+            "{\"a\":".repeat(depth)
+        )
+        .bytes(),
+    );
     text.extend(good(3));
     let (run, file) = inputs.run(&text);
     run.expect_code(1);
@@ -270,7 +289,10 @@ fn host_and_wildcard_topics_are_refused() {
     run.expect_code(1);
     assert_eq!(seen(&run), [10], "{run}");
     assert_eq!(refused(&run, &file), (1..=9).collect(), "{run}");
-    assert!(refusal(&run, &file, 1).contains("reserved for the host"), "{run}");
+    assert!(
+        refusal(&run, &file, 1).contains("reserved for the host"),
+        "{run}"
+    );
     assert!(refusal(&run, &file, 4).contains("wildcard"), "{run}");
     // The host's own events are its own: none came from the input.
     assert!(
@@ -295,9 +317,17 @@ fn every_input_line_is_accounted_for() {
         good(5),
         format!("{}\n", json!({"topic": "plughost.x", "payload": {"n": 6}})).into_bytes(),
         good(7),
-        format!("{}\n", json!({"topic": "in.x", "payload": {"n": 8}, "extra": 1})).into_bytes(),
+        format!(
+            "{}\n",
+            json!({"topic": "in.x", "payload": {"n": 8}, "extra": 1})
+        )
+        .into_bytes(),
         good(9),
-        format!("{{\"topic\": \"in.x\", \"payload\": {}}}\n", "[".repeat(5000)).into_bytes(),
+        format!(
+            "{{\"topic\": \"in.x\", \"payload\": {}}}\n",
+            "[".repeat(5000)
+        )
+        .into_bytes(),
         good(11),
         format!("{}\n", json!({"topic": "other.x", "payload": {"n": 12}})).into_bytes(),
     ];

@@ -10,9 +10,9 @@
 //! life (Rhai's global state and function-resolution caches, with the
 //! script's functions and top-level imports). `config` and `state` are
 //! reachable by name in every function through the engine's variable
-//! resolver: `config` is a read-only map (a statement assigning into it is
-//! refused at compile time, `readonly.rs`), `state` a shared map that hooks
-//! mutate in place.
+//! resolver: `config` is a read-only map (a statement assigning into it
+//! raises where it runs, a key it lacks included: `readonly.rs`), `state` a
+//! shared map that hooks mutate in place.
 
 mod bounded;
 mod bus;
@@ -139,6 +139,8 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
         }
         match name {
             "config" => Ok(Some(c.config.borrow().clone())),
+            readonly::CONFIG_WRITE => Err(readonly::config_write()),
+            readonly::STATE_WRITE => Err(readonly::state_write()),
             "state" => Ok(Some(c.state.clone())),
             _ => Ok(None),
         }
@@ -178,12 +180,10 @@ impl RhaiPlugin {
             state: state.into_shared(),
         });
         let engine = build_engine(spec, &ctx);
+        let source = readonly::guard(&engine, &source);
         let mut ast = engine
             .compile(&source)
             .map_err(|e| error::parse_error(&e, &entry).in_hook(HookName::Load))?;
-        if let Some(e) = readonly::config_writes(&ast, &entry).into_iter().next() {
-            return Err(e.in_hook(HookName::Load));
-        }
         ast.set_source(entry.clone());
         let mut hooks = Hooks::default();
         for f in ast.iter_functions() {
@@ -435,8 +435,10 @@ impl PluginInstance for RhaiPlugin {
 pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     let mut engine = Engine::new_raw();
     engine.disable_symbol("eval");
-    crate::plugin::check_sources(spec, "rhai", |src, shown| match engine.compile(src) {
-        Err(e) => Some(error::parse_error(&e, shown)),
-        Ok(ast) => readonly::config_writes(&ast, shown).into_iter().next(),
+    crate::plugin::check_sources(spec, "rhai", |src, shown| {
+        engine
+            .compile(src)
+            .err()
+            .map(|e| error::parse_error(&e, shown))
     })
 }

@@ -1,36 +1,61 @@
-//! `config` is read-only and `state` is changed in place: statements that
-//! assign into `config`, or a new value to `state`, are refused when the
-//! script is compiled.
+//! `config` is read-only and `state` is changed in place: a statement that
+//! assigns into `config`, or a new value to `state`, raises where it runs.
 //!
 //! Rhai raises for a write to a key `config` has (`Cannot modify constant
 //! config`) and for a non-pure method (`config.clear()`), but a write to a
 //! key it lacks (`config.x = 1`, `config["x"] = 1`) lands in the copy the
 //! variable resolver handed out and vanishes without a word: Rhai offers no
-//! hook that tells such a write from a read. So every assignment whose
-//! target starts at `config` (`config = …`, `config.a.b = …`,
-//! `config[k] += …`) is found in the compiled script and refused at its
-//! line and column, before anything runs. A function or closure that
-//! declares a `config` of its own (`let config`, a parameter) is left
-//! alone, except where that parameter *is* the config: `on_config`'s, and
-//! the one a closure captures the config by (Rhai passes a captured
-//! variable as an extra parameter of the same name).
+//! hook that tells such a write from a read. So the script is compiled once
+//! to find every assignment whose target starts at `config` (`config = …`,
+//! `config.a.b = …`, `config[k] += …`), and in the source that is then
+//! compiled for real, the `config` those statements start from is spelt
+//! [`CONFIG_WRITE`] (as long, so every position stays where it was). The
+//! variable resolver answers that name with Rhai's own error for a write to
+//! a constant, which Rhai places at the variable: the statement raises,
+//! catchably, at its line and column, whether the key exists or not.
+//!
+//! A function or closure that declares a `config` of its own (`let config`,
+//! a parameter) is left alone, except where that parameter *is* the
+//! config: `on_config`'s, and the one a closure captures the config by
+//! (Rhai passes a captured variable as an extra parameter of the same name).
 //!
 //! `state = #{…}` would vanish the same way (the resolver hands out the
 //! shared map, and the assignment replaces only the handed-out copy), so a
-//! statement assigning to `state` itself is refused too; `state.x = 1`
-//! changes the shared map and is fine.
+//! statement assigning to `state` itself is spelt [`STATE_WRITE`] and raises
+//! too; `state.x = 1` changes the shared map and is fine.
 
 use std::collections::HashSet;
 
-use rhai::{AST, ASTNode, Expr, FnPtr, ImmutableString, Module, Position, Stmt};
-
-use crate::{ErrorKind, ScriptError};
+use rhai::{
+    AST, ASTNode, Engine, EvalAltResult, Expr, FnPtr, ImmutableString, Module, Position, Stmt,
+};
 
 /// The name scripts read the config by.
 const CONFIG: &str = "config";
 
 /// The name scripts keep their state by.
 const STATE: &str = "state";
+
+/// How a statement writing into `config` spells it: as long as `config`.
+pub(crate) const CONFIG_WRITE: &str = "__cfg_";
+
+/// How a statement replacing `state` spells it: as long as `state`.
+pub(crate) const STATE_WRITE: &str = "__st_";
+
+/// What the variable resolver raises for [`CONFIG_WRITE`]: Rhai's own error
+/// for a write to a constant, positioned by Rhai at the variable.
+pub(crate) fn config_write() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorAssignmentToConstant(CONFIG.into(), Position::NONE).into()
+}
+
+/// What the variable resolver raises for [`STATE_WRITE`].
+pub(crate) fn state_write() -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(
+        "`state` cannot be replaced, only changed in place (`state.x = 1`, `state.clear()`)".into(),
+        Position::NONE,
+    )
+    .into()
+}
 
 /// What is wrong with one statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +66,47 @@ enum Write {
     State,
 }
 
-/// Every statement of `ast` that assigns into `config`, as errors of `file`.
-pub(crate) fn config_writes(ast: &AST, file: &str) -> Vec<ScriptError> {
+/// `source` with the `config` (or `state`) each refused write starts from
+/// respelt ([`CONFIG_WRITE`], [`STATE_WRITE`]); the source itself when it
+/// has none, or does not compile (the real compile reports that).
+pub(crate) fn guard(engine: &Engine, source: &str) -> String {
+    let Ok(ast) = engine.compile(source) else {
+        return source.to_owned();
+    };
+    respell(source, &writes(&ast))
+}
+
+/// Replaces the name at each position (1-based line, 1-based column in
+/// characters, as Rhai counts them) with its write spelling.
+fn respell(source: &str, at: &[(Write, Position)]) -> String {
+    let mut out = source.to_owned();
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    for (write, pos) in at {
+        let (Some(line), Some(column)) = (pos.line(), pos.position()) else {
+            continue;
+        };
+        let Some(&start) = line_starts.get(line - 1) else {
+            continue;
+        };
+        let Some((offset, _)) = source[start..].char_indices().nth(column - 1) else {
+            continue;
+        };
+        let offset = start + offset;
+        let (name, spelt) = match write {
+            Write::Config => (CONFIG, CONFIG_WRITE),
+            Write::State => (STATE, STATE_WRITE),
+        };
+        if source.get(offset..offset + name.len()) == Some(name) {
+            out.replace_range(offset..offset + name.len(), spelt);
+        }
+    }
+    out
+}
+
+/// Every refused write of `ast`, with the position of the name it starts from.
+fn writes(ast: &AST) -> Vec<(Write, Position)> {
     let top = AST::new(ast.statements().iter().cloned(), Module::new());
     // Each unit with the function's name when a parameter is named
     // `config`, and whether one is named `state`.
@@ -73,25 +137,6 @@ pub(crate) fn config_writes(ast: &AST, file: &str) -> Vec<ScriptError> {
     found.sort_by_key(|(_, p)| (p.line(), p.position()));
     found.dedup();
     found
-        .into_iter()
-        .map(|(write, pos)| {
-            let message = match write {
-                Write::Config => {
-                    "`config` is read-only: a write to it is refused (copy it first: \
-                     `let c = config; c.x = 1;`)"
-                }
-                Write::State => {
-                    "`state` cannot be replaced, only changed in place \
-                     (`state.x = 1`, `state.clear()`)"
-                }
-            };
-            let mut err = ScriptError::new(ErrorKind::Syntax, message);
-            err.file = Some(file.to_owned());
-            err.line = pos.line();
-            err.column = pos.position();
-            err
-        })
-        .collect()
 }
 
 /// The refused writes of one unit (the top-level statements, or one
@@ -172,13 +217,17 @@ fn root(expr: &Expr) -> &Expr {
 mod tests {
     use super::*;
 
-    fn positions(script: &str) -> Vec<(usize, usize)> {
-        let mut engine = rhai::Engine::new_raw();
+    fn engine() -> Engine {
+        let mut engine = Engine::new_raw();
         engine.set_max_expr_depths(0, 0);
-        let ast = engine.compile(script).unwrap();
-        config_writes(&ast, "main.rhai")
+        engine
+    }
+
+    fn positions(script: &str) -> Vec<(usize, usize)> {
+        let ast = engine().compile(script).unwrap();
+        writes(&ast)
             .iter()
-            .map(|e| (e.line.unwrap(), e.column.unwrap()))
+            .map(|(_, p)| (p.line().unwrap(), p.position().unwrap()))
             .collect()
     }
 
@@ -225,5 +274,26 @@ fn own() { let state = 1; state = 2; }
 fn param(state) { state = 2; }
 ";
         assert_eq!(positions(script), [(4, 5)]);
+    }
+
+    #[test]
+    fn only_the_writes_are_respelt_and_positions_stay() {
+        let script = "\
+fn on_event(e) {
+    let s = \"é config\"; config.x = config.y;
+    state = #{ config: config };
+}
+";
+        let guarded = guard(&engine(), script);
+        assert_eq!(
+            guarded,
+            "\
+fn on_event(e) {
+    let s = \"é config\"; __cfg_.x = config.y;
+    __st_ = #{ config: config };
+}
+"
+        );
+        assert_eq!(guard(&engine(), "fn broken( {"), "fn broken( {");
     }
 }

@@ -41,15 +41,10 @@ impl ModuleResolver for FolderResolver {
         let text = std::fs::read_to_string(&file.path)
             .map_err(|e| throw(format!("import `{path}`: {e}"), pos))?;
         let shown = self.dir.join(&file.relative).display().to_string();
+        let text = super::readonly::guard(engine, &text);
         let mut ast = engine
             .compile(&text)
             .map_err(|e| throw(super::error::parse_error(&e, &shown).to_string(), pos))?;
-        if let Some(e) = super::readonly::config_writes(&ast, &shown)
-            .into_iter()
-            .next()
-        {
-            return Err(throw(e.to_string(), pos));
-        }
         ast.set_source(shown);
         let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine)?.into();
         self.cache

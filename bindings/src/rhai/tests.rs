@@ -122,29 +122,34 @@ fn on_event(e) { bus::publish("out", #{ v: h::twice(e.payload.n) }); }
 }
 
 #[test]
-fn a_write_into_config_is_refused_at_load_with_its_position() {
+fn a_write_into_config_raises_where_it_runs_whether_the_key_exists_or_not() {
     let dir = tempfile::tempdir().unwrap();
-    let script = "fn on_event(e) {\n    config.missing = 1;\n}\n";
-    std::fs::write(dir.path().join("main.rhai"), script).unwrap();
-    let spec = PluginSpec {
-        info: Arc::new(PluginInfo {
-            name: "p".into(),
-            version: "1.0.0".into(),
-            runtime: RuntimeKind::Rhai,
-        }),
-        dir: dir.path().to_path_buf(),
-        entry: dir.path().join("main.rhai"),
-        config: json!({"present": 1}),
-        state: json!({}),
-        limits: RuntimeLimits::default(),
-    };
-    let Err(err) = RhaiPlugin::load(&spec, Arc::new(Recorder::default())) else {
-        panic!("a write into config loaded");
-    };
-    assert_eq!((err.line, err.column), (Some(2), Some(5)), "{err}");
-    assert!(err.message.contains("`config` is read-only"), "{err}");
-    // `plughost check` says the same.
-    let checked = super::check(&spec);
-    assert_eq!(checked.len(), 1, "{checked:?}");
-    assert_eq!(checked[0].line, Some(2));
+    let script = r#"
+fn on_event(e) {
+    let caught = [];
+    for key in ["present", "missing"] {
+        try { config[key] = 2; } catch (err) { caught.push([err.message, err.line]); }
+    }
+    try { config.missing = 1; } catch (err) { caught.push([err.message, err.line]); }
+    try { state = #{}; } catch (err) { caught.push(err); }
+    bus::publish("out", #{ caught: caught, config: config });
+    config.missing = 1;
+}
+"#;
+    let (mut plugin, host) = load_script(dir.path(), script);
+    let err = plugin.on_event(&event(json!({}))).unwrap_err();
+    assert_eq!((err.line, err.column), (Some(10), Some(5)), "{err}");
+    assert_eq!(err.message, "Cannot modify constant config", "{err}");
+    let published = host.published.lock().unwrap();
+    let write = json!(["Cannot modify constant config", 5]);
+    assert_eq!(
+        published[0].1["caught"],
+        json!([
+            write,
+            write,
+            ["Cannot modify constant config", 7],
+            "`state` cannot be replaced, only changed in place (`state.x = 1`, `state.clear()`)"
+        ])
+    );
+    assert_eq!(published[0].1["config"], json!({}));
 }

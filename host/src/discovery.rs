@@ -74,7 +74,11 @@ pub fn search(roots: &[PathBuf]) -> Result<Found, DiscoveryError> {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) if e.depth() > 0 => {
-                    problems.push(problem(&e, root));
+                    // Hidden paths are skipped, broken or not (an editor's
+                    // lock file is a dangling link named `.#file`).
+                    if !e.path().is_some_and(skipped) {
+                        problems.push(problem(&e, root));
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -130,6 +134,7 @@ fn problem(e: &walkdir::Error, root: &Path) -> PathProblem {
     PathProblem { path, reason }
 }
 
+/// Whether `dir` is skipped: hidden, or a `target/` folder.
 fn skipped(dir: &Path) -> bool {
     dir.file_name()
         .and_then(|n| n.to_str())
@@ -171,6 +176,7 @@ mod tests {
         std::fs::create_dir(r.join("group")).unwrap();
         symlink(r, r.join("group/up")).unwrap();
         symlink(r.join("self"), r.join("self")).unwrap();
+        symlink("user@host.1234", r.join(".#main.lua")).unwrap();
         let found = search(&[r.to_path_buf()]).unwrap();
         assert_eq!(found.folders, vec![r.join("a"), r.join("z")]);
         let paths: Vec<&Path> = found.problems.iter().map(|p| p.path.as_path()).collect();

@@ -133,6 +133,23 @@ fn on_event(e) {
     attack(script, "", &["time limit", "Size of array"]);
 }
 
+#[test]
+fn a_timer_that_spins_once_stops_at_the_time_limit() {
+    let script = r#"
+fn init() { timer::after(1, || { loop { } }); }
+fn on_event(e) { bus::publish("report", #{ n: e.payload.n }); }
+"#;
+    let fx = fixture(script, "", &[]);
+    let run = run_all(&fx);
+    assert_eq!(reports(&run).len() as u64, EVENTS, "{run}");
+    assert!(
+        run.stderr
+            .lines()
+            .any(|l| l.contains("time limit") && l.contains("evil")),
+        "the timer's error is logged\n{run}"
+    );
+}
+
 /// A timer due again as soon as its last run hit the time limit: the
 /// actor (`host/src/actor.rs`) runs due timers before it pops its queue,
 /// so this plugin never handles an event or a stop again, and

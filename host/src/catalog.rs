@@ -3,7 +3,13 @@
 //! Built once from the plugins directories: each folder's manifest is parsed,
 //! its runtime and entry resolved, duplicate names and dependency problems
 //! found. `plughost check` and `list` print it; the host starts the plugins
-//! in [`Catalog::start_order`]. One bad plugin never hides the others.
+//! in [`Catalog::start_order`]. One bad plugin never hides the others, and
+//! neither does a path that could not be searched (a symlink loop): it is an
+//! entry of its own, with one error naming it.
+//!
+//! A script entry (`main.lua`, `main.rhai`, or the manifest's `entry`) must
+//! resolve, links followed, to a file inside the plugin folder, as `require`
+//! and `import` must. A native library may live elsewhere (SPEC §7).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,9 +102,15 @@ pub struct Catalog {
 impl Catalog {
     /// Discovers and judges every plugin under `roots`.
     pub fn load(roots: &[PathBuf]) -> Result<Catalog, DiscoveryError> {
-        let folders = discovery::plugin_folders(roots)?;
-        let mut entries: Vec<Entry> = folders.into_iter().map(read_entry).collect();
+        let found = discovery::search(roots)?;
+        let mut entries: Vec<Entry> = found.folders.into_iter().map(read_entry).collect();
         mark_duplicates(&mut entries);
+        entries.extend(found.problems.into_iter().map(|p| Entry {
+            manifest_path: p.path.join(MANIFEST_FILE),
+            errors: vec![p.to_string()],
+            dir: p.path,
+            def: None,
+        }));
 
         let nodes: Vec<(usize, Node)> = entries
             .iter()
@@ -194,6 +206,10 @@ pub(crate) fn read_entry(dir: PathBuf) -> Entry {
         def: None,
         errors: Vec::new(),
     };
+    if let Err(e) = manifest_size(&manifest_path) {
+        entry.errors.push(e);
+        return entry;
+    }
     match manifest::parse_file(&manifest_path) {
         Err(errors) => entry.errors = errors.iter().map(ToString::to_string).collect(),
         Ok(m) => match resolve_entry(&dir, &manifest_path, &m) {
@@ -209,6 +225,73 @@ pub(crate) fn read_entry(dir: PathBuf) -> Entry {
         },
     }
     entry
+}
+
+/// Refuses a manifest larger than [`raw::MAX_BYTES`](crate::manifest::raw::MAX_BYTES)
+/// before it is read.
+fn manifest_size(path: &Path) -> Result<(), String> {
+    let max = crate::manifest::raw::MAX_BYTES;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > max as u64 => Err(format!(
+            "{}: the manifest is {} bytes, over the limit of {max} bytes",
+            path.display(),
+            meta.len()
+        )),
+        // An unreadable file is reported by the read itself.
+        _ => Ok(()),
+    }
+}
+
+/// The `name` and `version` a manifest declares, each when valid, whatever
+/// else is wrong with it: what `plughost list` shows for a plugin whose
+/// manifest has errors. `(None, None)` when the text is not YAML.
+pub fn declared_name(text: &str) -> (Option<String>, Option<String>) {
+    use crate::manifest::raw::{self, Kind};
+    let Ok(root) = raw::read(text) else {
+        return (None, None);
+    };
+    let Kind::Map(entries) = &root.kind else {
+        return (None, None);
+    };
+    let value = |key: &str| {
+        let mut found = entries.iter().filter(|(k, _)| k.as_str() == Some(key));
+        // A duplicated key is ambiguous: show neither.
+        match (found.next(), found.next()) {
+            (Some((_, v)), None) => v.as_str().map(str::to_owned),
+            _ => None,
+        }
+    };
+    let name = value("name").filter(|n| manifest::is_valid_name(n));
+    let version = value("version").filter(|v| semver::Version::parse(v).is_ok());
+    (name, version)
+}
+
+/// [`declared_name`] of the manifest at `path`; `(None, None)` when it
+/// cannot be read or is over the size limit.
+pub fn declared_name_of(path: &Path) -> (Option<String>, Option<String>) {
+    if manifest_size(path).is_err() {
+        return (None, None);
+    }
+    std::fs::read_to_string(path).map_or((None, None), |text| declared_name(&text))
+}
+
+/// Refuses a script entry that resolves (links followed) outside the
+/// plugin folder. `shown` is how the entry is named in the message.
+fn inside_folder(dir: &Path, path: &Path, shown: &str) -> Result<(), String> {
+    let (Ok(folder), Ok(real)) = (dir.canonicalize(), path.canonicalize()) else {
+        // Not there: the caller's own check says so.
+        return Ok(());
+    };
+    if real.starts_with(&folder) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{shown} leads outside the plugin folder {} (to {}); a script entry must be a \
+             file inside it",
+            dir.display(),
+            real.display()
+        ))
+    }
 }
 
 /// Picks the runtime and entry file as SPEC §2 says.
@@ -231,6 +314,8 @@ fn resolve_entry(
         }
         (Some(runtime), Some(entry)) => {
             let path = dir.join(entry);
+            inside_folder(dir, &path, &format!("entry `{entry}`"))
+                .map_err(|e| format!("{}: {e}", at("entry")))?;
             if !path.is_file() {
                 return Err(format!(
                     "{}: entry `{entry}` not found in {}",
@@ -245,6 +330,7 @@ fn resolve_entry(
                 .default_entry()
                 .ok_or_else(|| format!("{}: `runtime: native` needs `entry`", at("runtime")))?;
             let path = dir.join(default);
+            inside_folder(dir, &path, default).map_err(|e| format!("{}: {e}", dir.display()))?;
             if !path.is_file() {
                 return Err(format!(
                     "{}: `runtime: {runtime}` but {} has no {default}",
@@ -260,7 +346,13 @@ fn resolve_entry(
                 .filter(|r| dir.join(r.default_entry().unwrap_or_default()).is_file())
                 .collect();
             match candidates.as_slice() {
-                [one] => Ok((*one, dir.join(one.default_entry().unwrap_or_default()))),
+                [one] => {
+                    let default = one.default_entry().unwrap_or_default();
+                    let path = dir.join(default);
+                    inside_folder(dir, &path, default)
+                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    Ok((*one, path))
+                }
                 [] => Err(format!(
                     "{file}: no entry script: add main.lua or main.rhai to {}, or set `entry`",
                     dir.display()
@@ -296,5 +388,78 @@ fn mark_duplicates(entries: &mut [Entry]) {
                 places.join(" and ")
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_declared_name_and_version_survive_other_errors() {
+        let text = "name: greeter\nversion: 1.2.3\nlimits: {queue: nope}\nbogus: 1\n";
+        assert_eq!(
+            declared_name(text),
+            (Some("greeter".into()), Some("1.2.3".into()))
+        );
+        assert_eq!(
+            declared_name("name: greeter\nversion: 1.0\n"),
+            (Some("greeter".into()), None)
+        );
+        assert_eq!(declared_name("name: Bad Name\nversion: 1.0.0\n").0, None);
+        assert_eq!(declared_name("name: a\nname: b\n").0, None);
+        assert_eq!(declared_name("name: [unclosed\n"), (None, None));
+        assert_eq!(declared_name("- a list\n"), (None, None));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_script_entry_linked_outside_the_folder_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside.lua");
+        std::fs::write(&outside, "bus.publish('escaped', {})\n").unwrap();
+        let dir = tmp.path().join("p");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join("main.lua")).unwrap();
+        // Entry left out: the error names the folder.
+        std::fs::write(dir.join("plugin.yaml"), "name: p\nversion: 1.0.0\n").unwrap();
+        let e = read_entry(dir.clone());
+        assert!(e.def.is_none(), "{e:?}");
+        assert_eq!(e.errors.len(), 1, "{e:?}");
+        assert!(
+            e.errors[0].starts_with(&format!("{}: main.lua leads outside", dir.display())),
+            "{e:?}"
+        );
+        // Entry given: the error names its line and column.
+        std::fs::write(
+            dir.join("plugin.yaml"),
+            "name: p\nversion: 1.0.0\nentry: main.lua\n",
+        )
+        .unwrap();
+        let e = read_entry(dir.clone());
+        let at = format!(
+            "{}:3:1: entry `main.lua` leads outside",
+            dir.join("plugin.yaml").display()
+        );
+        assert!(e.errors[0].starts_with(&at), "{e:?}");
+        // A link inside the folder is fine.
+        std::fs::write(dir.join("real.lua"), "").unwrap();
+        std::fs::remove_file(dir.join("main.lua")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real.lua"), dir.join("main.lua")).unwrap();
+        assert!(read_entry(dir).is_ok());
+    }
+
+    #[test]
+    fn a_manifest_over_the_size_limit_is_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("p");
+        std::fs::create_dir(&dir).unwrap();
+        let mut text = String::from("name: p\nversion: 1.0.0\n");
+        text.push_str(&"# padding\n".repeat(crate::manifest::raw::MAX_BYTES / 10 + 1));
+        std::fs::write(dir.join("plugin.yaml"), text).unwrap();
+        std::fs::write(dir.join("main.lua"), "").unwrap();
+        let e = read_entry(dir);
+        assert_eq!(e.errors.len(), 1, "{e:?}");
+        assert!(e.errors[0].contains("over the limit"), "{e:?}");
     }
 }

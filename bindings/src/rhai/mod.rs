@@ -10,8 +10,9 @@
 //! life (Rhai's global state and function-resolution caches, with the
 //! script's functions and top-level imports). `config` and `state` are
 //! reachable by name in every function through the engine's variable
-//! resolver: `config` is a read-only map, `state` a shared map that hooks
-//! mutate in place.
+//! resolver: `config` is a read-only map (a statement assigning into it
+//! raises where it runs, a key it lacks included: `readonly.rs`), `state` a
+//! shared map that hooks mutate in place.
 
 mod bounded;
 mod bus;
@@ -22,6 +23,7 @@ mod event;
 mod hook;
 mod log;
 mod outcome;
+mod readonly;
 mod resolver;
 mod telemetry;
 mod timer;
@@ -137,6 +139,8 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
         }
         match name {
             "config" => Ok(Some(c.config.borrow().clone())),
+            readonly::CONFIG_WRITE => Err(readonly::config_write()),
+            readonly::STATE_WRITE => Err(readonly::state_write()),
             "state" => Ok(Some(c.state.clone())),
             _ => Ok(None),
         }
@@ -176,6 +180,7 @@ impl RhaiPlugin {
             state: state.into_shared(),
         });
         let engine = build_engine(spec, &ctx);
+        let source = readonly::guard(&engine, &source);
         let mut ast = engine
             .compile(&source)
             .map_err(|e| error::parse_error(&e, &entry).in_hook(HookName::Load))?;

@@ -41,6 +41,7 @@ impl ModuleResolver for FolderResolver {
         let text = std::fs::read_to_string(&file.path)
             .map_err(|e| throw(format!("import `{path}`: {e}"), pos))?;
         let shown = self.dir.join(&file.relative).display().to_string();
+        let text = super::readonly::guard(engine, &text);
         let mut ast = engine
             .compile(&text)
             .map_err(|e| throw(super::error::parse_error(&e, &shown).to_string(), pos))?;

@@ -120,3 +120,36 @@ fn on_event(e) { bus::publish("out", #{ v: h::twice(e.payload.n) }); }
     plugin.on_event(&event(json!({"n": 21}))).unwrap();
     assert_eq!(host.published.lock().unwrap()[0].1, json!({"v": 42}));
 }
+
+#[test]
+fn a_write_into_config_raises_where_it_runs_whether_the_key_exists_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+fn on_event(e) {
+    let caught = [];
+    for key in ["present", "missing"] {
+        try { config[key] = 2; } catch (err) { caught.push([err.message, err.line]); }
+    }
+    try { config.missing = 1; } catch (err) { caught.push([err.message, err.line]); }
+    try { state = #{}; } catch (err) { caught.push(err); }
+    bus::publish("out", #{ caught: caught, config: config });
+    config.missing = 1;
+}
+"#;
+    let (mut plugin, host) = load_script(dir.path(), script);
+    let err = plugin.on_event(&event(json!({}))).unwrap_err();
+    assert_eq!((err.line, err.column), (Some(10), Some(5)), "{err}");
+    assert_eq!(err.message, "Cannot modify constant config", "{err}");
+    let published = host.published.lock().unwrap();
+    let write = json!(["Cannot modify constant config", 5]);
+    assert_eq!(
+        published[0].1["caught"],
+        json!([
+            write,
+            write,
+            ["Cannot modify constant config", 7],
+            "`state` cannot be replaced, only changed in place (`state.x = 1`, `state.clear()`)"
+        ])
+    );
+    assert_eq!(published[0].1["config"], json!({}));
+}

@@ -1,4 +1,8 @@
-//! Bearer token check, in constant time.
+//! The bearer token: what counts as one, and the check, in constant time.
+//!
+//! A token is the variable's value with surrounding whitespace removed; a
+//! value that is empty or only whitespace is no token at all, so it can
+//! neither open a non-loopback listen address nor lock loopback out.
 
 use std::sync::Arc;
 
@@ -8,6 +12,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::errors::ApiError;
+
+/// The token an environment variable's value gives: trimmed, `None` when
+/// blank.
+pub(crate) fn token_from(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
 
 /// Whether `a` and `b` are equal, in time that depends only on their lengths.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -47,7 +57,15 @@ pub(crate) async fn require_token(
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, token_from};
+
+    #[test]
+    fn a_blank_value_is_no_token() {
+        assert_eq!(token_from(None), None);
+        assert_eq!(token_from(Some(String::new())), None);
+        assert_eq!(token_from(Some("   \t\n".into())), None);
+        assert_eq!(token_from(Some(" s3cret \n".into())), Some("s3cret".into()));
+    }
 
     #[test]
     fn compares_tokens() {

@@ -7,7 +7,7 @@
 //! address needs a bearer token (checked in constant time). The server stops
 //! with the host, after it has drained; `/health` answers 503 meanwhile.
 
-mod auth;
+pub(crate) mod auth;
 mod errors;
 mod routes;
 
@@ -53,7 +53,7 @@ impl AdminSettings {
             format!("admin: `{listen}` is not a socket address (write e.g. `127.0.0.1:9090`)")
         })?;
         let var = token_env.unwrap_or(DEFAULT_TOKEN_ENV);
-        let token = std::env::var(var).ok().filter(|t| !t.is_empty());
+        let token = auth::token_from(std::env::var(var).ok());
         if token.is_none() && !listen.ip().is_loopback() {
             return Err(format!(
                 "admin: refusing to listen on non-loopback address {listen} without a bearer token; \

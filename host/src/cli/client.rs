@@ -84,7 +84,7 @@ impl Client {
         let var = config
             .and_then(|c| c.token_env.as_deref())
             .unwrap_or(DEFAULT_TOKEN_ENV);
-        let token = std::env::var(var).ok().filter(|t| !t.is_empty());
+        let token = crate::admin::auth::token_from(std::env::var(var).ok());
         Client::new(&addr, token)
     }
 

@@ -1,9 +1,12 @@
 //! `--input`: one JSON event per line, from a file or stdin.
 //!
-//! Parsing a line is pure ([`parse_line`]); [`publish_lines`] reads the
-//! stream line by line (stdin is never read to the end first) and publishes
-//! each event as it arrives. A bad line is reported as `name:line:col:
-//! message` and skipped; the rest still flow.
+//! Parsing a line is pure ([`parse_line`], [`parse_bytes`]); [`publish_lines`]
+//! reads the stream line by line (stdin is never read to the end first) and
+//! publishes each event as it arrives. A bad line (not UTF-8, not a JSON
+//! object, longer than [`MAX_LINE_BYTES`], a bad or reserved topic) is
+//! reported as `name:line:col: message` and skipped; the lines after it
+//! still flow. A line over the limit is never held in memory whole: its
+//! bytes past the limit are read and thrown away up to its newline.
 
 use std::collections::BTreeMap;
 
@@ -36,10 +39,34 @@ pub struct LineError {
     pub message: String,
 }
 
+/// The longest input line accepted, its newline excluded: 1 MiB, the same
+/// bound as an event posted to the admin endpoint.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Parses one line as read (bytes, newline removed): it must be UTF-8, then
+/// as [`parse_line`].
+pub fn parse_bytes(bytes: &[u8]) -> Result<Option<Event>, LineError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| LineError {
+        column: e.valid_up_to() + 1,
+        message: "the line is not valid UTF-8".into(),
+    })?;
+    parse_line(text)
+}
+
 /// Parses one line into an event with source `host`; `Ok(None)` for a blank line.
 pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
-    if text.trim().is_empty() {
+    let Some(first) = text.find(|c: char| !c.is_whitespace()) else {
         return Ok(None);
+    };
+    // serde reads a struct from a JSON array too (`["a.b", {}]`): only an
+    // object is an event.
+    if !text[first..].starts_with('{') {
+        return Err(LineError {
+            column: text[..first].chars().count() + 1,
+            message: "an input line must be a JSON object \
+                      (expected {\"topic\": \"a.b\", \"payload\": ...})"
+                .into(),
+        });
     }
     let line: Line = serde_json::from_str(text).map_err(|e| LineError {
         column: e.column().max(1),
@@ -85,11 +112,12 @@ pub async fn publish_lines<R: AsyncBufRead + Unpin>(
     reader: R,
 ) -> InputStats {
     let mut stats = InputStats::default();
-    let mut lines = reader.lines();
+    let mut reader = reader;
+    let mut line = Vec::new();
     let mut number = 0usize;
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(l)) => l,
+        let read = match read_line(&mut reader, &mut line).await {
+            Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
                 tracing::error!("{name}:{}: cannot read input: {e}", number + 1);
@@ -98,7 +126,16 @@ pub async fn publish_lines<R: AsyncBufRead + Unpin>(
             }
         };
         number += 1;
-        match parse_line(&line) {
+        if let Read::TooLong(len) = read {
+            tracing::error!(
+                "{name}:{number}:{}: the line is {len} bytes long, over the limit of \
+                 {MAX_LINE_BYTES} bytes; skipped",
+                MAX_LINE_BYTES + 1
+            );
+            stats.errors += 1;
+            continue;
+        }
+        match parse_bytes(&line) {
             Ok(None) => {}
             Ok(Some(event)) => match host.publish_event(event).await {
                 Ok(_) => stats.published += 1,
@@ -114,6 +151,62 @@ pub async fn publish_lines<R: AsyncBufRead + Unpin>(
         }
     }
     stats
+}
+
+/// How one line was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The line is in the buffer.
+    Whole,
+    /// The line was longer than [`MAX_LINE_BYTES`] (its length in bytes); it
+    /// was read to its end and thrown away.
+    TooLong(usize),
+}
+
+/// Reads the next line into `line` (without `\n` or `\r\n`); `None` at the
+/// end of the input. A line over [`MAX_LINE_BYTES`] is consumed but not kept.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<Read>> {
+    line.clear();
+    let mut len = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let content = &chunk[..newline.unwrap_or(chunk.len())];
+        len = len.saturating_add(content.len());
+        if len <= MAX_LINE_BYTES + 1 {
+            // One byte over the limit is kept, so a `\r` before the newline
+            // does not count against it.
+            line.extend_from_slice(content);
+        } else if !line.is_empty() {
+            *line = Vec::new();
+        }
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\r') && len <= MAX_LINE_BYTES + 1 {
+        line.pop();
+        len -= 1;
+    }
+    Ok(Some(if len > MAX_LINE_BYTES {
+        line.clear();
+        Read::TooLong(len)
+    } else {
+        Read::Whole
+    }))
 }
 
 #[cfg(test)]
@@ -149,5 +242,72 @@ mod tests {
         assert!(e.message.contains("wildcard"), "{}", e.message);
         let e = parse_line(r#"{"topic": "plughost.dead_letter"}"#).unwrap_err();
         assert!(e.message.contains("reserved"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_an_object_is_an_event() {
+        for text in [r#"["a.b", {}]"#, "  42", r#""a.b""#, "null", "true"] {
+            let e = parse_line(text).unwrap_err();
+            assert!(
+                e.message.contains("must be a JSON object"),
+                "{text}: {}",
+                e.message
+            );
+        }
+        assert_eq!(parse_line(r#"  ["a.b"]"#).unwrap_err().column, 3);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_names_the_column() {
+        let e = parse_bytes(b"{\"topic\": \"a\xff\"}").unwrap_err();
+        assert_eq!(e.column, 13);
+        assert!(e.message.contains("UTF-8"), "{}", e.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!(
+            r#"{{"topic": "a", "payload": {}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let e = parse_line(&deep).unwrap_err();
+        assert!(e.message.contains("recursion limit"), "{}", e.message);
+    }
+
+    fn read_all(input: &[u8]) -> Vec<(Read, Vec<u8>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // A small buffer, so lines span several chunks.
+            let mut reader = tokio::io::BufReader::with_capacity(7, input);
+            let mut line = Vec::new();
+            let mut out = Vec::new();
+            while let Some(r) = read_line(&mut reader, &mut line).await.unwrap() {
+                out.push((r, line.clone()));
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn lines_are_split_with_crlf_removed_and_long_ones_refused() {
+        let long = vec![b'x'; MAX_LINE_BYTES + 1];
+        let exact = vec![b'y'; MAX_LINE_BYTES];
+        let mut input = b"a\r\n\nbad \xff\n".to_vec();
+        input.extend_from_slice(&long);
+        input.push(b'\n');
+        input.extend_from_slice(&exact);
+        input.extend_from_slice(b"\r\nlast");
+        let lines = read_all(&input);
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0], (Read::Whole, b"a".to_vec()));
+        assert_eq!(lines[1], (Read::Whole, b"".to_vec()));
+        assert_eq!(lines[2], (Read::Whole, b"bad \xff".to_vec()));
+        assert_eq!(lines[3].0, Read::TooLong(MAX_LINE_BYTES + 1));
+        assert!(lines[3].1.is_empty(), "a refused line is not kept");
+        assert_eq!(lines[4], (Read::Whole, exact));
+        assert_eq!(lines[5], (Read::Whole, b"last".to_vec()));
     }
 }

@@ -1,4 +1,7 @@
 //! `plughost list`: what is installed, as a table or as JSON.
+//!
+//! A plugin whose manifest has errors still shows the `name` and `version`
+//! it declares when those are valid ([`crate::catalog::declared_name`]).
 
 use serde::Serialize;
 
@@ -7,7 +10,7 @@ use crate::catalog::Catalog;
 /// One row of `plughost list`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Row {
-    /// The plugin's name (`null` when its manifest has no valid name).
+    /// The plugin's name (`null` when its manifest declares no valid name).
     pub name: Option<String>,
     /// Its version.
     pub version: Option<String>,
@@ -30,9 +33,16 @@ pub fn rows(catalog: &Catalog) -> Vec<Row> {
         .iter()
         .map(|e| {
             let def = e.def.as_ref();
+            let (name, version) = match def {
+                Some(d) => (
+                    Some(d.manifest.name.clone()),
+                    Some(d.manifest.version.to_string()),
+                ),
+                None => crate::catalog::declared_name_of(&e.manifest_path),
+            };
             Row {
-                name: def.map(|d| d.manifest.name.clone()),
-                version: def.map(|d| d.manifest.version.to_string()),
+                name,
+                version,
                 runtime: def.map(|d| d.runtime.to_string()),
                 enabled: def.map(|d| d.manifest.enabled),
                 subscriptions: def
@@ -96,4 +106,34 @@ pub fn table(rows: &[Row]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_with_errors_elsewhere_shows_its_name_and_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("folder");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(
+            dir.join("plugin.yaml"),
+            "name: greeter\nversion: 2.0.0\nlimits: {queue: lots}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("main.lua"), "").unwrap();
+        let catalog = Catalog::load(&[tmp.path().to_path_buf()]).unwrap();
+        let rows = rows(&catalog);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].name.as_deref(), Some("greeter"));
+        assert_eq!(rows[0].version.as_deref(), Some("2.0.0"));
+        assert_eq!(rows[0].runtime, None);
+        assert!(!rows[0].errors.is_empty());
+        let table = table(&rows);
+        assert!(
+            table.lines().nth(1).unwrap().starts_with("greeter  2.0.0"),
+            "{table}"
+        );
+    }
 }

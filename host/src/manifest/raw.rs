@@ -11,6 +11,10 @@
 //! stay strings), so `n: 1` or a config value `country: no` means what it says.
 //! Duplicate keys are passed through to the tree; `validate` refuses them with
 //! the position of both occurrences.
+//!
+//! A manifest is small: a text over [`MAX_BYTES`] is refused before it is
+//! parsed, and serde-saphyr's budget (on by default) refuses alias bombs
+//! ("billion laughs") and runaway nesting as syntax errors.
 
 use std::fmt;
 
@@ -82,8 +86,20 @@ pub(crate) struct SyntaxError {
     pub message: String,
 }
 
+/// The largest manifest accepted, in bytes: 1 MiB.
+pub(crate) const MAX_BYTES: usize = 1024 * 1024;
+
 /// Parses `text` into a node tree; an empty document is a [`Kind::Null`] root.
 pub(crate) fn read(text: &str) -> Result<Node, SyntaxError> {
+    if text.len() > MAX_BYTES {
+        return Err(SyntaxError {
+            pos: None,
+            message: format!(
+                "the manifest is {} bytes, over the limit of {MAX_BYTES} bytes",
+                text.len()
+            ),
+        });
+    }
     let options = serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: DuplicateKeyPolicy::PassThrough,
@@ -277,6 +293,31 @@ mod tests {
         let err = read("a: [1, 2\nb: 3\n").unwrap_err();
         assert_eq!(err.pos, Some(at(2, 2)));
         assert!(!err.message.contains('\n'), "{}", err.message);
+    }
+
+    #[test]
+    fn a_text_over_the_limit_is_not_parsed() {
+        let text = format!("a: 1\n{}", "#".repeat(MAX_BYTES));
+        let err = read(&text).unwrap_err();
+        assert!(err.message.contains("over the limit"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_a_syntax_error() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i", "j"])
+        {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let err = read(&text).unwrap_err();
+        assert!(
+            err.message.contains("too large or too complex"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

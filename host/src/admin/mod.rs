@@ -9,6 +9,7 @@
 
 pub(crate) mod auth;
 mod errors;
+mod extract;
 mod routes;
 
 use std::collections::HashMap;

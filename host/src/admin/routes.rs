@@ -8,13 +8,14 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 
 use super::errors::ApiError;
+use super::extract::Segment;
 use super::{BODY_LIMIT, State as AdminState};
 use crate::PublishError;
 use crate::reload::{ReloadOutcome, ToggleError};
@@ -36,6 +37,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(
+            super::extract::limit_declared_length,
         ))
         .with_state(state)
 }
@@ -70,7 +74,7 @@ async fn plugins(State(state): State<Shared>) -> Json<Value> {
 
 async fn plugin(
     State(state): State<Shared>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
     describe(&state, &name)
@@ -78,10 +82,7 @@ async fn plugin(
         .ok_or_else(|| unknown(&name))
 }
 
-async fn reload(
-    State(state): State<Shared>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+async fn reload(State(state): State<Shared>, Segment(name): Segment) -> Result<Response, ApiError> {
     check_name(&name)?;
     refuse_when_shutting_down(&state)?;
     let outcome = match state.host.reload_plugin(&name).await {
@@ -103,7 +104,7 @@ async fn reload(
 /// `POST /plugins/{name}/enable[?persist=true]`.
 async fn enable(
     State(state): State<Shared>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     toggle(&state, &name, true, query.as_deref()).await
@@ -112,7 +113,7 @@ async fn enable(
 /// `POST /plugins/{name}/disable[?persist=true]`.
 async fn disable(
     State(state): State<Shared>,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     toggle(&state, &name, false, query.as_deref()).await
@@ -208,7 +209,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
 
 async fn publish(
     State(state): State<Shared>,
-    Path(topic): Path<String>,
+    Segment(topic): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|r| {

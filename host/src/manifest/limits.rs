@@ -61,6 +61,16 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The largest `memory_mb`: 64 GiB. More is no cap at all.
+    pub const MAX_MEMORY_MB: u64 = 64 * 1024;
+
+    /// The largest `event_timeout_ms`: one hour. More is no limit at all,
+    /// and shutdown waits for a hook's limit.
+    pub const MAX_EVENT_TIMEOUT_MS: u64 = 60 * 60 * 1000;
+
+    /// The largest `queue`: ten million events.
+    pub const MAX_QUEUE: usize = 10_000_000;
+
     /// The memory cap in bytes (saturating).
     pub fn memory_bytes(&self) -> u64 {
         self.memory_mb.saturating_mul(1024 * 1024)

@@ -225,13 +225,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Manifest, Vec<ManifestError>> {
 }
 
 /// Reads `path` and parses it; an unreadable file is one error without a position.
+///
+/// At most one byte over the size limit is read: a huge file is refused
+/// without being held in memory.
 pub fn parse_file(path: &Path) -> Result<Manifest, Vec<ManifestError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ManifestError::new(
-            path,
-            None,
-            format!("cannot read the manifest: {e}"),
-        )]
-    })?;
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(raw::MAX_BYTES as u64 + 1).read_to_string(&mut text))
+        .map_err(|e| {
+            vec![ManifestError::new(
+                path,
+                None,
+                format!("cannot read the manifest: {e}"),
+            )]
+        })?;
     parse(path, &text)
 }

@@ -962,3 +962,17 @@ fn a_config_with_errors_of_its_own_is_not_checked_against_the_schema() {
         "19:3: config: keys must be strings, found the number `1` (quote it: `\"1\"`)"
     );
 }
+
+#[test]
+fn a_huge_file_is_refused_without_being_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugin.yaml");
+    let mut text = String::from("name: big\nversion: 1.0.0\n");
+    text.push_str(&"# padding\n".repeat(super::raw::MAX_BYTES / 10 + 1));
+    std::fs::write(&path, text).unwrap();
+    let errors = super::parse_file(&path).unwrap_err();
+    assert!(
+        errors[0].to_string().contains("over the limit"),
+        "{errors:?}"
+    );
+}

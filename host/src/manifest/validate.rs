@@ -472,16 +472,16 @@ fn limits(check: &mut Check, value: &Node, limits: &mut Limits, positions: &mut 
         match name {
             "memory_mb" => set(
                 &mut limits.memory_mb,
-                check.integer(&label, value, 1, u64::MAX),
+                check.integer(&label, value, 1, Limits::MAX_MEMORY_MB),
             ),
             "event_timeout_ms" => set(
                 &mut limits.event_timeout_ms,
-                check.integer(&label, value, 1, u64::MAX),
+                check.integer(&label, value, 1, Limits::MAX_EVENT_TIMEOUT_MS),
             ),
             "queue" => set(
                 &mut limits.queue,
                 check
-                    .integer(&label, value, 1, usize::MAX as u64)
+                    .integer(&label, value, 1, Limits::MAX_QUEUE as u64)
                     .and_then(|q| usize::try_from(q).ok()),
             ),
             "overflow" => set(&mut limits.overflow, overflow(check, &label, value)),

@@ -196,9 +196,8 @@ fn malformed_and_traversal_plugin_names_are_400_and_the_host_serves_on() {
         ] {
             let answer = admin.send(method, &path, b"");
             assert_eq!(answer.status, 400, "{method} {path}: {answer:?}");
-            // Not UTF-8 at all: refused by the router's own extractor, whose
-            // text is not JSON (see the ignored test below).
-            if name != "%ff%fe" {
+            // Every refusal is JSON, a name that is not UTF-8 included.
+            {
                 assert!(
                     answer.body["error"].is_string(),
                     "{method} {path}: {answer:?}"
@@ -356,11 +355,10 @@ fn a_token_with_surrounding_spaces_is_trimmed() {
     admin.stop();
 }
 
-/// SPEC §10: "errors are JSON". A name that is not UTF-8 once decoded is
-/// refused (400) by axum's `Path` extractor with a plain-text body; the
-/// router (`admin/routes.rs`) needs a JSON rejection for it.
+/// SPEC §10: "errors are JSON", a name that is not UTF-8 once decoded
+/// included (axum's `Path` extractor answers plain text; the endpoint's own
+/// extractor answers JSON).
 #[test]
-#[ignore = "needs a JSON rejection for the Path extractor in admin/routes.rs"]
 fn a_name_that_is_not_utf8_is_a_json_400() {
     let admin = Admin::start(None);
     let answer = admin.send("GET", "/plugins/%ff%fe", b"");
@@ -369,12 +367,10 @@ fn a_name_that_is_not_utf8_is_a_json_400() {
     admin.stop();
 }
 
-/// A `Content-Length` over the 1 MiB limit should be answered 413 at once,
-/// without waiting for a body that may never come; the endpoint now waits
-/// (`DefaultBodyLimit` counts bytes as they arrive). `admin/routes.rs`
-/// needs a check of the header (e.g. tower-http's `RequestBodyLimitLayer`).
+/// A `Content-Length` over the 1 MiB limit is answered 413 at once, without
+/// waiting for a body that may never come (`DefaultBodyLimit` alone counts
+/// bytes as they arrive).
 #[test]
-#[ignore = "needs a Content-Length check before the body is read in admin/routes.rs"]
 fn a_content_length_over_the_limit_is_413_at_once() {
     let admin = Admin::start(None);
     let lying = request(

@@ -150,13 +150,10 @@ fn on_event(e) { bus::publish("report", #{ n: e.payload.n }); }
     );
 }
 
-/// A timer due again as soon as its last run hit the time limit: the
-/// actor (`host/src/actor.rs`) runs due timers before it pops its queue,
-/// so this plugin never handles an event or a stop again, and
-/// `--exit-when-idle` (and shutdown) wait for it forever. The actor needs
-/// to give its queue a turn between two timer runs.
+/// A timer due again as soon as its last run hit the time limit: the actor
+/// gives its queue a turn between two timer runs, so the plugin's events
+/// and its stop are still taken, and `--exit-when-idle` ends.
 #[test]
-#[ignore = "needs the actor to pop its queue between two due timers (host/src/actor.rs)"]
 fn a_timer_that_spins_does_not_keep_the_host_or_starve_the_others() {
     let script = r#"
 fn init() { timer::every(1, || { loop { } }); }

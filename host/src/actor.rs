@@ -649,17 +649,6 @@ fn swap(
     Ok(())
 }
 
-/// What a delivery's outcome is called on `plugin.messages` and the span.
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Ack = 0,
-    Forward = 1,
-    Retry = 2,
-    DeadLetter = 3,
-}
-
-const OUTCOMES: [&str; 4] = ["ack", "forward", "retry", "dead_letter"];
-
 /// One topic's per-event instruments, bound to their attributes once (so a
 /// delivery records without hashing attribute sets).
 struct TopicInstruments {
@@ -714,13 +703,14 @@ impl<'a> Telemetry<'a> {
         span
     }
 
-    fn record(&mut self, topic: &str, elapsed_ms: f64, outcome: Outcome) {
+    /// Records one delivery whose action was `Action::NAMES[outcome]`.
+    fn record(&mut self, topic: &str, elapsed_ms: f64, outcome: usize) {
         if !self.metrics.enabled() {
             return;
         }
         if let Some(t) = self.topics.get(topic) {
             t.processing.record(elapsed_ms);
-            t.messages[outcome as usize].add(1);
+            t.messages[outcome].add(1);
             return;
         }
         if self.topics.len() >= TOPIC_CACHE {
@@ -731,14 +721,14 @@ impl<'a> Telemetry<'a> {
         let metrics = self.metrics;
         let t = TopicInstruments {
             processing: metrics.processing_time.bind(&base),
-            messages: OUTCOMES.map(|o| {
+            messages: Action::NAMES.map(|o| {
                 let mut attrs = base.clone();
                 attrs.push(KeyValue::new("outcome", o));
                 metrics.messages.bind(&attrs)
             }),
         };
         t.processing.record(elapsed_ms);
-        t.messages[outcome as usize].add(1);
+        t.messages[outcome].add(1);
         self.topics.insert(topic.to_owned(), t);
     }
 }
@@ -781,32 +771,34 @@ impl<'a> Worker<'a> {
         self.in_flight = None;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let event = d.event.clone();
-        let (outcome, error) = self.carry_out(result, d, &span);
+        let (action, error) = self.carry_out(result, d, &span);
         if !span.is_disabled() {
-            span.record("outcome", OUTCOMES[outcome as usize]);
+            span.record("outcome", Action::NAMES[action]);
         }
         // Recorded before the event counts as done, so a reader that waited
         // for the host to be idle sees it.
-        self.telemetry.record(&event.topic, elapsed_ms, outcome);
-        if !matches!(outcome, Outcome::Retry) {
+        self.telemetry.record(&event.topic, elapsed_ms, action);
+        if action != Action::RETRY {
             self.bus.done();
         }
         error
     }
 
     /// Carries out the plugin's answer; the caller marks the event done
-    /// (unless it is to be retried). The error, when the event ended in one.
+    /// (unless it is to be retried). Returns the action carried out (its
+    /// [`Action::index`]) and the error, when the event ended in one.
     fn carry_out(
         &mut self,
         result: Result<plughost_bindings::Outcome, ScriptError>,
         d: Delivery,
         span: &tracing::Span,
-    ) -> (Outcome, Option<String>) {
+    ) -> (usize, Option<String>) {
         let raised = result.is_err();
-        let outcome = match delivery::decide(result, d.attempt, &self.retry) {
+        let action = delivery::decide(result, d.attempt, &self.retry);
+        let index = action.index();
+        match action {
             Action::Ack => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
-                Outcome::Ack
             }
             Action::Forward { topic, payload } => {
                 // The same path as `bus.publish`: topic checks, then the bus.
@@ -817,19 +809,13 @@ impl<'a> Worker<'a> {
                         .publish_blocking(event, Some(self.name))
                         .map_err(PublishRefused::from)
                 });
-                match published {
-                    Ok(_) => {
-                        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                        Outcome::Forward
-                    }
-                    Err(m) => {
-                        let error = format!("outcome.forward: {m}");
-                        record_error(span, &error);
-                        self.bus.dead_letter(self.name, &d.event, d.attempt, &error);
-                        self.stats.dead_lettered(&d.event.id, &error);
-                        return (Outcome::DeadLetter, Some(error));
-                    }
+                if let Err(refused) = published {
+                    // A refused forward is an error (SPEC §12).
+                    let error = format!("outcome.forward: {refused}");
+                    self.dead_letter(&d, &error, span);
+                    return (Action::DEAD_LETTER, Some(error));
                 }
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
             }
             Action::Retry { after, attempt } => {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
@@ -842,15 +828,18 @@ impl<'a> Worker<'a> {
                         attempt,
                     },
                 );
-                Outcome::Retry
             }
             Action::DeadLetter { error } => {
-                record_error(span, &error);
-                self.bus.dead_letter(self.name, &d.event, d.attempt, &error);
-                self.stats.dead_lettered(&d.event.id, &error);
-                return (Outcome::DeadLetter, raised.then_some(error));
+                self.dead_letter(&d, &error, span);
+                return (index, raised.then_some(error));
             }
-        };
-        (outcome, None)
+        }
+        (index, None)
+    }
+
+    fn dead_letter(&self, d: &Delivery, error: &str, span: &tracing::Span) {
+        record_error(span, &error);
+        self.bus.dead_letter(self.name, &d.event, d.attempt, error);
+        self.stats.dead_lettered(&d.event.id, error);
     }
 }

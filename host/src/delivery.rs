@@ -40,6 +40,28 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// Each action's name, as `plugin.messages`' `outcome` attribute and the
+    /// delivery span say it, in [`Action::index`] order.
+    pub const NAMES: [&'static str; 4] = ["ack", "forward", "retry", "dead_letter"];
+
+    /// The action's place in [`Action::NAMES`].
+    pub fn index(&self) -> usize {
+        match self {
+            Action::Ack => 0,
+            Action::Forward { .. } => 1,
+            Action::Retry { .. } => 2,
+            Action::DeadLetter { .. } => 3,
+        }
+    }
+
+    /// [`Action::index`] of a retry: the event is not finished yet.
+    pub const RETRY: usize = 2;
+
+    /// [`Action::index`] of a dead letter.
+    pub const DEAD_LETTER: usize = 3;
+}
+
 /// Decides what follows delivery number `attempt` (1-based) of an event.
 pub fn decide(result: Result<Outcome, ScriptError>, attempt: u32, retry: &Retry) -> Action {
     match result {

@@ -369,7 +369,7 @@ impl Host {
     }
 
     /// Plugin `name`'s recent reloads, oldest first (the last
-    /// [`crate::reload::state::HISTORY_LEN`]).
+    /// `HISTORY_LEN` (10)).
     pub fn reload_history(&self, name: &str) -> Vec<crate::reload::ReloadRecord> {
         self.inner.live.reloads(name)
     }

@@ -3,8 +3,8 @@
 //!
 //! The host announces what happens to plugins (started, stopped, reloaded,
 //! suspended, …) and dead letters on these topics. Each is a variant of
-//! [`HostEvent`], so a payload's keys are written in one place and a topic
-//! cannot be misspelt; [`crate::bus::Bus::announce`] publishes one.
+//! `HostEvent`, so a payload's keys are written in one place and a topic
+//! cannot be misspelt; the bus announces one.
 //! Scripts, the embedding application and `--input` may subscribe to them;
 //! only the host publishes there ([`is_reserved`]).
 

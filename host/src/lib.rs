@@ -47,29 +47,44 @@
 //!
 //! Pure logic, tested on its own:
 //!
-//! - [`manifest`]: `plugin.yaml` parsed and validated, errors with line and column.
+//! - [`manifest`]: `plugin.yaml` parsed and validated (its `config_schema`
+//!   included), errors with line and column.
 //! - [`topic`]: topic validation and `*` / `>` pattern matching.
-//! - [`deps`]: dependency checks and start order.
-//! - [`delivery`]: what follows a plugin's outcome (ack, retry, forward, dead letter).
+//! - `deps`: dependency checks and start order.
+//! - `delivery`: what follows a plugin's outcome (ack, retry, forward, dead letter).
+//! - `supervisor::policy`: suspension after errors in a row, half-open trials,
+//!   crash restarts and their intensity, with the clock passed in.
+//! - `reload::plan` (what a change does) and `reload::settle` (when a folder
+//!   is due).
+//! - [`host_events`]: every `plughost.*` topic and its payload, defined once.
 //! - [`cli::expect`]: `plughost test --expect`: output lines matched and aligned, the diff.
 //!
 //! Around it:
 //!
 //! - [`discovery`] walks the plugins directories; [`catalog`] reads every manifest and
 //!   resolves runtimes, entries, duplicates and dependencies.
-//! - [`bus`] routes events to each plugin's bounded [`bus::Queue`] and to subscribers,
+//! - `supervisor` owns every plugin's life: the registry of running plugins and the
+//!   verbs (start, stop, swap, resume, fail) that reload, enable/disable, the admin
+//!   endpoint and shutdown call. Its design note says how.
+//! - `bus` routes events to each plugin's bounded queue and to subscribers,
 //!   and knows when the host is idle.
-//! - [`actor`] is the thread that owns one plugin's interpreter and carries out outcomes.
-//! - [`services`] implements the bindings' [`plughost_bindings::HostApi`]: publish checks,
-//!   logs, metrics, registered [`functions`].
-//! - [`reload`] watches the plugins directories and swaps plugins live
-//!   ([`reload::plan`] decides, pure; [`reload::watcher`] watches).
+//! - `actor` is the thread that owns one plugin's interpreter, carries out outcomes
+//!   and supervises it (errors in a row, crashes).
+//! - `services` implements the bindings' [`plughost_bindings::HostApi`]: publish checks,
+//!   logs, metrics, registered functions.
+//! - [`reload`] watches the plugins directories and asks the supervisor to swap
+//!   plugins live.
 //! - [`telemetry`] holds the OpenTelemetry side: host and script metrics (capped, read in
 //!   process by [`Host::metrics_snapshot`]), `traceparent` in event headers, OTLP export.
 //! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
 //! - [`admin`] serves the admin HTTP endpoint (`plughost run --admin`).
 //! - [`config`] reads the optional host config, `plughost.yaml`.
 //! - [`cli`] holds the commands of the binary.
+//!
+//! Only the embedding API is public: [`Host`], [`HostBuilder`], events and
+//! subscriptions ([`Event`], [`EventStream`]), reports ([`StartReport`],
+//! [`ShutdownReport`], [`Stats`]) and errors; the modules named without a
+//! link are the crate's own.
 //!
 //! The runtimes themselves (Lua, Rhai and native) live in the `plughost-bindings` crate behind one
 //! interface, [`plughost_bindings::PluginInstance`].

@@ -3,9 +3,9 @@
 //! Events from the watcher are debounced per path and then settled per
 //! plugin folder, so an editor's write-rename-chmod burst yields one reload.
 //! Deciding *when* a folder is due is `settle` and *what* to do (reload,
-//! reconfigure, load, unload) is [`plan::plan`], both pure and tested on
-//! their own (the first with a hand-driven clock); [`watcher`] only
-//! watches, and [`apply`] carries a plan out. A failed reload never touches
+//! reconfigure, load, unload) is `plan::plan`, both pure and tested on
+//! their own (the first with a hand-driven clock); `watcher` only
+//! watches, and `apply` carries a plan out. A failed reload never touches
 //! the running version: the old interpreter keeps handling events.
 
 pub(crate) mod apply;

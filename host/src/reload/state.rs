@@ -124,7 +124,7 @@ impl LiveState {
     }
 
     /// Adds a reload of plugin `name` to its history (the last
-    /// [`HISTORY_LEN`] are kept).
+    /// `HISTORY_LEN` are kept).
     pub fn record_reload(&self, name: &str, record: ReloadRecord) {
         let mut history = lock(&self.history);
         let list = history.entry(name.to_owned()).or_default();

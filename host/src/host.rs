@@ -368,8 +368,7 @@ impl Host {
         self.inner.services.metrics().prometheus_text()
     }
 
-    /// Plugin `name`'s recent reloads, oldest first (the last
-    /// `HISTORY_LEN` (10)).
+    /// Plugin `name`'s recent reloads, oldest first (the last ten).
     pub fn reload_history(&self, name: &str) -> Vec<crate::reload::ReloadRecord> {
         self.inner.live.reloads(name)
     }

@@ -52,6 +52,9 @@ pub enum ErrorKind {
     Load,
     /// A hook returned a value the host cannot use.
     BadReturn,
+    /// The plugin cannot go on (a native plugin's `fatal`): the host counts
+    /// a crash and restarts it in a fresh instance (SPEC §12).
+    Crash,
 }
 
 /// An error inside a plugin, with where it happened.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundCounter, BoundHistogram};
-use plughost_bindings::{PluginInstance, ScriptError};
+use plughost_bindings::{ErrorKind, PluginInstance, ScriptError};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tracing::field::Empty;
@@ -195,7 +195,8 @@ pub fn spawn(
 enum End {
     /// Asked to stop, or its first `init` failed.
     Exit(Exit),
-    /// A restarted interpreter could not load or `init`: a crash too.
+    /// A crash: a hook said the plugin cannot go on, or a restarted
+    /// interpreter could not load or `init`.
     Failed(ScriptError),
 }
 
@@ -451,8 +452,10 @@ fn run(
             take_events = health.takes_events(now);
             if next <= now && !queue_turn {
                 if let Some(d) = worker.due_retry(now) {
-                    let error = worker.handle(plugin.as_mut(), d);
-                    supervise_result(ctx, health, &def.manifest.name, error);
+                    match worker.handle(plugin.as_mut(), d) {
+                        Ok(error) => supervise_result(ctx, health, &def.manifest.name, error),
+                        Err(crash) => return End::Failed(crash),
+                    }
                     continue;
                 }
                 if plugin.next_timer().is_some_and(|t| t <= now) {
@@ -502,10 +505,10 @@ fn run(
                 let _ = done.send(result);
             }
             Pop::Control(Control::Resume) => resumed(ctx, health, &def.manifest.name, "enable"),
-            Pop::Event(d) => {
-                let error = worker.handle(plugin.as_mut(), d);
-                supervise_result(ctx, health, &def.manifest.name, error);
-            }
+            Pop::Event(d) => match worker.handle(plugin.as_mut(), d) {
+                Ok(error) => supervise_result(ctx, health, &def.manifest.name, error),
+                Err(crash) => return End::Failed(crash),
+            },
             Pop::Timeout => {}
         }
     }
@@ -761,13 +764,25 @@ impl<'a> Worker<'a> {
     }
 
     /// Handles one delivery. Returns the error when it ended in one (SPEC
-    /// §12's errors, which supervision counts).
-    fn handle(&mut self, plugin: &mut dyn PluginInstance, d: Delivery) -> Option<String> {
+    /// §12's errors, which supervision counts), or, as `Err`, a crash: the
+    /// plugin cannot go on, and the delivery stays in flight for the
+    /// supervisor to dead-letter.
+    fn handle(
+        &mut self,
+        plugin: &mut dyn PluginInstance,
+        d: Delivery,
+    ) -> Result<Option<String>, ScriptError> {
         let span = self.telemetry.span(&d.event);
         let _entered = span.enter();
         let started = Instant::now();
         self.in_flight = Some(d.clone());
         let result = plugin.on_event(&d.event);
+        if let Err(e) = &result
+            && e.kind == ErrorKind::Crash
+        {
+            record_error(&span, e);
+            return Err(result.unwrap_err());
+        }
         self.in_flight = None;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let event = d.event.clone();
@@ -781,7 +796,7 @@ impl<'a> Worker<'a> {
         if action != Action::RETRY {
             self.bus.done();
         }
-        error
+        Ok(error)
     }
 
     /// Carries out the plugin's answer; the caller marks the event done

@@ -53,7 +53,8 @@
 //! # Results
 //!
 //! Every fallible call returns a [`CallResult`]: [`STATUS_OK`] with the
-//! call's data, [`STATUS_ERROR`] with a UTF-8 message, or [`STATUS_PANIC`]
+//! call's data, [`STATUS_ERROR`] with a UTF-8 message, [`STATUS_FATAL`] when
+//! the plugin cannot go on, or [`STATUS_PANIC`]
 //! with a JSON object `{"message", "file", "line", "column"}` describing a
 //! panic that was caught on the plugin's side. A panic never unwinds across
 //! the boundary.
@@ -80,7 +81,7 @@
 use std::ffi::{c_char, c_void};
 
 /// The version of this ABI. A host loads only libraries built with the same.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The version of the `plughost-sdk` crate this module belongs to.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -112,6 +113,10 @@ pub const STATUS_PANIC: u32 = 2;
 /// Returned by `on_config` only: the plugin did not handle the change, so the
 /// host restarts it (`shutdown`, a fresh instance, `init`) with the new config.
 pub const STATUS_RESTART: u32 = 3;
+/// The plugin cannot go on (see [`fatal`](crate::fatal)): the data is a JSON
+/// object as for [`STATUS_PANIC`]. The host counts a crash and restarts the
+/// plugin in a fresh instance. A host that predates it reads it as an error.
+pub const STATUS_FATAL: u32 = 4;
 
 /// Log levels as `log` passes them.
 pub mod level {

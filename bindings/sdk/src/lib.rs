@@ -61,6 +61,7 @@ mod panic;
 pub use event::Event;
 pub use host::{Host, Level, MetricKind, TimerId};
 pub use outcome::{ConfigChange, Outcome};
+pub use panic::fatal;
 /// The JSON values payloads, config and state are made of.
 pub use serde_json::{self, Value};
 

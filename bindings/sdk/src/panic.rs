@@ -18,7 +18,7 @@ use std::sync::Once;
 
 use serde_json::json;
 
-use crate::abi::{Buf, CallResult, STATUS_PANIC};
+use crate::abi::{Buf, CallResult, STATUS_FATAL, STATUS_PANIC};
 
 thread_local! {
     /// How many guarded calls are running on this thread.
@@ -36,6 +36,29 @@ pub(crate) struct Caught {
     pub message: String,
     /// Source file, line and column of the `panic!`, when known.
     pub at: Option<(String, u32, u32)>,
+    /// Raised by [`fatal`]: the plugin cannot go on.
+    pub fatal: bool,
+}
+
+/// The payload [`fatal`] panics with.
+struct Fatal(String);
+
+/// Tells the host this plugin cannot go on (its own state is beyond repair,
+/// a resource it needs is gone): the call ends here, and the host counts a
+/// crash and restarts the plugin in a fresh instance (`Default` and `init`)
+/// with the state of its last completed hook, up to
+/// `supervision.max_restarts` times within `supervision.window_s`. The event
+/// being handled is dead-lettered. For an error that concerns one event,
+/// return `Err` instead.
+///
+/// ```no_run
+/// # fn connection_lost() -> bool { true }
+/// if connection_lost() {
+///     plughost_sdk::fatal("the database connection is gone");
+/// }
+/// ```
+pub fn fatal(message: impl Into<String>) -> ! {
+    std::panic::panic_any(Fatal(message.into()))
 }
 
 impl Caught {
@@ -45,6 +68,7 @@ impl Caught {
             at: info
                 .location()
                 .map(|l| (l.file().to_owned(), l.line(), l.column())),
+            fatal: info.payload().is::<Fatal>(),
         }
     }
 
@@ -66,6 +90,7 @@ fn message(payload: &(dyn std::any::Any + Send)) -> String {
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
+        .or_else(|| payload.downcast_ref::<Fatal>().map(|f| f.0.clone()))
         .unwrap_or_else(|| "panic with a non-string payload".to_owned())
 }
 
@@ -84,12 +109,17 @@ fn install_hook() {
     });
 }
 
-/// Runs `f`, turning a panic into a [`STATUS_PANIC`] result.
+/// Runs `f`, turning a panic into a [`STATUS_PANIC`] result ([`STATUS_FATAL`]
+/// for [`fatal`]).
 pub(crate) fn guard(f: impl FnOnce() -> CallResult) -> CallResult {
     match catch(f) {
         Ok(result) => result,
         Err(caught) => CallResult {
-            status: STATUS_PANIC,
+            status: if caught.fatal {
+                STATUS_FATAL
+            } else {
+                STATUS_PANIC
+            },
             data: Buf::from_vec(caught.to_json()),
         },
     }
@@ -106,6 +136,7 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
             .unwrap_or_else(|| Caught {
                 message: message(payload.as_ref()),
                 at: None,
+                fatal: payload.is::<Fatal>(),
             })
     })
 }
@@ -131,6 +162,17 @@ mod tests {
         // SAFETY: made by `from_vec` above, freed once below.
         let v: serde_json::Value = serde_json::from_slice(unsafe { r.data.as_bytes() }).unwrap();
         assert_eq!(v["message"], "nope");
+        // SAFETY: allocated in this library by `guard`.
+        unsafe { r.data.free_local() };
+    }
+
+    #[test]
+    fn fatal_is_a_fatal_status_with_its_message() {
+        let r = guard(|| fatal("gone"));
+        assert_eq!(r.status, STATUS_FATAL);
+        // SAFETY: made by `from_vec` above, freed once below.
+        let v: serde_json::Value = serde_json::from_slice(unsafe { r.data.as_bytes() }).unwrap();
+        assert_eq!(v["message"], "gone");
         // SAFETY: allocated in this library by `guard`.
         unsafe { r.data.free_local() };
     }

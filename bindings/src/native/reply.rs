@@ -3,7 +3,7 @@
 //! positioned [`ScriptError`].
 
 use plughost_sdk::abi::{
-    CallResult, PluginVTable, STATUS_ERROR, STATUS_OK, STATUS_PANIC, STATUS_RESTART,
+    CallResult, PluginVTable, STATUS_ERROR, STATUS_FATAL, STATUS_OK, STATUS_PANIC, STATUS_RESTART,
 };
 use serde_json::Value;
 
@@ -41,6 +41,16 @@ pub(crate) fn read(
             String::from_utf8_lossy(&data).into_owned(),
         )),
         STATUS_PANIC => fail(panic_error(&data, file)),
+        STATUS_FATAL => {
+            let mut e = panic_error(&data, file);
+            e.kind = ErrorKind::Crash;
+            e.message = e
+                .message
+                .strip_prefix("panicked: ")
+                .map(|m| format!("cannot go on: {m}"))
+                .unwrap_or(e.message);
+            fail(e)
+        }
         other => fail(ScriptError::new(
             ErrorKind::BadReturn,
             format!("the plugin returned unknown status {other}"),

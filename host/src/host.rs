@@ -428,7 +428,7 @@ impl Host {
                 report.undelivered.push((name, d.event.id.clone()));
             }
         }
-        for (name, d) in self.stop_all(deadline).await {
+        for (name, d) in self.stop_all().await {
             self.inner.bus.done();
             report.undelivered.push((name, d.event.id.clone()));
         }

@@ -458,6 +458,69 @@ fn disable_and_enable_keep_state_and_counts(rt: Runtime) {
     });
 }
 
+/// Calls the application's `block` function, which never returns in time,
+/// when the payload says `stuck`: the call ignores its time limit. The
+/// native fixture loops in its own code.
+const STUCK: Src = Src {
+    lua: r#"
+function on_event(e)
+  if e.payload.stuck then host.block() end
+  bus.publish("handled", { n = e.payload.n })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  if e.payload.stuck == true { host::block(); }
+  bus::publish("handled", #{ n: e.payload.n });
+}
+"#,
+    native: Some("stuck"),
+};
+
+fn a_call_that_ignores_its_time_limit_is_abandoned_and_the_plugin_restarted(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(
+        rt,
+        "p",
+        "subscriptions: [in]\nlimits: {event_timeout_ms: 100}\n",
+        STUCK.get(rt),
+    );
+    tokio_rt().block_on(async {
+        let host = Host::builder()
+            .plugins_dir(fx.path())
+            .function("block", |_| {
+                std::thread::sleep(Duration::from_secs(30));
+                Ok(Value::Null)
+            })
+            .build()
+            .unwrap();
+        let mut restarted = host.subscribe("plughost.plugin.restarted").unwrap();
+        let mut handled = host.subscribe("handled").unwrap();
+        let mut dead = host.subscribe("plughost.dead_letter").unwrap();
+        host.start().await;
+        let stuck_id = host
+            .publish("in", json!({"stuck": true, "n": 0}))
+            .await
+            .unwrap();
+        host.publish("in", json!({"n": 1})).await.unwrap();
+        host.publish("in", json!({"n": 2})).await.unwrap();
+        let r = next(&mut restarted, "the restart").await;
+        assert!(
+            r.payload["error"].as_str().unwrap().contains("abandoned"),
+            "{r:?}"
+        );
+        let d = next(&mut dead, "the stuck event's dead letter").await;
+        assert_eq!(d.payload["event"]["id"], stuck_id.as_str());
+        // The events behind it go to the new thread.
+        assert_eq!(next(&mut handled, "an event after").await.payload["n"], 1);
+        assert_eq!(next(&mut handled, "an event after").await.payload["n"], 2);
+        let at = Instant::now();
+        let report = host.shutdown(Duration::from_secs(5)).await;
+        assert!(report.undelivered.is_empty(), "{report:?}");
+        assert!(at.elapsed() < Duration::from_secs(5), "{:?}", at.elapsed());
+    });
+}
+
 mod crashes {
     use super::*;
 
@@ -465,5 +528,6 @@ mod crashes {
         a_crash_restarts_the_plugin_with_its_state [Native],
         too_many_crashes_stop_the_plugin_for_good [Native],
         disable_and_enable_keep_state_and_counts [Native],
+        a_call_that_ignores_its_time_limit_is_abandoned_and_the_plugin_restarted [Native],
     }
 }

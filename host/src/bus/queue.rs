@@ -163,6 +163,25 @@ impl Queue {
         result
     }
 
+    /// Puts deliveries back at the head of the queue, in order, over the
+    /// limit if need be (retries of a thread that was abandoned: they were
+    /// accepted already). Returns those refused by a closed queue.
+    pub fn requeue(&self, deliveries: Vec<Delivery>) -> Vec<Delivery> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return deliveries;
+        }
+        for d in deliveries.into_iter().rev() {
+            inner.events.push_front(d);
+        }
+        let wake = inner.consumer_waiting;
+        drop(inner);
+        if wake {
+            self.ready.notify_one();
+        }
+        Vec::new()
+    }
+
     /// Queues an event, waiting on this thread while a `block` queue is full.
     pub fn push_blocking(&self, event: Arc<Event>, force: bool) -> Push {
         let mut event = event;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::Running;
-use crate::actor;
+use super::watch::ABANDON_GRACE;
+use crate::actor::{self, Exit, Start};
 use crate::bus::{Control, Delivery, Queue, Route};
 use crate::catalog::PluginDef;
 use crate::host::Host;
@@ -35,6 +36,9 @@ pub enum StartError {
     /// A plugin it depends on failed to start.
     #[error("dependency `{0}` failed to start")]
     Dependency(String),
+    /// Its `init` ran past its time limit (in ms) and was abandoned.
+    #[error("init ran past its time limit of {0} ms and was abandoned")]
+    InitTimeout(u64),
 }
 
 impl Host {
@@ -65,40 +69,45 @@ impl Host {
         let inner = &self.inner;
         let name = def.manifest.name.clone();
         let registry = &inner.plugins;
+        if registry.start_watching() {
+            super::watch::spawn(self);
+        }
         let stats = registry.stats_of(&name);
-        let state = registry.take_state(&name);
+        let state = registry.state_of(&name);
         let spawned = actor::spawn(
             &def,
             inner.bus.clone(),
             inner.services.clone(),
             queue.clone(),
             stats.clone(),
-            state.clone(),
+            state,
+            Start::First,
         );
         let mut actor = match spawned {
             Ok(a) => a,
             Err(e) => {
-                if let Some(state) = state {
-                    registry.keep_state(&name, state);
-                }
                 let error = StartError::Thread(e.to_string());
                 self.fail(&name, &queue, &error.to_string());
                 return Err(error);
             }
         };
-        let result = match (&mut actor.ready).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err((StartError::Plugin(e.to_string()), e.detailed())),
-            Err(_) => Err((
+        // `init` has a time limit; one that ignores it is abandoned.
+        let limit = def.manifest.limits.event_timeout() + ABANDON_GRACE;
+        let result = match tokio::time::timeout(limit, &mut actor.ready).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err((StartError::Plugin(e.to_string()), e.detailed())),
+            Ok(Err(_)) => Err((
                 StartError::ThreadStopped,
                 StartError::ThreadStopped.to_string(),
             )),
+            Err(_) => {
+                actor.in_hook.abandon();
+                let error = StartError::InitTimeout(def.manifest.limits.event_timeout_ms);
+                let detail = error.to_string();
+                Err((error, detail))
+            }
         };
         if let Err((error, detail)) = result {
-            // What it had is not lost to a failed start.
-            if let Some(state) = state {
-                registry.keep_state(&name, state);
-            }
             self.fail(&name, &queue, &detail);
             return Err(error);
         }
@@ -125,12 +134,16 @@ impl Host {
     /// in its queue (when `drain`), runs `shutdown`, and is announced stopped.
     /// Its `state` is kept for its next start. Events it could not handle
     /// are returned, with whether it was suspended when it stopped.
-    async fn stop(&self, r: Running, drain: bool) -> (Vec<Delivery>, bool) {
+    async fn stop(&self, mut r: Running, drain: bool) -> (Vec<Delivery>, bool) {
         self.inner.bus.remove_route(&r.name);
         r.queue
             .control(if drain { Control::Drain } else { Control::Stop });
-        let exit = r.actor.exited.await.unwrap_or_default();
-        let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
+        let exit = self
+            .wait_exit(&mut r.actor, &r.name, &r.def, &r.queue, &r.stats)
+            .await;
+        if r.actor.thread.is_finished() {
+            let _ = tokio::task::spawn_blocking(move || r.actor.thread.join()).await;
+        }
         self.inner.services.set_publications(&r.name, None);
         if let Some(e) = exit.shutdown_error {
             tracing::error!(plugin = %r.name, "{}", e.detailed());
@@ -151,6 +164,50 @@ impl Host {
                 .announce(&HostEvent::Stopped { plugin: &r.name });
         }
         (exit.undelivered, suspended)
+    }
+
+    /// Waits for a stopping plugin's thread to end. Each hook it still runs
+    /// (the events it drains, its `shutdown`) is bounded by its time limit:
+    /// a call past it is abandoned, its event dead-lettered, and the thread
+    /// left behind with what it held returned as undelivered.
+    async fn wait_exit(
+        &self,
+        actor: &mut actor::Actor,
+        name: &str,
+        def: &PluginDef,
+        queue: &Queue,
+        stats: &actor::Stats,
+    ) -> Exit {
+        let limit = def.manifest.limits.event_timeout() + ABANDON_GRACE;
+        loop {
+            tokio::select! {
+                exit = &mut actor.exited => return exit.unwrap_or_default(),
+                () = tokio::time::sleep(WATCH_TICK) => {}
+            }
+            let Some(abandoned) = actor.in_hook.abandon_past(limit, Instant::now()) else {
+                continue;
+            };
+            tracing::error!(
+                plugin = %name,
+                "a call ran {} ms, past its time limit, while the plugin stopped; leaving its thread behind",
+                abandoned.ran.as_millis()
+            );
+            if let Some(d) = abandoned.delivery {
+                let why = format!(
+                    "the plugin was stopped: a call ran past its time limit of {} ms and was abandoned",
+                    def.manifest.limits.event_timeout_ms
+                );
+                self.inner.bus.dead_letter(name, &d.event, d.attempt, &why);
+                stats.dead_lettered(&d.event.id, &why);
+                self.inner.bus.done();
+            }
+            let mut undelivered = actor.in_hook.take_retries();
+            undelivered.extend(queue.close());
+            return Exit {
+                undelivered,
+                ..Exit::default()
+            };
+        }
     }
 
     /// Takes a plugin that could not start off the bus; events already queued
@@ -382,42 +439,24 @@ impl Host {
         left
     }
 
-    /// Stops every plugin (dependents first) without draining, each within
-    /// `grace` of `deadline` at most: a plugin whose thread does not stop in
-    /// time is left behind (logged), so shutdown always ends. Events still
-    /// queued are returned by plugin.
-    pub(crate) async fn stop_all(&self, deadline: Instant) -> Vec<(String, Delivery)> {
+    /// Stops every plugin (dependents first) without draining. Each stop is
+    /// bounded by the plugin's own time limits (see `wait_exit`), so
+    /// shutdown always ends. Events still queued are returned by plugin;
+    /// those of a suspended plugin are dead-lettered as `suspended`.
+    pub(crate) async fn stop_all(&self) -> Vec<(String, Delivery)> {
         let running: Vec<Running> = std::mem::take(&mut *self.inner.plugins.lock());
         let mut left = Vec::new();
         for r in running.into_iter().rev() {
             let name = r.name.clone();
-            // Its `shutdown` hook has a time limit of its own; past that
-            // (and a margin) the thread is ignoring its limits.
-            let grace = r.def.manifest.limits.event_timeout() + STOP_GRACE;
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .max(grace);
-            match tokio::time::timeout(wait, self.stop(r, false)).await {
-                Ok((undelivered, suspended)) => {
-                    for d in undelivered {
-                        if suspended {
-                            self.inner.bus.dead_letter(
-                                &name,
-                                &d.event,
-                                d.attempt,
-                                crate::bus::SUSPENDED,
-                            );
-                            self.inner.bus.done();
-                        } else {
-                            left.push((name.clone(), d));
-                        }
-                    }
-                }
-                Err(_) => {
-                    tracing::error!(
-                        plugin = %name,
-                        "the plugin's thread did not stop in time (a call that ignores its time limit); leaving it behind"
-                    );
+            let (undelivered, suspended) = self.stop(r, false).await;
+            for d in undelivered {
+                if suspended {
+                    self.inner
+                        .bus
+                        .dead_letter(&name, &d.event, d.attempt, crate::bus::SUSPENDED);
+                    self.inner.bus.done();
+                } else {
+                    left.push((name.clone(), d));
                 }
             }
         }
@@ -425,6 +464,5 @@ impl Host {
     }
 }
 
-/// The margin past a plugin's own time limit that its thread gets to stop
-/// at shutdown, even past the deadline.
-const STOP_GRACE: Duration = Duration::from_millis(250);
+/// How often a stopping plugin's hook is looked at.
+const WATCH_TICK: Duration = Duration::from_millis(50);

@@ -21,10 +21,15 @@
 //! counts and its `state`, so a disable and enable, or a crash restart,
 //! carry both over (SPEC §4: `state` survives for the host's life).
 //!
+//! A call that ignores its time limit (native code in a loop) cannot be
+//! stopped from its own thread: `watch` abandons it and restarts the plugin
+//! on a new thread, as for a crash.
+//!
 //! Every announcement is a [`crate::host_events::HostEvent`].
 
 pub(crate) mod lifecycle;
 pub(crate) mod policy;
+pub(crate) mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,8 @@ pub(crate) struct Kept {
 /// A snapshot of one running plugin, for readers.
 #[derive(Debug, Clone)]
 pub(crate) struct View {
+    /// Its queue.
+    pub(crate) queue: Arc<Queue>,
     /// Its folder.
     pub(crate) dir: PathBuf,
     /// The version running.
@@ -76,16 +83,25 @@ pub(crate) struct View {
 pub(crate) struct Registry {
     running: Mutex<Vec<Running>>,
     kept: Mutex<HashMap<String, Kept>>,
+    /// Whether the watch runs (it starts with the first plugin).
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
-    /// The running set, for the verbs of `lifecycle.rs` only.
-    fn lock(&self) -> MutexGuard<'_, Vec<Running>> {
+    /// The running set, for the verbs of `lifecycle.rs` and the watch only.
+    pub(super) fn lock(&self) -> MutexGuard<'_, Vec<Running>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn kept(&self) -> MutexGuard<'_, HashMap<String, Kept>> {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the watch still has to be started (true once).
+    pub(super) fn start_watching(&self) -> bool {
+        !self
+            .watching
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The counts of plugin `name`, kept across its runs.
@@ -97,9 +113,11 @@ impl Registry {
             .clone()
     }
 
-    /// Takes the `state` plugin `name` left when it last stopped.
-    pub(crate) fn take_state(&self, name: &str) -> Option<Value> {
-        self.kept().get_mut(name).and_then(|k| k.state.take())
+    /// The `state` plugin `name` left when it last stopped (or started
+    /// with): what a new thread of it starts from when the old one cannot
+    /// be asked.
+    pub(crate) fn state_of(&self, name: &str) -> Option<Value> {
+        self.kept().get(name).and_then(|k| k.state.clone())
     }
 
     /// Keeps the `state` plugin `name` left.
@@ -128,8 +146,9 @@ impl Registry {
     }
 }
 
-fn view(r: &Running) -> View {
+pub(crate) fn view(r: &Running) -> View {
     View {
+        queue: r.queue.clone(),
         dir: r.dir.clone(),
         def: r.def.clone(),
         queue_depth: r.queue.len(),

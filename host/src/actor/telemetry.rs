@@ -1,0 +1,101 @@
+//! A plugin's per-delivery telemetry: the delivery span and its per-topic
+//! instruments (`plugin.message.processing_time_ms`, `plugin.messages` by
+//! outcome), bound once per topic so a delivery records without hashing
+//! attribute sets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{BoundCounter, BoundHistogram};
+use tracing::field::Empty;
+
+use crate::catalog::PluginDef;
+use crate::delivery::Action;
+use crate::telemetry::{Metrics, trace};
+
+/// One topic's per-event instruments, bound to their attributes once (so a
+/// delivery records without hashing attribute sets).
+struct TopicInstruments {
+    /// `plugin.message.processing_time_ms` with the plugin's attributes and `message.topic`.
+    processing: BoundHistogram<f64>,
+    /// `plugin.messages` with the same and each `outcome`.
+    messages: [BoundCounter<u64>; 4],
+}
+
+/// Topics a worker keeps attribute sets for, before starting over.
+const TOPIC_CACHE: usize = 1024;
+
+/// A worker's instruments and its plugin's attributes.
+pub(super) struct Telemetry<'a> {
+    metrics: &'a Metrics,
+    plugin: Arc<[KeyValue]>,
+    name: String,
+    version: String,
+    runtime: &'static str,
+    topics: HashMap<String, TopicInstruments>,
+}
+
+impl<'a> Telemetry<'a> {
+    /// The instruments of `def`.
+    pub(super) fn new(metrics: &'a Metrics, def: &PluginDef) -> Self {
+        Telemetry {
+            metrics,
+            plugin: metrics.attributes_of(&def.manifest.name),
+            name: def.manifest.name.clone(),
+            version: def.manifest.version.to_string(),
+            runtime: def.runtime.as_str(),
+            topics: HashMap::new(),
+        }
+    }
+
+    /// The delivery span of `event` (none with telemetry off).
+    pub(super) fn span(&self, event: &plughost_bindings::Event) -> tracing::Span {
+        if !self.metrics.enabled() {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            target: "plughost::delivery",
+            "plugin.event",
+            plugin.name = self.name.as_str(),
+            plugin.version = self.version.as_str(),
+            plugin.runtime = self.runtime,
+            message.topic = event.topic.as_str(),
+            message.id = event.id.as_str(),
+            outcome = Empty,
+            error = Empty,
+            otel.status_code = Empty,
+        );
+        trace::set_parent(&span, &event.headers);
+        span
+    }
+
+    /// Records one delivery whose action was `Action::NAMES[outcome]`.
+    pub(super) fn record(&mut self, topic: &str, elapsed_ms: f64, outcome: usize) {
+        if !self.metrics.enabled() {
+            return;
+        }
+        if let Some(t) = self.topics.get(topic) {
+            t.processing.record(elapsed_ms);
+            t.messages[outcome].add(1);
+            return;
+        }
+        if self.topics.len() >= TOPIC_CACHE {
+            self.topics.clear();
+        }
+        let mut base = self.plugin.to_vec();
+        base.push(KeyValue::new("message.topic", topic.to_owned()));
+        let metrics = self.metrics;
+        let t = TopicInstruments {
+            processing: metrics.processing_time.bind(&base),
+            messages: Action::NAMES.map(|o| {
+                let mut attrs = base.clone();
+                attrs.push(KeyValue::new("outcome", o));
+                metrics.messages.bind(&attrs)
+            }),
+        };
+        t.processing.record(elapsed_ms);
+        t.messages[outcome].add(1);
+        self.topics.insert(topic.to_owned(), t);
+    }
+}

@@ -1,0 +1,185 @@
+//! One delivery handled: the hook called inside the thread's
+//! [`InHook`](super::InHook), what it returned decided by
+//! [`delivery::decide`] and carried out (ack, forward through the same path
+//! as `bus.publish`, retry later, dead letter), and the pending retries.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use plughost_bindings::{ErrorKind, PluginInstance, ScriptError};
+
+use super::telemetry::Telemetry;
+use super::{Ctx, InHook, Stats, record_error};
+use crate::bus::{Bus, Delivery};
+use crate::catalog::PluginDef;
+use crate::delivery::{self, Action};
+use crate::manifest::Retry;
+use crate::services::{PublishRefused, Services};
+use crate::telemetry::trace;
+
+/// Carries out what the plugin asked for, and keeps the pending retries.
+pub(super) struct Worker<'a> {
+    name: &'a str,
+    /// The running version's `retry:` settings.
+    pub(super) retry: Retry,
+    bus: &'a Bus,
+    services: &'a Services,
+    stats: &'a Stats,
+    in_hook: &'a InHook,
+    /// Deliveries waiting in `in_hook`'s retries: while 0, none is looked up.
+    retries: usize,
+    seq: u64,
+    /// The running version's instruments.
+    pub(super) telemetry: Telemetry<'a>,
+}
+
+impl<'a> Worker<'a> {
+    /// A worker for plugin `name` running `def`.
+    pub(super) fn new(
+        name: &'a str,
+        def: &PluginDef,
+        ctx: &Ctx<'a>,
+        telemetry: Telemetry<'a>,
+    ) -> Self {
+        Worker {
+            name,
+            retry: def.manifest.retry,
+            bus: ctx.bus,
+            services: ctx.services,
+            stats: ctx.stats,
+            in_hook: ctx.in_hook,
+            retries: 0,
+            seq: 0,
+            telemetry,
+        }
+    }
+
+    /// Takes every delivery waiting for a retry.
+    pub(super) fn take_retries(&mut self) -> Vec<Delivery> {
+        self.retries = 0;
+        self.in_hook.take_retries()
+    }
+
+    /// The first retry due at `now`, if any.
+    pub(super) fn due_retry(&mut self, now: Instant) -> Option<Delivery> {
+        if self.retries == 0 {
+            return None;
+        }
+        let mut retries = self.in_hook.retries();
+        let (&(at, _), _) = retries.first_key_value()?;
+        if at > now {
+            return None;
+        }
+        self.retries -= 1;
+        retries.pop_first().map(|(_, d)| d)
+    }
+
+    /// When the next retry is due.
+    pub(super) fn next_retry(&self) -> Option<Instant> {
+        if self.retries == 0 {
+            return None;
+        }
+        let retries = self.in_hook.retries();
+        retries.first_key_value().map(|(&(at, _), _)| at)
+    }
+
+    /// Handles one delivery. Returns the error when it ended in one (SPEC
+    /// §12's errors, which supervision counts), or, as `Err`, a crash: the
+    /// plugin cannot go on, and the delivery stays in the hook for the
+    /// crash handling to dead-letter. `None` when the watch abandoned the
+    /// call meanwhile (and took the delivery): the thread ends.
+    pub(super) fn handle(
+        &mut self,
+        plugin: &mut dyn PluginInstance,
+        d: Delivery,
+    ) -> Option<Result<Option<String>, ScriptError>> {
+        let span = self.telemetry.span(&d.event);
+        let _entered = span.enter();
+        let started = Instant::now();
+        self.in_hook.enter(started, Some(d.clone()));
+        let result = plugin.on_event(&d.event);
+        if let Err(e) = &result
+            && e.kind == ErrorKind::Crash
+            && !self.in_hook.is_abandoned()
+        {
+            record_error(&span, e);
+            return Some(Err(result.unwrap_err()));
+        }
+        if !self.in_hook.leave() {
+            return None;
+        }
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let event = d.event.clone();
+        let (action, error) = self.carry_out(result, d, &span);
+        if !span.is_disabled() {
+            span.record("outcome", Action::NAMES[action]);
+        }
+        // Recorded before the event counts as done, so a reader that waited
+        // for the host to be idle sees it.
+        self.telemetry.record(&event.topic, elapsed_ms, action);
+        if action != Action::RETRY {
+            self.bus.done();
+        }
+        Some(Ok(error))
+    }
+
+    /// Carries out the plugin's answer; the caller marks the event done
+    /// (unless it is to be retried). Returns the action carried out (its
+    /// [`Action::index`]) and the error, when the event ended in one.
+    fn carry_out(
+        &mut self,
+        result: Result<plughost_bindings::Outcome, ScriptError>,
+        d: Delivery,
+        span: &tracing::Span,
+    ) -> (usize, Option<String>) {
+        let raised = result.is_err();
+        let action = delivery::decide(result, d.attempt, &self.retry);
+        let index = action.index();
+        match action {
+            Action::Ack => {
+                self.stats.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::Forward { topic, payload } => {
+                // The same path as `bus.publish`: topic checks, then the bus.
+                let published = self.services.check_topic(self.name, &topic).and_then(|()| {
+                    let mut event = d.event.caused(topic, payload, self.name);
+                    trace::inject_current(&mut event.headers);
+                    self.bus
+                        .publish_blocking(event, Some(self.name))
+                        .map_err(PublishRefused::from)
+                });
+                if let Err(refused) = published {
+                    // A refused forward is an error (SPEC §12).
+                    let error = format!("outcome.forward: {refused}");
+                    self.dead_letter(&d, &error, span);
+                    return (Action::DEAD_LETTER, Some(error));
+                }
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            }
+            Action::Retry { after, attempt } => {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(plugin = self.name, event.id = %d.event.id, attempt, after_ms = after.as_millis() as u64, "retry scheduled");
+                self.seq += 1;
+                self.retries += 1;
+                self.in_hook.retries().insert(
+                    (Instant::now() + after, self.seq),
+                    Delivery {
+                        event: d.event,
+                        attempt,
+                    },
+                );
+            }
+            Action::DeadLetter { error } => {
+                self.dead_letter(&d, &error, span);
+                return (index, raised.then_some(error));
+            }
+        }
+        (index, None)
+    }
+
+    fn dead_letter(&self, d: &Delivery, error: &str, span: &tracing::Span) {
+        record_error(span, &error);
+        self.bus.dead_letter(self.name, &d.event, d.attempt, error);
+        self.stats.dead_lettered(&d.event.id, error);
+    }
+}

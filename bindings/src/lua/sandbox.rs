@@ -79,15 +79,22 @@ pub(crate) fn new_lua(
             Ok(())
         })?
     };
+    let over_budget = {
+        let budget = budget.clone();
+        lua.create_function(move |_, ()| Ok(budget.exceeded()))?
+    };
     // Kept before the prelude wraps it: glue written in Lua (`telemetry.span`)
     // catches errors with it, and must pass every error on unchanged.
     let raw_pcall: Function = lua.globals().get("pcall")?;
     lua.set_named_registry_value(RAW_PCALL, raw_pcall)?;
     let to_script = lua.create_function(super::error::to_script)?;
+    let refuse = lua.create_function(|lua, message: String| -> mlua::Result<()> {
+        Err(super::error::raise(lua, message))
+    })?;
     let readonly: Function = lua
         .load(include_str!("prelude.lua"))
         .set_name("=[plughost prelude]")
-        .call((check_budget, to_script))?;
+        .call((check_budget, over_budget, to_script, refuse))?;
     // Events make many short-lived tables: the generational collector suits them.
     lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
     let watch = Watch::install(&lua, budget)?;
@@ -160,6 +167,82 @@ mod tests {
                 err.to_string().contains("time limit exceeded"),
                 "{src}: {err}"
             );
+        }
+    }
+
+    /// Runs `src` under a `ms` time limit; returns its error (bounded: a
+    /// hang here is a failing test run, killed by the harness).
+    fn run_limited(src: &str, ms: u64) -> mlua::Error {
+        let (lua, budget, watch) = lua();
+        let watching = watch.begin();
+        budget.start(Duration::from_millis(ms));
+        let err = lua
+            .load(src)
+            .set_name("@p/main.lua")
+            .exec()
+            .expect_err(src);
+        budget.stop();
+        drop(watching);
+        err
+    }
+
+    #[test]
+    fn a_message_handler_that_loops_is_stopped() {
+        for src in [
+            // The loop hits the limit; the handler then runs with hooks off.
+            "xpcall(function() while true do end end, function() while true do end end)",
+            // An error of the script's own; the handler loops into the limit.
+            "xpcall(error, function() while true do end end)",
+            // A callable table as the handler.
+            "xpcall(function() while true do end end, setmetatable({}, {__call = function() while true do end end}))",
+            // Inside a coroutine.
+            "coroutine.wrap(function() xpcall(function() while true do end end, function() while true do end end) end)()",
+        ] {
+            let err = run_limited(src, 30);
+            assert!(err.to_string().contains("time limit exceeded"), "{src}: {err}");
+        }
+    }
+
+    #[test]
+    fn finalizers_are_refused() {
+        let (lua, budget, watch) = lua();
+        let _watching = watch.begin();
+        budget.start(Duration::from_secs(2));
+        let caught: Vec<String> = lua
+            .load(
+                "local out = {}\n\
+                 out[1] = select(2, pcall(setmetatable, {}, {__gc = function() while true do end end}))\n\
+                 out[2] = select(2, pcall(function() return setmetatable({}, {__gc = false}) end))\n\
+                 local mt = {}\n\
+                 local t = setmetatable({}, mt)\n\
+                 mt.__gc = function() while true do end end -- never marked: never called\n\
+                 t = nil; collectgarbage(); collectgarbage()\n\
+                 out[3] = tostring(getmetatable(t) == nil)\n\
+                 return out",
+            )
+            .set_name("@p/main.lua")
+            .eval()
+            .unwrap();
+        assert!(caught[0].contains("`__gc` is refused"), "{caught:?}");
+        assert!(caught[1].starts_with("p/main.lua:3: setmetatable"), "{caught:?}");
+        assert_eq!(caught[2], "true");
+    }
+
+    #[test]
+    fn collectgarbage_leaves_the_settings_to_the_host() {
+        let (lua, _, _) = lua();
+        let ok: bool = lua
+            .load("return collectgarbage('count') > 0 and collectgarbage('isrunning') and collectgarbage() == 0 and collectgarbage('step') ~= nil")
+            .eval()
+            .unwrap();
+        assert!(ok);
+        for opt in ["stop", "restart", "incremental", "generational", "setpause", "setstepmul"] {
+            let err = lua
+                .load(format!("collectgarbage('{opt}')"))
+                .set_name("@p/main.lua")
+                .exec()
+                .unwrap_err();
+            assert!(err.to_string().contains("p/main.lua:1: collectgarbage: option"), "{opt}: {err}");
         }
     }
 

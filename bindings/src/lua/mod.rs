@@ -11,6 +11,7 @@ mod convert;
 mod error;
 mod log;
 mod outcome;
+mod pattern;
 mod raw;
 mod require;
 mod sandbox;

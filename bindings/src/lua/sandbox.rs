@@ -23,7 +23,7 @@ pub(crate) use crate::budget::Budget;
 
 /// The time limit error, positioned at the script line `at`, once the
 /// deadline has passed.
-fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
+pub(crate) fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
     if !budget.exceeded() {
         return Ok(());
     }
@@ -95,6 +95,7 @@ pub(crate) fn new_lua(
         .load(include_str!("prelude.lua"))
         .set_name("=[plughost prelude]")
         .call((check_budget, over_budget, to_script, refuse))?;
+    super::pattern::install(&lua, budget.clone(), memory_bytes)?;
     // Events make many short-lived tables: the generational collector suits them.
     lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
     let watch = Watch::install(&lua, budget)?;

@@ -141,6 +141,25 @@ pub(crate) fn to_script_error(err: &mlua::Error, memory_mb: usize) -> ScriptErro
     error
 }
 
+/// A memory limit error without a line, placed at `noted` (the line the
+/// watch last noted in the hook call), or else at `start` (the start of the
+/// hook function): Lua raises an allocation failure without running any
+/// handler, so nothing else knows where the script was.
+pub(crate) fn place_memory_error(
+    mut error: ScriptError,
+    noted: Option<(String, usize)>,
+    start: Option<(String, usize)>,
+) -> ScriptError {
+    if !matches!(error.kind, ErrorKind::Memory) || error.line.is_some() {
+        return error;
+    }
+    if let Some((file, line)) = noted.or(start) {
+        error.file = Some(file);
+        error.line = Some(line);
+    }
+    error
+}
+
 /// Splits `msg\nstack traceback:\n…` into message and traceback.
 fn split_traceback(text: &str) -> (String, Option<String>) {
     match text.find("\nstack traceback:") {

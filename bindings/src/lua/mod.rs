@@ -10,6 +10,7 @@ mod context;
 mod convert;
 mod error;
 mod log;
+mod nesting;
 mod outcome;
 mod pattern;
 mod raw;
@@ -24,7 +25,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mlua::chunk::ChunkMode;
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Value as LuaValue};
 use serde_json::Value;
 
@@ -96,14 +96,12 @@ impl LuaPlugin {
 
         let watching = watch.begin();
         ctx.budget.start(spec.limits.hook_timeout);
-        let ran = lua
-            .load(source)
-            .set_name(format!("@{entry}"))
-            .set_mode(ChunkMode::Text)
-            .exec();
+        let ran = nesting::compile(&lua, source.as_bytes(), &format!("@{entry}"))
+            .and_then(|chunk| chunk.call::<()>(()));
         ctx.budget.stop();
+        let noted = watch.last_position();
         drop(watching);
-        ran.map_err(fail)?;
+        ran.map_err(|e| error::place_memory_error(fail(e), noted, None))?;
 
         let globals = lua.globals();
         let hook = |name: &str| -> Result<Option<Function>, ScriptError> {
@@ -146,7 +144,11 @@ impl LuaPlugin {
         self.ctx.budget.start(self.spec.limits.hook_timeout);
         let result = f.call::<R>(args);
         self.ctx.budget.stop();
-        result.map_err(|e| self.error(&e, hook))
+        result.map_err(|e| {
+            let info = f.info();
+            let start = info.short_src.zip(info.line_defined);
+            error::place_memory_error(self.error(&e, hook), self.watch.last_position(), start)
+        })
     }
 
     fn error(&self, e: &mlua::Error, hook: HookName) -> ScriptError {
@@ -247,10 +249,7 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     let lua =
         Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).expect("a bare Lua state");
     crate::plugin::check_sources(spec, "lua", |src, shown| {
-        lua.load(src)
-            .set_name(format!("@{shown}"))
-            .set_mode(ChunkMode::Text)
-            .into_function()
+        nesting::compile(&lua, src.as_bytes(), &format!("@{shown}"))
             .err()
             .map(|e| to_script_error(&e, 0).or_file(shown))
     })

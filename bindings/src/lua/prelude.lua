@@ -5,16 +5,23 @@
 -- limit error once the hook call's deadline has passed, `over_budget`, which
 -- says whether it has, `to_script`, which turns an error raised by a
 -- binding (an opaque userdata) into the positioned string a script expects,
--- and `refuse`, which raises an error positioned at the script's line.
-local check_budget, over_budget, to_script, refuse = ...
+-- `refuse`, which raises an error positioned at the script's line, and
+-- `place_overflow`, which names the line where a chunk nests too deeply.
+local check_budget, over_budget, to_script, refuse, place_overflow = ...
 
 local raw_load, raw_pcall, raw_xpcall, raw_resume = load, pcall, xpcall, coroutine.resume
 local error, select, type, next, tostring, rawget = error, select, type, next, tostring, rawget
 local raw_setmetatable = setmetatable
 
 -- Text chunks only: binary chunks bypass the compiler's checks.
+-- Lua's parser reports a chunk nested too deeply without chunk or line.
 load = function(chunk, name, _mode, env)
-  return raw_load(chunk, name, "t", env)
+  local f, err = raw_load(chunk, name, "t", env)
+  if f == nil and type(chunk) == "string" and type(err) == "string"
+      and err:sub(1, 16) == "C stack overflow" then
+    err = place_overflow(chunk, name) or err
+  end
+  return f, err
 end
 dofile, loadfile = nil, nil
 string.dump = nil

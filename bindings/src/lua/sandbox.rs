@@ -88,13 +88,20 @@ pub(crate) fn new_lua(
     let raw_pcall: Function = lua.globals().get("pcall")?;
     lua.set_named_registry_value(RAW_PCALL, raw_pcall)?;
     let to_script = lua.create_function(super::error::to_script)?;
+    let place_overflow = lua.create_function(
+        |lua, (chunk, name): (mlua::LuaString, Option<mlua::LuaString>)| {
+            // Lua names a chunk loaded without a name after its text.
+            let name = name.as_ref().unwrap_or(&chunk).to_string_lossy();
+            Ok(super::nesting::overflow_message(lua, &chunk.as_bytes(), &name))
+        },
+    )?;
     let refuse = lua.create_function(|lua, message: String| -> mlua::Result<()> {
         Err(super::error::raise(lua, message))
     })?;
     let readonly: Function = lua
         .load(include_str!("prelude.lua"))
         .set_name("=[plughost prelude]")
-        .call((check_budget, over_budget, to_script, refuse))?;
+        .call((check_budget, over_budget, to_script, refuse, place_overflow))?;
     super::pattern::install(&lua, budget.clone(), memory_bytes)?;
     // Events make many short-lived tables: the generational collector suits them.
     lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));

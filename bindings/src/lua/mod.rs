@@ -190,8 +190,10 @@ impl PluginInstance for LuaPlugin {
         let previous: LuaValue = globals
             .raw_get("config")
             .map_err(|e| self.error(&e, HookName::OnConfig))?;
+        // Raw: a metatable the script put on `_G` must not run here, outside
+        // the time limit.
         globals
-            .set("config", view.clone())
+            .raw_set("config", view.clone())
             .map_err(|e| self.error(&e, HookName::OnConfig))?;
         let result = match &self.hooks.on_config {
             Some(f) => self.call(f, view, HookName::OnConfig),
@@ -201,7 +203,7 @@ impl PluginInstance for LuaPlugin {
             Ok(()) => self.spec.config = config.clone(),
             // A refused config leaves the plugin as it was.
             Err(_) => {
-                let _ = globals.set("config", previous);
+                let _ = globals.raw_set("config", previous);
             }
         }
         result

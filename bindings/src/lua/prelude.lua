@@ -11,14 +11,14 @@ local check_budget, over_budget, to_script, refuse, place_overflow = ...
 
 local raw_load, raw_pcall, raw_xpcall, raw_resume = load, pcall, xpcall, coroutine.resume
 local error, select, type, next, tostring, rawget = error, select, type, next, tostring, rawget
-local raw_setmetatable = setmetatable
+local raw_setmetatable, sub = setmetatable, string.sub
 
 -- Text chunks only: binary chunks bypass the compiler's checks.
 -- Lua's parser reports a chunk nested too deeply without chunk or line.
 load = function(chunk, name, _mode, env)
   local f, err = raw_load(chunk, name, "t", env)
   if f == nil and type(chunk) == "string" and type(err) == "string"
-      and err:sub(1, 16) == "C stack overflow" then
+      and sub(err, 1, 16) == "C stack overflow" then
     err = place_overflow(chunk, name) or err
   end
   return f, err

@@ -14,6 +14,7 @@ mod nesting;
 mod outcome;
 mod pattern;
 mod raw;
+mod reentry;
 mod require;
 mod sandbox;
 mod telemetry;

@@ -98,16 +98,26 @@ mod tests {
     #[test]
     fn a_deeply_nested_chunk_is_a_positioned_syntax_error() {
         let lua = Lua::new();
-        let source = format!("local a = 1\n\nlocal b = {}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        let source = format!(
+            "local a = 1\n\nlocal b = {}1{}",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
         let err = compile(&lua, source.as_bytes(), "@p/main.lua").unwrap_err();
         let shown = super::super::error::to_script_error(&err, 0);
-        assert_eq!(shown.to_string(), "p/main.lua:3: chunk nested too deeply (C stack overflow)");
+        assert_eq!(
+            shown.to_string(),
+            "p/main.lua:3: chunk nested too deeply (C stack overflow)"
+        );
         // Nested over several lines: the line where it goes past the limit.
         let source = format!("x = {}", "(\n".repeat(300));
         let err = compile(&lua, source.as_bytes(), "@p/main.lua").unwrap_err();
         let shown = super::super::error::to_script_error(&err, 0);
         let line = shown.line.unwrap();
         assert!((30..=200).contains(&line), "{shown}");
-        assert!(shown.message.starts_with("chunk nested too deeply"), "{shown}");
+        assert!(
+            shown.message.starts_with("chunk nested too deeply"),
+            "{shown}"
+        );
     }
 }

@@ -101,7 +101,10 @@ mod tests {
             .eval()
             .unwrap();
         let err = from_return(v).unwrap_err();
-        assert!(err.message.starts_with("on_event returned a table;"), "{err}");
+        assert!(
+            err.message.starts_with("on_event returned a table;"),
+            "{err}"
+        );
         let err = from_return(LuaValue::Integer(42)).unwrap_err();
         assert!(err.message.starts_with("on_event returned 42;"), "{err}");
     }

@@ -1,6 +1,6 @@
 -- plughost's Lua prelude: runs once in every plugin interpreter, before the
 -- plugin's own code. It narrows the standard library to the allow-list and
--- makes `pcall`, `xpcall` and `coroutine.resume` unable to swallow the
+-- makes `pcall`, `xpcall`, `coroutine.resume` and `coroutine.close` unable to swallow the
 -- host's time limit. Given by the host: `check_budget`, which raises the time
 -- limit error once the hook call's deadline has passed, `over_budget`, which
 -- says whether it has, `to_script`, which turns an error raised by a
@@ -9,7 +9,8 @@
 -- `place_overflow`, which names the line where a chunk nests too deeply.
 local check_budget, over_budget, to_script, refuse, place_overflow = ...
 
-local raw_load, raw_pcall, raw_xpcall, raw_resume = load, pcall, xpcall, coroutine.resume
+local raw_load, raw_pcall, raw_xpcall, raw_resume, raw_close =
+  load, pcall, xpcall, coroutine.resume, coroutine.close
 local error, select, type, next, tostring, rawget = error, select, type, next, tostring, rawget
 local raw_setmetatable, sub = setmetatable, string.sub
 
@@ -72,6 +73,18 @@ xpcall = function(f, handler, ...)
   end, ...))
 end
 coroutine.resume = function(co, ...) return pass(raw_resume(co, ...)) end
+-- `close` catches what a `__close` raised, the time limit included.
+coroutine.close = function(co) return pass(raw_close(co)) end
+
+-- Every read-only view, so that `rawset` cannot write into one either.
+local views_made = raw_setmetatable({}, { __mode = "k" })
+local raw_rawset = rawset
+rawset = function(t, k, v)
+  if views_made[t] then
+    refuse("config is read-only (tried to set `" .. tostring(k) .. "` with rawset); keep mutable data in `state`")
+  end
+  return raw_rawset(t, k, v)
+end
 
 -- Read-only views of the config, built lazily and cached per table.
 local function readonly(t)
@@ -99,6 +112,7 @@ local function readonly(t)
       __plughost_view = v,
     })
     views[v] = proxy
+    views_made[proxy] = true
     return proxy
   end
   return view(t)

@@ -18,6 +18,8 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         if let Some(v) = loaded.borrow().get(&name) {
             return Ok(v.clone());
         }
+        // The module's chunk runs from here, and may `require` again.
+        let _reentry = super::reentry::Reentry::enter(lua, "require")?;
         let module = modpath::resolve(&c.dir, &name, "lua")
             .map_err(|m| raise(lua, format!("require: {m}")))?;
         let source = std::fs::read(&module.path)

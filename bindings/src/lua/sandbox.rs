@@ -92,7 +92,11 @@ pub(crate) fn new_lua(
         |lua, (chunk, name): (mlua::LuaString, Option<mlua::LuaString>)| {
             // Lua names a chunk loaded without a name after its text.
             let name = name.as_ref().unwrap_or(&chunk).to_string_lossy();
-            Ok(super::nesting::overflow_message(lua, &chunk.as_bytes(), &name))
+            Ok(super::nesting::overflow_message(
+                lua,
+                &chunk.as_bytes(),
+                &name,
+            ))
         },
     )?;
     let refuse = lua.create_function(|lua, message: String| -> mlua::Result<()> {
@@ -184,11 +188,7 @@ mod tests {
         let (lua, budget, watch) = lua();
         let watching = watch.begin();
         budget.start(Duration::from_millis(ms));
-        let err = lua
-            .load(src)
-            .set_name("@p/main.lua")
-            .exec()
-            .expect_err(src);
+        let err = lua.load(src).set_name("@p/main.lua").exec().expect_err(src);
         budget.stop();
         drop(watching);
         err
@@ -207,7 +207,10 @@ mod tests {
             "coroutine.wrap(function() xpcall(function() while true do end end, function() while true do end end) end)()",
         ] {
             let err = run_limited(src, 30);
-            assert!(err.to_string().contains("time limit exceeded"), "{src}: {err}");
+            assert!(
+                err.to_string().contains("time limit exceeded"),
+                "{src}: {err}"
+            );
         }
     }
 
@@ -232,7 +235,10 @@ mod tests {
             .eval()
             .unwrap();
         assert!(caught[0].contains("`__gc` is refused"), "{caught:?}");
-        assert!(caught[1].starts_with("p/main.lua:3: setmetatable"), "{caught:?}");
+        assert!(
+            caught[1].starts_with("p/main.lua:3: setmetatable"),
+            "{caught:?}"
+        );
         assert_eq!(caught[2], "true");
     }
 
@@ -244,13 +250,24 @@ mod tests {
             .eval()
             .unwrap();
         assert!(ok);
-        for opt in ["stop", "restart", "incremental", "generational", "setpause", "setstepmul"] {
+        for opt in [
+            "stop",
+            "restart",
+            "incremental",
+            "generational",
+            "setpause",
+            "setstepmul",
+        ] {
             let err = lua
                 .load(format!("collectgarbage('{opt}')"))
                 .set_name("@p/main.lua")
                 .exec()
                 .unwrap_err();
-            assert!(err.to_string().contains("p/main.lua:1: collectgarbage: option"), "{opt}: {err}");
+            assert!(
+                err.to_string()
+                    .contains("p/main.lua:1: collectgarbage: option"),
+                "{opt}: {err}"
+            );
         }
     }
 

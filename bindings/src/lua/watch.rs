@@ -13,9 +13,11 @@
 //! call puts the watch back.
 //!
 //! At each look that counted instructions (not at calls, where it would
-//! cost), the watch also notes the script line running: Lua raises an
-//! allocation failure without running any handler, so this note is what
-//! places a memory limit error on a line.
+//! cost), the watch also notes the script line running, and forgets it at
+//! each call: Lua raises an allocation failure without running any handler,
+//! so this note is what places a memory limit error on a line (a loop that
+//! runs out of memory without calling anything); without one the error
+//! names the start of the hook function.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -50,6 +52,10 @@ unsafe extern "C-unwind" fn watch(state: *mut ffi::lua_State, ar: *mut ffi::lua_
     if unsafe { (*ar).event } == ffi::LUA_HOOKCOUNT {
         // SAFETY: as above; `lua_getinfo` on the hook's own record raises nothing.
         unsafe { w.note(state, ar) };
+    } else {
+        // A call may move the script to another line before the next note:
+        // forget the old one rather than name a line it has left.
+        w.line.set(0);
     }
     if !w.budget.expired() {
         return;
@@ -148,7 +154,10 @@ impl Watch {
     pub(crate) fn last_position(&self) -> Option<(String, usize)> {
         match self.line.get() {
             0 => None,
-            line => Some((String::from_utf8_lossy(&self.file.borrow()).into_owned(), line)),
+            line => Some((
+                String::from_utf8_lossy(&self.file.borrow()).into_owned(),
+                line,
+            )),
         }
     }
 }

@@ -139,7 +139,11 @@ fn match_class(c: u8, class: u8) -> bool {
         b'z' => c == 0,
         _ => return class == c,
     };
-    if class.is_ascii_lowercase() { res } else { !res }
+    if class.is_ascii_lowercase() {
+        res
+    } else {
+        !res
+    }
 }
 
 /// Lua's `MatchState`: one subject, one pattern (without its `^` anchor),
@@ -197,7 +201,12 @@ impl<'a> Matcher<'a> {
     }
 
     /// Lua's `get_onecapture`: capture `i` (0-based) of the match `s..e`.
-    pub(crate) fn capture(&self, i: usize, s: usize, e: usize) -> Result<Capture<'a>, PatternError> {
+    pub(crate) fn capture(
+        &self,
+        i: usize,
+        s: usize,
+        e: usize,
+    ) -> Result<Capture<'a>, PatternError> {
         if i >= self.level {
             if i != 0 {
                 return Err(PatternError::InvalidCaptureIndex(i as i32 + 1));
@@ -357,7 +366,12 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    fn min_expand(&mut self, mut s: usize, p: usize, ep: usize) -> Result<Option<usize>, PatternError> {
+    fn min_expand(
+        &mut self,
+        mut s: usize,
+        p: usize,
+        ep: usize,
+    ) -> Result<Option<usize>, PatternError> {
         loop {
             if let Some(end) = self.do_match(s, ep + 1)? {
                 return Ok(Some(end));
@@ -369,7 +383,12 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    fn start_capture(&mut self, s: usize, p: usize, what: isize) -> Result<Option<usize>, PatternError> {
+    fn start_capture(
+        &mut self,
+        s: usize,
+        p: usize,
+        what: isize,
+    ) -> Result<Option<usize>, PatternError> {
         if self.level >= MAX_CAPTURES {
             return Err(PatternError::TooManyCaptures);
         }

@@ -97,19 +97,37 @@ fn got(v: Option<&LuaValue>) -> &'static str {
 }
 
 /// `luaL_checklstring`: a string, or a number as a string.
-fn check_string(lua: &Lua, args: &MultiValue, n: usize, name: &str) -> mlua::Result<mlua::LuaString> {
+fn check_string(
+    lua: &Lua,
+    args: &MultiValue,
+    n: usize,
+    name: &str,
+) -> mlua::Result<mlua::LuaString> {
     let v = arg(args, n);
-    match v.map(|v| lua.coerce_string(v.clone())).transpose()?.flatten() {
+    match v
+        .map(|v| lua.coerce_string(v.clone()))
+        .transpose()?
+        .flatten()
+    {
         Some(s) => Ok(s),
         None => Err(raise(
             lua,
-            format!("bad argument #{n} to '{name}' (string expected, got {})", got(v)),
+            format!(
+                "bad argument #{n} to '{name}' (string expected, got {})",
+                got(v)
+            ),
         )),
     }
 }
 
 /// `luaL_optinteger`.
-fn opt_integer(lua: &Lua, args: &MultiValue, n: usize, name: &str, default: i64) -> mlua::Result<i64> {
+fn opt_integer(
+    lua: &Lua,
+    args: &MultiValue,
+    n: usize,
+    name: &str,
+    default: i64,
+) -> mlua::Result<i64> {
     let v = match arg(args, n) {
         None | Some(LuaValue::Nil) => return Ok(default),
         Some(v) => v,
@@ -134,7 +152,10 @@ fn capture_value(lua: &Lua, c: Capture<'_>) -> mlua::Result<LuaValue> {
 }
 
 fn capture_values(lua: &Lua, captures: Vec<Capture<'_>>) -> mlua::Result<MultiValue> {
-    captures.into_iter().map(|c| capture_value(lua, c)).collect()
+    captures
+        .into_iter()
+        .map(|c| capture_value(lua, c))
+        .collect()
 }
 
 /// Lua's `str_find_aux`: `string.find` (`find`) or `string.match`.
@@ -148,7 +169,8 @@ fn find_aux(lua: &Lua, limits: &Limits, args: MultiValue, find: bool) -> mlua::R
         return Ok(MultiValue::from_iter([LuaValue::Nil]));
     }
     let stop = || limits.budget.expired();
-    let plain = arg(&args, 4).is_some_and(|v| !matches!(v, LuaValue::Nil | LuaValue::Boolean(false)));
+    let plain =
+        arg(&args, 4).is_some_and(|v| !matches!(v, LuaValue::Nil | LuaValue::Boolean(false)));
     if find && (plain || matcher::no_specials(&p)) {
         return match matcher::find_plain(&s[init..], &p, &stop) {
             Err(e) => Err(limits.error(lua, e)),
@@ -174,7 +196,9 @@ fn find_aux(lua: &Lua, limits: &Limits, args: MultiValue, find: bool) -> mlua::R
                     out.push_front(LuaValue::Integer(start as i64 + 1));
                     out
                 } else {
-                    let captures = m.captures(Some((start, end))).map_err(|e| limits.error(lua, e))?;
+                    let captures = m
+                        .captures(Some((start, end)))
+                        .map_err(|e| limits.error(lua, e))?;
                     capture_values(lua, captures)?
                 };
                 return Ok(found);
@@ -209,7 +233,9 @@ fn gmatch(lua: &Lua, limits: &Limits, args: MultiValue) -> mlua::Result<Function
                 Ok(Some(end)) if Some(end) != last.get() => {
                     next.set(end);
                     last.set(Some(end));
-                    let captures = m.captures(Some((src, end))).map_err(|e| limits.error(lua, e))?;
+                    let captures = m
+                        .captures(Some((src, end)))
+                        .map_err(|e| limits.error(lua, e))?;
                     return capture_values(lua, captures);
                 }
                 Ok(_) => src += 1,
@@ -279,6 +305,11 @@ fn gsub(lua: &Lua, limits: &Limits, args: MultiValue) -> mlua::Result<(mlua::Lua
                 ),
             ));
         }
+    };
+    // A function or table replacement runs script code from here.
+    let _reentry = match repl {
+        Replacement::Text(_) => None,
+        _ => Some(super::reentry::Reentry::enter(lua, "string.gsub")?),
     };
     let anchor = p.first() == Some(&b'^');
     let body = if anchor { &p[1..] } else { &p[..] };

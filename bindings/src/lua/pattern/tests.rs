@@ -26,7 +26,8 @@ fn both() -> Both {
     install(&lua, Rc::new(Budget::default()), 0).unwrap();
     let ours = lua.create_table().unwrap();
     for name in ["find", "match", "gmatch", "gsub"] {
-        ours.set(name, string.get::<Function>(name).unwrap()).unwrap();
+        ours.set(name, string.get::<Function>(name).unwrap())
+            .unwrap();
     }
     Both { lua, c, ours }
 }
@@ -149,7 +150,10 @@ const CASES: &[(&str, &str)] = &[
     ("match", r#""abc", "%fa""#),
     ("match", r#""abc", "%f[a""#),
     ("match", "\"a\", (\"(\"):rep(33)"),
-    ("match", "(\"a\"):rep(300), (\"a?\"):rep(300) .. (\"a\"):rep(300)"),
+    (
+        "match",
+        "(\"a\"):rep(300), (\"a?\"):rep(300) .. (\"a\"):rep(300)",
+    ),
     ("match", r#"nil, "a""#),
     ("match", r#""a""#),
     ("match", r#""a", {}"#),
@@ -184,13 +188,22 @@ const CASES: &[(&str, &str)] = &[
     ("gsub", r#""hello", "()l", "%1""#),
     ("gsub", r#""hello", "l", 7"#),
     ("gsub", r#""hello", "l", 1.5"#),
-    ("gsub", r#""$name is $age", "%$(%w+)", {name = "Ann", age = 7}"#),
+    (
+        "gsub",
+        r#""$name is $age", "%$(%w+)", {name = "Ann", age = 7}"#,
+    ),
     ("gsub", r#""$name is $x", "%$(%w+)", {name = "Ann"}"#),
     ("gsub", r#""$name", "%$(%w+)", {name = false}"#),
     ("gsub", r#""$name", "%$(%w+)", {name = {}}"#),
-    ("gsub", r#""$name", "%$(%w+)", setmetatable({}, {__index = function(_, k) return k:upper() end})"#),
+    (
+        "gsub",
+        r#""$name", "%$(%w+)", setmetatable({}, {__index = function(_, k) return k:upper() end})"#,
+    ),
     ("gsub", r#""a1b2", "%d", function(d) return d * 2 end"#),
-    ("gsub", r#""a1b2", "(%a)(%d)", function(a, d) return d .. a end"#),
+    (
+        "gsub",
+        r#""a1b2", "(%a)(%d)", function(a, d) return d .. a end"#,
+    ),
     ("gsub", r#""a1b2", "%a", function() end"#),
     ("gsub", r#""a1b2", "()%a", function(p) return p end"#),
     ("gsub", r#""a1b2", "%a", function() return true end"#),
@@ -214,7 +227,8 @@ fn the_replacements_give_lua_s_own_results() {
             .eval()
             .unwrap_or_else(|e| panic!("{args}: {e}"));
         let n: usize = args.get("n").unwrap();
-        let values = || -> MultiValue { (1..=n).map(|i| args.get::<LuaValue>(i).unwrap()).collect() };
+        let values =
+            || -> MultiValue { (1..=n).map(|i| args.get::<LuaValue>(i).unwrap()).collect() };
         // Called from Rust, Lua cannot name the C function ('?'); from a
         // script it names it as the script called it.
         let c = show(&b.lua, name, &b.c.get(*name).unwrap(), values())
@@ -259,8 +273,15 @@ fn a_backtracking_pattern_stops_at_the_time_limit() {
         let err = lua.load(&src).set_name("@p/main.lua").exec().unwrap_err();
         budget.stop();
         let shown = to_script_error(&err, 8);
-        assert!(shown.message.starts_with("time limit exceeded"), "{call}: {shown}");
-        assert_eq!((shown.file.as_deref(), shown.line), (Some("p/main.lua"), Some(2)), "{call}");
+        assert!(
+            shown.message.starts_with("time limit exceeded"),
+            "{call}: {shown}"
+        );
+        assert_eq!(
+            (shown.file.as_deref(), shown.line),
+            (Some("p/main.lua"), Some(2)),
+            "{call}"
+        );
         // A bound, not a speed claim: Lua's own matcher runs for many seconds.
         assert!(started.elapsed() < Duration::from_secs(5), "{call}");
     }
@@ -301,7 +322,9 @@ fn random_patterns_give_lua_s_own_results() {
     };
     let mut differ = Vec::new();
     for _ in 0..3000 {
-        let pattern: String = (0..1 + next(6)).map(|_| PIECES[next(PIECES.len())]).collect();
+        let pattern: String = (0..1 + next(6))
+            .map(|_| PIECES[next(PIECES.len())])
+            .collect();
         let subject = SUBJECTS[next(SUBJECTS.len())];
         let name = ["find", "match", "gmatch", "gsub"][next(4)];
         let init = [1i64, 0, 2, -2, 5, 40][next(6)];
@@ -312,15 +335,26 @@ fn random_patterns_give_lua_s_own_results() {
             _ => LuaValue::Integer(init),
         };
         let values = || -> MultiValue {
-            [LuaValue::String(s.clone()), LuaValue::String(p.clone()), third.clone()]
-                .into_iter()
-                .collect()
+            [
+                LuaValue::String(s.clone()),
+                LuaValue::String(p.clone()),
+                third.clone(),
+            ]
+            .into_iter()
+            .collect()
         };
         let c = show(&b.lua, name, &b.c.get(name).unwrap(), values());
         let ours = show(&b.lua, name, &b.ours.get(name).unwrap(), values());
         if c != ours {
-            differ.push(format!("{name}({subject:?}, {pattern:?}, {third:?}):\n  lua:  {c}\n  ours: {ours}"));
+            differ.push(format!(
+                "{name}({subject:?}, {pattern:?}, {third:?}):\n  lua:  {c}\n  ours: {ours}"
+            ));
         }
     }
-    assert!(differ.is_empty(), "{} differ:\n{}", differ.len(), differ[..differ.len().min(10)].join("\n"));
+    assert!(
+        differ.is_empty(),
+        "{} differ:\n{}",
+        differ.len(),
+        differ[..differ.len().min(10)].join("\n")
+    );
 }

@@ -8,9 +8,14 @@
 //! thousand instructions, that raises once the watchdog has flagged the hook
 //! call's deadline; the prelude raises it again out of `pcall`, `xpcall`
 //! and `coroutine.resume` (whatever error they caught, since the caught one
-//! may be the script's own), so a runaway loop cannot catch it. The same
+//! may be the script's own), so a runaway loop cannot catch it; it does
+//! the same for `coroutine.close`, and runs no `xpcall` message handler past
+//! the deadline (Lua calls it for the hook's error with hooks off). The same
 //! wrappers turn the errors bindings raise into strings (see
-//! `error::to_script`).
+//! `error::to_script`). The pattern functions of `string` are plughost's
+//! own (`pattern`), which look at the deadline too. Finalizers are refused
+//! (`setmetatable` with `__gc`: Lua runs them with hooks off) and the
+//! collector's settings are the host's.
 
 use std::rc::Rc;
 

@@ -306,12 +306,20 @@ fn message_handlers_and_pcall_cannot_outlast_the_time_limit() {
     local ok, err = pcall(error, setmetatable({}, { __tostring = function() while true do end end })) -- @tostring
     print(err) -- @error-object
   end,
+  ["error-value"] = function()
+    error(setmetatable({}, { __tostring = function() while true do end end })) -- @error-value
+  end,
 "#,
     );
     run_attacks(
         &src,
         TIME,
         &[
+            Attack {
+                kind: "error-value",
+                at: &["error-value"],
+                says: "",
+            },
             Attack {
                 kind: "handler-after-limit",
                 at: &["handler-after-limit"],
@@ -702,6 +710,19 @@ end
         error.contains("/deep/main.lua:2: chunk nested too deeply"),
         "{error}"
     );
+    // `plughost check` says the same of the entry and the module.
+    let check = fx.check();
+    for file in ["/deep/main.lua:2", "/bad/nested.lua:2"] {
+        assert!(
+            check
+                .stdout
+                .contains(&format!("{file}: chunk nested too deeply"))
+                || check
+                    .stderr
+                    .contains(&format!("{file}: chunk nested too deeply")),
+            "{file}\n{check}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- escapes

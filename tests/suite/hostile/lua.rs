@@ -919,3 +919,47 @@ fn tampering_with_shared_metatables_stays_in_the_plugin() {
         "{error}"
     );
 }
+
+/// Takes the metatable the host gives empty arrays and puts a looping
+/// `__gc` in it: the host itself would then mark the next empty array for
+/// finalization, which Lua runs with the time limit off.
+const HOST_METATABLE: &str = r#"
+function on_event(e)
+  local mt = getmetatable(e.payload.empty)
+  local took = type(mt) == "table"
+  if took then
+    mt.__gc = function() while true do end end
+    mt.__index = function() while true do end end
+  end
+  collectgarbage()
+  bus.publish("bad.handled", { kind = e.payload.kind, took = took, got = type(mt) })
+end
+"#;
+
+#[test]
+fn the_host_s_own_metatables_are_out_of_reach() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "bad",
+        &format!("subscriptions: [in]\nlimits: {{{TIME}}}\n"),
+        HOST_METATABLE,
+    );
+    fx.plugin(Runtime::Lua, "good", "subscriptions: [in]\n", GOOD);
+    let input: Vec<Value> = (0..4)
+        .map(|i| ev("in", json!({"kind": format!("e{i}"), "empty": []})))
+        .collect();
+    let run = fx.run(&input);
+    run.expect_code(0);
+    assert_eq!(
+        kinds(&run, "good.handled"),
+        vec!["e0", "e1", "e2", "e3"],
+        "{run}"
+    );
+    let handled = run.payloads("bad.handled");
+    assert_eq!(handled.len(), 4, "{run}");
+    for h in handled {
+        assert_eq!(h["took"], false, "{h}");
+        assert_eq!(h["got"], "boolean", "{h}");
+    }
+}

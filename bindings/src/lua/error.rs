@@ -234,6 +234,31 @@ mod tests {
     }
 
     #[test]
+    fn memory_errors_take_the_noted_line_or_the_hook_s_start() {
+        let memory =
+            || ScriptError::new(ErrorKind::Memory, "memory limit exceeded").or_file("p/main.lua");
+        let noted = Some(("p/main.lua".to_owned(), 7));
+        let start = Some(("p/main.lua".to_owned(), 2));
+        let placed = place_memory_error(memory(), noted.clone(), start.clone());
+        assert_eq!(placed.to_string(), "p/main.lua:7: memory limit exceeded");
+        let placed = place_memory_error(memory(), None, start.clone());
+        assert_eq!(placed.to_string(), "p/main.lua:2: memory limit exceeded");
+        assert_eq!(
+            place_memory_error(memory(), None, None).to_string(),
+            "p/main.lua: memory limit exceeded"
+        );
+        // Other errors, and memory errors that know their line, stay.
+        let runtime = ScriptError::new(ErrorKind::Runtime, "boom").or_file("p/main.lua");
+        assert_eq!(
+            place_memory_error(runtime, noted.clone(), start.clone()).line,
+            None
+        );
+        let mut known = memory();
+        known.line = Some(3);
+        assert_eq!(place_memory_error(known, noted, start).line, Some(3));
+    }
+
+    #[test]
     fn binding_errors_point_at_the_calling_line() {
         let lua = Lua::new();
         let f = lua

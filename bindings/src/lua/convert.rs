@@ -32,6 +32,10 @@ pub(crate) use crate::convert_error::ConvertError;
 pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     let mark = lua.create_table()?;
     mark.set("__name", "array")?;
+    // Out of the script's reach: the host sets it on tables in C, so a
+    // `__gc` a script put in it would make the host mark tables for
+    // finalization, which Lua runs with the time limit off.
+    mark.set("__metatable", false)?;
     lua.set_named_registry_value(ARRAY_MARK, mark)
 }
 

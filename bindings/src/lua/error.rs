@@ -141,6 +141,25 @@ pub(crate) fn to_script_error(err: &mlua::Error, memory_mb: usize) -> ScriptErro
     error
 }
 
+/// A memory limit error without a line, placed at `noted` (the line the
+/// watch last noted in the hook call), or else at `start` (the start of the
+/// hook function): Lua raises an allocation failure without running any
+/// handler, so nothing else knows where the script was.
+pub(crate) fn place_memory_error(
+    mut error: ScriptError,
+    noted: Option<(String, usize)>,
+    start: Option<(String, usize)>,
+) -> ScriptError {
+    if !matches!(error.kind, ErrorKind::Memory) || error.line.is_some() {
+        return error;
+    }
+    if let Some((file, line)) = noted.or(start) {
+        error.file = Some(file);
+        error.line = Some(line);
+    }
+    error
+}
+
 /// Splits `msg\nstack traceback:\n…` into message and traceback.
 fn split_traceback(text: &str) -> (String, Option<String>) {
     match text.find("\nstack traceback:") {
@@ -212,6 +231,31 @@ mod tests {
                 assert!(s.traceback.unwrap().contains("stack traceback"));
             })
             .unwrap_err();
+    }
+
+    #[test]
+    fn memory_errors_take_the_noted_line_or_the_hook_s_start() {
+        let memory =
+            || ScriptError::new(ErrorKind::Memory, "memory limit exceeded").or_file("p/main.lua");
+        let noted = Some(("p/main.lua".to_owned(), 7));
+        let start = Some(("p/main.lua".to_owned(), 2));
+        let placed = place_memory_error(memory(), noted.clone(), start.clone());
+        assert_eq!(placed.to_string(), "p/main.lua:7: memory limit exceeded");
+        let placed = place_memory_error(memory(), None, start.clone());
+        assert_eq!(placed.to_string(), "p/main.lua:2: memory limit exceeded");
+        assert_eq!(
+            place_memory_error(memory(), None, None).to_string(),
+            "p/main.lua: memory limit exceeded"
+        );
+        // Other errors, and memory errors that know their line, stay.
+        let runtime = ScriptError::new(ErrorKind::Runtime, "boom").or_file("p/main.lua");
+        assert_eq!(
+            place_memory_error(runtime, noted.clone(), start.clone()).line,
+            None
+        );
+        let mut known = memory();
+        known.line = Some(3);
+        assert_eq!(place_memory_error(known, noted, start).line, Some(3));
     }
 
     #[test]

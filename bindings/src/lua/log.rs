@@ -25,6 +25,8 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         log.set(
             name,
             lua.create_function(move |lua, (msg, fields): (LuaValue, Option<LuaValue>)| {
+                // `__tostring` runs script code from here.
+                let _reentry = super::reentry::Reentry::enter(lua, "log")?;
                 let message = display(&msg)?;
                 let fields = match fields {
                     None | Some(LuaValue::Nil) => None,
@@ -46,6 +48,8 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
 
     let c = ctx.clone();
     let print = lua.create_function(move |lua, args: MultiValue| {
+        // `__tostring` runs script code from here.
+        let _reentry = super::reentry::Reentry::enter(lua, "print")?;
         let parts = args.iter().map(display).collect::<mlua::Result<Vec<_>>>()?;
         emit(lua, &c, LogLevel::Info, &parts.join("\t"), None);
         Ok(())

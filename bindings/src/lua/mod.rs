@@ -10,8 +10,11 @@ mod context;
 mod convert;
 mod error;
 mod log;
+mod nesting;
 mod outcome;
+mod pattern;
 mod raw;
+mod reentry;
 mod require;
 mod sandbox;
 mod telemetry;
@@ -23,7 +26,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mlua::chunk::ChunkMode;
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Value as LuaValue};
 use serde_json::Value;
 
@@ -95,14 +97,12 @@ impl LuaPlugin {
 
         let watching = watch.begin();
         ctx.budget.start(spec.limits.hook_timeout);
-        let ran = lua
-            .load(source)
-            .set_name(format!("@{entry}"))
-            .set_mode(ChunkMode::Text)
-            .exec();
+        let ran = nesting::compile(&lua, source.as_bytes(), &format!("@{entry}"))
+            .and_then(|chunk| chunk.call::<()>(()));
         ctx.budget.stop();
+        let noted = watch.last_position();
         drop(watching);
-        ran.map_err(fail)?;
+        ran.map_err(|e| error::place_memory_error(fail(e), noted, None))?;
 
         let globals = lua.globals();
         let hook = |name: &str| -> Result<Option<Function>, ScriptError> {
@@ -145,7 +145,11 @@ impl LuaPlugin {
         self.ctx.budget.start(self.spec.limits.hook_timeout);
         let result = f.call::<R>(args);
         self.ctx.budget.stop();
-        result.map_err(|e| self.error(&e, hook))
+        result.map_err(|e| {
+            let info = f.info();
+            let start = info.short_src.zip(info.line_defined);
+            error::place_memory_error(self.error(&e, hook), self.watch.last_position(), start)
+        })
     }
 
     fn error(&self, e: &mlua::Error, hook: HookName) -> ScriptError {
@@ -187,8 +191,10 @@ impl PluginInstance for LuaPlugin {
         let previous: LuaValue = globals
             .raw_get("config")
             .map_err(|e| self.error(&e, HookName::OnConfig))?;
+        // Raw: a metatable the script put on `_G` must not run here, outside
+        // the time limit.
         globals
-            .set("config", view.clone())
+            .raw_set("config", view.clone())
             .map_err(|e| self.error(&e, HookName::OnConfig))?;
         let result = match &self.hooks.on_config {
             Some(f) => self.call(f, view, HookName::OnConfig),
@@ -198,7 +204,7 @@ impl PluginInstance for LuaPlugin {
             Ok(()) => self.spec.config = config.clone(),
             // A refused config leaves the plugin as it was.
             Err(_) => {
-                let _ = globals.set("config", previous);
+                let _ = globals.raw_set("config", previous);
             }
         }
         result
@@ -246,10 +252,7 @@ pub fn check(spec: &PluginSpec) -> Vec<ScriptError> {
     let lua =
         Lua::new_with(mlua::StdLib::NONE, mlua::LuaOptions::default()).expect("a bare Lua state");
     crate::plugin::check_sources(spec, "lua", |src, shown| {
-        lua.load(src)
-            .set_name(format!("@{shown}"))
-            .set_mode(ChunkMode::Text)
-            .into_function()
+        nesting::compile(&lua, src.as_bytes(), &format!("@{shown}"))
             .err()
             .map(|e| to_script_error(&e, 0).or_file(shown))
     })

@@ -66,11 +66,13 @@ pub(crate) fn from_return(value: LuaValue) -> Result<Outcome, ScriptError> {
         }
         _ => {}
     }
+    // Read after the hook call, outside its time limit: a value with a
+    // metatable (`__tostring`, `__name`) is only named by its type, so no
+    // script code runs here.
     let shown = match &value {
         LuaValue::String(s) => format!("\"{}\"", s.to_string_lossy()),
-        other => other
-            .to_string()
-            .unwrap_or_else(|_| other.type_name().to_owned()),
+        LuaValue::Boolean(_) | LuaValue::Integer(_) | LuaValue::Number(_) => other_text(&value),
+        other => format!("a {}", other.type_name()),
     };
     Err(ScriptError::new(
         ErrorKind::BadReturn,
@@ -78,4 +80,32 @@ pub(crate) fn from_return(value: LuaValue) -> Result<Outcome, ScriptError> {
             "on_event returned {shown}; expected nothing, true, \"ack\" or an outcome.retry/forward/drop(...) value"
         ),
     ))
+}
+
+/// A plain value as Lua writes it.
+fn other_text(value: &LuaValue) -> String {
+    value
+        .to_string()
+        .unwrap_or_else(|_| value.type_name().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_returned_value_is_named_without_running_its_metamethods() {
+        let lua = Lua::new();
+        let v: LuaValue = lua
+            .load("return setmetatable({}, {__tostring = function() while true do end end})")
+            .eval()
+            .unwrap();
+        let err = from_return(v).unwrap_err();
+        assert!(
+            err.message.starts_with("on_event returned a table;"),
+            "{err}"
+        );
+        let err = from_return(LuaValue::Integer(42)).unwrap_err();
+        assert!(err.message.starts_with("on_event returned 42;"), "{err}");
+    }
 }

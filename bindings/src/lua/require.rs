@@ -4,7 +4,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use mlua::chunk::ChunkMode;
 use mlua::{Lua, Value as LuaValue};
 
 use super::context::Ctx;
@@ -19,16 +18,15 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         if let Some(v) = loaded.borrow().get(&name) {
             return Ok(v.clone());
         }
+        // The module's chunk runs from here, and may `require` again.
+        let _reentry = super::reentry::Reentry::enter(lua, "require")?;
         let module = modpath::resolve(&c.dir, &name, "lua")
             .map_err(|m| raise(lua, format!("require: {m}")))?;
         let source = std::fs::read(&module.path)
             .map_err(|e| raise(lua, format!("require `{name}`: {e}")))?;
         let chunk_name = format!("@{}", c.dir.join(&module.relative).display());
-        let value: LuaValue = lua
-            .load(source)
-            .set_name(chunk_name)
-            .set_mode(ChunkMode::Text)
-            .call(name.clone())?;
+        let value: LuaValue =
+            super::nesting::compile(lua, &source, &chunk_name)?.call(name.clone())?;
         let value = if value.is_nil() {
             LuaValue::Boolean(true)
         } else {

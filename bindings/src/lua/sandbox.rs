@@ -8,9 +8,14 @@
 //! thousand instructions, that raises once the watchdog has flagged the hook
 //! call's deadline; the prelude raises it again out of `pcall`, `xpcall`
 //! and `coroutine.resume` (whatever error they caught, since the caught one
-//! may be the script's own), so a runaway loop cannot catch it. The same
+//! may be the script's own), so a runaway loop cannot catch it; it does
+//! the same for `coroutine.close`, and runs no `xpcall` message handler past
+//! the deadline (Lua calls it for the hook's error with hooks off). The same
 //! wrappers turn the errors bindings raise into strings (see
-//! `error::to_script`).
+//! `error::to_script`). The pattern functions of `string` are plughost's
+//! own (`pattern`), which look at the deadline too. Finalizers are refused
+//! (`setmetatable` with `__gc`: Lua runs them with hooks off) and the
+//! collector's settings are the host's.
 
 use std::rc::Rc;
 
@@ -23,7 +28,7 @@ pub(crate) use crate::budget::Budget;
 
 /// The time limit error, positioned at the script line `at`, once the
 /// deadline has passed.
-fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
+pub(crate) fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
     if !budget.exceeded() {
         return Ok(());
     }
@@ -79,15 +84,34 @@ pub(crate) fn new_lua(
             Ok(())
         })?
     };
+    let over_budget = {
+        let budget = budget.clone();
+        lua.create_function(move |_, ()| Ok(budget.exceeded()))?
+    };
     // Kept before the prelude wraps it: glue written in Lua (`telemetry.span`)
     // catches errors with it, and must pass every error on unchanged.
     let raw_pcall: Function = lua.globals().get("pcall")?;
     lua.set_named_registry_value(RAW_PCALL, raw_pcall)?;
     let to_script = lua.create_function(super::error::to_script)?;
+    let place_overflow = lua.create_function(
+        |lua, (chunk, name): (mlua::LuaString, Option<mlua::LuaString>)| {
+            // Lua names a chunk loaded without a name after its text.
+            let name = name.as_ref().unwrap_or(&chunk).to_string_lossy();
+            Ok(super::nesting::overflow_message(
+                lua,
+                &chunk.as_bytes(),
+                &name,
+            ))
+        },
+    )?;
+    let refuse = lua.create_function(|lua, message: String| -> mlua::Result<()> {
+        Err(super::error::raise(lua, message))
+    })?;
     let readonly: Function = lua
         .load(include_str!("prelude.lua"))
         .set_name("=[plughost prelude]")
-        .call((check_budget, to_script))?;
+        .call((check_budget, over_budget, to_script, refuse, place_overflow))?;
+    super::pattern::install(&lua, budget.clone(), memory_bytes)?;
     // Events make many short-lived tables: the generational collector suits them.
     lua.gc_set_mode(mlua::state::GcMode::Generational(Default::default()));
     let watch = Watch::install(&lua, budget)?;
@@ -159,6 +183,95 @@ mod tests {
             assert!(
                 err.to_string().contains("time limit exceeded"),
                 "{src}: {err}"
+            );
+        }
+    }
+
+    /// Runs `src` under a `ms` time limit; returns its error (bounded: a
+    /// hang here is a failing test run, killed by the harness).
+    fn run_limited(src: &str, ms: u64) -> mlua::Error {
+        let (lua, budget, watch) = lua();
+        let watching = watch.begin();
+        budget.start(Duration::from_millis(ms));
+        let err = lua.load(src).set_name("@p/main.lua").exec().expect_err(src);
+        budget.stop();
+        drop(watching);
+        err
+    }
+
+    #[test]
+    fn a_message_handler_that_loops_is_stopped() {
+        for src in [
+            // The loop hits the limit; the handler then runs with hooks off.
+            "xpcall(function() while true do end end, function() while true do end end)",
+            // An error of the script's own; the handler loops into the limit.
+            "xpcall(error, function() while true do end end)",
+            // A callable table as the handler.
+            "xpcall(function() while true do end end, setmetatable({}, {__call = function() while true do end end}))",
+            // Inside a coroutine.
+            "coroutine.wrap(function() xpcall(function() while true do end end, function() while true do end end) end)()",
+        ] {
+            let err = run_limited(src, 30);
+            assert!(
+                err.to_string().contains("time limit exceeded"),
+                "{src}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn finalizers_are_refused() {
+        let (lua, budget, watch) = lua();
+        let _watching = watch.begin();
+        budget.start(Duration::from_secs(2));
+        let caught: Vec<String> = lua
+            .load(
+                "local out = {}\n\
+                 out[1] = select(2, pcall(setmetatable, {}, {__gc = function() while true do end end}))\n\
+                 out[2] = select(2, pcall(function() return setmetatable({}, {__gc = false}) end))\n\
+                 local mt = {}\n\
+                 local t = setmetatable({}, mt)\n\
+                 mt.__gc = function() while true do end end -- never marked: never called\n\
+                 t = nil; collectgarbage(); collectgarbage()\n\
+                 out[3] = tostring(getmetatable(t) == nil)\n\
+                 return out",
+            )
+            .set_name("@p/main.lua")
+            .eval()
+            .unwrap();
+        assert!(caught[0].contains("`__gc` is refused"), "{caught:?}");
+        assert!(
+            caught[1].starts_with("p/main.lua:3: setmetatable"),
+            "{caught:?}"
+        );
+        assert_eq!(caught[2], "true");
+    }
+
+    #[test]
+    fn collectgarbage_leaves_the_settings_to_the_host() {
+        let (lua, _, _) = lua();
+        let ok: bool = lua
+            .load("return collectgarbage('count') > 0 and collectgarbage('isrunning') and collectgarbage() == 0 and collectgarbage('step') ~= nil")
+            .eval()
+            .unwrap();
+        assert!(ok);
+        for opt in [
+            "stop",
+            "restart",
+            "incremental",
+            "generational",
+            "setpause",
+            "setstepmul",
+        ] {
+            let err = lua
+                .load(format!("collectgarbage('{opt}')"))
+                .set_name("@p/main.lua")
+                .exec()
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("p/main.lua:1: collectgarbage: option"),
+                "{opt}: {err}"
             );
         }
     }

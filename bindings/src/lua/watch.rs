@@ -11,6 +11,13 @@
 //! one or the coroutine running) back to mlua's hook, set to run at the next
 //! instruction, which raises the positioned error as before. The next hook
 //! call puts the watch back.
+//!
+//! At each look that counted instructions (not at calls, where it would
+//! cost), the watch also notes the script line running, and forgets it at
+//! each call: Lua raises an allocation failure without running any handler,
+//! so this note is what places a memory limit error on a line (a loop that
+//! runs out of memory without calling anything); without one the error
+//! names the start of the hook function.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -31,8 +38,9 @@ thread_local! {
     static CURRENT: Cell<*const Watch> = const { Cell::new(std::ptr::null()) };
 }
 
-/// The hook: looks at the flag; once it is up, hands over to mlua's.
-unsafe extern "C-unwind" fn watch(state: *mut ffi::lua_State, _: *mut ffi::lua_Debug) {
+/// The hook: notes the line (at counted looks), looks at the flag; once it
+/// is up, hands over to mlua's.
+unsafe extern "C-unwind" fn watch(state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
     let current = CURRENT.with(Cell::get);
     // SAFETY: `CURRENT` is set by `Watch::begin` to a watch that cannot move
     // or drop while the hook call runs, and cleared by `Watch::end` before
@@ -40,6 +48,15 @@ unsafe extern "C-unwind" fn watch(state: *mut ffi::lua_State, _: *mut ffi::lua_D
     let Some(w) = (unsafe { current.as_ref() }) else {
         return;
     };
+    // SAFETY: `ar` is the record Lua hands its hook, valid during the call.
+    if unsafe { (*ar).event } == ffi::LUA_HOOKCOUNT {
+        // SAFETY: as above; `lua_getinfo` on the hook's own record raises nothing.
+        unsafe { w.note(state, ar) };
+    } else {
+        // A call may move the script to another line before the next note:
+        // forget the old one rather than name a line it has left.
+        w.line.set(0);
+    }
     if !w.budget.expired() {
         return;
     }
@@ -58,6 +75,10 @@ pub(crate) struct Watch {
     budget: Rc<Budget>,
     /// Whether [`watch`] handed the main state back to mlua's hook.
     handed_over: Cell<bool>,
+    /// The file (a chunk named `@file`) and line last noted in this call.
+    file: std::cell::RefCell<Vec<u8>>,
+    /// The line last noted in this call, 0 for none.
+    line: Cell<usize>,
 }
 
 impl Watch {
@@ -79,6 +100,8 @@ impl Watch {
             main,
             budget,
             handed_over: Cell::new(false),
+            file: std::cell::RefCell::default(),
+            line: Cell::new(0),
         })
     }
 
@@ -86,6 +109,7 @@ impl Watch {
     /// until the guard drops (also when the call unwinds).
     pub(crate) fn begin(&self) -> Watching<'_> {
         let previous = CURRENT.with(|c| c.replace(self));
+        self.line.set(0);
         if self.handed_over.replace(false) {
             // SAFETY: the main state of a live `Lua`, used by this thread only.
             unsafe { arm(self.main) };
@@ -93,6 +117,47 @@ impl Watch {
         Watching {
             previous,
             _watch: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Watch {
+    /// Notes the file and line the hook's record `ar` is at, if it is a
+    /// script file's.
+    ///
+    /// # Safety
+    ///
+    /// `state` and `ar` are a running hook's arguments.
+    unsafe fn note(&self, state: *mut ffi::lua_State, ar: *mut ffi::lua_Debug) {
+        // SAFETY: the caller's contract; with a hook's record, `lua_getinfo`
+        // reads the running function and allocates nothing.
+        let (source, line) = unsafe {
+            if ffi::lua_getinfo(state, c"Sl".as_ptr(), ar) == 0 || (*ar).source.is_null() {
+                return;
+            }
+            let source = std::slice::from_raw_parts((*ar).source as *const u8, (*ar).srclen);
+            (source, (*ar).currentline)
+        };
+        let (Some(file), Ok(line)) = (source.strip_prefix(b"@"), usize::try_from(line)) else {
+            return;
+        };
+        let mut noted = self.file.borrow_mut();
+        if noted.as_slice() != file {
+            noted.clear();
+            noted.extend_from_slice(file);
+        }
+        self.line.set(line);
+    }
+
+    /// The script file and line last noted during the current hook call:
+    /// where the script was at most a few thousand instructions ago.
+    pub(crate) fn last_position(&self) -> Option<(String, usize)> {
+        match self.line.get() {
+            0 => None,
+            line => Some((
+                String::from_utf8_lossy(&self.file.borrow()).into_owned(),
+                line,
+            )),
         }
     }
 }

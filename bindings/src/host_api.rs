@@ -63,6 +63,42 @@ pub enum MetricKind {
     Histogram,
 }
 
+/// Which call into the host was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostCall {
+    /// `bus.publish` (or a forward).
+    Publish,
+    /// `telemetry.counter/gauge/histogram`.
+    Metric,
+    /// An application function (`host.NAME(...)`).
+    Function,
+}
+
+/// Why the host refused a plugin's call into it. The host's own error is
+/// kept as the source (downcast it to the host's type); a runtime turns
+/// the message into a script error at the call's position.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct HostCallError {
+    /// Which call.
+    pub call: HostCall,
+    /// The host's error.
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl HostCallError {
+    /// A refusal of `call` because of `source`.
+    pub fn new(
+        call: HostCall,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        HostCallError {
+            call,
+            source: source.into(),
+        }
+    }
+}
+
 /// A guard that keeps a script span open until dropped.
 pub type SpanGuard = Box<dyn std::any::Any>;
 
@@ -70,21 +106,21 @@ pub type SpanGuard = Box<dyn std::any::Any>;
 pub trait HostApi: Send + Sync + 'static {
     /// Publishes `payload` on `topic` in `plugin`'s name. `cause` is the event
     /// being handled, whose correlation id the new event inherits. Returns the
-    /// new event's id, or a message when the topic is invalid or outside the
-    /// plugin's `publications`.
+    /// new event's id, or why not (the topic is invalid or outside the
+    /// plugin's `publications`, the bus refused it).
     fn publish(
         &self,
         plugin: &PluginInfo,
         topic: &str,
         payload: Payload,
         cause: Option<&Event>,
-    ) -> Result<String, String>;
+    ) -> Result<String, HostCallError>;
 
     /// Records a log line of the plugin.
     fn log(&self, plugin: &PluginInfo, record: LogRecord<'_>);
 
-    /// Records a metric value of the plugin. Returns a message when the name
-    /// or attributes are refused (bad or too many names).
+    /// Records a metric value of the plugin. Fails when the name or
+    /// attributes are refused (bad or too many names).
     fn metric(
         &self,
         plugin: &PluginInfo,
@@ -92,7 +128,7 @@ pub trait HostApi: Send + Sync + 'static {
         name: &str,
         value: f64,
         attributes: &Map<String, Value>,
-    ) -> Result<(), String>;
+    ) -> Result<(), HostCallError>;
 
     /// Opens a child span of the current event's span, closed when the guard drops.
     fn span(
@@ -113,7 +149,7 @@ pub trait HostApi: Send + Sync + 'static {
         plugin: &PluginInfo,
         name: &str,
         args: Vec<Value>,
-    ) -> Result<Value, String>;
+    ) -> Result<Value, HostCallError>;
 }
 
 /// A shared handle to the host services.

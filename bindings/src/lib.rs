@@ -42,7 +42,10 @@ mod test_host;
 
 pub use error::{ErrorKind, HookName, ScriptError};
 pub use event::{Event, HOST_SOURCE};
-pub use host_api::{HostApi, LogLevel, LogRecord, MetricKind, PluginInfo, SharedHost, SpanGuard};
+pub use host_api::{
+    HostApi, HostCall, HostCallError, LogLevel, LogRecord, MetricKind, PluginInfo, SharedHost,
+    SpanGuard,
+};
 pub use outcome::Outcome;
 pub use payload::Payload;
 pub use plugin::{PluginInstance, PluginSpec, RuntimeLimits, check, load};

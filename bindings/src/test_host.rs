@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
-use crate::{Event, HostApi, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SpanGuard};
+use crate::{
+    Event, HostApi, HostCall, HostCallError, LogLevel, LogRecord, MetricKind, Payload, PluginInfo,
+    SpanGuard,
+};
 
 /// One recorded log line: level, message, file, line.
 pub(crate) type Logged = (LogLevel, String, Option<String>, Option<usize>);
@@ -37,9 +40,12 @@ impl HostApi for Recorder {
         topic: &str,
         payload: Payload,
         cause: Option<&Event>,
-    ) -> Result<String, String> {
+    ) -> Result<String, HostCallError> {
         if topic.starts_with("plughost.") {
-            return Err(format!("`{topic}` is the host's"));
+            return Err(HostCallError::new(
+                HostCall::Publish,
+                format!("`{topic}` is the host's"),
+            ));
         }
         let mut p = self.published.lock().unwrap();
         p.push((
@@ -66,9 +72,12 @@ impl HostApi for Recorder {
         name: &str,
         value: f64,
         _: &Map<String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostCallError> {
         if name.contains(' ') {
-            return Err(format!("metric name `{name}`"));
+            return Err(HostCallError::new(
+                HostCall::Metric,
+                format!("metric name `{name}`"),
+            ));
         }
         self.metrics
             .lock()
@@ -92,10 +101,15 @@ impl HostApi for Recorder {
         vec!["double".into()]
     }
 
-    fn call_function(&self, _: &PluginInfo, name: &str, args: Vec<Value>) -> Result<Value, String> {
+    fn call_function(
+        &self,
+        _: &PluginInfo,
+        name: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, HostCallError> {
         match (name, args.as_slice()) {
             ("double", [n]) => Ok(json!(n.as_i64().unwrap_or(0) * 2)),
-            _ => Err("no such function".into()),
+            _ => Err(HostCallError::new(HostCall::Function, "no such function")),
         }
     }
 }

@@ -45,13 +45,24 @@ impl Functions {
     }
 
     /// Calls `name`.
-    pub fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, String> {
+    pub fn call(&self, name: &str, args: Vec<Value>) -> Result<Value, FunctionError> {
         let f = self
             .by_name
             .get(name)
-            .ok_or_else(|| format!("no host function named `{name}`"))?;
-        f(args)
+            .ok_or_else(|| FunctionError::Unknown(name.to_owned()))?;
+        f(args).map_err(FunctionError::Failed)
     }
+}
+
+/// Why a call of an application function failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FunctionError {
+    /// No function of that name is registered.
+    #[error("no host function named `{0}`")]
+    Unknown(String),
+    /// The function returned an error: its message.
+    #[error("{0}")]
+    Failed(String),
 }
 
 #[cfg(test)]
@@ -75,6 +86,9 @@ mod tests {
             Arc::new(|a| Ok(Value::from(a[0].as_i64().unwrap() * 2))),
         );
         assert_eq!(f.call("twice", vec![Value::from(21)]), Ok(Value::from(42)));
-        assert!(f.call("nope", vec![]).unwrap_err().contains("nope"));
+        assert_eq!(
+            f.call("nope", vec![]).unwrap_err(),
+            FunctionError::Unknown("nope".into())
+        );
     }
 }

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use plughost_bindings::{
-    Event, HostApi, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SpanGuard,
+    Event, HostApi, HostCall, HostCallError, LogLevel, LogRecord, MetricKind, Payload, PluginInfo,
+    SpanGuard,
 };
 use serde_json::{Map, Value};
 
@@ -71,6 +72,27 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// Why a script's metric was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MetricRefused {
+    /// The name is not a metric name.
+    #[error(
+        "metric name `{0}`: use 1 to 128 letters, digits, `.`, `_` or `-`, starting with a letter"
+    )]
+    Name(String),
+    /// The value is NaN or infinite.
+    #[error("metric `{name}`: value {value} is not finite")]
+    NotFinite {
+        /// The metric.
+        name: String,
+        /// The value.
+        value: f64,
+    },
+    /// A cap on the plugin's metrics or attributes: why.
+    #[error("{0}")]
+    Capped(String),
 }
 
 /// Why a plugin's publish (`bus.publish`, `outcome.forward`) was refused.
@@ -140,9 +162,9 @@ impl HostApi for Services {
         topic: &str,
         payload: Payload,
         cause: Option<&Event>,
-    ) -> Result<String, String> {
-        self.check_topic(&plugin.name, topic)
-            .map_err(|e| e.to_string())?;
+    ) -> Result<String, HostCallError> {
+        let refused = |e: PublishRefused| HostCallError::new(HostCall::Publish, e);
+        self.check_topic(&plugin.name, topic).map_err(refused)?;
         let mut event = match cause {
             Some(c) => c.caused(topic, payload, plugin.name.as_str()),
             None => Event::new(topic, payload, plugin.name.as_str()),
@@ -159,7 +181,7 @@ impl HostApi for Services {
         }
         self.bus
             .publish_blocking(event, Some(&plugin.name))
-            .map_err(|e| e.to_string())
+            .map_err(|e| refused(e.into()))
     }
 
     fn log(&self, plugin: &PluginInfo, r: LogRecord<'_>) {
@@ -208,21 +230,25 @@ impl HostApi for Services {
         name: &str,
         value: f64,
         attributes: &Map<String, Value>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostCallError> {
+        let refused = |e: MetricRefused| HostCallError::new(HostCall::Metric, e);
         if !name.starts_with(|c: char| c.is_ascii_alphabetic())
             || name.len() > 128
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         {
-            return Err(format!(
-                "metric name `{name}`: use 1 to 128 letters, digits, `.`, `_` or `-`, starting with a letter"
-            ));
+            return Err(refused(MetricRefused::Name(name.to_owned())));
         }
         if !value.is_finite() {
-            return Err(format!("metric `{name}`: value {value} is not finite"));
+            return Err(refused(MetricRefused::NotFinite {
+                name: name.to_owned(),
+                value,
+            }));
         }
-        self.metrics.script(plugin, kind, name, value, attributes)
+        self.metrics
+            .script(plugin, kind, name, value, attributes)
+            .map_err(|e| refused(MetricRefused::Capped(e)))
     }
 
     fn span(
@@ -257,7 +283,76 @@ impl HostApi for Services {
         _plugin: &PluginInfo,
         name: &str,
         args: Vec<Value>,
-    ) -> Result<Value, String> {
-        self.functions.call(name, args)
+    ) -> Result<Value, HostCallError> {
+        self.functions
+            .call(name, args)
+            .map_err(|e| HostCallError::new(HostCall::Function, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topic::Pattern;
+
+    fn services() -> Services {
+        let bus = Arc::new(Bus::new());
+        let metrics = Arc::new(Metrics::off(&bus));
+        Services::new(bus, Functions::default(), metrics)
+    }
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            runtime: plughost_bindings::RuntimeKind::Lua,
+        }
+    }
+
+    /// The bindings get the host's own error, typed, as the source.
+    #[test]
+    fn a_refused_publish_carries_the_hosts_reason() {
+        let s = services();
+        let e = s
+            .publish(&info(), "plughost.plugin.started", Payload::default(), None)
+            .unwrap_err();
+        assert_eq!(e.call, HostCall::Publish);
+        assert_eq!(
+            e.source.downcast_ref::<PublishRefused>(),
+            Some(&PublishRefused::Reserved("plughost.plugin.started".into()))
+        );
+        s.set_publications(
+            "p",
+            Some(PatternSet::new(vec![Pattern::parse("out.*").unwrap()])),
+        );
+        let e = s
+            .publish(&info(), "elsewhere", Payload::default(), None)
+            .unwrap_err();
+        assert!(matches!(
+            e.source.downcast_ref::<PublishRefused>(),
+            Some(PublishRefused::Undeclared { .. })
+        ));
+        assert!(
+            e.to_string()
+                .contains("outside this plugin's publications (out.*)")
+        );
+    }
+
+    #[test]
+    fn refused_metrics_and_functions_say_why() {
+        let s = services();
+        let e = s
+            .metric(&info(), MetricKind::Counter, "1bad", 1.0, &Map::new())
+            .unwrap_err();
+        assert_eq!(e.call, HostCall::Metric);
+        assert!(matches!(
+            e.source.downcast_ref::<MetricRefused>(),
+            Some(MetricRefused::Name(_))
+        ));
+        let e = s.call_function(&info(), "nope", Vec::new()).unwrap_err();
+        assert_eq!(
+            e.source.downcast_ref::<crate::functions::FunctionError>(),
+            Some(&crate::functions::FunctionError::Unknown("nope".into()))
+        );
     }
 }

@@ -155,6 +155,7 @@ unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallRe
         c.host
             .publish(&c.info, topic, payload, cause.as_deref())
             .map(String::into_bytes)
+            .map_err(|e| e.to_string())
     })
 }
 
@@ -218,6 +219,7 @@ unsafe extern "C" fn metric(
         c.host
             .metric(&c.info, kind, name, value, &attributes)
             .map(|()| Vec::new())
+            .map_err(|e| e.to_string())
     })
 }
 

@@ -22,7 +22,7 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                 let cause = c.current.borrow().clone();
                 c.host
                     .publish(&c.info, topic, payload, cause.as_deref())
-                    .map_err(|m| throw(m, pos))
+                    .map_err(|e| throw(e.to_string(), pos))
             },
         );
     engine.register_static_module("bus", bus.into());

@@ -29,7 +29,7 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                     let v = number(&value, pos)?;
                     c.host
                         .metric(&c.info, kind, metric, v, &Map::new())
-                        .map_err(|m| throw(m, pos))
+                        .map_err(|e| throw(e.to_string(), pos))
                 },
             );
         let c = ctx.clone();
@@ -47,7 +47,7 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                     let attrs = attributes(&attrs, pos)?;
                     c.host
                         .metric(&c.info, kind, metric, v, &attrs)
-                        .map_err(|m| throw(m, pos))
+                        .map_err(|e| throw(e.to_string(), pos))
                 },
             );
     }

@@ -10,6 +10,9 @@
 //!   (publish, log, metrics, spans, registered functions).
 //! - [`plugin`]: [`PluginInstance`], the hooks every runtime implements, and
 //!   [`load`] / [`check`], which pick the runtime.
+//! - `core`: the runtime-neutral bindings (publish, functions, log, metrics,
+//!   spans, timer delays, outcomes), their checks and messages written once;
+//!   each runtime only converts values and positions errors.
 //! - [`timers`]: the pure timer schedule behind `timer.after/every`.
 //! - [`modpath`]: `require`/`import` resolution confined to the plugin folder.
 //! - [`lua`]: the Lua runtime (mlua), one small module per binding.
@@ -23,6 +26,7 @@
 
 mod budget;
 mod convert_error;
+mod core;
 pub mod error;
 pub mod event;
 pub mod host_api;

@@ -19,10 +19,7 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
             let topic = topic.to_str()?;
             let payload = super::raw::to_payload(lua, &payload)
                 .map_err(|e| convert_error(lua, "payload", e))?;
-            let cause = c.current.borrow().clone();
-            c.host
-                .publish(&c.info, &topic, payload, cause.as_deref())
-                .map_err(|m| raise(lua, m))
+            c.core().publish(&topic, payload).map_err(|e| raise(lua, e))
         })?,
     )?;
     lua.globals().set("bus", bus)?;
@@ -43,9 +40,9 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
                     })
                     .collect::<mlua::Result<Vec<_>>>()?;
                 let result = c
-                    .host
-                    .call_function(&c.info, &fname, args)
-                    .map_err(|m| raise(lua, format!("host.{fname}: {m}")))?;
+                    .core()
+                    .call_function(&fname, args)
+                    .map_err(|e| raise(lua, e))?;
                 to_lua(lua, &result)
             })?,
         )?;

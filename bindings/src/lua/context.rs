@@ -32,6 +32,17 @@ pub(crate) struct Context {
 /// Shared handle to the context.
 pub(crate) type Ctx = Rc<Context>;
 
+impl Context {
+    /// The runtime-neutral core of the bindings, for this plugin.
+    pub(crate) fn core(&self) -> crate::core::Core<'_> {
+        crate::core::Core {
+            info: &self.info,
+            host: &self.host,
+            current: &self.current,
+        }
+    }
+}
+
 /// Converts a JSON conversion failure into a Lua error at the calling line.
 pub(crate) fn convert_error(lua: &Lua, root: &str, e: ConvertError) -> mlua::Error {
     super::error::raise(lua, e.message(root))

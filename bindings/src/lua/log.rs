@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::context::{Ctx, convert_error};
 use super::convert::from_lua;
 use super::error::caller_position;
-use crate::{LogLevel, LogRecord};
+use crate::LogLevel;
 
 /// Registers the `log` table and replaces `print`.
 pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
@@ -65,15 +65,12 @@ fn emit(
     fields: Option<&serde_json::Map<String, Value>>,
 ) {
     let pos = caller_position(lua);
-    ctx.host.log(
-        &ctx.info,
-        LogRecord {
-            level,
-            message,
-            fields,
-            file: pos.as_ref().map(|(f, _)| f.as_str()),
-            line: pos.as_ref().map(|(_, l)| *l),
-        },
+    ctx.core().log(
+        level,
+        message,
+        fields,
+        pos.as_ref().map(|(f, _)| f.as_str()),
+        pos.as_ref().map(|(_, l)| *l),
     );
 }
 

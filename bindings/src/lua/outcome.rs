@@ -5,7 +5,7 @@ use mlua::{Lua, UserData, Value as LuaValue};
 
 use super::context::convert_error;
 use super::error::raise;
-use crate::{ErrorKind, Outcome, ScriptError};
+use crate::{ErrorKind, Outcome, RuntimeKind, ScriptError};
 
 /// An outcome value as scripts hold it.
 pub(crate) struct LuaOutcome(pub Outcome);
@@ -24,14 +24,9 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
     t.set(
         "retry",
         lua.create_function(|lua, ms: Option<f64>| {
-            let delay_ms = match ms {
-                Some(ms) if !ms.is_finite() || ms < 0.0 => {
-                    return Err(raise(lua, "outcome.retry: delay must be milliseconds >= 0"));
-                }
-                Some(ms) => Some(ms as u64),
-                None => None,
-            };
-            Ok(LuaOutcome(Outcome::Retry { delay_ms }))
+            crate::core::retry(RuntimeKind::Lua, ms)
+                .map(LuaOutcome)
+                .map_err(|e| raise(lua, e))
         })?,
     )?;
     t.set(
@@ -39,16 +34,12 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
         lua.create_function(|lua, (topic, payload): (String, LuaValue)| {
             let payload = super::raw::to_payload(lua, &payload)
                 .map_err(|e| convert_error(lua, "payload", e))?;
-            Ok(LuaOutcome(Outcome::Forward { topic, payload }))
+            Ok(LuaOutcome(crate::core::forward(topic, payload)))
         })?,
     )?;
     t.set(
         "drop",
-        lua.create_function(|_, reason: Option<String>| {
-            Ok(LuaOutcome(Outcome::Drop {
-                reason: reason.unwrap_or_else(|| "dropped by the plugin".into()),
-            }))
-        })?,
+        lua.create_function(|_, reason: Option<String>| Ok(LuaOutcome(crate::core::drop(reason))))?,
     )?;
     lua.globals().set("outcome", t)
 }

@@ -53,9 +53,9 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
             lua.create_function(
                 move |lua, (metric, value, attrs): (String, f64, Option<LuaValue>)| {
                     let attrs = attributes(lua, attrs)?;
-                    c.host
-                        .metric(&c.info, kind, &metric, value, &attrs)
-                        .map_err(|m| raise(lua, m))
+                    c.core()
+                        .metric(kind, &metric, value, &attrs)
+                        .map_err(|e| raise(lua, e))
                 },
             )?,
         )?;
@@ -73,8 +73,7 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
                     ));
                 }
             };
-            let cause = c.current.borrow().clone();
-            let guard = c.host.span(&c.info, &name, &attrs, cause.as_deref());
+            let guard = c.core().span(&name, &attrs);
             Ok((SpanScope(Some(guard)), f))
         },
     )?;

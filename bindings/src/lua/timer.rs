@@ -3,8 +3,6 @@
 //! Callbacks run later on the plugin's own thread, between events, under the
 //! same time limit as a hook.
 
-use std::time::Duration;
-
 use mlua::{Function, Lua};
 
 use super::context::Ctx;
@@ -18,13 +16,8 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         t.set(
             name,
             lua.create_function(move |lua, (ms, f): (f64, Function)| {
-                if !ms.is_finite() || ms < 0.0 {
-                    return Err(raise(
-                        lua,
-                        format!("timer.{name}: delay must be a number of milliseconds >= 0"),
-                    ));
-                }
-                let after = Duration::from_secs_f64(ms / 1000.0);
+                let after = crate::core::delay(|| format!("timer.{name}"), ms)
+                    .map_err(|e| raise(lua, e))?;
                 Ok(c.timers.borrow_mut().add(after, repeat, f))
             })?,
         )?;

@@ -5,7 +5,7 @@ use rhai::{Dynamic, Engine, FuncRegistration, Module, NativeCallContext};
 /// A binding's result: a value or a thrown error.
 type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
 
-use super::context::{Ctx, convert_error, throw};
+use super::context::{Ctx, convert_error, refused};
 use super::convert::{to_dynamic, to_payload, to_value};
 
 /// Registers the `bus` and `host` modules.
@@ -19,10 +19,9 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
             move |call: NativeCallContext, topic: &str, payload: Dynamic| -> RhaiResultOf<String> {
                 let pos = call.call_position();
                 let payload = to_payload(&payload).map_err(|e| convert_error("payload", e, pos))?;
-                let cause = c.current.borrow().clone();
-                c.host
-                    .publish(&c.info, topic, payload, cause.as_deref())
-                    .map_err(|e| throw(e.to_string(), pos))
+                c.core()
+                    .publish(topic, payload)
+                    .map_err(|e| refused(e, pos))
             },
         );
     engine.register_static_module("bus", bus.into());
@@ -50,9 +49,9 @@ fn register_host_fn(module: &mut Module, ctx: &Ctx, name: &str) {
                         .map(|(i, a)| to_value(a).map_err(|e| convert_error(&format!("argument {}", i + 1), e, pos)))
                         .collect::<RhaiResultOf<Vec<_>>>()?;
                     let result = c
-                        .host
-                        .call_function(&c.info, &fname, args)
-                        .map_err(|m| throw(format!("host::{fname}: {m}"), pos))?;
+                        .core()
+                        .call_function(&fname, args)
+                        .map_err(|e| refused(e, pos))?;
                     Ok(to_dynamic(&result))
                 },
             );

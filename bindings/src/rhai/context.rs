@@ -35,6 +35,22 @@ pub(crate) struct Context {
 /// Shared handle to the context.
 pub(crate) type Ctx = Rc<Context>;
 
+impl Context {
+    /// The runtime-neutral core of the bindings, for this plugin.
+    pub(crate) fn core(&self) -> crate::core::Core<'_> {
+        crate::core::Core {
+            info: &self.info,
+            host: &self.host,
+            current: &self.current,
+        }
+    }
+}
+
+/// A binding core's error, thrown at the calling statement.
+pub(crate) fn refused(e: crate::core::BindingError, pos: Position) -> Box<EvalAltResult> {
+    throw(e.to_string(), pos)
+}
+
 /// A binding's error, thrown at the calling statement (catchable with `try`).
 pub(crate) fn throw(message: impl Into<String>, pos: Position) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(Dynamic::from(message.into()), pos).into()

@@ -14,7 +14,7 @@ type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
 
 use super::context::{Ctx, convert_error};
 use super::convert::to_value;
-use crate::{LogLevel, LogRecord};
+use crate::LogLevel;
 
 /// Registers the `log` module, `print` overloads and the `debug` handler.
 pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
@@ -102,16 +102,7 @@ fn emit(
         Some(col) => format!("{file}:{}:{col}", pos.line().unwrap_or(0)),
         None => file.to_owned(),
     };
-    ctx.host.log(
-        &ctx.info,
-        LogRecord {
-            level,
-            message,
-            fields,
-            file: Some(&file),
-            line: None,
-        },
-    );
+    ctx.core().log(level, message, fields, Some(&file), None);
 }
 
 /// A value as text: strings as they are, anything else as Rhai prints it.

@@ -6,9 +6,9 @@ use rhai::{Dynamic, Engine, FuncRegistration, INT, ImmutableString, Module, Nati
 /// A binding's result: a value or a thrown error.
 type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
 
-use super::context::{convert_error, throw};
+use super::context::{convert_error, refused};
 use super::convert::to_payload;
-use crate::{ErrorKind, Outcome, ScriptError};
+use crate::{ErrorKind, Outcome, RuntimeKind, ScriptError};
 
 /// An outcome value as scripts hold it.
 #[derive(Debug, Clone)]
@@ -20,21 +20,17 @@ pub(crate) fn register(engine: &mut Engine) {
     let mut m = Module::new();
     FuncRegistration::new("retry")
         .with_volatility(true)
-        .set_into_module(&mut m, || RhaiOutcome(Outcome::Retry { delay_ms: None }));
+        .set_into_module(&mut m, || {
+            RhaiOutcome(crate::core::retry(RuntimeKind::Rhai, None).expect("no delay to check"))
+        });
     FuncRegistration::new("retry")
         .with_volatility(true)
         .set_into_module(
             &mut m,
             |call: NativeCallContext, ms: INT| -> RhaiResultOf<RhaiOutcome> {
-                if ms < 0 {
-                    return Err(throw(
-                        "outcome::retry: delay must be milliseconds >= 0",
-                        call.call_position(),
-                    ));
-                }
-                Ok(RhaiOutcome(Outcome::Retry {
-                    delay_ms: Some(ms as u64),
-                }))
+                crate::core::retry(RuntimeKind::Rhai, Some(ms as f64))
+                    .map(RhaiOutcome)
+                    .map_err(|e| refused(e, call.call_position()))
             },
         );
     FuncRegistration::new("forward")
@@ -44,26 +40,17 @@ pub(crate) fn register(engine: &mut Engine) {
             |call: NativeCallContext, topic: &str, payload: Dynamic| -> RhaiResultOf<RhaiOutcome> {
                 let payload = to_payload(&payload)
                     .map_err(|e| convert_error("payload", e, call.call_position()))?;
-                Ok(RhaiOutcome(Outcome::Forward {
-                    topic: topic.to_owned(),
-                    payload,
-                }))
+                Ok(RhaiOutcome(crate::core::forward(topic.to_owned(), payload)))
             },
         );
     FuncRegistration::new("drop")
         .with_volatility(true)
         .set_into_module(&mut m, |reason: ImmutableString| {
-            RhaiOutcome(Outcome::Drop {
-                reason: reason.to_string(),
-            })
+            RhaiOutcome(crate::core::drop(Some(reason.to_string())))
         });
     FuncRegistration::new("drop")
         .with_volatility(true)
-        .set_into_module(&mut m, || {
-            RhaiOutcome(Outcome::Drop {
-                reason: "dropped by the plugin".into(),
-            })
-        });
+        .set_into_module(&mut m, || RhaiOutcome(crate::core::drop(None)));
     engine.register_static_module("outcome", m.into());
 }
 

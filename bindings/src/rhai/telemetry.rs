@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 /// A binding's result: a value or a thrown error.
 type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
 
-use super::context::{Ctx, convert_error, throw};
+use super::context::{Ctx, convert_error, refused, throw};
 use super::convert::to_value;
 use crate::MetricKind;
 
@@ -27,9 +27,9 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                 move |call: NativeCallContext, metric: &str, value: Dynamic| -> RhaiResultOf<()> {
                     let pos = call.call_position();
                     let v = number(&value, pos)?;
-                    c.host
-                        .metric(&c.info, kind, metric, v, &Map::new())
-                        .map_err(|e| throw(e.to_string(), pos))
+                    c.core()
+                        .metric(kind, metric, v, &Map::new())
+                        .map_err(|e| refused(e, pos))
                 },
             );
         let c = ctx.clone();
@@ -45,9 +45,9 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                     let pos = call.call_position();
                     let v = number(&value, pos)?;
                     let attrs = attributes(&attrs, pos)?;
-                    c.host
-                        .metric(&c.info, kind, metric, v, &attrs)
-                        .map_err(|e| throw(e.to_string(), pos))
+                    c.core()
+                        .metric(kind, metric, v, &attrs)
+                        .map_err(|e| refused(e, pos))
                 },
             );
     }
@@ -57,8 +57,7 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
         .set_into_module(
             &mut t,
             move |call: NativeCallContext, name: &str, f: FnPtr| -> RhaiResultOf<Dynamic> {
-                let cause = c.current.borrow().clone();
-                let _guard = c.host.span(&c.info, name, &Map::new(), cause.as_deref());
+                let _guard = c.core().span(name, &Map::new());
                 f.call_within_context(&call, ())
             },
         );
@@ -73,8 +72,7 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                   f: FnPtr|
                   -> RhaiResultOf<Dynamic> {
                 let attrs = attributes(&attrs, call.call_position())?;
-                let cause = c.current.borrow().clone();
-                let _guard = c.host.span(&c.info, name, &attrs, cause.as_deref());
+                let _guard = c.core().span(name, &attrs);
                 f.call_within_context(&call, ())
             },
         );

@@ -1,13 +1,11 @@
 //! `timer::after(ms, fn)`, `timer::every(ms, fn)` and `timer::cancel(id)`.
 
-use std::time::Duration;
-
 /// A binding's result: a value or a thrown error.
 type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
 
 use rhai::{Dynamic, Engine, FnPtr, FuncRegistration, INT, Module, NativeCallContext};
 
-use super::context::{Ctx, throw};
+use super::context::{Ctx, refused};
 
 /// Registers the `timer` module.
 pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
@@ -24,13 +22,8 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                         .map(|i| i as f64)
                         .or_else(|_| ms.as_float())
                         .unwrap_or(-1.0);
-                    if !ms.is_finite() || ms < 0.0 {
-                        return Err(throw(
-                            format!("timer::{name}: delay must be a number of milliseconds >= 0"),
-                            call.call_position(),
-                        ));
-                    }
-                    let after = Duration::from_secs_f64(ms / 1000.0);
+                    let after = crate::core::delay(|| format!("timer::{name}"), ms)
+                        .map_err(|e| refused(e, call.call_position()))?;
                     Ok(c.timers.borrow_mut().add(after, repeat, f) as INT)
                 },
             );

@@ -45,21 +45,43 @@ impl std::fmt::Debug for AdminSettings {
     }
 }
 
+/// Why the admin endpoint's settings were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminSettingsError {
+    /// The listen address does not parse.
+    #[error("admin: `{0}` is not a socket address (write e.g. `127.0.0.1:9090`)")]
+    Address(String),
+    /// A non-loopback address without a token.
+    #[error(
+        "admin: refusing to listen on non-loopback address {listen} without a bearer token; \
+         set the environment variable {var} (or listen on 127.0.0.1)"
+    )]
+    NoToken {
+        /// The address.
+        listen: SocketAddr,
+        /// The variable the token is read from.
+        var: String,
+    },
+}
+
 impl AdminSettings {
     /// Settings for `listen`, with the token read from the environment
     /// variable `token_env` (default [`DEFAULT_TOKEN_ENV`]). A non-loopback
-    /// address without a token is refused with a message.
-    pub fn resolve(listen: &str, token_env: Option<&str>) -> Result<AdminSettings, String> {
-        let listen: SocketAddr = listen.parse().map_err(|_| {
-            format!("admin: `{listen}` is not a socket address (write e.g. `127.0.0.1:9090`)")
-        })?;
+    /// address without a token is refused.
+    pub fn resolve(
+        listen: &str,
+        token_env: Option<&str>,
+    ) -> Result<AdminSettings, AdminSettingsError> {
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| AdminSettingsError::Address(listen.to_owned()))?;
         let var = token_env.unwrap_or(DEFAULT_TOKEN_ENV);
         let token = auth::token_from(std::env::var(var).ok());
         if token.is_none() && !listen.ip().is_loopback() {
-            return Err(format!(
-                "admin: refusing to listen on non-loopback address {listen} without a bearer token; \
-                 set the environment variable {var} (or listen on 127.0.0.1)"
-            ));
+            return Err(AdminSettingsError::NoToken {
+                listen,
+                var: var.to_owned(),
+            });
         }
         Ok(AdminSettings { listen, token })
     }

@@ -425,6 +425,12 @@ fn too_many_crashes_stop_the_plugin_for_good(rt: Runtime) {
             "{letters:?}"
         );
         assert_eq!(host.stats("p").unwrap().health(), plughost::Health::Failed);
+        // An operator's `enable` starts it again, from its files.
+        let mut counted = host.subscribe("counted").unwrap();
+        host.set_enabled("p", true, false).await.unwrap();
+        assert_eq!(host.stats("p").unwrap().health(), plughost::Health::Running);
+        host.publish("in", json!({})).await.unwrap();
+        next(&mut counted, "an event after the restart").await;
         let report = host.shutdown(Duration::from_secs(5)).await;
         assert!(report.undelivered.is_empty(), "{report:?}");
     });

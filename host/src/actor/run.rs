@@ -82,7 +82,9 @@ pub(super) fn run(
     // the events or a stop.
     let mut queue_turn = false;
     loop {
-        let trial = health.next_trial();
+        // A suspended plugin waits for its trial; once it is due, for the
+        // next event (not in a loop past the due time).
+        let trial = health.next_trial().filter(|&t| t > Instant::now());
         let deadline = [worker.next_retry(), plugin.next_timer(), trial]
             .into_iter()
             .flatten()

@@ -288,12 +288,16 @@ impl Queue {
         }
     }
 
-    /// Closes the queue and returns what was still in it. Blocked publishers are released.
+    /// Closes the queue and returns what was still in it. Blocked publishers
+    /// are released; control messages still waiting are dropped, so whoever
+    /// waits for their answer learns that the plugin stopped.
     pub fn close(&self) -> Vec<Delivery> {
         let mut inner = self.lock();
         inner.closed = true;
         let left = inner.events.drain(..).collect();
+        let controls: Vec<Control> = inner.control.drain(..).collect();
         drop(inner);
+        drop(controls);
         self.room.notify_all();
         self.room_async.notify_waiters();
         left
@@ -508,6 +512,29 @@ mod tests {
         q.set_suspended(true);
         let pushed = publisher.join().unwrap();
         assert!(matches!(pushed, Push::Refused(_)), "{pushed:?}");
+    }
+
+    #[test]
+    fn closing_answers_the_waiting_control_messages() {
+        let q = Queue::new(4, Overflow::Block);
+        let (done, answer) = oneshot::channel();
+        q.control(Control::Resume);
+        q.control(Control::Swap {
+            def: Box::new(PluginDef {
+                manifest: crate::manifest::parse(
+                    std::path::Path::new("p/plugin.yaml"),
+                    "name: p\nversion: 1.0.0\n",
+                )
+                .unwrap(),
+                dir: "p".into(),
+                runtime: plughost_bindings::RuntimeKind::Lua,
+                entry: "p/main.lua".into(),
+            }),
+            done,
+        });
+        q.close();
+        // The sender is gone: the one waiting is told instead of waiting forever.
+        assert!(answer.blocking_recv().is_err());
     }
 
     #[test]

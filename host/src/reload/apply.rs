@@ -284,6 +284,13 @@ impl Host {
         }
         let running = self.inner.plugins.in_folder(dir).map(|v| v.def);
         let mut action = plan(running.as_ref(), found.as_ref(), scripts_changed);
+        // A plugin stopped for good after crashes has no thread to swap in:
+        // a saved fix starts it again.
+        if let Action::Swap(def) | Action::Configure(def) = &action
+            && self.is_failed(dir)
+        {
+            action = Action::Replace(def.clone());
+        }
         // A name already taken by another folder's plugin cannot start here.
         if let Action::Start(def) | Action::Replace(def) = &action {
             let name = &def.manifest.name;

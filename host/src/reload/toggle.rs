@@ -81,6 +81,12 @@ impl Host {
         }
         let running = self.inner.plugins.in_folder(&dir).is_some();
         Ok(match (enabled, running) {
+            // Enabling a plugin stopped for good after crashes starts it
+            // again, from its files.
+            (true, true) if self.is_failed(&dir) => {
+                self.stop_one(&dir).await;
+                self.reload_folder_locked(&dir, true).await
+            }
             // Enabling a suspended plugin resumes it (SPEC §12).
             (true, true) => {
                 self.resume(name);

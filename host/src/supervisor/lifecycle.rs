@@ -73,6 +73,11 @@ impl Host {
             super::watch::spawn(self);
         }
         let stats = registry.stats_of(&name);
+        // A new run starts well, whatever the last one ended as.
+        stats.set_health(actor::Health::Running);
+        stats
+            .consecutive_errors
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let state = registry.state_of(&name);
         let spawned = actor::spawn(
             &def,
@@ -152,7 +157,10 @@ impl Host {
             self.inner.plugins.keep_state(&r.name, state);
         }
         let suspended = r.queue.is_suspended();
-        r.queue.set_suspended(false);
+        if suspended {
+            r.queue.set_suspended(false);
+            self.inner.bus.suspension(false);
+        }
         if !exit.failed {
             tracing::info!(plugin = %r.name, "plugin stopped");
             self.inner
@@ -274,6 +282,16 @@ impl Host {
             self.inner.bus.done();
         }
         ReloadOutcome::Stopped
+    }
+
+    /// Whether plugin `name` was stopped for good after crashes (it is
+    /// still in the running set, its thread gone).
+    pub(crate) fn is_failed(&self, dir: &Path) -> bool {
+        self.inner
+            .plugins
+            .lock()
+            .iter()
+            .any(|r| r.dir == dir && r.stats.health() == actor::Health::Failed)
     }
 
     /// Resumes plugin `name` at once if it is suspended (an `enable`).

@@ -316,3 +316,46 @@ fn a_storm_into_a_small_dropping_queue_loses_nothing_silently() {
         "drops are logged: {run}"
     );
 }
+
+/// CPU time (user + system) of process `pid` so far, from `/proc`.
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // The fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// A suspended plugin whose trial is due waits for the next event: the
+/// host sits idle, it does not spin.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_suspended_plugin_with_nothing_to_try_does_not_spin() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        "subscriptions: [in]\nsupervision: {max_consecutive_errors: 1, resume_after_ms: 1}\n",
+        "function on_event(e) error('always') end",
+    );
+    let dir = fx.path().to_str().unwrap().to_owned();
+    let mut live = Live::spawn(&["run", "--plugins", &dir, "--input", "-", "--tap", ">"]);
+    live.send(&ev("in", json!({})));
+    live.wait_for("the suspension", |e| {
+        e["topic"] == "plughost.plugin.suspended"
+    });
+    // The trial is due after 1 ms; the queue is empty from now on.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_time(live.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_time(live.pid()) - before;
+    live.signal("TERM");
+    let run = live.finish();
+    assert!(
+        used < Duration::from_millis(300),
+        "{used:?} of CPU in 1 s idle\n{run}"
+    );
+}

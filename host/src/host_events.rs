@@ -48,6 +48,17 @@ impl FailReason {
 /// One host event, with its payload.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum HostEvent<'a> {
+    /// An event a plugin failed to handle (SPEC §4), on [`DEAD_LETTER_TOPIC`].
+    DeadLetter {
+        /// The plugin.
+        plugin: &'a str,
+        /// The original event.
+        event: &'a plughost_bindings::Event,
+        /// Deliveries made.
+        attempts: u32,
+        /// The error or reason.
+        error: &'a str,
+    },
     /// A plugin was started (its `init` ran).
     Started {
         /// The plugin.
@@ -114,6 +125,7 @@ impl HostEvent<'_> {
     /// The event's topic.
     pub(crate) fn topic(&self) -> &'static str {
         match self {
+            HostEvent::DeadLetter { .. } => DEAD_LETTER_TOPIC,
             HostEvent::Started { .. } => "plughost.plugin.started",
             HostEvent::Stopped { .. } => "plughost.plugin.stopped",
             HostEvent::Reloaded { .. } => "plughost.plugin.reloaded",
@@ -128,6 +140,17 @@ impl HostEvent<'_> {
     /// The event's payload.
     pub(crate) fn payload(&self) -> Value {
         match *self {
+            HostEvent::DeadLetter {
+                plugin,
+                event,
+                attempts,
+                error,
+            } => json!({
+                "event": event.to_value(),
+                "plugin": plugin,
+                "attempts": attempts,
+                "error": error,
+            }),
             HostEvent::Started { plugin } | HostEvent::Stopped { plugin } => {
                 json!({"plugin": plugin})
             }
@@ -204,6 +227,16 @@ mod tests {
             assert_eq!(e.payload()["plugin"], "a");
         }
         assert!(is_reserved(DEAD_LETTER_TOPIC));
+        let original = plughost_bindings::Event::new("in", serde_json::json!({"n": 1}), "host");
+        let letter = HostEvent::DeadLetter {
+            plugin: "a",
+            event: &original,
+            attempts: 3,
+            error: "boom",
+        };
+        assert_eq!(letter.topic(), DEAD_LETTER_TOPIC);
+        assert_eq!(letter.payload()["event"]["payload"]["n"], 1);
+        assert_eq!(letter.payload()["attempts"], 3);
         assert!(!is_reserved("plughostx.a"));
     }
 

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use plughost_bindings::{Event, HOST_SOURCE};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use self::inbox::{EventStream, Inbox, flush_deferred};
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
@@ -335,13 +335,13 @@ impl Bus {
             tracing::error!(plugin, event.id = %event.id, "failed to handle a dead letter: {error}");
             return;
         }
-        let payload = json!({
-            "event": event.to_value(),
-            "plugin": plugin,
-            "attempts": attempts,
-            "error": error,
-        });
-        let mut letter = event.caused(DEAD_LETTER_TOPIC, payload, HOST_SOURCE);
+        let letter = HostEvent::DeadLetter {
+            plugin,
+            event,
+            attempts,
+            error,
+        };
+        let mut letter = event.caused(letter.topic(), letter.payload(), HOST_SOURCE);
         crate::telemetry::trace::inject_current(&mut letter.headers);
         let routes = self.matching_routes(&letter.topic);
         self.deliver_blocking(letter, Some(plugin), routes, true);

@@ -70,7 +70,8 @@ impl HostCtx {
     }
 }
 
-/// The callbacks' table for `ctx`, handed to the plugin's `create`.
+/// The callbacks' table for `ctx`, unchecked: the plugin gets
+/// [`gate::vtable`](super::gate::vtable)'s, which checks each `ctx` first.
 pub(crate) fn vtable(ctx: *const HostCtx) -> HostVTable {
     HostVTable {
         abi_version: abi::ABI_VERSION,
@@ -145,7 +146,7 @@ fn json(s: Str, what: &str) -> Result<Value, String> {
     serde_json::from_slice(unsafe { s.as_bytes() }).map_err(|e| format!("{what} is not JSON: {e}"))
 }
 
-unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallResult {
+pub(super) unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -158,7 +159,7 @@ unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallRe
     })
 }
 
-unsafe extern "C" fn log(
+pub(super) unsafe extern "C" fn log(
     c: *mut c_void,
     level: u32,
     message: Str,
@@ -197,7 +198,7 @@ unsafe extern "C" fn log(
     unsafe { result.data.free_local() };
 }
 
-unsafe extern "C" fn metric(
+pub(super) unsafe extern "C" fn metric(
     c: *mut c_void,
     kind: u32,
     name: Str,
@@ -221,7 +222,7 @@ unsafe extern "C" fn metric(
     })
 }
 
-unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u64 {
+pub(super) unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u64 {
     let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -241,7 +242,7 @@ unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u
     opened.unwrap_or(0)
 }
 
-unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
+pub(super) unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -250,7 +251,7 @@ unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
     }));
 }
 
-unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
+pub(super) unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -258,7 +259,7 @@ unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
     })
 }
 
-unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
+pub(super) unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -266,7 +267,7 @@ unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
     })
 }
 
-unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
+pub(super) unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -275,7 +276,7 @@ unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
     })
 }
 
-unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> CallResult {
+pub(super) unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -293,7 +294,7 @@ unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> Call
     })
 }
 
-unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u64 {
+pub(super) unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u64 {
     let added = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -308,7 +309,7 @@ unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u6
     added.unwrap_or(0)
 }
 
-unsafe extern "C" fn timer_cancel(c: *mut c_void, id: u64) -> u32 {
+pub(super) unsafe extern "C" fn timer_cancel(c: *mut c_void, id: u64) -> u32 {
     let cancelled = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };

@@ -356,18 +356,16 @@ fn fatal_from_init_fails_the_start_naming_the_library() {
     assert_neighbour_saw_all(&run, 3);
     let failed = run.only("plughost.plugin.failed");
     assert_eq!(failed["plugin"], "attacker", "{run}");
+    assert_eq!(failed["reason"], "start", "{run}");
     let error = failed["error"].as_str().unwrap();
     assert!(
         error.contains("abuse/src/hooks.rs:") && error.contains("cannot go on: abuse cannot start"),
         "{error}"
     );
     assert!(error.contains(LIBRARY), "names the library: {error}");
-    // Every event for it is accounted for.
-    let letters = run.dead_letters();
-    assert!(
-        run.on("attacker.seen").is_empty() && (letters.is_empty() || letters.len() == 3),
-        "{run}"
-    );
+    // A plugin that never started subscribes to nothing.
+    assert!(run.on("attacker.seen").is_empty(), "{run}");
+    assert!(run.dead_letters().is_empty(), "{run}");
 }
 
 /// `fatal` from `on_event`: a crash; the event is dead-lettered, the
@@ -477,5 +475,15 @@ fn an_on_event_that_never_returns_is_abandoned() {
     let error = letter["payload"]["error"].as_str().unwrap();
     assert!(error.contains("abandoned"), "{error}");
     assert_eq!(numbers(&run, "attacker.seen"), [1, 2, 3], "{run}");
-    assert_eq!(run.on("plughost.plugin.restarted").len(), 1, "{run}");
+    // The second stuck event is accounted for too: abandoned during the
+    // drain, or left undelivered when the drain timed out.
+    let dead: Vec<i64> = run
+        .dead_letters()
+        .iter()
+        .filter_map(|d| d["event"]["payload"]["n"].as_i64())
+        .collect();
+    assert!(
+        dead == [0, 4] || (dead == [0] && run.stderr.contains("undelivered")),
+        "{dead:?}: {run}"
+    );
 }

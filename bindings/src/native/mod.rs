@@ -21,8 +21,9 @@
 //! (`swap` in the host's actor): on failure they keep running.
 //!
 //! What the host cannot do for native code: it cannot interrupt a hook that
-//! runs too long (`limits.event_timeout_ms`) or cap its memory
-//! (`limits.memory_mb`); both are ignored for native plugins.
+//! runs too long (`limits.event_timeout_ms`; the supervisor abandons the
+//! call instead and restarts the plugin on a new thread) or cap its memory
+//! (`limits.memory_mb`, ignored for native plugins).
 
 mod callbacks;
 mod gate;

@@ -70,7 +70,8 @@ impl HostCtx {
     }
 }
 
-/// The callbacks' table for `ctx`, handed to the plugin's `create`.
+/// The callbacks' table for `ctx`, unchecked: the plugin gets
+/// [`gate::vtable`](super::gate::vtable)'s, which checks each `ctx` first.
 pub(crate) fn vtable(ctx: *const HostCtx) -> HostVTable {
     HostVTable {
         abi_version: abi::ABI_VERSION,
@@ -145,7 +146,7 @@ fn json(s: Str, what: &str) -> Result<Value, String> {
     serde_json::from_slice(unsafe { s.as_bytes() }).map_err(|e| format!("{what} is not JSON: {e}"))
 }
 
-unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallResult {
+pub(super) unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -159,7 +160,7 @@ unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallRe
     })
 }
 
-unsafe extern "C" fn log(
+pub(super) unsafe extern "C" fn log(
     c: *mut c_void,
     level: u32,
     message: Str,
@@ -198,7 +199,7 @@ unsafe extern "C" fn log(
     unsafe { result.data.free_local() };
 }
 
-unsafe extern "C" fn metric(
+pub(super) unsafe extern "C" fn metric(
     c: *mut c_void,
     kind: u32,
     name: Str,
@@ -223,7 +224,7 @@ unsafe extern "C" fn metric(
     })
 }
 
-unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u64 {
+pub(super) unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u64 {
     let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -243,7 +244,7 @@ unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes: Str) -> u
     opened.unwrap_or(0)
 }
 
-unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
+pub(super) unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -252,7 +253,7 @@ unsafe extern "C" fn span_exit(c: *mut c_void, span: u64) {
     }));
 }
 
-unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
+pub(super) unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -260,7 +261,7 @@ unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
     })
 }
 
-unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
+pub(super) unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -268,7 +269,7 @@ unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
     })
 }
 
-unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
+pub(super) unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -277,7 +278,7 @@ unsafe extern "C" fn set_state(c: *mut c_void, value: Str) -> CallResult {
     })
 }
 
-unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> CallResult {
+pub(super) unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -295,7 +296,7 @@ unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: Str) -> Call
     })
 }
 
-unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u64 {
+pub(super) unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u64 {
     let added = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
@@ -310,7 +311,7 @@ unsafe extern "C" fn timer_add(c: *mut c_void, after_ms: u64, repeat: u32) -> u6
     added.unwrap_or(0)
 }
 
-unsafe extern "C" fn timer_cancel(c: *mut c_void, id: u64) -> u32 {
+pub(super) unsafe extern "C" fn timer_cancel(c: *mut c_void, id: u64) -> u32 {
     let cancelled = std::panic::catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };

@@ -120,10 +120,16 @@ impl Library {
             .map_err(|_| "the library exports no `plughost_plugin_v1`".to_owned())?;
         // SAFETY: as above; it returns a pointer to a static table.
         let vtable = unsafe { table() };
-        // SAFETY: checked non-null before reading; the table is static in the library.
-        if vtable.is_null() || unsafe { (*vtable).abi_version } != ABI_VERSION {
-            return Err("the library's plugin table is missing or of another ABI version".into());
+        if vtable.is_null() {
+            return Err(
+                "the library's plugin table is missing (`plughost_plugin_v1` returned null)".into(),
+            );
         }
+        // SAFETY: checked non-null; the table is static in the library. It
+        // is read with every entry nullable: a `PluginVTable` with a null
+        // entry is not a valid value, so none is made before they are checked.
+        let nullable = unsafe { &*vtable.cast::<NullableTable>() };
+        nullable.check()?;
         self.vtable = vtable;
         Ok(())
     }
@@ -144,6 +150,53 @@ impl Drop for Library {
         // Unloaded first: Windows refuses to delete a loaded file.
         if let Some(copy) = self.copy.take() {
             copy.remove();
+        }
+    }
+}
+
+/// [`PluginVTable`]'s layout with every entry nullable: how the host reads
+/// a library's table before it trusts it (a table written in C may leave an
+/// entry null, which calling would crash the host on).
+#[repr(C)]
+struct NullableTable {
+    abi_version: u32,
+    /// The entries in [`ENTRIES`]' order, as untyped nullable pointers
+    /// (only compared with null, never called).
+    entries: [Option<unsafe extern "C" fn()>; ENTRIES.len()],
+}
+
+/// The names of [`PluginVTable`]'s entries, in order.
+const ENTRIES: [&str; 8] = [
+    "create",
+    "init",
+    "on_event",
+    "on_config",
+    "on_timer",
+    "shutdown",
+    "destroy",
+    "free",
+];
+
+const _: () = assert!(
+    std::mem::size_of::<NullableTable>() == std::mem::size_of::<PluginVTable>()
+        && std::mem::align_of::<NullableTable>() == std::mem::align_of::<PluginVTable>()
+);
+
+impl NullableTable {
+    /// Whether the table is of this ABI version with every entry set.
+    fn check(&self) -> Result<(), String> {
+        if self.abi_version != ABI_VERSION {
+            return Err(format!(
+                "the library's plugin table is of ABI version {}, not {ABI_VERSION}",
+                self.abi_version
+            ));
+        }
+        match self.entries.iter().position(Option::is_none) {
+            Some(i) => Err(format!(
+                "the library's plugin table is incomplete: `{}` is a null pointer",
+                ENTRIES[i]
+            )),
+            None => Ok(()),
         }
     }
 }
@@ -383,6 +436,23 @@ mod tests {
         let other = tmp.path().join("script");
         std::fs::write(&other, "#!/bin/sh\n").unwrap();
         assert_eq!(complete(&other), Ok(()));
+    }
+
+    #[test]
+    fn a_table_with_a_null_entry_is_refused_naming_it() {
+        unsafe extern "C" fn entry() {}
+        let mut table = NullableTable {
+            abi_version: ABI_VERSION,
+            entries: [Some(entry as unsafe extern "C" fn()); ENTRIES.len()],
+        };
+        assert_eq!(table.check(), Ok(()));
+        table.entries[4] = None;
+        assert_eq!(
+            table.check(),
+            Err("the library's plugin table is incomplete: `on_timer` is a null pointer".into())
+        );
+        table.abi_version = 2;
+        assert!(table.check().unwrap_err().contains("of ABI version 2, not"));
     }
 
     #[test]

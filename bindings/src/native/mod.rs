@@ -3,7 +3,8 @@
 //!
 //! Loading makes a private copy of the library and checks its ABI version
 //! (`library.rs`), gives the plugin a table of host callbacks
-//! (`callbacks.rs`) and creates one instance; each hook is then one call
+//! (`callbacks.rs`), each refusing a `ctx` other than the one of the call
+//! running on its thread (`gate.rs`), and creates one instance; each hook is then one call
 //! through the plugin's table, its data JSON, its result read by `reply.rs`. A panic in
 //! the plugin is caught on the plugin's side and arrives as that call's
 //! error, positioned at the `panic!`. Where `entry` names a crate, [`locate`]
@@ -20,10 +21,12 @@
 //! (`swap` in the host's actor): on failure they keep running.
 //!
 //! What the host cannot do for native code: it cannot interrupt a hook that
-//! runs too long (`limits.event_timeout_ms`) or cap its memory
-//! (`limits.memory_mb`); both are ignored for native plugins.
+//! runs too long (`limits.event_timeout_ms`; the supervisor abandons the
+//! call instead and restarts the plugin on a new thread) or cap its memory
+//! (`limits.memory_mb`, ignored for native plugins).
 
 mod callbacks;
+mod gate;
 mod library;
 pub mod locate;
 mod reply;
@@ -122,12 +125,14 @@ impl NativePlugin {
 
     /// A new instance of the plugin type, using this plugin's context.
     fn create(&self) -> Result<*mut c_void, ScriptError> {
-        let host = callbacks::vtable(self.ctx);
+        let host = gate::vtable(self.ctx);
         let mut instance = std::ptr::null_mut();
+        let entered = gate::enter(self.ctx);
         // SAFETY: the plugin's `create`, given a table valid for the call
         // (the plugin copies it) whose ctx lives until after `destroy`, and
         // a pointer to write the instance to.
         let r = unsafe { (self.vt().create)(&host, &mut instance) };
+        drop(entered);
         self.finish(r, HookName::Load)?;
         if instance.is_null() {
             return Err(
@@ -146,7 +151,9 @@ impl NativePlugin {
         hook: HookName,
         f: impl FnOnce(&PluginVTable, *mut c_void) -> CallResult,
     ) -> Result<Reply, ScriptError> {
+        let entered = gate::enter(self.ctx);
         let r = f(self.vt(), instance);
+        drop(entered);
         self.finish(r, hook)
     }
 
@@ -157,6 +164,7 @@ impl NativePlugin {
 
     fn destroy(&self, instance: *mut c_void) {
         if !instance.is_null() {
+            let _entered = gate::enter(self.ctx);
             // SAFETY: an instance `create` made, destroyed once, never used after.
             unsafe { (self.vt().destroy)(instance) };
         }

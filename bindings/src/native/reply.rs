@@ -36,10 +36,7 @@ pub(crate) fn read(
     match r.status {
         STATUS_OK => Ok(Reply::Done(data)),
         STATUS_RESTART if hook == HookName::OnConfig => Ok(Reply::Restart),
-        STATUS_ERROR => fail(ScriptError::new(
-            ErrorKind::Runtime,
-            String::from_utf8_lossy(&data).into_owned(),
-        )),
+        STATUS_ERROR => fail(ScriptError::new(ErrorKind::Runtime, bounded(&data))),
         STATUS_PANIC => fail(panic_error(&data, file)),
         STATUS_FATAL => {
             let mut e = panic_error(&data, file);
@@ -58,11 +55,37 @@ pub(crate) fn read(
     }
 }
 
+/// The most of a plugin's message the host keeps: an error or panic
+/// message goes into a dead letter, its subscribers and a log line, so
+/// megabytes from a library must not.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A plugin's message as text (not UTF-8 is replaced), cut at a character
+/// boundary after [`MAX_MESSAGE_BYTES`] with a note of how much was cut.
+fn bounded(message: &[u8]) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return String::from_utf8_lossy(message).into_owned();
+    }
+    // Back off to the start of the character the cut would split (a UTF-8
+    // character is at most 4 bytes; continuation bytes are 0b10xxxxxx).
+    let mut cut = MAX_MESSAGE_BYTES;
+    while cut > MAX_MESSAGE_BYTES - 3 && message[cut] & 0b1100_0000 == 0b1000_0000 {
+        cut -= 1;
+    }
+    format!(
+        "{}… ({} bytes cut)",
+        String::from_utf8_lossy(&message[..cut]),
+        message.len() - cut
+    )
+}
+
 /// A panic report (`{"message", "file", "line", "column"}`) as an error
 /// positioned at the `panic!` in the plugin's source.
 fn panic_error(data: &[u8], library: &str) -> ScriptError {
     let v: Value = serde_json::from_slice(data).unwrap_or_default();
-    let message = v["message"].as_str().unwrap_or("unknown panic");
+    let message = v["message"]
+        .as_str()
+        .map_or_else(|| "unknown panic".to_owned(), |m| bounded(m.as_bytes()));
     let mut e = ScriptError::new(ErrorKind::Runtime, format!("panicked: {message}"));
     e.file = v["file"].as_str().map(str::to_owned);
     let number = |key: &str| v[key].as_u64().and_then(|n| usize::try_from(n).ok());
@@ -127,6 +150,50 @@ mod tests {
         );
         let e = read(json!({"outcome": "maybe"})).unwrap_err();
         assert_eq!(e.kind, ErrorKind::BadReturn);
+    }
+
+    #[test]
+    fn a_long_message_is_cut_at_a_character_with_a_note() {
+        assert_eq!(bounded(b"short \xff"), "short \u{FFFD}");
+        let long = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = bounded(long.as_bytes());
+        let total = long.len();
+        let kept = MAX_MESSAGE_BYTES;
+        assert_eq!(
+            cut,
+            format!("{}… ({} bytes cut)", &long[..kept], total - kept)
+        );
+        let odd = format!("x{long}");
+        let cut = bounded(odd.as_bytes());
+        assert!(
+            cut.starts_with('x') && !cut.contains('\u{FFFD}'),
+            "{:.20}",
+            cut
+        );
+        assert!(
+            cut.ends_with(&format!("… ({} bytes cut)", odd.len() - kept + 1)),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
+    }
+
+    #[test]
+    fn a_huge_error_status_is_cut_and_names_the_hook() {
+        let r = CallResult::error(&"x".repeat(10 * MAX_MESSAGE_BYTES));
+        let e = read(
+            &crate::native::tests::PROBE,
+            r,
+            HookName::OnEvent,
+            "x/libx.so",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.len() < MAX_MESSAGE_BYTES + 100, "{}", text.len());
+        assert!(
+            text.ends_with("bytes cut) (in on_event)"),
+            "{}",
+            &text[text.len() - 60..]
+        );
     }
 
     #[test]

@@ -133,7 +133,8 @@ impl Plugin for Probe {
     }
 }
 
-static PROBE: PluginVTable = plughost_sdk::export::vtable::<Probe>();
+/// The probe's hook table, as `export_plugin!` would export it.
+pub(super) static PROBE: PluginVTable = plughost_sdk::export::vtable::<Probe>();
 
 fn spec(config: Value, state: Value) -> PluginSpec {
     PluginSpec {

@@ -8,4 +8,5 @@ mod bus;
 mod inputs;
 mod lua;
 mod manifests;
+mod native;
 mod rhai;

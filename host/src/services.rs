@@ -74,6 +74,21 @@ impl Services {
     }
 }
 
+/// A call from a plugin thread whose hook ran past its time limit and was
+/// abandoned: its event was dead-lettered and another thread runs the
+/// plugin, so nothing this thread asks takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the hook ran past its time limit and was abandoned: this call is refused")]
+pub struct Abandoned;
+
+/// Refuses `call` from an abandoned plugin thread.
+fn refuse_abandoned(call: HostCall) -> Result<(), HostCallError> {
+    if crate::actor::this_thread_abandoned() {
+        return Err(HostCallError::new(call, Abandoned));
+    }
+    Ok(())
+}
+
 /// Why a script's metric was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MetricRefused {
@@ -163,6 +178,7 @@ impl HostApi for Services {
         payload: Payload,
         cause: Option<&Event>,
     ) -> Result<String, HostCallError> {
+        refuse_abandoned(HostCall::Publish)?;
         let refused = |e: PublishRefused| HostCallError::new(HostCall::Publish, e);
         self.check_topic(&plugin.name, topic).map_err(refused)?;
         let mut event = match cause {
@@ -231,6 +247,7 @@ impl HostApi for Services {
         value: f64,
         attributes: &Map<String, Value>,
     ) -> Result<(), HostCallError> {
+        refuse_abandoned(HostCall::Metric)?;
         let refused = |e: MetricRefused| HostCallError::new(HostCall::Metric, e);
         if !name.starts_with(|c: char| c.is_ascii_alphabetic())
             || name.len() > 128
@@ -284,6 +301,7 @@ impl HostApi for Services {
         name: &str,
         args: Vec<Value>,
     ) -> Result<Value, HostCallError> {
+        refuse_abandoned(HostCall::Function)?;
         self.functions
             .call(name, args)
             .map_err(|e| HostCallError::new(HostCall::Function, e))

@@ -486,13 +486,19 @@ fn disable_and_enable_keep_state_and_counts(rt: Runtime) {
 const STUCK: Src = Src {
     lua: r#"
 function on_event(e)
-  if e.payload.stuck then host.block() end
+  if e.payload.stuck then
+    host.block()
+    bus.publish("late", {})
+  end
   bus.publish("handled", { n = e.payload.n })
 end
 "#,
     rhai: r#"
 fn on_event(e) {
-  if e.payload.stuck == true { host::block(); }
+  if e.payload.stuck == true {
+    host::block();
+    bus::publish("late", #{});
+  }
   bus::publish("handled", #{ n: e.payload.n });
 }
 "#,
@@ -511,7 +517,7 @@ fn a_call_that_ignores_its_time_limit_is_abandoned_and_the_plugin_restarted(rt: 
         let host = Host::builder()
             .plugins_dir(fx.path())
             .function("block", |_| {
-                std::thread::sleep(Duration::from_secs(30));
+                std::thread::sleep(Duration::from_millis(2500));
                 Ok(Value::Null)
             })
             .build()
@@ -519,9 +525,11 @@ fn a_call_that_ignores_its_time_limit_is_abandoned_and_the_plugin_restarted(rt: 
         let mut restarted = host.subscribe("plughost.plugin.restarted").unwrap();
         let mut handled = host.subscribe("handled").unwrap();
         let mut dead = host.subscribe("plughost.dead_letter").unwrap();
+        let mut late = host.subscribe("late").unwrap();
         host.start().await;
+        let stuck_at = Instant::now();
         let stuck_id = host
-            .publish("in", json!({"stuck": true, "n": 0}))
+            .publish("in", json!({"stuck": true, "late": true, "n": 0}))
             .await
             .unwrap();
         host.publish("in", json!({"n": 1})).await.unwrap();
@@ -536,6 +544,11 @@ fn a_call_that_ignores_its_time_limit_is_abandoned_and_the_plugin_restarted(rt: 
         // The events behind it go to the new thread.
         assert_eq!(next(&mut handled, "an event after").await.payload["n"], 1);
         assert_eq!(next(&mut handled, "an event after").await.payload["n"], 2);
+        // The abandoned thread comes back from its call at 2.5 s: what it
+        // asks then is refused (its event was dead-lettered already).
+        let until = stuck_at + Duration::from_millis(3500);
+        let came = tokio::time::timeout_at(until.into(), late.next()).await;
+        assert!(came.is_err(), "an abandoned call published: {came:?}");
         let at = Instant::now();
         let report = host.shutdown(Duration::from_secs(5)).await;
         assert!(report.undelivered.is_empty(), "{report:?}");

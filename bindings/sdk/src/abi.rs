@@ -275,7 +275,9 @@ impl CallResult {
 ///
 /// The plugin may copy the table; `ctx` stays valid until the host has
 /// called [`PluginVTable::destroy`] on that instance. Every function must be
-/// called on the thread that called the plugin, while a hook runs.
+/// called on the thread that called the plugin, while a hook runs; the host
+/// refuses (with an error, or 0) a call with any other `ctx`, on any other
+/// thread, or outside a call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct HostVTable {

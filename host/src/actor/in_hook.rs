@@ -32,6 +32,24 @@ pub(crate) struct Abandoned {
     pub(crate) delivery: Option<Delivery>,
 }
 
+thread_local! {
+    /// The hook record of the plugin thread this is, if it is one.
+    static CURRENT: std::cell::RefCell<Option<std::sync::Arc<InHook>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Marks the calling thread as the plugin thread of `in_hook`.
+pub(crate) fn set_current(in_hook: std::sync::Arc<InHook>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(in_hook));
+}
+
+/// Whether the calling thread is a plugin thread the watch abandoned:
+/// nothing it asks of the host may take effect any more (its event was
+/// dead-lettered, and another thread runs its plugin).
+pub(crate) fn this_thread_abandoned() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|h| h.is_abandoned()))
+}
+
 /// Deliveries waiting for a retry, by due time (and order of scheduling).
 pub(crate) type Retries = BTreeMap<(Instant, u64), Delivery>;
 

@@ -35,7 +35,7 @@ use tokio::sync::oneshot;
 use tracing::field::Empty;
 
 pub(crate) use self::crash::stop_for_good;
-pub(crate) use self::in_hook::InHook;
+pub(crate) use self::in_hook::{InHook, this_thread_abandoned};
 use crate::bus::{Bus, Delivery, Queue};
 use crate::catalog::PluginDef;
 use crate::services::Services;
@@ -227,6 +227,7 @@ pub(crate) fn spawn(
     let thread = std::thread::Builder::new()
         .name(format!("plugin:{}", def.manifest.name))
         .spawn(move || {
+            in_hook::set_current(hook.clone());
             let ctx = Ctx {
                 bus: &bus,
                 services: &services,

@@ -22,7 +22,7 @@ use plughost_sdk::abi::{self, Buf, CallResult, HostVTable, Str};
 use serde_json::{Map, Value};
 
 use crate::timers::Timers;
-use crate::{Event, LogLevel, LogRecord, MetricKind, Payload, PluginInfo, SharedHost, SpanGuard};
+use crate::{Event, LogLevel, MetricKind, Payload, PluginInfo, SharedHost, SpanGuard};
 
 /// What the host keeps for one native plugin, shared with its callbacks.
 pub(crate) struct HostCtx {
@@ -44,6 +44,15 @@ pub(crate) struct HostCtx {
 }
 
 impl HostCtx {
+    /// The runtime-neutral core of the bindings, for this plugin.
+    pub(crate) fn core(&self) -> crate::core::Core<'_> {
+        crate::core::Core {
+            info: &self.info,
+            host: &self.host,
+            current: &self.current,
+        }
+    }
+
     /// A context starting with `config` and `state` (`null` becomes `{}`, as
     /// a script's `state` starts as an empty table).
     pub fn new(info: Arc<PluginInfo>, host: SharedHost, config: Value, state: Value) -> HostCtx {
@@ -152,9 +161,8 @@ pub(super) unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str
         let c = unsafe { ctx(c) };
         let topic = text(topic, "topic")?;
         let payload = Payload::from(json(payload, "payload")?);
-        let cause = c.current.borrow().clone();
-        c.host
-            .publish(&c.info, topic, payload, cause.as_deref())
+        c.core()
+            .publish(topic, payload)
             .map(String::into_bytes)
             .map_err(|e| e.to_string())
     })
@@ -182,15 +190,12 @@ pub(super) unsafe extern "C" fn log(
         let message = String::from_utf8_lossy(unsafe { message.as_bytes() });
         let fields = object(fields, "fields", true)?;
         let file = text(file, "file").ok().filter(|f| !f.is_empty());
-        c.host.log(
-            &c.info,
-            LogRecord {
-                level,
-                message: &message,
-                fields: fields.as_ref(),
-                file,
-                line: (line > 0).then_some(line as usize),
-            },
+        c.core().log(
+            level,
+            &message,
+            fields.as_ref(),
+            file,
+            (line > 0).then_some(line as usize),
         );
         Ok(Vec::new())
     });
@@ -217,8 +222,8 @@ pub(super) unsafe extern "C" fn metric(
         };
         let name = text(name, "metric name")?;
         let attributes = object(attributes, "attributes", false)?.unwrap_or_default();
-        c.host
-            .metric(&c.info, kind, name, value, &attributes)
+        c.core()
+            .metric(kind, name, value, &attributes)
             .map(|()| Vec::new())
             .map_err(|e| e.to_string())
     })
@@ -234,8 +239,7 @@ pub(super) unsafe extern "C" fn span_enter(c: *mut c_void, name: Str, attributes
             .ok()
             .flatten()
             .unwrap_or_default();
-        let cause = c.current.borrow().clone();
-        let guard = c.host.span(&c.info, &name, &attributes, cause.as_deref());
+        let guard = c.core().span(&name, &attributes);
         let id = c.next_span.get();
         c.next_span.set(id + 1);
         c.spans.borrow_mut().insert(id, guard);
@@ -289,9 +293,9 @@ pub(super) unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: S
             other => vec![other],
         };
         let result = c
-            .host
-            .call_function(&c.info, name, args)
-            .map_err(|m| format!("host.{name}: {m}"))?;
+            .core()
+            .call_function(name, args)
+            .map_err(|e| e.to_string())?;
         serde_json::to_vec(&result).map_err(|e| e.to_string())
     })
 }

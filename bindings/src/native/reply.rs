@@ -116,14 +116,9 @@ pub(crate) fn outcome(data: &[u8]) -> Result<Outcome, ScriptError> {
                 .ok_or_else(|| bad("forward without a topic".into()))?
                 .to_owned();
             let payload = Payload::from(v["payload"].take());
-            Ok(Outcome::Forward { topic, payload })
+            Ok(crate::core::forward(topic, payload))
         }
-        "drop" => Ok(Outcome::Drop {
-            reason: v["reason"]
-                .as_str()
-                .unwrap_or("dropped by the plugin")
-                .to_owned(),
-        }),
+        "drop" => Ok(crate::core::drop(v["reason"].as_str().map(str::to_owned))),
         other => Err(bad(format!("unknown outcome `{other}`"))),
     }
 }

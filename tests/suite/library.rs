@@ -8,15 +8,7 @@ use plughost::Host;
 use serde_json::json;
 
 use crate::behaviours;
-use crate::support::{Fixture, Runtime, Src};
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::support::{Fixture, Runtime, Src, tokio_rt};
 
 const ECHO: Src = Src {
     lua: r#"
@@ -247,9 +239,8 @@ fn run_stops_when_its_shutdown_future_resolves() {
     );
     fx.plugin(Runtime::Lua, "broken", "", "function init( end");
     tokio_rt().block_on(async {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let opts = RunOptions {
-            plugins: vec![fx.path().to_owned()],
+        let opts = |dir: &std::path::Path| RunOptions {
+            plugins: vec![dir.to_owned()],
             input: None,
             taps: Vec::new(),
             exit_when_idle: false,
@@ -258,7 +249,8 @@ fn run_stops_when_its_shutdown_future_resolves() {
             export: None,
             admin: None,
         };
-        let running = tokio::spawn(run(opts, async {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(run(opts(fx.path()), async {
             let _ = stopped.await;
         }));
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -273,16 +265,7 @@ fn run_stops_when_its_shutdown_future_resolves() {
         assert_eq!(report.failed[0].0, "broken");
         assert!(report.had_errors());
         // A missing plugins directory is a usage error, as a value.
-        let missing = RunOptions {
-            plugins: vec![fx.path().join("nowhere")],
-            input: None,
-            taps: Vec::new(),
-            exit_when_idle: false,
-            drain_timeout: Duration::from_secs(1),
-            watch: false,
-            export: None,
-            admin: None,
-        };
+        let missing = opts(&fx.path().join("nowhere"));
         let e = run(missing, std::future::ready(())).await.unwrap_err();
         assert!(e.to_string().contains("nowhere"), "{e}");
     });

@@ -15,7 +15,7 @@ use plughost::reload::ReloadOutcome;
 use serde_json::{Value, json};
 
 use crate::behaviours;
-use crate::support::{Fixture, Runtime, Src, ev};
+use crate::support::{Fixture, Runtime, Src, ev, tokio_rt};
 
 /// The schema the tests share: a bounded `threshold` (required), a `mode`
 /// with a default, and a `cache` object made of defaults.
@@ -134,14 +134,6 @@ behaviours!(the_plugin_sees_the_defaults_filled_in);
 
 // ---------------------------------------------------------------------------
 // Live changes
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The payload of the next event of `stream`, waiting at most five seconds.
 async fn next(stream: &mut plughost::EventStream, what: &str) -> Value {

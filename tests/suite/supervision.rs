@@ -9,15 +9,7 @@ use plughost::{EventStream, Host};
 use serde_json::{Value, json};
 
 use crate::behaviours;
-use crate::support::{Fixture, Runtime, Src, ev};
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::support::{Fixture, Runtime, Src, ev, tokio_rt};
 
 /// Raises when the payload says `fail`; otherwise publishes `ok` with the
 /// number of events seen so far (kept in `state`).

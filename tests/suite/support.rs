@@ -143,6 +143,15 @@ macro_rules! behaviours {
     };
 }
 
+/// A runtime for library tests: two workers, timers and I/O.
+pub fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The native fixture library's file name on this platform.
 pub const NATIVE_LIBRARY: &str = if cfg!(windows) {
     "native_behaviours.dll"

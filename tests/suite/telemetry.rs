@@ -9,15 +9,7 @@ use plughost::Host;
 use plughost::telemetry::MetricPoint;
 use serde_json::json;
 
-use crate::support::{Fixture, Runtime};
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::support::{Fixture, Runtime, tokio_rt};
 
 const COUNTING: &str = r#"
 function on_event(e)

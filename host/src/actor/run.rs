@@ -41,13 +41,13 @@ pub(super) fn run(
     let metrics = services.metrics();
     let started = Instant::now();
     let span = lifecycle_span("plugin.init", def);
-    ctx.in_hook.enter(started, None);
-    let loaded = span.in_scope(|| {
-        plughost_bindings::load(&spec, services.clone()).and_then(|mut p| p.init().map(|()| p))
-    });
-    if !ctx.in_hook.leave() {
+    let Some(loaded) = hook_call(ctx, started, || {
+        span.in_scope(|| {
+            plughost_bindings::load(&spec, services.clone()).and_then(|mut p| p.init().map(|()| p))
+        })
+    }) else {
         return End::Abandoned;
-    }
+    };
     metrics.init_duration.record(
         started.elapsed().as_secs_f64() * 1e3,
         &metrics.attributes_of(&def.manifest.name),
@@ -106,11 +106,9 @@ pub(super) fn run(
                 }
                 if plugin.next_timer().is_some_and(|t| t <= now) {
                     bus.begin_work();
-                    ctx.in_hook.enter(now, None);
-                    let ran = plugin.run_due_timer(now);
-                    if !ctx.in_hook.leave() {
+                    let Some(ran) = hook_call(ctx, now, || plugin.run_due_timer(now)) else {
                         return End::Abandoned;
-                    }
+                    };
                     if let Some(Err(e)) = ran {
                         stats.timer_errors.fetch_add(1, Ordering::Relaxed);
                         *stats
@@ -134,33 +132,27 @@ pub(super) fn run(
         match queue.pop(wait_until, take_events, flush_deferred) {
             Pop::Control(Control::Stop | Control::Drain) => break,
             Pop::Control(Control::Swap { def: next, done }) => {
-                ctx.in_hook.enter(Instant::now(), None);
-                let result = swap(plugin, &next, services);
-                if !ctx.in_hook.leave() {
+                let swapped = hook_call(ctx, Instant::now(), || {
+                    swap(plugin, &next, services).map(|()| false)
+                });
+                let Some(result) = swapped else {
                     return End::Abandoned;
-                }
-                if result.is_ok() {
-                    adopt(def, *next, worker, health, metrics);
-                    resumed(ctx, health, &def.manifest.name, "reload");
-                }
-                flush_deferred();
-                let _ = done.send(result.map(|()| false));
+                };
+                took(ctx, def, *next, worker, health, &result);
+                let _ = done.send(result);
             }
             Pop::Control(Control::Configure { def: next, done }) => {
-                ctx.in_hook.enter(Instant::now(), None);
-                let result = if plugin.has_on_config() {
-                    plugin.on_config(&next.manifest.config).map(|()| true)
-                } else {
-                    swap(plugin, &next, services).map(|()| false)
-                };
-                if !ctx.in_hook.leave() {
+                let configured = hook_call(ctx, Instant::now(), || {
+                    if plugin.has_on_config() {
+                        plugin.on_config(&next.manifest.config).map(|()| true)
+                    } else {
+                        swap(plugin, &next, services).map(|()| false)
+                    }
+                });
+                let Some(result) = configured else {
                     return End::Abandoned;
-                }
-                if result.is_ok() {
-                    adopt(def, *next, worker, health, metrics);
-                    resumed(ctx, health, &def.manifest.name, "reload");
-                }
-                flush_deferred();
+                };
+                took(ctx, def, *next, worker, health, &result);
                 let _ = done.send(result);
             }
             Pop::Control(Control::Resume) => resumed(ctx, health, &def.manifest.name, "enable"),
@@ -194,6 +186,32 @@ pub(super) fn run(
         state,
         failed: false,
     })
+}
+
+/// Runs `f`, a call into the plugin, entered in the thread's hook record
+/// since `at`. `None` when the watch abandoned the call meanwhile: the
+/// thread must end.
+fn hook_call<R>(ctx: &Ctx<'_>, at: Instant, f: impl FnOnce() -> R) -> Option<R> {
+    ctx.in_hook.enter(at, None);
+    let r = f();
+    ctx.in_hook.leave().then_some(r)
+}
+
+/// After a swap or a new config: a version that took over is adopted, and
+/// resumes the plugin if it was suspended (a saved fix).
+fn took(
+    ctx: &Ctx<'_>,
+    def: &mut PluginDef,
+    next: PluginDef,
+    worker: &mut Worker<'_>,
+    health: &mut policy::Health,
+    result: &Result<bool, ScriptError>,
+) {
+    if result.is_ok() {
+        adopt(def, next, worker, health, ctx.services.metrics());
+        resumed(ctx, health, &def.manifest.name, "reload");
+    }
+    flush_deferred();
 }
 
 /// Takes `next` as the running version's definition after a swap.

@@ -155,6 +155,7 @@ fn wait_before_restart(
             | Pop::Control(Control::Configure { def: next, done }) => {
                 *def = *next;
                 worker.retry = def.manifest.retry;
+                worker.info = def.info();
                 let _ = done.send(Ok(false));
             }
             Pop::Control(Control::Resume) | Pop::Event(_) => {}

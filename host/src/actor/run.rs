@@ -223,6 +223,7 @@ fn adopt(
     metrics: &Metrics,
 ) {
     worker.retry = next.manifest.retry;
+    worker.info = next.info();
     health.reconfigure(next.manifest.supervision);
     metrics.register(&next.info());
     *def = next;

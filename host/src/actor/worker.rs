@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use plughost_bindings::{ErrorKind, PluginInstance, ScriptError};
+use plughost_bindings::{ErrorKind, HostApi, PluginInfo, PluginInstance, ScriptError};
 
 use super::telemetry::Telemetry;
 use super::{Ctx, InHook, Stats, record_error};
@@ -14,12 +14,13 @@ use crate::bus::{Bus, Delivery};
 use crate::catalog::PluginDef;
 use crate::delivery::{self, Action};
 use crate::manifest::Retry;
-use crate::services::{PublishRefused, Services};
-use crate::telemetry::trace;
+use crate::services::Services;
 
 /// Carries out what the plugin asked for, and keeps the pending retries.
 pub(super) struct Worker<'a> {
     name: &'a str,
+    /// The running version's identity, for its publishes.
+    pub(super) info: PluginInfo,
     /// The running version's `retry:` settings.
     pub(super) retry: Retry,
     bus: &'a Bus,
@@ -43,6 +44,7 @@ impl<'a> Worker<'a> {
     ) -> Self {
         Worker {
             name,
+            info: def.info(),
             retry: def.manifest.retry,
             bus: ctx.bus,
             services: ctx.services,
@@ -140,14 +142,10 @@ impl<'a> Worker<'a> {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
             }
             Action::Forward { topic, payload } => {
-                // The same path as `bus.publish`: topic checks, then the bus.
-                let published = self.services.check_topic(self.name, &topic).and_then(|()| {
-                    let mut event = d.event.caused(topic, payload, self.name);
-                    trace::inject_current(&mut event.headers);
-                    self.bus
-                        .publish_blocking(event, Some(self.name))
-                        .map_err(PublishRefused::from)
-                });
+                // The very path of `bus.publish`.
+                let published = self
+                    .services
+                    .publish(&self.info, &topic, payload, Some(&d.event));
                 if let Err(refused) = published {
                     // A refused forward is an error (SPEC §12).
                     let error = format!("outcome.forward: {refused}");

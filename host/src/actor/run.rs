@@ -132,9 +132,11 @@ pub(super) fn run(
         match queue.pop(wait_until, take_events, flush_deferred) {
             Pop::Control(Control::Stop | Control::Drain) => break,
             Pop::Control(Control::Swap { def: next, done }) => {
-                let swapped = hook_call(ctx, Instant::now(), || {
-                    swap(plugin, &next, services).map(|()| false)
-                });
+                // Two hooks in a row (the new `init`, the old `shutdown`):
+                // the watch allows twice the limit.
+                let twice = Instant::now() + def.manifest.limits.event_timeout();
+                let swapped =
+                    hook_call(ctx, twice, || swap(plugin, &next, services).map(|()| false));
                 let Some(result) = swapped else {
                     return End::Abandoned;
                 };
@@ -142,7 +144,8 @@ pub(super) fn run(
                 let _ = done.send(result);
             }
             Pop::Control(Control::Configure { def: next, done }) => {
-                let configured = hook_call(ctx, Instant::now(), || {
+                let twice = Instant::now() + def.manifest.limits.event_timeout();
+                let configured = hook_call(ctx, twice, || {
                     if plugin.has_on_config() {
                         plugin.on_config(&next.manifest.config).map(|()| true)
                     } else {

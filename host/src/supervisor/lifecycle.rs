@@ -189,7 +189,18 @@ impl Host {
         let limit = def.manifest.limits.event_timeout() + ABANDON_GRACE;
         loop {
             tokio::select! {
-                exit = &mut actor.exited => return exit.unwrap_or_default(),
+                exit = &mut actor.exited => {
+                    // A thread that died without a word leaves its events
+                    // in the queue and its hook record: returned all the same.
+                    return exit.unwrap_or_else(|_| {
+                        let mut undelivered = actor.in_hook.take_retries();
+                        undelivered.extend(queue.close());
+                        Exit {
+                            undelivered,
+                            ..Exit::default()
+                        }
+                    });
+                }
                 () = tokio::time::sleep(WATCH_TICK) => {}
             }
             let Some(abandoned) = actor.in_hook.abandon_past(limit, Instant::now()) else {

@@ -15,7 +15,7 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
         lua.create_function(move |lua, (topic, payload): (mlua::LuaString, LuaValue)| {
             // A call past the deadline publishes nothing: the time hook
             // raises only at the next instruction, after this call.
-            super::sandbox::check(&c.budget, super::error::caller_position(lua))?;
+            super::sandbox::check(&c.budget, || super::error::caller_position(lua))?;
             let topic = topic.to_str()?;
             let payload = super::raw::to_payload(lua, &payload)
                 .map_err(|e| convert_error(lua, "payload", e))?;

@@ -26,14 +26,17 @@ use super::watch::{CHECK_EVERY, Watch};
 
 pub(crate) use crate::budget::Budget;
 
-/// The time limit error, positioned at the script line `at`, once the
-/// deadline has passed.
-pub(crate) fn check(budget: &Budget, at: Option<(String, usize)>) -> mlua::Result<()> {
+/// The time limit error, positioned at the script line `at` gives, once
+/// the deadline has passed. `at` runs only then: finding the line costs.
+pub(crate) fn check(
+    budget: &Budget,
+    at: impl FnOnce() -> Option<(String, usize)>,
+) -> mlua::Result<()> {
     if !budget.exceeded() {
         return Ok(());
     }
     let message = budget.message();
-    Err(mlua::Error::external(LimitExceeded(match at {
+    Err(mlua::Error::external(LimitExceeded(match at() {
         Some((file, line)) => format!("{file}:{line}: {message}"),
         None => message,
     })))
@@ -70,7 +73,7 @@ pub(crate) fn new_lua(
                     (Some(src), Some(line)) if !src.starts_with('[') => Some((src, line)),
                     _ => caller_position(lua),
                 };
-                check(&hook_budget, at)?;
+                check(&hook_budget, || at)?;
             }
             Ok(VmState::Continue)
         },
@@ -79,7 +82,7 @@ pub(crate) fn new_lua(
         let budget = budget.clone();
         lua.create_function(move |lua, ()| {
             if budget.exceeded() {
-                check(&budget, caller_position(lua))?;
+                check(&budget, || caller_position(lua))?;
             }
             Ok(())
         })?

@@ -34,7 +34,7 @@ impl Limits {
     /// positioned at the calling line.
     fn error(&self, lua: &Lua, e: PatternError) -> mlua::Error {
         match e {
-            PatternError::Stopped => match check(&self.budget, caller_position(lua)) {
+            PatternError::Stopped => match check(&self.budget, || caller_position(lua)) {
                 Err(limit) => limit,
                 Ok(()) => raise(lua, e),
             },

@@ -33,7 +33,7 @@ use crate::topic::{self, Pattern, PatternSet, TopicError};
 /// The default time [`Host::shutdown`] waits for queues to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long shutdown gives the cluster's last exports at least.
+/// How long shutdown gives the cluster's last exports.
 const CLUSTER_CLOSE: Duration = Duration::from_secs(2);
 
 /// Why a host could not be built.
@@ -466,8 +466,7 @@ impl Host {
         }
         log_undelivered(&report.undelivered);
         if let Some(cluster) = &self.inner.cluster {
-            let left = deadline.saturating_duration_since(Instant::now());
-            cluster.close(left.max(CLUSTER_CLOSE)).await;
+            cluster.close(CLUSTER_CLOSE).await;
         }
         self.inner.bus.close_subscribers();
         self.flush_telemetry().await;

@@ -25,6 +25,9 @@ use crate::topic::Pattern;
 /// How many exports the publishing task takes at a time.
 const BATCH: usize = 256;
 
+/// How long shutdown waits for the server to confirm the last exports.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);
+
 /// How long the connection may take at start before a warning says it is not there.
 const START_GRACE: Duration = Duration::from_secs(2);
 
@@ -172,7 +175,10 @@ pub(crate) async fn export(
         let batch = outbox.take(BATCH);
         if batch.is_empty() {
             if counters.closing.load(Ordering::SeqCst) {
-                let _ = client.flush().await;
+                // Waiting for an absent server would only hold shutdown up.
+                if counters.connected.load(Ordering::SeqCst) {
+                    let _ = tokio::time::timeout(FLUSH_LIMIT, client.flush()).await;
+                }
                 return;
             }
             outbox.ready().await;

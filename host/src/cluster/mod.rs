@@ -167,8 +167,8 @@ impl Cluster {
         if tokio::time::timeout(within, export).await.is_err() {
             abort.abort();
             tracing::warn!(
-                left = self.outbox.len(),
-                "cluster: exports still buffered at shutdown were not sent"
+                buffered = self.outbox.len(),
+                "cluster: the last exports were not all sent at shutdown (NATS unreachable or slow)"
             );
         }
     }

@@ -398,3 +398,98 @@ fn a_bad_cluster_section_is_a_configuration_error_with_positions() {
         assert!(run.stderr.contains(&expected), "{expected}\n{}", run.stderr);
     }
 }
+
+/// `GET path` on the admin endpoint at `port`, its JSON body.
+fn get_json(port: u16, path: &str) -> Value {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => panic!("admin endpoint never answered: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn exports_wait_for_the_server_in_a_bounded_buffer_and_health_counts_the_drops() {
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let fx = Fixture::new();
+    let config = fx.file(
+        "plughost.yaml",
+        &format!("plugins: ['.']\ncluster:\n  nats: {url}\n  name: h\n  buffer: 2\n"),
+    );
+    let admin = free_port();
+    let mut live = Live::spawn(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--input",
+        "-",
+        "--tap",
+        "hb.>",
+        "--no-watch",
+        "--admin",
+        &format!("127.0.0.1:{admin}"),
+    ]);
+    for n in 0..5 {
+        live.send(&json!({"topic": "hb.x", "payload": {"n": n}}));
+    }
+    live.wait_for("the fifth event", |e| e["payload"]["n"] == 4);
+    let health = get_json(admin, "/health");
+    assert_eq!(
+        health["cluster"],
+        json!({"state": "disconnected", "name": "h", "exported": 0, "imported": 0, "dropped": 3}),
+        "{health}"
+    );
+    live.signal("TERM");
+    let run = live.finish();
+    assert!(
+        run.stderr.contains("cluster export buffer full"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn two_hosts_with_one_name_still_tell_their_echoes_apart_and_are_warned() {
+    let nats = shared();
+    let p = "dup";
+    let (_a_fx, a_conf) = host("same", &nats.url(), p);
+    let (_b_fx, b_conf) = host("same", &nats.url(), p);
+    let mut a = spawn(&a_conf);
+    let mut b = spawn(&b_conf);
+    for live in [&mut a, &mut b] {
+        live.wait_for("connected", is("plughost.cluster.connected"));
+    }
+    warm_up(&mut a, &mut [&mut b], p);
+    a.send(&json!({"topic": "dup.x", "payload": {"n": 1}}));
+    b.wait_for("dup.x on B", is("dup.x"));
+    a.send(&json!({"topic": "dup.end", "payload": {}}));
+    b.wait_for("dup.end on B", is("dup.end"));
+    std::thread::sleep(Duration::from_millis(300));
+    for live in [&a, &b] {
+        live.signal("TERM");
+    }
+    let (a, b) = (a.finish(), b.finish());
+    assert_eq!(count(&a.events(), "dup.x", Some(1)), 1, "{}", a.stdout);
+    assert_eq!(count(&b.events(), "dup.x", Some(1)), 1, "{}", b.stdout);
+    assert!(
+        b.stderr.contains("another host is named `same` too"),
+        "{}",
+        b.stderr
+    );
+}

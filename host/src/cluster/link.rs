@@ -110,13 +110,13 @@ fn on_connection_event(
     let instance = identity.instance.as_str();
     match event {
         async_nats::Event::Connected => {
-            counters.connected.store(true, Ordering::SeqCst);
+            counters.connected.send_replace(true);
             counters.ever_connected.store(true, Ordering::SeqCst);
             tracing::info!(cluster.name = name, "cluster: connected to NATS");
             announce(HostEvent::ClusterConnected { name, instance });
         }
         async_nats::Event::Disconnected => {
-            counters.connected.store(false, Ordering::SeqCst);
+            counters.connected.send_replace(false);
             tracing::warn!(
                 cluster.name = name,
                 "cluster: NATS connection lost; reconnecting (local work goes on, exports wait in cluster.buffer)"
@@ -164,24 +164,39 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
-/// Publishes what the outbox holds, in order, until `closing` and empty.
+/// Publishes what the outbox holds, in order, while the connection is up
+/// (while it is down, events wait in the outbox, which drops the oldest
+/// when full); ends when closing and the outbox is empty or the server away.
 pub(crate) async fn export(
     client: Client,
     outbox: Arc<Outbox>,
     identity: Arc<Identity>,
     counters: Arc<Counters>,
 ) {
+    let mut connected = counters.connected.subscribe();
     loop {
-        let batch = outbox.take(BATCH);
-        if batch.is_empty() {
-            if counters.closing.load(Ordering::SeqCst) {
+        let closing = counters.closing.load(Ordering::SeqCst);
+        if !*connected.borrow_and_update() {
+            if closing {
                 // Waiting for an absent server would only hold shutdown up.
-                if counters.connected.load(Ordering::SeqCst) {
-                    let _ = tokio::time::timeout(FLUSH_LIMIT, client.flush()).await;
-                }
                 return;
             }
-            outbox.ready().await;
+            tokio::select! {
+                _ = connected.changed() => {}
+                () = outbox.ready() => {}
+            }
+            continue;
+        }
+        let batch = outbox.take(BATCH);
+        if batch.is_empty() {
+            if closing {
+                let _ = tokio::time::timeout(FLUSH_LIMIT, client.flush()).await;
+                return;
+            }
+            tokio::select! {
+                _ = connected.changed() => {}
+                () = outbox.ready() => {}
+            }
             continue;
         }
         for event in batch {
@@ -238,6 +253,15 @@ pub(crate) async fn import(
         match wire::decode(subject, message.headers.as_ref(), &message.payload) {
             Ok(incoming) if incoming.instance.as_deref() == Some(identity.instance.as_str()) => {}
             Ok(incoming) => {
+                if incoming.origin.as_deref() == Some(identity.name.as_str())
+                    && !counters.duplicate_name.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        cluster.name = %identity.name,
+                        "cluster: another host is named `{}` too; host names should be unique (cluster.name)",
+                        identity.name
+                    );
+                }
                 counters.imported.fetch_add(1, Ordering::Relaxed);
                 bus.publish_imported(incoming.event).await;
             }

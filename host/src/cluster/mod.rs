@@ -38,13 +38,35 @@ pub(crate) struct Identity {
 }
 
 /// What the cluster counts, shared by its tasks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
-    connected: AtomicBool,
+    /// Whether the connection is up now; the export task waits on it.
+    connected: tokio::sync::watch::Sender<bool>,
     ever_connected: AtomicBool,
+    /// Whether another process with this host's name was heard (warned once).
+    duplicate_name: AtomicBool,
     closing: AtomicBool,
     exported: AtomicU64,
     imported: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            connected: tokio::sync::watch::Sender::new(false),
+            ever_connected: AtomicBool::new(false),
+            duplicate_name: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            exported: AtomicU64::new(0),
+            imported: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Counters {
+    fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
 }
 
 /// The cluster's state, as `GET /health` shows it.
@@ -54,7 +76,7 @@ pub struct ClusterStatus {
     pub state: &'static str,
     /// This host's name.
     pub name: String,
-    /// Events published to NATS.
+    /// Events handed to the NATS connection (while it was up).
     pub exported: u64,
     /// Events received from NATS and published locally.
     pub imported: u64,
@@ -177,7 +199,7 @@ impl Cluster {
     pub(crate) fn status(&self) -> ClusterStatus {
         let c = &self.counters;
         ClusterStatus {
-            state: if c.connected.load(Ordering::SeqCst) {
+            state: if c.is_connected() {
                 "connected"
             } else {
                 "disconnected"
@@ -199,4 +221,62 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "plughost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use plughost_bindings::Event;
+
+    fn cluster(export: &[&str]) -> (Arc<Bus>, Cluster) {
+        let bus = Arc::new(Bus::new());
+        let mut config = ClusterConfig::new(["nats://127.0.0.1:1"]);
+        config.export = export.iter().map(|s| s.to_string()).collect();
+        config.buffer = 2;
+        config.name = Some("edge-1".into());
+        let cluster = Cluster::new(config, &bus);
+        (bus, cluster)
+    }
+
+    #[tokio::test]
+    async fn the_bus_offers_published_events_but_not_imported_ones() {
+        let (bus, cluster) = cluster(&["a.>"]);
+        bus.publish_async(Event::new("a.one", json!({}), "host"))
+            .await;
+        bus.publish_blocking(Event::new("a.two", json!({}), "p"), Some("p"))
+            .unwrap();
+        bus.publish_async(Event::new("b.other", json!({}), "host"))
+            .await;
+        bus.publish_imported(Event::new("a.from_nats", json!({}), "host"))
+            .await;
+        let taken: Vec<String> = cluster
+            .outbox
+            .take(10)
+            .iter()
+            .map(|e| e.topic.clone())
+            .collect();
+        assert_eq!(taken, ["a.one", "a.two"]);
+    }
+
+    #[tokio::test]
+    async fn the_status_counts_what_the_full_buffer_dropped() {
+        let (bus, cluster) = cluster(&[">"]);
+        for n in 0..5 {
+            bus.publish_async(Event::new("t", json!({"n": n}), "host"))
+                .await;
+        }
+        assert_eq!(
+            cluster.status(),
+            ClusterStatus {
+                state: "disconnected",
+                name: "edge-1".into(),
+                exported: 0,
+                imported: 0,
+                dropped: 3,
+            }
+        );
+        assert_eq!(cluster.identity.instance.len(), 26);
+    }
 }

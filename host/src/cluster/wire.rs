@@ -58,6 +58,8 @@ pub(crate) struct Incoming {
     pub event: Event,
     /// The instance id of the process that exported it, when it says.
     pub instance: Option<String>,
+    /// The name of the host that exported it, when it says.
+    pub origin: Option<String>,
 }
 
 /// Why a NATS message is not an event for the local bus.
@@ -135,6 +137,7 @@ pub(crate) fn decode(
     };
     let mut event = Event::new(subject, payload, HOST_SOURCE);
     let mut instance = None;
+    let mut origin = None;
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
         let Some(value) = values.last() else { continue };
         let value = value.as_str().to_owned();
@@ -145,6 +148,7 @@ pub(crate) fn decode(
             CORRELATION_ID => event.correlation_id = Some(value),
             TIMESTAMP => event.timestamp = value,
             INSTANCE => instance = Some(value),
+            ORIGIN => origin = Some(value),
             HOPS => event.hops = value.parse().unwrap_or(0),
             _ => {
                 if let Some(own) = name.strip_prefix(ESCAPED) {
@@ -155,7 +159,11 @@ pub(crate) fn decode(
             }
         }
     }
-    Ok(Incoming { event, instance })
+    Ok(Incoming {
+        event,
+        instance,
+        origin,
+    })
 }
 
 #[cfg(test)]
@@ -200,6 +208,7 @@ mod tests {
 
         let back = decode(&out.subject, Some(&out.headers), &out.body).unwrap();
         assert_eq!(back.instance.as_deref(), Some("INSTANCE-A"));
+        assert_eq!(back.origin.as_deref(), Some("edge-1"));
         let b = back.event;
         assert_eq!(
             (
@@ -258,7 +267,7 @@ mod tests {
         assert_eq!(back.event.source, HOST_SOURCE);
         assert_eq!(back.event.id.len(), 26);
         assert_eq!(back.event.payload.value(), &json!({"c": 21}));
-        assert!(back.instance.is_none());
+        assert!(back.instance.is_none() && back.origin.is_none());
         assert_eq!(
             decode("x", None, b"").unwrap().event.payload.value(),
             &json!(null)

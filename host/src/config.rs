@@ -189,6 +189,11 @@ fn validate(check: &mut Check<'_>, root: &Node, base: &Path) -> HostConfig {
             Some("cluster") => {
                 config.cluster = crate::cluster::config::section(check, key, value, base)
             }
+            // Once reserved for a bus bridge, which the cluster replaced.
+            Some("bridge") => check.report(
+                Some(key.pos),
+                "`bridge`: the bus bridge is not available yet; `cluster` shares the bus over NATS (docs/cluster.md)",
+            ),
             _ => check.unknown_key(None, key, KEYS),
         }
     }
@@ -533,10 +538,12 @@ mod tests {
     }
 
     #[test]
-    fn bridge_is_no_longer_a_key() {
+    fn bridge_points_to_the_cluster() {
         assert_eq!(
             errors("bridge:\n  nats: nats://x\n"),
-            ["plughost.yaml:1:1: unknown key `bridge`"]
+            [
+                "plughost.yaml:1:1: `bridge`: the bus bridge is not available yet; `cluster` shares the bus over NATS (docs/cluster.md)"
+            ]
         );
     }
 

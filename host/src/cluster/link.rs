@@ -42,6 +42,9 @@ pub(crate) enum LinkError {
         /// Why.
         error: std::io::Error,
     },
+    /// The client refused its settings.
+    #[error("the NATS client cannot start: {0}")]
+    Client(#[from] async_nats::ConnectError),
     /// The `.creds` file cannot be read.
     #[error("cluster.creds: cannot read {path}: {error}")]
     Creds {
@@ -146,10 +149,9 @@ pub(crate) async fn connect(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let options = options(config, identity, counters, Arc::downgrade(bus)).await?;
-    let client = options
-        .connect(servers)
-        .await
-        .expect("with retry_on_initial_connect, connecting never fails up front");
+    // With `retry_on_initial_connect` this fails only on settings it
+    // cannot use (the servers list); the connection itself is made later.
+    let client = options.connect(servers).await?;
     let counters = counters.clone();
     let shown = config.servers.join(", ");
     tokio::spawn(async move {

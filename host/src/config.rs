@@ -37,11 +37,13 @@ use crate::manifest::Position;
 use crate::manifest::raw::{self, Kind, Node};
 use crate::manifest::values::Check;
 
+pub use crate::cluster::{ClusterConfig, JetStreamConfig, TlsConfig};
+
 /// The usual name of the host config file.
 pub const FILE_NAME: &str = "plughost.yaml";
 
 /// The top-level keys, in the order the docs list them.
-const KEYS: &[&str] = &["plugins", "drain_timeout", "admin", "telemetry", "bridge"];
+const KEYS: &[&str] = &["plugins", "drain_timeout", "admin", "telemetry", "cluster"];
 
 /// The keys under `admin:`.
 const ADMIN_KEYS: &[&str] = &["listen", "token_env"];
@@ -63,6 +65,8 @@ pub struct HostConfig {
     pub admin: Option<AdminConfig>,
     /// OTLP export settings; the `OTEL_*` variables override each of them.
     pub telemetry: TelemetryConfig,
+    /// The cluster's NATS connection (SPEC §14), when configured.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `admin:` of the host config.
@@ -182,9 +186,13 @@ fn validate(check: &mut Check<'_>, root: &Node, base: &Path) -> HostConfig {
             Some("drain_timeout") => config.drain_timeout = duration(check, "drain_timeout", value),
             Some("admin") => config.admin = admin(check, key, value),
             Some("telemetry") => config.telemetry = telemetry(check, value),
+            Some("cluster") => {
+                config.cluster = crate::cluster::config::section(check, key, value, base)
+            }
+            // Once reserved for a bus bridge, which the cluster replaced.
             Some("bridge") => check.report(
                 Some(key.pos),
-                "`bridge`: the bus bridge is not available yet; remove this key",
+                "`bridge`: the bus bridge is not available yet; `cluster` shares the bus over NATS (docs/cluster.md)",
             ),
             _ => check.unknown_key(None, key, KEYS),
         }
@@ -530,10 +538,12 @@ mod tests {
     }
 
     #[test]
-    fn the_bridge_is_reserved() {
+    fn bridge_points_to_the_cluster() {
         assert_eq!(
             errors("bridge:\n  nats: nats://x\n"),
-            ["plughost.yaml:1:1: `bridge`: the bus bridge is not available yet; remove this key"]
+            [
+                "plughost.yaml:1:1: `bridge`: the bus bridge is not available yet; `cluster` shares the bus over NATS (docs/cluster.md)"
+            ]
         );
     }
 
@@ -575,6 +585,13 @@ mod tests {
         assert!(c.telemetry.otlp_endpoint.is_some());
         assert!(c.telemetry.protocol.is_some());
         assert!(c.telemetry.service_name.is_some());
+        let cluster = c.cluster.expect("cluster");
+        assert_eq!(cluster.servers.len(), 2);
+        assert!(cluster.name.is_some());
+        assert!(cluster.creds.is_some());
+        let tls = cluster.tls.expect("tls");
+        assert!(tls.ca.is_some() && tls.cert.is_some() && tls.key.is_some());
+        assert!(cluster.jetstream.is_some());
     }
 
     #[test]

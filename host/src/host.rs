@@ -6,6 +6,7 @@
 //! run when it returns); [`Host::publish`] and [`Host::subscribe`] talk to
 //! the bus; [`Host::shutdown`] drains the queues for up to a deadline, runs
 //! the `shutdown` hooks, and reports what was left undelivered.
+//! [`HostBuilder::cluster`] joins a cluster over NATS (see `cluster`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use crate::actor::Stats;
 use crate::bus::Bus;
 pub use crate::bus::EventStream;
 use crate::catalog::Catalog;
+use crate::cluster::{Cluster, ClusterStatus};
 use crate::discovery::DiscoveryError;
 use crate::functions::{self, Functions, HostFunction};
 use crate::host_events::{FailReason, HostEvent};
@@ -30,6 +32,9 @@ use crate::topic::{self, Pattern, PatternSet, TopicError};
 
 /// The default time [`Host::shutdown`] waits for queues to drain.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown gives the cluster's last exports.
+const CLUSTER_CLOSE: Duration = Duration::from_secs(2);
 
 /// Why a host could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,7 @@ pub struct HostBuilder {
     metric_export: Option<MetricExport>,
     telemetry_off: bool,
     standalone: bool,
+    cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 type MetricExport = opentelemetry_sdk::metrics::PeriodicReader<opentelemetry_otlp::MetricExporter>;
@@ -129,6 +135,15 @@ impl HostBuilder {
         self
     }
 
+    /// Joins the cluster of `config` (SPEC §14): exported local events are
+    /// published to NATS, imported ones delivered here. The connection is
+    /// made by [`Host::start`], in the background: an unreachable server is
+    /// a warning and a retry, and local work never waits for NATS.
+    pub fn cluster(mut self, config: crate::cluster::ClusterConfig) -> Self {
+        self.cluster = Some(config);
+        self
+    }
+
     /// Discovers the plugins. Plugin errors do not fail the build: they are
     /// in [`Host::catalog`] and those plugins are not started.
     pub fn build(self) -> Result<Host, HostError> {
@@ -148,6 +163,7 @@ impl HostBuilder {
         });
         let services = Arc::new(Services::new(bus.clone(), self.functions, metrics));
         let known = catalog.entries.iter().map(|e| e.dir.clone()).collect();
+        let cluster = self.cluster.map(|c| Cluster::new(c, &bus));
         Ok(Host {
             inner: Arc::new(Inner {
                 catalog,
@@ -157,6 +173,7 @@ impl HostBuilder {
                 plugins: Registry::default(),
                 known: Mutex::new(known),
                 live: LiveState::default(),
+                cluster,
             }),
         })
     }
@@ -174,6 +191,8 @@ pub(crate) struct Inner {
     pub(crate) known: Mutex<std::collections::BTreeSet<PathBuf>>,
     /// Operators' enables and disables, own manifest writes, reload history.
     pub(crate) live: LiveState,
+    /// The cluster, when one is configured.
+    pub(crate) cluster: Option<Cluster>,
 }
 
 /// A plugin host. Cheap to clone; clones share the same plugins and bus.
@@ -280,7 +299,16 @@ impl Host {
                 }
             }
         }
+        // Imports begin once every plugin is on the bus.
+        if let Some(cluster) = &inner.cluster {
+            cluster.start(&inner.bus).await;
+        }
         report
+    }
+
+    /// The cluster's state (connection, counts), when a cluster is configured.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        self.inner.cluster.as_ref().map(Cluster::status)
     }
 
     /// Publishes `payload` on `topic` with source `host`; returns the event id.
@@ -392,6 +420,10 @@ impl Host {
     /// does not stop within its own time limit is left behind (logged).
     pub async fn shutdown(&self, drain_timeout: Duration) -> ShutdownReport {
         let deadline = Instant::now() + drain_timeout;
+        // Nothing new arrives from other hosts; what this one exports still leaves.
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.stop_import();
+        }
         let mut drained = tokio::time::timeout_at(deadline.into(), self.wait_idle())
             .await
             .is_ok();
@@ -433,6 +465,9 @@ impl Host {
             report.undelivered.push((name, d.event.id.clone()));
         }
         log_undelivered(&report.undelivered);
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.close(CLUSTER_CLOSE).await;
+        }
         self.inner.bus.close_subscribers();
         self.flush_telemetry().await;
         report

@@ -16,6 +16,12 @@ pub const HOST_TOPIC_PREFIX: &str = "plughost.";
 /// The pattern of every plugin lifecycle event (`plughost.plugin.*`).
 pub const PLUGIN_EVENTS: &str = "plughost.plugin.*";
 
+/// The topic announcing the cluster's connection to NATS (SPEC §14).
+pub const CLUSTER_CONNECTED: &str = "plughost.cluster.connected";
+
+/// The topic announcing the cluster lost its connection to NATS.
+pub const CLUSTER_DISCONNECTED: &str = "plughost.cluster.disconnected";
+
 /// The topic dead letters are published on.
 pub const DEAD_LETTER_TOPIC: &str = "plughost.dead_letter";
 
@@ -119,6 +125,20 @@ pub(crate) enum HostEvent<'a> {
         /// Crashes within the window, this one included.
         restarts: u32,
     },
+    /// The cluster's NATS connection is up (at start, or again).
+    ClusterConnected {
+        /// This host's cluster name.
+        name: &'a str,
+        /// This process's instance id.
+        instance: &'a str,
+    },
+    /// The cluster's NATS connection was lost; the client reconnects.
+    ClusterDisconnected {
+        /// This host's cluster name.
+        name: &'a str,
+        /// This process's instance id.
+        instance: &'a str,
+    },
 }
 
 impl HostEvent<'_> {
@@ -134,6 +154,8 @@ impl HostEvent<'_> {
             HostEvent::Suspended { .. } => "plughost.plugin.suspended",
             HostEvent::Resumed { .. } => "plughost.plugin.resumed",
             HostEvent::Restarted { .. } => "plughost.plugin.restarted",
+            HostEvent::ClusterConnected { .. } => CLUSTER_CONNECTED,
+            HostEvent::ClusterDisconnected { .. } => CLUSTER_DISCONNECTED,
         }
     }
 
@@ -179,6 +201,10 @@ impl HostEvent<'_> {
                 error,
                 restarts,
             } => json!({"plugin": plugin, "error": error, "restarts": restarts}),
+            HostEvent::ClusterConnected { name, instance }
+            | HostEvent::ClusterDisconnected { name, instance } => {
+                json!({"name": name, "instance": instance})
+            }
         }
     }
 }
@@ -238,6 +264,30 @@ mod tests {
         assert_eq!(letter.payload()["event"]["payload"]["n"], 1);
         assert_eq!(letter.payload()["attempts"], 3);
         assert!(!is_reserved("plughostx.a"));
+    }
+
+    #[test]
+    fn cluster_events_name_the_host_and_its_instance() {
+        for (e, topic) in [
+            (
+                HostEvent::ClusterConnected {
+                    name: "edge-1",
+                    instance: "01I",
+                },
+                "plughost.cluster.connected",
+            ),
+            (
+                HostEvent::ClusterDisconnected {
+                    name: "edge-1",
+                    instance: "01I",
+                },
+                "plughost.cluster.disconnected",
+            ),
+        ] {
+            assert_eq!(e.topic(), topic);
+            assert!(is_reserved(e.topic()));
+            assert_eq!(e.payload(), json!({"name": "edge-1", "instance": "01I"}));
+        }
     }
 
     #[test]

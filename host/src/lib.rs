@@ -79,6 +79,9 @@
 //! - [`host`] ties it together: [`Host`] and [`HostBuilder`].
 //! - [`admin`] serves the admin HTTP endpoint (`plughost run --admin`).
 //! - [`config`] reads the optional host config, `plughost.yaml`.
+//! - [`cluster`] joins hosts into one bus over NATS: its config section, an event
+//!   as a NATS message and back (pure), the export buffer the bus feeds, and the
+//!   connection with its export and import tasks.
 //! - [`cli`] holds the commands of the binary.
 //!
 //! Only the embedding API is public: [`Host`], [`HostBuilder`], events and
@@ -95,6 +98,7 @@ pub mod admin;
 pub(crate) mod bus;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub(crate) mod delivery;
 pub(crate) mod deps;

@@ -331,7 +331,8 @@ fn main() -> ExitCode {
                         // Listen before anything runs: a signal that arrives
                         // while plugins start must stop the host cleanly.
                         let signal = plughost::cli::run::shutdown_signal();
-                        match plughost::cli::run::run(opts, signal).await {
+                        let cluster = host_config.cluster.clone();
+                        match plughost::cli::run::run_with_cluster(opts, cluster, signal).await {
                             Ok(report) if report.had_errors() => exit::ERRORS,
                             Ok(_) => exit::OK,
                             Err(e) => {

@@ -8,6 +8,7 @@ mod authoring;
 mod bindings;
 mod cli;
 mod client;
+mod cluster;
 mod config;
 mod examples;
 mod hostile;

@@ -52,14 +52,16 @@ async fn health(State(state): State<Shared>) -> Response {
             (n, json!(s))
         })
         .collect();
+    let mut body = json!({"plugins": plugins});
+    if let Some(cluster) = state.host.cluster_status() {
+        body["cluster"] = json!(cluster);
+    }
     if state.shutting_down.load(Ordering::SeqCst) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "shutting_down", "plugins": plugins})),
-        )
-            .into_response()
+        body["status"] = json!("shutting_down");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     } else {
-        Json(json!({"status": "ok", "plugins": plugins})).into_response()
+        body["status"] = json!("ok");
+        Json(body).into_response()
     }
 }
 

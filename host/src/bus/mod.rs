@@ -18,18 +18,24 @@
 //! Events parked in a suspended plugin's queue (SPEC §12) do not keep the
 //! host from being idle. A chain of events each published while handling
 //! the one before is cut at [`MAX_HOPS`], so a forward loop ends.
+//!
+//! With a cluster configured, every published event is also offered to the
+//! cluster's export buffer (`cluster::outbox`), which never waits; events
+//! received from the cluster are published with [`Bus::publish_imported`],
+//! which does not offer them, so they are never exported again.
 
 pub mod inbox;
 pub mod queue;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use plughost_bindings::{Event, HOST_SOURCE};
 use serde_json::Value;
 
 pub use self::inbox::{EventStream, Inbox, flush_deferred};
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
+use crate::cluster::outbox::Outbox;
 use crate::topic::PatternSet;
 
 pub use crate::host_events::DEAD_LETTER_TOPIC;
@@ -96,6 +102,9 @@ pub struct Bus {
     /// idle waiters, who count the parked events.
     suspended: AtomicUsize,
     idle: tokio::sync::Notify,
+    /// The cluster's export buffer, when a cluster is configured: every
+    /// event published here is offered to it (it keeps the exported ones).
+    outbox: OnceLock<Arc<Outbox>>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -110,6 +119,19 @@ impl Bus {
     /// An empty bus.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Hands every event published from now on (but imported ones) to the
+    /// cluster's export buffer. Set once.
+    pub(crate) fn set_outbox(&self, outbox: Arc<Outbox>) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    /// Offers `event` for export; one branch without a cluster.
+    fn export(&self, event: &Arc<Event>) {
+        if let Some(outbox) = self.outbox.get() {
+            outbox.offer(event);
+        }
     }
 
     /// Adds a plugin's route; events published from now on reach its queue.
@@ -240,6 +262,7 @@ impl Bus {
         force_own: bool,
     ) -> String {
         let event = Arc::new(event);
+        self.export(&event);
         self.notify_subscribers(&event, publisher.is_some());
         for route in routes {
             let own = publisher == Some(route.plugin.as_str());
@@ -261,11 +284,24 @@ impl Bus {
     }
 
     /// Publishes from async code: awaits room while a `block` queue is full.
-    pub async fn publish_async(&self, mut event: Event) -> String {
+    pub async fn publish_async(&self, event: Event) -> String {
+        self.publish_async_from(event, true).await
+    }
+
+    /// Publishes an event received from the cluster: as
+    /// [`Bus::publish_async`], but never exported again.
+    pub(crate) async fn publish_imported(&self, event: Event) -> String {
+        self.publish_async_from(event, false).await
+    }
+
+    async fn publish_async_from(&self, mut event: Event, export: bool) -> String {
         // Packing here, on the publisher's thread, saves every plugin that
         // receives the event from walking the JSON tree on its own thread.
         event.payload.pack_in_place();
         let event = Arc::new(event);
+        if export {
+            self.export(&event);
+        }
         self.notify_subscribers(&event, false);
         for route in self.matching_routes(&event.topic) {
             self.pending.fetch_add(1, Ordering::SeqCst);

@@ -113,10 +113,23 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
+    run_with_cluster(opts, None, shutdown).await
+}
+
+/// [`run`], joining the cluster of `cluster` (SPEC §14, the host config's
+/// `cluster:`) when given.
+pub async fn run_with_cluster(
+    opts: RunOptions,
+    cluster: Option<crate::cluster::ClusterConfig>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
     let signal = shutdown;
     let mut builder = Host::builder().plugins_dirs(opts.plugins.clone());
     if let Some(reader) = opts.export.as_ref().and_then(|e| e.take_metric_reader()) {
         builder = builder.metric_export(reader);
+    }
+    if let Some(cluster) = cluster {
+        builder = builder.cluster(cluster);
     }
     let host = builder.build()?;
     for e in host.catalog().errors() {

@@ -77,8 +77,12 @@ enum Command {
     },
     /// Validate manifests and compile scripts; exit 1 on any error.
     Check {
-        /// Plugins directories (default ./plugins).
+        /// Plugins directories (default: the config's `plugins`, else ./plugins).
         dirs: Vec<PathBuf>,
+        /// Also check this host config (plughost.yaml); its `plugins` are the
+        /// directories checked when none is given.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// List the plugins: name, version, runtime, enabled, subscriptions, errors.
     List {
@@ -353,26 +357,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check { dirs } => match check::check(&or_default(dirs)) {
-            Ok((count, problems)) => {
-                print_stdout(
-                    &problems
-                        .iter()
-                        .map(|p| format!("{p}\n"))
-                        .collect::<String>(),
-                );
-                eprintln!("checked {count} plugin(s): {} error(s)", problems.len());
-                if problems.is_empty() {
-                    exit::OK
-                } else {
-                    exit::ERRORS
+        Command::Check { dirs, config } => {
+            match check::check_with_config(dirs, config.as_deref()) {
+                Ok((count, problems)) => {
+                    print_stdout(
+                        &problems
+                            .iter()
+                            .map(|p| format!("{p}\n"))
+                            .collect::<String>(),
+                    );
+                    eprintln!("checked {count} plugin(s): {} error(s)", problems.len());
+                    if problems.is_empty() {
+                        exit::OK
+                    } else {
+                        exit::ERRORS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("plughost: {e}");
+                    exit::USAGE
                 }
             }
-            Err(e) => {
-                eprintln!("plughost: {e}");
-                exit::USAGE
-            }
-        },
+        }
         Command::List { dirs, json } => match plughost::catalog::Catalog::load(&or_default(dirs)) {
             Ok(catalog) => {
                 let rows = list::rows(&catalog);

@@ -88,6 +88,33 @@ fn a_bad_config_exits_2_naming_file_line_and_column() {
     assert!(run.stdout.is_empty(), "{run}");
 }
 
+/// SPEC §11: `plughost check --config FILE` validates the host config, and
+/// checks the plugins of its `plugins` directories.
+#[test]
+fn check_validates_the_config_and_its_plugins_dirs() {
+    let (_fx, config) = setup("plugins: [a, b]\ndrain_timout: 5s\n");
+    let run = run_binary(&["check", "--config", &config], None);
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains(
+            "plughost.yaml:2:1: unknown key `drain_timout` (did you mean `drain_timeout`?)"
+        ),
+        "{run}"
+    );
+    // A good config: its directories' plugins are checked.
+    let (fx, config) = setup("plugins: [a, b]\n");
+    let run = run_binary(&["check", "--config", &config], None);
+    run.expect_code(0);
+    assert!(run.stdout.is_empty(), "{run}");
+    assert!(run.stderr.contains("checked 2 plugin(s)"), "{run}");
+    fx.file("b/broken/plugin.yaml", "name: broken\nversion: one\n");
+    fx.file("b/broken/main.lua", "");
+    let run = run_binary(&["check", "--config", &config], None);
+    run.expect_code(1);
+    assert!(run.stdout.contains("/b/broken/plugin.yaml:2:"), "{run}");
+    assert!(run.stderr.contains("checked 3 plugin(s)"), "{run}");
+}
+
 #[test]
 fn the_bridge_key_is_refused_and_a_missing_file_is_a_usage_error() {
     let (fx, config) = setup("plugins: [a]\nbridge: {}\n");

@@ -36,7 +36,12 @@ pub fn init_with(format: LogFormat, tracer: Option<SdkTracer>) {
     let mut filter = EnvFilter::try_from_env("PLUGHOST_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    for quiet in ["plughost::delivery=off", "plughost::lifecycle=off"] {
+    // async-nats logs every failed reconnect at `info`: the host says it once.
+    for quiet in [
+        "plughost::delivery=off",
+        "plughost::lifecycle=off",
+        "async_nats=warn",
+    ] {
         if let Ok(d) = quiet.parse() {
             filter = filter.add_directive(d);
         }

@@ -33,9 +33,17 @@ pub(crate) fn spawn(host: &Host) {
             if inner.live.is_closed() {
                 return;
             }
-            // Dead letters may wait for room in a subscriber's queue.
             let host = Host { inner };
-            let _ = tokio::task::spawn_blocking(move || host.abandon_stuck(Instant::now())).await;
+            let aftermath = host.take_stuck(Instant::now());
+            if !aftermath.is_empty() {
+                // Dead letters may wait for room in a subscriber's queue.
+                let _ = tokio::task::spawn_blocking(move || {
+                    for a in aftermath {
+                        host.after_abandon(a);
+                    }
+                })
+                .await;
+            }
         }
     });
 }
@@ -50,9 +58,11 @@ struct Aftermath {
 }
 
 impl Host {
-    /// Abandons every call that has run past its limit at `now`, and
-    /// restarts (or stops for good) its plugin.
-    pub(crate) fn abandon_stuck(&self, now: Instant) {
+    /// Abandons every call that has run past its limit at `now` and starts
+    /// its plugin on a new thread (unless it crashed too often); returns
+    /// what is left to do (dead letters, announcements), which may wait.
+    /// Takes no more than a look at each plugin when nothing is stuck.
+    fn take_stuck(&self, now: Instant) -> Vec<Aftermath> {
         let inner = &self.inner;
         let mut aftermath = Vec::new();
         {
@@ -101,9 +111,7 @@ impl Host {
                 });
             }
         }
-        for a in aftermath {
-            self.after_abandon(a);
-        }
+        aftermath
     }
 
     fn after_abandon(&self, a: Aftermath) {

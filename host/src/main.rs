@@ -421,10 +421,21 @@ fn main() -> ExitCode {
         Command::Reload { name, target } => change(&target, Change::Reload, &name, false),
         Command::Status { name, json, target } => client_command(
             &target,
-            |c| c.status(name.as_deref()),
-            |answer| match (json, &answer) {
+            |c| {
+                let answer = c.status(name.as_deref())?;
+                // Every plugin's table ends with the cluster's state, if any.
+                let health = match (json, &answer) {
+                    (false, Value::Array(_)) => c.health().ok(),
+                    _ => None,
+                };
+                Ok((answer, health))
+            },
+            |(answer, health)| match (json, &answer) {
                 (true, _) => format!("{answer}\n"),
-                (false, Value::Array(all)) => client::status_table(all),
+                (false, Value::Array(all)) => {
+                    let cluster = health.as_ref().and_then(client::cluster_line);
+                    client::status_table(all) + cluster.as_deref().unwrap_or_default()
+                }
                 (false, one) => client::status_of(one),
             },
         ),

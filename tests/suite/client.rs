@@ -122,3 +122,69 @@ fn client_commands_need_an_address() {
     let run = client(&["enable", "Bad Name", "--admin", "127.0.0.1:9"], &[]);
     assert_eq!(run.code, 2, "{run}");
 }
+
+/// SPEC §12: `plughost status [NAME]` prints where each plugin stands, a
+/// suspended one included, from a running host.
+#[test]
+fn status_shows_each_plugins_state_errors_and_restarts() {
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "echo", "subscriptions: [in.*]\n", ECHO);
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        "subscriptions: [in.*]\nsupervision: {max_consecutive_errors: 2, resume_after_ms: 300000}\n",
+        "function on_event(e) error('no') end\n",
+    );
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let mut live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--tap", ">"]);
+    wait_ready(&addr, &[]);
+    for n in 0..3 {
+        let run = client(
+            &[
+                "publish",
+                "in.x",
+                &format!("{{\"n\": {n}}}"),
+                "--admin",
+                &addr,
+            ],
+            &[],
+        );
+        assert_eq!(run.code, 0, "{run}");
+    }
+    live.wait_for("the suspension", |e| {
+        e["topic"] == "plughost.plugin.suspended"
+    });
+
+    let run = client(&["status", "--admin", &addr], &[]);
+    assert_eq!(run.code, 0, "{run}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{run}");
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no row for {name}: {run}"))
+    };
+    assert_eq!(row("echo")[1], "running");
+    let flaky = row("flaky");
+    assert_eq!(flaky[1], "suspended");
+    // QUEUE: the third event waits; ERRORS: two.
+    assert_eq!((flaky[4], flaky[5]), ("1", "2"), "{run}");
+
+    let run = client(&["status", "flaky", "--admin", &addr], &[]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("consecutive errors: 2"), "{run}");
+    assert!(run.stdout.contains("main.lua:1:"), "{run}");
+
+    let run = client(&["status", "--json", "--admin", &addr], &[]);
+    let all = answer(&run);
+    assert_eq!(all.as_array().map(Vec::len), Some(2), "{run}");
+
+    let run = client(&["status", "nobody", "--admin", &addr], &[]);
+    assert_eq!(run.code, 1, "{run}");
+    live.signal("TERM");
+    live.finish();
+}

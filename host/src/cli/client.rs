@@ -141,6 +141,13 @@ impl Client {
         self.send(request)
     }
 
+    /// What `GET /health` answers: the host's state, every plugin's, and
+    /// the cluster's when one is configured.
+    pub fn health(&self) -> Result<Value, ClientError> {
+        let request = self.http.get(format!("{}/health", self.base));
+        self.send(request)
+    }
+
     fn post(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let request = self
@@ -219,6 +226,21 @@ pub fn status_table(plugins: &[Value]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The cluster's line under `plughost status`'s table, from `GET /health`'s
+/// `cluster` object; `None` without a cluster.
+pub fn cluster_line(health: &Value) -> Option<String> {
+    let c = health.get("cluster")?;
+    let n = |key: &str| c[key].as_u64().unwrap_or(0);
+    Some(format!(
+        "cluster {}: {} (exported {}, imported {}, dropped {})\n",
+        c["name"].as_str().unwrap_or("?"),
+        c["state"].as_str().unwrap_or("?"),
+        n("exported"),
+        n("imported"),
+        n("dropped"),
+    ))
 }
 
 /// `plughost status NAME`: the plugin's state and what led to it.
@@ -302,6 +324,18 @@ mod tests {
              echo       running    1.0.0    lua      0      0       0         0\n\
              flaky-one  suspended  0.2.0    rhai     12     10      1         10\n"
         );
+    }
+
+    #[test]
+    fn the_cluster_line_says_its_state_and_counts() {
+        let health = serde_json::json!({"status": "ok", "plugins": {}, "cluster": {
+            "state": "disconnected", "name": "edge-1", "exported": 5, "imported": 2, "dropped": 1
+        }});
+        assert_eq!(
+            cluster_line(&health).unwrap(),
+            "cluster edge-1: disconnected (exported 5, imported 2, dropped 1)\n"
+        );
+        assert_eq!(cluster_line(&serde_json::json!({"status": "ok"})), None);
     }
 
     #[test]

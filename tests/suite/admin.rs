@@ -16,17 +16,27 @@ const ECHO: &str = "function on_event(e) bus.publish('out.echoed', e.payload) en
 
 /// An HTTP answer: status and body (JSON when it parses).
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: Value,
+pub(crate) struct Answer {
+    /// The status code.
+    pub(crate) status: u16,
+    /// The body, as JSON when it parses, else as a JSON string.
+    pub(crate) body: Value,
 }
 
 /// Sends one request (`Connection: close`) and reads the whole answer.
-fn request(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Answer {
     try_request(port, method, path, headers, body).expect("admin endpoint answers")
 }
 
-fn try_request(
+/// [`request`], or the I/O error when nothing answers. A `Content-Length`
+/// among `headers` replaces the body's own (to lie about it).
+pub(crate) fn try_request(
     port: u16,
     method: &str,
     path: &str,
@@ -35,10 +45,15 @@ fn try_request(
 ) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(LIMIT))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    stream.set_write_timeout(Some(LIMIT))?;
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
@@ -78,7 +93,7 @@ fn post(port: u16, path: &str, body: &[u8]) -> Answer {
 }
 
 /// Polls `GET /health` until the endpoint answers (it serves once plugins started).
-fn wait_ready(port: u16, headers: &[&str]) -> Answer {
+pub(crate) fn wait_ready(port: u16, headers: &[&str]) -> Answer {
     let deadline = Instant::now() + LIMIT;
     loop {
         match try_request(port, "GET", "/health", headers, b"") {

@@ -3,89 +3,14 @@
 //! missing, wrong, blank and wrong-scheme tokens. After each attack the host
 //! still serves, and the well-behaved plugin still handles what is posted.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
-use crate::live::{LIMIT, Live};
+use crate::admin::{Answer, request, wait_ready};
+use crate::live::Live;
 use crate::support::{Fixture, Runtime, free_port, run_binary_with_env};
 
 const ECHO: &str = "function on_event(e) bus.publish('out.echoed', e.payload) end\n";
-
-/// An HTTP answer: status and body (JSON when it parses).
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    body: Value,
-}
-
-/// Sends one request (`Connection: close`) with `head_extra` header lines
-/// and reads the whole answer.
-fn request(port: u16, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
-    try_request(port, method, path, headers, body).expect("admin endpoint answers")
-}
-
-fn try_request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[&str],
-    body: &[u8],
-) -> std::io::Result<Answer> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(LIMIT))?;
-    stream.set_write_timeout(Some(LIMIT))?;
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-    if !headers
-        .iter()
-        .any(|h| h.to_ascii_lowercase().starts_with("content-length"))
-    {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    if !body.is_empty() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    // A server refusing a large body may answer and close before reading it all.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut raw)
-        && raw.is_empty()
-    {
-        return Err(e);
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok(Answer {
-        status,
-        body: serde_json::from_str(body).unwrap_or_else(|_| json!(body)),
-    })
-}
-
-/// Polls `GET /health` until the endpoint answers.
-fn wait_ready(port: u16, headers: &[&str]) -> Answer {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        match try_request(port, "GET", "/health", headers, b"") {
-            Ok(a) => return a,
-            Err(e) if Instant::now() >= deadline => panic!("admin endpoint never answered: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
 
 /// A host with the echo plugin and an admin endpoint, optionally with a token.
 struct Admin {

@@ -457,7 +457,10 @@ impl Host {
             // other) are released: their queues take nothing more.
             for (name, d) in self.close_queues() {
                 self.inner.bus.done();
-                report.undelivered.push((name, d.event.id.clone()));
+                // A stored delivery goes back to the stream, for another host.
+                if !self.inner.bus.hand_back(&name, &d.event) {
+                    report.undelivered.push((name, d.event.id.clone()));
+                }
             }
         }
         for (name, d) in self.stop_all().await {

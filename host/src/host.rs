@@ -161,9 +161,10 @@ impl HostBuilder {
         } else {
             Metrics::with_exporter(&bus, self.metric_export)
         });
+        let topics = metrics.cluster_counts();
         let services = Arc::new(Services::new(bus.clone(), self.functions, metrics));
         let known = catalog.entries.iter().map(|e| e.dir.clone()).collect();
-        let cluster = self.cluster.map(|c| Cluster::new(c, &bus));
+        let cluster = self.cluster.map(|c| Cluster::new(c, &bus, topics));
         Ok(Host {
             inner: Arc::new(Inner {
                 catalog,

@@ -31,6 +31,10 @@ pub(crate) const ACK_WAIT: Duration = Duration::from_secs(10);
 /// How many stored deliveries a member asks for at a time.
 const PULL_BATCH: usize = 16;
 
+/// The most stored deliveries a member holds unsettled (fewer when its
+/// queue is smaller): the rest stays in the stream for the other hosts.
+const MAX_HELD: usize = 64;
+
 /// How long a failed consumer waits before it tries again.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -108,6 +112,7 @@ pub(crate) async fn follow(
                 client.clone(),
                 bus.clone(),
                 stored.clone(),
+                counters.clone(),
                 name.clone(),
                 shape.patterns.clone(),
             ));
@@ -161,13 +166,21 @@ async fn member(
     client: Client,
     bus: Arc<Bus>,
     stored: Option<Stored>,
+    counters: Arc<Counters>,
     name: String,
     patterns: Vec<String>,
 ) {
     let consumer = stored.as_ref().and_then(|s| {
         let filters = stored_filters(&patterns, &s.topics);
-        (!filters.is_empty())
-            .then(|| tokio::spawn(consume(s.clone(), bus.clone(), name.clone(), filters)))
+        (!filters.is_empty()).then(|| {
+            tokio::spawn(consume(
+                s.clone(),
+                bus.clone(),
+                counters.clone(),
+                name.clone(),
+                filters,
+            ))
+        })
     });
     let _consumer = consumer.map(AbortOnDrop);
     let mut subs = Vec::with_capacity(patterns.len());
@@ -192,7 +205,10 @@ async fn member(
         }
         match wire::decode(subject, message.headers.as_ref(), &message.payload) {
             Ok(incoming) if incoming.taken_by(&name) => {}
-            Ok(incoming) => bus.deliver_to(&name, incoming.event, None).await,
+            Ok(incoming) => {
+                counters.received(subject);
+                bus.deliver_to(&name, incoming.event, None).await;
+            }
             Err(e) => {
                 tracing::warn!(plugin = %name, subject, "cluster: message not delivered: {e}")
             }
@@ -225,11 +241,17 @@ fn stored_filters(patterns: &[String], topics: &PatternSet) -> Vec<String> {
 }
 
 /// Pulls plugin `name`'s stored deliveries and hands them to it, each with
-/// its receipt. At most as many as the plugin's queue holds (and at least
-/// one batch) are held at a time, so other hosts take their share.
-async fn consume(stored: Stored, bus: Arc<Bus>, name: String, filters: Vec<String>) {
+/// its receipt. At most [`MAX_HELD`] (or the plugin's queue limit, if
+/// smaller) are held at a time, so other hosts take their share.
+async fn consume(
+    stored: Stored,
+    bus: Arc<Bus>,
+    counters: Arc<Counters>,
+    name: String,
+    filters: Vec<String>,
+) {
     loop {
-        match consume_once(&stored, &bus, &name, &filters).await {
+        match consume_once(&stored, &bus, &counters, &name, &filters).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(plugin = %name, stream = %stored.stream, "cluster: stored deliveries: {e}; trying again");
@@ -242,6 +264,7 @@ async fn consume(stored: Stored, bus: Arc<Bus>, name: String, filters: Vec<Strin
 async fn consume_once(
     stored: &Stored,
     bus: &Arc<Bus>,
+    counters: &Counters,
     name: &str,
     filters: &[String],
 ) -> Result<(), async_nats::Error> {
@@ -261,11 +284,11 @@ async fn consume_once(
         };
     let limit = bus
         .route(name)
-        .map_or(PULL_BATCH, |r| r.queue.capacity().max(PULL_BATCH));
+        .map_or(MAX_HELD, |r| r.queue.capacity().clamp(1, MAX_HELD));
     let permits = Arc::new(tokio::sync::Semaphore::new(limit));
     let mut messages = consumer
         .stream()
-        .max_messages_per_batch(PULL_BATCH)
+        .max_messages_per_batch(PULL_BATCH.min(limit))
         .messages()
         .await?;
     tracing::info!(plugin = name, stream = %stored.stream, subjects = ?filters, "cluster: consuming stored deliveries");
@@ -290,6 +313,7 @@ async fn consume_once(
                 event
                     .headers
                     .insert(wire::DELIVERY_ATTEMPT.to_owned(), attempt.to_string());
+                counters.received(&event.topic);
                 let receipt = stored.receipts.receipt(message, attempt, permit);
                 bus.deliver_to(name, event, Some(receipt)).await;
             }

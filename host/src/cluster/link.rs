@@ -239,9 +239,7 @@ pub(crate) async fn export(
                     .map_err(|e| e.to_string()),
             };
             match sent {
-                Ok(()) => {
-                    counters.exported.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => counters.sent(&event.topic),
                 Err(e) => {
                     tracing::warn!(event.id = %event.id, topic = %event.topic, "cluster: export failed: {e}")
                 }
@@ -345,7 +343,7 @@ pub(crate) async fn import(
                         identity.name
                     );
                 }
-                counters.imported.fetch_add(1, Ordering::Relaxed);
+                counters.received(&incoming.event.topic);
                 bus.publish_imported(incoming.event).await;
             }
             Err(e) => tracing::warn!(subject, "cluster: message not imported: {e}"),

@@ -29,6 +29,7 @@ use serde::Serialize;
 pub use self::config::{ClusterConfig, DEFAULT_BUFFER, JetStreamConfig, TlsConfig};
 use self::outbox::Outbox;
 use crate::bus::Bus;
+use crate::telemetry::topic_counts::{Direction, TopicCounts};
 use crate::topic::{Pattern, PatternSet};
 
 /// This process in the cluster: its host name and its instance id.
@@ -51,10 +52,12 @@ pub(crate) struct Counters {
     closing: AtomicBool,
     exported: AtomicU64,
     imported: AtomicU64,
+    /// `cluster.messages`, per direction and topic.
+    topics: Arc<TopicCounts>,
 }
 
-impl Default for Counters {
-    fn default() -> Self {
+impl Counters {
+    fn new(topics: Arc<TopicCounts>) -> Self {
         Counters {
             connected: tokio::sync::watch::Sender::new(false),
             ever_connected: AtomicBool::new(false),
@@ -62,11 +65,22 @@ impl Default for Counters {
             closing: AtomicBool::new(false),
             exported: AtomicU64::new(0),
             imported: AtomicU64::new(0),
+            topics,
         }
     }
-}
 
-impl Counters {
+    /// One event published to NATS.
+    fn sent(&self, topic: &str) {
+        self.exported.fetch_add(1, Ordering::Relaxed);
+        self.topics.add(Direction::Out, topic);
+    }
+
+    /// One event received from NATS and delivered here.
+    fn received(&self, topic: &str) {
+        self.imported.fetch_add(1, Ordering::Relaxed);
+        self.topics.add(Direction::In, topic);
+    }
+
     fn is_connected(&self) -> bool {
         *self.connected.borrow()
     }
@@ -119,8 +133,9 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// The cluster of `config`, its export buffer handed to `bus` now (so
-    /// events published by plugins' `init` are exported too).
-    pub(crate) fn new(config: ClusterConfig, bus: &Bus) -> Self {
+    /// events published by plugins' `init` are exported too); it counts
+    /// the messages crossing in `topics`.
+    pub(crate) fn new(config: ClusterConfig, bus: &Bus, topics: Arc<TopicCounts>) -> Self {
         let parse = |patterns: &[String]| {
             PatternSet::new(
                 patterns
@@ -142,7 +157,7 @@ impl Cluster {
         Cluster {
             config,
             identity,
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new(topics)),
             outbox,
             receipts: Mutex::new(None),
             tasks: Mutex::new(None),
@@ -300,7 +315,7 @@ mod tests {
         config.export = export.iter().map(|s| s.to_string()).collect();
         config.buffer = 2;
         config.name = Some("edge-1".into());
-        let cluster = Cluster::new(config, &bus);
+        let cluster = Cluster::new(config, &bus, Arc::default());
         (bus, cluster)
     }
 

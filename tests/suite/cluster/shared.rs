@@ -37,7 +37,7 @@ pub(crate) fn worker(fx: &Fixture, prefix: &str, host: &str, manifest: &str, bod
         ),
         &format!(
             "function on_event(e)\n{body}\n  bus.publish('{prefix}.done', {{n = e.payload.n, host = config.host, \
-             attempt = e.headers.delivery_attempt}})\nend\n"
+             attempt = e.headers.delivery_attempt, id = e.id}})\nend\n"
         ),
     );
 }

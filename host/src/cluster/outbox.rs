@@ -43,6 +43,12 @@ impl Outbox {
         }
     }
 
+    /// Whether an event on `topic` would be exported: it matches `export`
+    /// and is not the host's own.
+    pub(crate) fn exports(&self, topic: &str) -> bool {
+        !crate::host_events::is_reserved(topic) && self.export.matches(topic)
+    }
+
     /// Keeps `event` for export when its topic is exported; never waits.
     pub(crate) fn offer(&self, event: &Arc<Event>) {
         if crate::host_events::is_reserved(&event.topic) || !self.export.matches(&event.topic) {

@@ -36,6 +36,12 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                   timeout_ms: rhai::INT|
                   -> RhaiResultOf<Dynamic> {
                 let pos = call.call_position();
+                // Past the deadline, nothing is published: the call ends
+                // the hook as the limit's error (below).
+                if c.budget.exceeded() {
+                    c.budget.notice();
+                    return Err(super::error::time_up_at(pos));
+                }
                 let payload = to_payload(&payload).map_err(|e| convert_error("payload", e, pos))?;
                 let answer = c.core().request(
                     topic,
@@ -43,9 +49,8 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                     timeout_ms as f64,
                     c.budget.remaining(),
                 );
-                // A wait the hook's time limit cut short ends as the
-                // limit's error: a script that catches it stops at its
-                // next variable read (see `on_var` in `mod.rs`).
+                // A wait the hook's time limit cut short ends the hook as
+                // the limit's error, at this call.
                 if c.budget.exceeded() {
                     c.budget.notice();
                     return Err(super::error::time_up_at(pos));

@@ -176,7 +176,9 @@ pub(crate) fn request_timeout(runtime: RuntimeKind, ms: f64) -> Result<Duration,
             binding: spelled(runtime, "bus", "request"),
         });
     }
-    Ok(Duration::from_secs_f64((ms / 1000.0).min(MAX_REQUEST_TIMEOUT.as_secs_f64())))
+    Ok(Duration::from_secs_f64(
+        (ms / 1000.0).min(MAX_REQUEST_TIMEOUT.as_secs_f64()),
+    ))
 }
 
 /// `outcome.reply(payload)`.

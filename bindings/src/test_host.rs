@@ -68,10 +68,7 @@ impl HostApi for Recorder {
         _: Option<&Event>,
         wait: std::time::Duration,
     ) -> Result<Payload, HostCallError> {
-        self.requests
-            .lock()
-            .unwrap()
-            .push((topic.to_owned(), wait));
+        self.requests.lock().unwrap().push((topic.to_owned(), wait));
         if topic == "echo" {
             return Ok(payload);
         }

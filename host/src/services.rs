@@ -455,7 +455,10 @@ mod tests {
     /// A route for `plugin` subscribed to `patterns`.
     fn route(s: &Services, plugin: &str, patterns: &[&str]) -> Arc<crate::bus::Queue> {
         let queue = Arc::new(crate::bus::Queue::new(16, crate::manifest::Overflow::Block));
-        let patterns = patterns.iter().map(|p| Pattern::parse(p).unwrap()).collect();
+        let patterns = patterns
+            .iter()
+            .map(|p| Pattern::parse(p).unwrap())
+            .collect();
         s.bus.add_route(Arc::new(crate::bus::Route {
             plugin: plugin.into(),
             patterns: PatternSet::new(patterns),
@@ -484,7 +487,12 @@ mod tests {
         );
         route(&s, "p", &["q.>"]);
         let e = request_error(&s, "q.a", long);
-        assert_eq!(e, RequestError::SelfSubscribed { topic: "q.a".into() });
+        assert_eq!(
+            e,
+            RequestError::SelfSubscribed {
+                topic: "q.a".into()
+            }
+        );
         assert!(e.to_string().contains("subscribes to `q.a` itself"), "{e}");
         assert!(matches!(
             request_error(&s, "plughost.x", long),
@@ -503,10 +511,11 @@ mod tests {
                 ms: 20
             }
         );
-        s.bus.set_outbox(Arc::new(crate::cluster::outbox::Outbox::new(
-            PatternSet::new(vec![Pattern::parse("remote.>").unwrap()]),
-            8,
-        )));
+        s.bus
+            .set_outbox(Arc::new(crate::cluster::outbox::Outbox::new(
+                PatternSet::new(vec![Pattern::parse("remote.>").unwrap()]),
+                8,
+            )));
         assert!(s.bus.exports("remote.x") && !s.bus.exports("other"));
         assert!(matches!(
             request_error(&s, "remote.x", wait),
@@ -528,7 +537,11 @@ mod tests {
             let crate::bus::Pop::Event(d) = queue.pop(Some(deadline), true, || {}) else {
                 panic!("no request came");
             };
-            let reply_to = d.event.reply_to.clone().expect("a request has a reply subject");
+            let reply_to = d
+                .event
+                .reply_to
+                .clone()
+                .expect("a request has a reply subject");
             assert!(reply_to.starts_with(&format!("_INBOX.{}.", bus.instance())));
             assert!(reply_to.ends_with(&d.event.id));
             let n = d.event.payload.value()["n"].as_i64().unwrap();

@@ -129,7 +129,12 @@ fn on_event(e) {
 fn a_timeout_is_an_error_the_script_catches_naming_the_line(rt: Runtime) {
     let fx = Fixture::new();
     fx.plugin(rt, "asker", "subscriptions: [in]\n", TIMEOUT.get(rt));
-    fx.plugin(rt, "silent", "subscriptions: [ask.silent]\n", SILENT.get(rt));
+    fx.plugin(
+        rt,
+        "silent",
+        "subscriptions: [ask.silent]\n",
+        SILENT.get(rt),
+    );
     let run = fx.run(&[
         ev("in", json!({"guard": true})),
         ev("in", json!({"guard": false})),
@@ -259,7 +264,12 @@ fn a_request_past_the_hooks_limit_ends_at_the_limit(rt: Runtime) {
         "subscriptions: [in]\nlimits: {event_timeout_ms: 300}\n",
         PAST_LIMIT.get(rt),
     );
-    fx.plugin(rt, "silent", "subscriptions: [ask.silent]\n", SILENT.get(rt));
+    fx.plugin(
+        rt,
+        "silent",
+        "subscriptions: [ask.silent]\n",
+        SILENT.get(rt),
+    );
     let started = Instant::now();
     let run = fx.run(&[ev("in", json!({"n": 1})), ev("in", json!({"n": 2}))]);
     run.expect_code(0);
@@ -323,7 +333,12 @@ fn requests_in_a_loop_stop_at_the_time_limit(rt: Runtime) {
         "subscriptions: [in]\nlimits: {event_timeout_ms: 300}\n",
         REQUEST_LOOP.get(rt),
     );
-    fx.plugin(rt, "silent", "subscriptions: [ask.silent]\n", SILENT.get(rt));
+    fx.plugin(
+        rt,
+        "silent",
+        "subscriptions: [ask.silent]\n",
+        SILENT.get(rt),
+    );
     let started = Instant::now();
     let run = run_tapping(
         &fx,

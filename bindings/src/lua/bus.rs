@@ -33,9 +33,9 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
                 let topic = topic.to_str()?;
                 let payload = super::raw::to_payload(lua, &payload)
                     .map_err(|e| convert_error(lua, "payload", e))?;
-                let answer =
-                    c.core()
-                        .request(&topic, payload, timeout_ms, c.budget.remaining());
+                let answer = c
+                    .core()
+                    .request(&topic, payload, timeout_ms, c.budget.remaining());
                 // A wait the hook's time limit cut short ends as the
                 // limit's error, which `pcall` does not keep.
                 super::sandbox::check(&c.budget, at)?;

@@ -87,8 +87,7 @@ impl HostCtx {
 
     /// Starts the time limit of a hook call (`None`: the call ended).
     pub fn hook_started(&self, now: Option<Instant>) {
-        self.deadline
-            .set(now.map(|now| now + self.hook_timeout));
+        self.deadline.set(now.map(|now| now + self.hook_timeout));
     }
 
     /// What is left of the running hook call's time limit, if one runs.

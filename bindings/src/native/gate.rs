@@ -112,7 +112,12 @@ unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallRe
     })
 }
 
-unsafe extern "C" fn request(c: *mut c_void, topic: Str, payload: Str, timeout_ms: u64) -> CallResult {
+unsafe extern "C" fn request(
+    c: *mut c_void,
+    topic: Str,
+    payload: Str,
+    timeout_ms: u64,
+) -> CallResult {
     // SAFETY: `c` is the current context, alive while the hook runs.
     result("request", c, || unsafe {
         callbacks::request(c, topic, payload, timeout_ms)

@@ -43,12 +43,9 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                     return Err(super::error::time_up_at(pos));
                 }
                 let payload = to_payload(&payload).map_err(|e| convert_error("payload", e, pos))?;
-                let answer = c.core().request(
-                    topic,
-                    payload,
-                    timeout_ms as f64,
-                    c.budget.remaining(),
-                );
+                let answer =
+                    c.core()
+                        .request(topic, payload, timeout_ms as f64, c.budget.remaining());
                 // A wait the hook's time limit cut short ends the hook as
                 // the limit's error, at this call.
                 if c.budget.exceeded() {

@@ -235,10 +235,7 @@ mod tests {
     fn subjects_name_the_instance_and_the_request() {
         let replies = Replies::default();
         let (subject, _waiter) = replies.expect("01REQUEST");
-        assert_eq!(
-            subject,
-            format!("_INBOX.{}.01REQUEST", replies.instance())
-        );
+        assert_eq!(subject, format!("_INBOX.{}.01REQUEST", replies.instance()));
         assert_eq!(replies.instance().len(), 26);
         assert_ne!(Replies::default().instance(), replies.instance());
     }

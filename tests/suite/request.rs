@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::behaviours;
 use crate::bindings::{at, line_of, names_at};
-use crate::support::{Fixture, Run, Runtime, Src, ev, run_binary};
+use crate::support::{Fixture, Run, Runtime, Src, ev, run_binary, tokio_rt};
 
 /// Runs the fixture with `input`, tapping only `taps`.
 fn run_tapping(fx: &Fixture, input: &[Value], taps: &[&str]) -> Run {
@@ -359,7 +359,45 @@ fn requests_in_a_loop_stop_at_the_time_limit(rt: Runtime) {
     assert_eq!(run.payloads("after"), [json!({"n": 2})], "{run}");
 }
 
+/// The embedding application asks too (`Host::request`), answered by a
+/// plugin; nothing subscribing fails at once.
+fn the_application_requests_and_a_plugin_replies(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(
+        rt,
+        "answerer",
+        "subscriptions: [ask.double]\n",
+        ANSWERER.get(rt),
+    );
+    tokio_rt().block_on(async {
+        let host = plughost::Host::builder()
+            .plugins_dir(fx.path())
+            .build()
+            .unwrap();
+        assert!(host.start().await.failed.is_empty());
+        let reply = host
+            .request("ask.double", json!({"n": 4}), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(reply, json!({"n": 8, "by": "answerer"}));
+        let started = Instant::now();
+        let err = host
+            .request("nobody.home", json!({}), Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(
+            err,
+            plughost::host::RequestError::NoSubscriber {
+                topic: "nobody.home".into()
+            }
+        );
+        host.shutdown(Duration::from_secs(5)).await;
+    });
+}
+
 behaviours!(
+    the_application_requests_and_a_plugin_replies[Native],
     a_request_is_answered_by_another_plugins_reply[Native],
     a_timeout_is_an_error_the_script_catches_naming_the_line[Native],
     a_request_nobody_or_only_the_requester_could_answer_fails_at_once[Native],

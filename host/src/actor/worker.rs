@@ -199,6 +199,15 @@ impl<'a> Worker<'a> {
                 }
                 return (index, raised.then_some(error));
             }
+            Action::Reply { payload } => {
+                match &d.event.reply_to {
+                    Some(reply_to) => self.bus.answer(reply_to, payload),
+                    None => {
+                        tracing::debug!(plugin = self.name, event.id = %d.event.id, "outcome.reply to an event that is no request: acknowledged")
+                    }
+                }
+                self.stats.acked.fetch_add(1, Ordering::Relaxed);
+            }
         }
         (index, None)
     }

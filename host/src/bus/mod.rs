@@ -35,9 +35,14 @@
 //! holds a receipt (`cluster::receipts`): its outcome is the acknowledgement
 //! (the worker settles it), and an event the plugin could not take or
 //! finish for reasons not its own is handed back ([`Bus::unhandled`]).
+//!
+//! Requests (`bus.request`) wait for their reply in the bus's reply
+//! registry (`replies`): [`Bus::expect_reply`] registers one, and
+//! [`Bus::answer`] delivers a reply here or hands it to the cluster.
 
 pub mod inbox;
 pub mod queue;
+mod replies;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -47,6 +52,7 @@ use serde_json::Value;
 
 pub use self::inbox::{EventStream, Inbox, flush_deferred};
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
+pub use self::replies::{ReplySink, Waiter};
 use crate::cluster::outbox::Outbox;
 use crate::cluster::receipts::{Receipt, Receipts};
 use crate::topic::PatternSet;
@@ -136,6 +142,8 @@ pub struct Bus {
     /// Bumped whenever a route or a suspension changes: the cluster's
     /// queue groups follow it.
     routes_changed: tokio::sync::watch::Sender<u64>,
+    /// This process's instance id and its requests waiting for a reply.
+    replies: replies::Replies,
 }
 
 impl std::fmt::Debug for Bus {
@@ -169,11 +177,6 @@ impl Bus {
         if let Some(outbox) = self.outbox.get() {
             outbox.offer_blocking(event, taken);
         }
-    }
-
-    /// Whether an event on `topic` is exported to the cluster.
-    pub(crate) fn exports(&self, topic: &str) -> bool {
-        self.outbox.get().is_some_and(|o| o.exports(topic))
     }
 
     /// Notes whether shared plugin `plugin` is in its queue group now.
@@ -635,5 +638,66 @@ impl Bus {
             }
             notified.await;
         }
+    }
+}
+
+/// Requests and replies (`bus.request`, `outcome.reply`).
+impl Bus {
+    /// This process's instance id: a ULID made with the bus, fresh in each
+    /// process (reply subjects name it; the cluster tells its own echoes by it).
+    pub fn instance(&self) -> &str {
+        self.replies.instance()
+    }
+
+    /// Registers a wait for the reply to the request event `request_id`;
+    /// returns its reply subject (`_INBOX.<instance>.<request_id>`, for the
+    /// event's `reply_to`) and the waiter, which blocks the calling thread
+    /// until the reply or a deadline and unregisters when dropped.
+    pub fn expect_reply(&self, request_id: &str) -> (String, Waiter) {
+        self.replies.expect(request_id)
+    }
+
+    /// Answers the request whose reply subject is `reply_to`: completes it
+    /// when it is this process's own and still waiting (the first reply
+    /// wins, later ones are ignored), else hands it to the reply sink when
+    /// the cluster set one; otherwise the requester is gone (logged at debug).
+    pub fn answer(&self, reply_to: &str, payload: plughost_bindings::Payload) {
+        self.replies.answer(reply_to, payload);
+    }
+
+    /// Sets where replies to requests of other processes go (the cluster,
+    /// once; the sink must never block).
+    pub fn set_reply_sink(&self, sink: ReplySink) {
+        self.replies.set_sink(sink);
+    }
+
+    /// Completes the waiting request of `subject` with a reply that came
+    /// from the cluster; `true` when a waiter took it.
+    pub fn complete_reply(&self, subject: &str, payload: plughost_bindings::Payload) -> bool {
+        self.replies.complete(subject, payload)
+    }
+
+    /// Whether the cluster's export buffer would export `topic` (`false`
+    /// without a cluster).
+    pub fn exports(&self, topic: &str) -> bool {
+        self.outbox.get().is_some_and(|o| o.exports(topic))
+    }
+
+    /// Whether any plugin (but `except`) or application subscriber on this
+    /// host subscribes to `topic`.
+    pub fn has_subscriber(&self, topic: &str, except: Option<&str>) -> bool {
+        let routed = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|r| Some(r.plugin.as_str()) != except && r.patterns.matches(topic));
+        routed
+            || self
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|s| s.patterns.matches(topic))
     }
 }

@@ -207,7 +207,9 @@ async fn member(
             Ok(incoming) if incoming.taken_by(&name) => {}
             Ok(incoming) => {
                 counters.received(subject);
-                bus.deliver_to(&name, incoming.event, None).await;
+                let mut event = incoming.event;
+                event.reply_to = message.reply.as_ref().map(|r| r.to_string());
+                bus.deliver_to(&name, event, None).await;
             }
             Err(e) => {
                 tracing::warn!(plugin = %name, subject, "cluster: message not delivered: {e}")

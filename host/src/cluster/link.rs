@@ -227,7 +227,19 @@ pub(crate) async fn export(
                     "cluster: headers NATS cannot carry (not a token, or a line break) are left out"
                 );
             }
+            let reply = event.reply_to.clone();
             let sent = match (&js, export.stored) {
+                // A request crosses as a NATS request (its reply subject is
+                // this host's inbox); it is not stored.
+                _ if reply.is_some() => client
+                    .publish_with_reply_and_headers(
+                        out.subject,
+                        reply.unwrap_or_default(),
+                        out.headers,
+                        out.body.into(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
                 (Some(js), true) => js
                     .publish_with_headers(out.subject, out.headers, out.body.into())
                     .await
@@ -259,6 +271,59 @@ pub(crate) async fn export(
                 outbox.put_back(refused);
                 tokio::time::sleep(RESEND_AFTER).await;
             }
+        }
+    }
+}
+
+/// How many replies to other hosts' requests may wait for the connection.
+const REPLIES_WAITING: usize = 10_000;
+
+/// Carries replies across hosts: replies this host's plugins give to other
+/// hosts' requests are published to the request's reply subject, and
+/// replies to this host's requests (on its inbox, `_INBOX.<instance>.>`)
+/// reach the waiting plugin.
+pub(crate) async fn replies(client: Client, bus: Arc<Bus>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(REPLIES_WAITING);
+    bus.set_reply_sink(Arc::new(
+        move |subject, payload: plughost_bindings::Payload| {
+            let body = serde_json::to_vec(payload.value()).unwrap_or_default();
+            if let Err(e) = tx.try_send((subject, body)) {
+                tracing::warn!("cluster: a reply to another host is dropped: {e}");
+            }
+        },
+    ));
+    let inbox = format!("_INBOX.{}.>", bus.instance());
+    let mut answers = match client.subscribe(inbox.clone()).await {
+        Ok(sub) => sub,
+        Err(e) => {
+            tracing::error!(
+                "cluster: cannot subscribe to this host's inbox `{inbox}`: {e}; requests across hosts get no reply"
+            );
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            Some((subject, body)) = rx.recv() => {
+                if let Err(e) = client.publish(subject, body.into()).await {
+                    tracing::warn!("cluster: a reply to another host failed: {e}");
+                }
+            }
+            Some(message) = answers.next() => {
+                let payload: serde_json::Value = if message.payload.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    match serde_json::from_slice(&message.payload) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(subject = %message.subject, "cluster: a reply is not JSON: {e}");
+                            continue;
+                        }
+                    }
+                };
+                bus.complete_reply(message.subject.as_str(), payload.into());
+            }
+            else => return,
         }
     }
 }
@@ -344,7 +409,9 @@ pub(crate) async fn import(
                     );
                 }
                 counters.received(&incoming.event.topic);
-                bus.publish_imported(incoming.event).await;
+                let mut event = incoming.event;
+                event.reply_to = message.reply.as_ref().map(|r| r.to_string());
+                bus.publish_imported(event).await;
             }
             Err(e) => tracing::warn!(subject, "cluster: message not imported: {e}"),
         }

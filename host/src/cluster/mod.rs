@@ -105,6 +105,7 @@ struct Tasks {
     export: tokio::task::JoinHandle<()>,
     import: tokio::task::JoinHandle<()>,
     groups: tokio::task::JoinHandle<()>,
+    replies: tokio::task::JoinHandle<()>,
     /// Keeps held stored deliveries alive, and makes the stream.
     stored: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -152,7 +153,8 @@ impl Cluster {
         bus.set_outbox(outbox.clone());
         let identity = Arc::new(Identity {
             name: config.name.clone().unwrap_or_else(hostname),
-            instance: plughost_bindings::event::new_id(),
+            // The bus's id: its requests' reply subjects carry it too.
+            instance: bus.instance().to_owned(),
         });
         Cluster {
             config,
@@ -217,16 +219,18 @@ impl Cluster {
             self.counters.clone(),
         ));
         let import = tokio::spawn(link::import(
-            client,
+            client.clone(),
             self.config.import.clone(),
             bus.clone(),
             self.identity.clone(),
             self.counters.clone(),
         ));
+        let replies = tokio::spawn(link::replies(client.clone(), bus.clone()));
         *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) = Some(Tasks {
             export,
             import,
             groups,
+            replies,
             stored: stored_tasks,
         });
     }
@@ -269,6 +273,7 @@ impl Cluster {
         if let Some(receipts) = receipts {
             receipts.settled(SETTLE_LIMIT).await;
         }
+        tasks.replies.abort();
         for task in tasks.stored {
             task.abort();
         }

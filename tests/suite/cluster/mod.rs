@@ -213,5 +213,6 @@ pub(crate) fn get_text(port: u16, path: &str) -> String {
 }
 
 mod fanout;
+mod request;
 mod shared;
 mod stored;

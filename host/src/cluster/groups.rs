@@ -100,6 +100,8 @@ pub(crate) async fn follow(
         members.retain(|name, member| {
             let keep = wanted.get(name) == Some(&member.shape);
             if !keep {
+                // Nothing more from the group, then back with what it held.
+                member.task.abort();
                 leave(&bus, stored.as_ref(), name);
             }
             keep

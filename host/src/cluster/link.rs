@@ -211,6 +211,7 @@ pub(crate) async fn export(
         }
         let last = batch.last().map_or(0, |e| e.seq);
         let mut stored = Vec::new();
+        let mut refused = Vec::new();
         for export in batch {
             let event = &export.event;
             let out = wire::encode(
@@ -234,7 +235,7 @@ pub(crate) async fn export(
                 _ if reply.is_some() => client
                     .publish_with_reply_and_headers(
                         out.subject,
-                        reply.unwrap_or_default(),
+                        reply.clone().unwrap_or_default(),
                         out.headers,
                         out.body.into(),
                     )
@@ -252,18 +253,23 @@ pub(crate) async fn export(
             };
             match sent {
                 Ok(()) => counters.sent(&event.topic),
+                // A stored event is never given up: it goes again.
+                Err(e) if export.stored && reply.is_none() => {
+                    tracing::warn!(event.id = %event.id, topic = %event.topic, "cluster: a stored event was not sent ({e}); sending it again");
+                    refused.push(export.clone());
+                }
                 Err(e) => {
                     tracing::warn!(event.id = %event.id, topic = %event.topic, "cluster: export failed: {e}")
                 }
             }
         }
-        let mut refused = Vec::new();
         for (export, ack) in stored {
             if let Err(e) = ack.await {
                 tracing::warn!(event.id = %export.event.id, topic = %export.event.topic, "cluster: the stream did not take a stored event ({e}); sending it again");
                 refused.push(export);
             }
         }
+        refused.sort_by_key(|e| e.seq);
         match refused.first() {
             None => outbox.accepted(last),
             Some(first) => {

@@ -178,3 +178,100 @@ fn a_host_killed_mid_stream_loses_nothing_its_deliveries_come_again_with_their_a
         "redelivered to the host still running"
     );
 }
+
+#[test]
+fn a_suspended_member_hands_its_stored_deliveries_back_to_the_others() {
+    let nats = shared();
+    let p = "js3";
+    let js = jetstream("JSBACK", p);
+    let (a_dir, a_conf) = host_with("a", &nats.url(), p, &js);
+    let (b_dir, b_conf) = host_with("b", &nats.url(), p, &js);
+    let slow = "  local t = os.clock()\n  while os.clock() - t < 0.002 do end";
+    worker(&a_dir, p, "a", "", slow);
+    // B's copy fails its first real job and is suspended, holding others.
+    worker(
+        &b_dir,
+        p,
+        "b",
+        "supervision:\n  max_consecutive_errors: 1\n  resume_after_ms: 300000\n",
+        "  if e.payload.n >= 0 then error('broken on b') end",
+    );
+    let mut a = spawn(&a_conf);
+    let mut b = spawn(&b_conf);
+    for live in [&mut a, &mut b] {
+        live.wait_for("connected", is("plughost.cluster.connected"));
+    }
+    until_every_host_answers(&mut a, p, &["a", "b"], Duration::from_secs(20));
+    const JOBS: i64 = 200;
+    for n in 0..JOBS {
+        a.send(&json!({"topic": format!("{p}.job.x"), "payload": {"n": n}}));
+    }
+    b.wait_for("B suspended", is("plughost.plugin.suspended"));
+    // Every job but the one B failed is done, by A, well before the
+    // stream's ack wait would have redelivered what B held.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let failed = b.wait_for("B's dead letter", is("plughost.dead_letter"))["payload"]["event"]
+        ["payload"]["n"]
+        .as_i64()
+        .unwrap();
+    loop {
+        let seen: BTreeSet<i64> = done_payloads(&a, p)
+            .iter()
+            .filter_map(|d| d["n"].as_i64())
+            .collect();
+        if seen.len() as i64 == JOBS - 1 {
+            assert!(!seen.contains(&failed));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jobs not done within 8 s: {:?}",
+            (0..JOBS)
+                .filter(|n| !seen.contains(n) && *n != failed)
+                .collect::<Vec<_>>()
+        );
+        a.read_for(Duration::from_millis(100));
+    }
+    b.read_for(Duration::from_millis(300));
+    let letters = b
+        .events()
+        .into_iter()
+        .filter(|e| e["topic"] == "plughost.dead_letter")
+        .count();
+    assert_eq!(letters, 1, "only the failed job is a dead letter");
+}
+
+#[test]
+fn stored_events_wait_for_a_server_that_went_away_and_none_is_dropped() {
+    let nats = Nats::start();
+    let p = "js4";
+    let js = jetstream("JSDOWN", p);
+    // A's buffer is small: its stored events wait for room, never dropped.
+    let (_a_dir, a_conf) = host_with("a", &nats.url(), p, &format!("{js}  buffer: 5\n"));
+    let (b_dir, b_conf) = host_with("b", &nats.url(), p, &js);
+    worker(&b_dir, p, "b", "", "");
+    let mut a = spawn(&a_conf);
+    let mut b = spawn(&b_conf);
+    for live in [&mut a, &mut b] {
+        live.wait_for("connected", is("plughost.cluster.connected"));
+    }
+    until_every_host_answers(&mut a, p, &["b"], Duration::from_secs(20));
+    let (port, store) = nats.stop();
+    a.wait_for("disconnected", is("plughost.cluster.disconnected"));
+    // Four times the buffer, while the server is away: the publisher waits.
+    const JOBS: i64 = 20;
+    for n in 0..JOBS {
+        a.send(&json!({"topic": format!("{p}.job.x"), "payload": {"n": n}}));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _nats = Nats::start_on(port, store);
+    until_all_done(&mut a, p, JOBS, Duration::from_secs(30));
+    a.signal("TERM");
+    let run = a.finish();
+    assert!(
+        !run.stderr.contains("export buffer full"),
+        "no stored event was dropped: {}",
+        run.stderr
+    );
+    drop(b);
+}

@@ -281,6 +281,9 @@ pub(crate) async fn export(
     }
 }
 
+/// Where replies go: NATS inboxes.
+const INBOX_PREFIX: &str = "_INBOX.";
+
 /// How many replies to other hosts' requests may wait for the connection.
 const REPLIES_WAITING: usize = 10_000;
 
@@ -291,14 +294,20 @@ const REPLIES_WAITING: usize = 10_000;
 pub(crate) async fn replies(client: Client, bus: Arc<Bus>) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(REPLIES_WAITING);
     bus.set_reply_sink(Arc::new(
-        move |subject, payload: plughost_bindings::Payload| {
+        move |subject: String, payload: plughost_bindings::Payload| {
+            // A reply goes to an inbox only: a request naming a topic as
+            // its reply subject would make a plugin publish there, unchecked.
+            if !subject.starts_with(INBOX_PREFIX) {
+                tracing::warn!(subject = %subject, "cluster: a request's reply subject is not an inbox (`_INBOX.…`); no reply sent");
+                return;
+            }
             let body = serde_json::to_vec(payload.value()).unwrap_or_default();
             if let Err(e) = tx.try_send((subject, body)) {
                 tracing::warn!("cluster: a reply to another host is dropped: {e}");
             }
         },
     ));
-    let inbox = format!("_INBOX.{}.>", bus.instance());
+    let inbox = format!("{INBOX_PREFIX}{}.>", bus.instance());
     let mut answers = match client.subscribe(inbox.clone()).await {
         Ok(sub) => sub,
         Err(e) => {

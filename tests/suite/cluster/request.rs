@@ -85,3 +85,54 @@ fn a_plugin_asks_a_plugin_on_another_host_and_gets_its_reply() {
     b.read_for(Duration::from_millis(300));
     assert_eq!(count(&b.events(), "rq.price", None), 1);
 }
+
+#[test]
+fn a_request_from_outside_is_answered_on_an_inbox_only_never_on_a_topic() {
+    let nats = shared();
+    let p = "rqh";
+    let (dir, conf) = host_with("h", &nats.url(), p, "");
+    dir.plugin(
+        Runtime::Lua,
+        "pricer",
+        &format!("subscriptions: ['{p}.price']\n"),
+        "function on_event(e) return outcome.reply({price = 42}) end\n",
+    );
+    let mut live = spawn(&conf);
+    live.wait_for("connected", is("plughost.cluster.connected"));
+    let url = nats.url();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        use futures::StreamExt;
+        let client = async_nats::connect(url).await.unwrap();
+        // A request the ordinary way is answered (the host may still be
+        // subscribing: a few tries).
+        let mut answer = None;
+        for _ in 0..20 {
+            let asked = client.request(format!("{p}.price"), "{}".into());
+            if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_millis(500), asked).await {
+                answer = Some(reply);
+                break;
+            }
+        }
+        let answer = answer.expect("an answer on the inbox");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&answer.payload).unwrap(),
+            json!({"price": 42})
+        );
+        // A reply subject that is a topic gets nothing.
+        let mut evil = client.subscribe(format!("{p}.evil")).await.unwrap();
+        client
+            .publish_with_reply(format!("{p}.price"), format!("{p}.evil"), "{}".into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(1000), evil.next()).await;
+        assert!(got.is_err(), "a reply was published on a topic: {got:?}");
+    });
+    live.signal("TERM");
+    let run = live.finish();
+    assert!(run.stderr.contains("is not an inbox"), "{}", run.stderr);
+}

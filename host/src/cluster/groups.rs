@@ -19,6 +19,7 @@ use async_nats::Client;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 
+use super::config::JetStreamConfig;
 use super::receipts::Receipts;
 use super::{Counters, wire};
 use crate::bus::Bus;
@@ -43,8 +44,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub(crate) struct Stored {
     /// JetStream on this connection.
     pub js: jetstream::Context,
-    /// The stream's name.
-    pub stream: String,
+    /// The stream's settings.
+    pub config: JetStreamConfig,
     /// The stored topics.
     pub topics: PatternSet,
     /// Where deliveries wait to be settled.
@@ -258,7 +259,7 @@ async fn consume(
         match consume_once(&stored, &bus, &counters, &name, &filters).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(plugin = %name, stream = %stored.stream, "cluster: stored deliveries: {e}; trying again");
+                tracing::warn!(plugin = %name, stream = %stored.config.stream, "cluster: stored deliveries: {e}; trying again");
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
@@ -272,7 +273,7 @@ async fn consume_once(
     name: &str,
     filters: &[String],
 ) -> Result<(), async_nats::Error> {
-    let stream = stored.js.get_stream(&stored.stream).await?;
+    let stream = super::link::stream(&stored.js, &stored.config).await?;
     let config = pull::Config {
         durable_name: Some(name.to_owned()),
         filter_subjects: filters.to_vec(),
@@ -295,7 +296,7 @@ async fn consume_once(
         .max_messages_per_batch(PULL_BATCH.min(limit))
         .messages()
         .await?;
-    tracing::info!(plugin = name, stream = %stored.stream, subjects = ?filters, "cluster: consuming stored deliveries");
+    tracing::info!(plugin = name, stream = %stored.config.stream, subjects = ?filters, "cluster: consuming stored deliveries");
     loop {
         let permit = permits.clone().acquire_owned().await?;
         let Some(message) = messages.next().await else {

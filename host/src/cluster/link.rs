@@ -130,6 +130,8 @@ fn on_connection_event(
             announce(HostEvent::ClusterDisconnected { name, instance });
         }
         async_nats::Event::ClientError(e) => tracing::debug!("cluster: NATS client: {e}"),
+        // The host closed it (shutdown).
+        async_nats::Event::Closed => tracing::debug!("cluster: NATS connection closed"),
         other => tracing::warn!("cluster: NATS: {other}"),
     }
 }
@@ -343,8 +345,22 @@ pub(crate) async fn replies(client: Client, bus: Arc<Bus>) {
     }
 }
 
-/// Makes the stream of stored topics (or finds it made by another host),
-/// trying again while the server is away or refuses.
+/// The stream of stored topics: made, or found made by another host.
+pub(crate) async fn stream(
+    js: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<jetstream::stream::Stream, jetstream::context::CreateStreamError> {
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: config.stream.clone(),
+        subjects: config.topics.clone(),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Makes the stream of stored topics once the server is there (so
+/// publishes are stored even on a host running no shared plugin), trying
+/// again while it refuses; warns when it exists with other subjects.
 pub(crate) async fn make_stream(
     js: jetstream::Context,
     config: JetStreamConfig,
@@ -353,12 +369,7 @@ pub(crate) async fn make_stream(
     let mut connected = counters.connected.subscribe();
     loop {
         let _ = connected.wait_for(|up| *up).await;
-        let wanted = jetstream::stream::Config {
-            name: config.stream.clone(),
-            subjects: config.topics.clone(),
-            ..Default::default()
-        };
-        match js.get_or_create_stream(wanted).await {
+        match stream(&js, &config).await {
             Ok(mut stream) => {
                 let subjects = stream
                     .info()

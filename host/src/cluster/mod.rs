@@ -198,7 +198,7 @@ impl Cluster {
             )));
             groups::Stored {
                 js,
-                stream: j.stream.clone(),
+                config: j.clone(),
                 topics: self.outbox.stored().clone(),
                 receipts,
             }

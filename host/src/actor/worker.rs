@@ -207,6 +207,9 @@ impl<'a> Worker<'a> {
                     }
                 }
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some(r) = receipt {
+                    r.acknowledge();
+                }
             }
         }
         (index, None)

@@ -35,8 +35,13 @@ fn the_outcome_acknowledges_retries_through_the_stream_and_terminates_a_dead_let
     let (a_dir, a_conf) = host_with("a", &nats.url(), p, &js);
     let (b_dir, b_conf) = host_with("b", &nats.url(), p, &js);
     // Every job ending in 3 asks for a retry on its first delivery; job 7 is refused.
+    // Job 5 is answered with `outcome.reply` (acknowledged like any handled event).
     let body = "  if e.payload.n % 10 == 3 and e.headers.delivery_attempt == '1' then return outcome.retry(100) end\n  \
-                if e.payload.n == 7 then return outcome.drop('seven is refused') end";
+                if e.payload.n == 7 then return outcome.drop('seven is refused') end\n  \
+                if e.payload.n == 5 then\n    \
+                  bus.publish('js1.done', {n = 5, host = config.host, attempt = e.headers.delivery_attempt, id = e.id})\n    \
+                  return outcome.reply({})\n  \
+                end";
     worker(&a_dir, p, "a", "", body);
     worker(&b_dir, p, "b", "", body);
     let mut a = spawn(&a_conf);
@@ -102,6 +107,25 @@ fn the_outcome_acknowledges_retries_through_the_stream_and_terminates_a_dead_let
         letters[0]["payload"]["event"]["headers"]["delivery_attempt"],
         "1"
     );
+    // The server holds nothing unsettled: every delivery was acked or terminated.
+    let (pending, waiting) = consumer_backlog(&nats.url(), "JSONE", "worker");
+    assert_eq!((pending, waiting), (0, 0), "ack pending, not delivered");
+}
+
+/// The consumer's deliveries not settled yet and messages not delivered yet,
+/// as the server counts them.
+fn consumer_backlog(url: &str, stream: &str, consumer: &str) -> (usize, u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(stream).await.unwrap();
+        let info = stream.consumer_info(consumer).await.unwrap();
+        (info.num_ack_pending, info.num_pending)
+    })
 }
 
 #[test]

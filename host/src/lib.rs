@@ -80,8 +80,11 @@
 //! - [`admin`] serves the admin HTTP endpoint (`plughost run --admin`).
 //! - [`config`] reads the optional host config, `plughost.yaml`.
 //! - [`cluster`] joins hosts into one bus over NATS: its config section, an event
-//!   as a NATS message and back (pure), the export buffer the bus feeds, and the
-//!   connection with its export and import tasks.
+//!   as a NATS message and back (pure), the export buffer the bus feeds, the
+//!   connection with its export and import tasks, shared plugins' queue groups and
+//!   durable consumers, and the receipts of stored deliveries.
+//! - [`rollout`] says what a rollout of a new plugin version is to its readers; the
+//!   supervisor runs it.
 //! - [`cli`] holds the commands of the binary.
 //!
 //! Only the embedding API is public: [`Host`], [`HostBuilder`], events and
@@ -108,6 +111,7 @@ pub mod host;
 pub mod host_events;
 pub mod manifest;
 pub mod reload;
+pub mod rollout;
 pub(crate) mod services;
 pub(crate) mod supervisor;
 pub mod telemetry;

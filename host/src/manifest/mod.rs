@@ -35,6 +35,7 @@
 pub mod edit;
 mod limits;
 pub(crate) mod raw;
+mod rollout;
 mod schema;
 pub(crate) mod suggest;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use plughost_bindings::RuntimeKind;
 use crate::topic::Pattern;
 
 pub use limits::{Limits, Overflow, Retry, Supervision};
+pub use rollout::{Rollout, Strategy};
 
 /// Whether `name` is a valid plugin name, `[a-z0-9][a-z0-9_-]{0,63}`.
 pub fn is_valid_name(name: &str) -> bool {
@@ -144,6 +146,8 @@ pub struct Manifest {
     /// plugin is handled by one of the hosts running it (a NATS queue group
     /// named after it), not by every host.
     pub shared: bool,
+    /// How a new version of the plugin is brought in (SPEC §13).
+    pub rollout: Rollout,
     /// Where each written key starts, for errors raised later (say, a missing entry file).
     pub positions: KeyPositions,
 }

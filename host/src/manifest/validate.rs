@@ -11,7 +11,9 @@ use semver::{Version, VersionReq};
 
 use super::raw::{Kind, Node};
 use super::values::{Check, Problem};
-use super::{Dependency, KeyPositions, Limits, Manifest, Overflow, Position, Retry, Supervision};
+use super::{
+    Dependency, KeyPositions, Limits, Manifest, Overflow, Position, Retry, Rollout, Supervision,
+};
 use super::{runtime_from_entry, schema, suggest};
 use crate::topic::Pattern;
 
@@ -90,6 +92,7 @@ struct Draft {
     retry: Retry,
     supervision: Supervision,
     shared: bool,
+    rollout: Rollout,
     positions: KeyPositions,
 }
 
@@ -147,6 +150,7 @@ pub(super) fn manifest(root: &Node, source: &str) -> Result<Manifest, Vec<Proble
             retry: draft.retry,
             supervision: draft.supervision,
             shared: draft.shared,
+            rollout: draft.rollout,
             positions: draft.positions,
         }),
         _ => Err(check.into_problems()),

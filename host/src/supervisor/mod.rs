@@ -29,6 +29,7 @@
 
 pub(crate) mod lifecycle;
 pub(crate) mod policy;
+mod rollout;
 pub(crate) mod watch;
 
 use std::collections::HashMap;

@@ -125,6 +125,46 @@ pub(crate) enum HostEvent<'a> {
         /// Crashes within the window, this one included.
         restarts: u32,
     },
+    /// A new version runs beside the running one (SPEC §13), its `init` done.
+    RolloutStarted {
+        /// The plugin.
+        plugin: &'a str,
+        /// `shadow` or `gradual`.
+        strategy: &'a str,
+        /// The running version.
+        from: &'a str,
+        /// The candidate's version.
+        to: &'a str,
+    },
+    /// A shadow candidate did otherwise than the running version for one event.
+    ShadowDiff {
+        /// The plugin.
+        plugin: &'a str,
+        /// The event's id.
+        event: &'a str,
+        /// What the running version published and returned.
+        live: &'a Value,
+        /// What the candidate published and returned, or its error.
+        candidate: &'a Value,
+    },
+    /// The candidate became the running version.
+    Promoted {
+        /// The plugin.
+        plugin: &'a str,
+        /// The version running now.
+        version: &'a str,
+        /// `operator` or `promote_after`.
+        by: &'a str,
+    },
+    /// The candidate was discarded; the running version goes on.
+    RolledBack {
+        /// The plugin.
+        plugin: &'a str,
+        /// The discarded version.
+        version: &'a str,
+        /// `operator`, `candidate_errors`, `replaced` or the candidate's failure.
+        reason: &'a str,
+    },
     /// The cluster's NATS connection is up (at start, or again).
     ClusterConnected {
         /// This host's cluster name.
@@ -154,6 +194,10 @@ impl HostEvent<'_> {
             HostEvent::Suspended { .. } => "plughost.plugin.suspended",
             HostEvent::Resumed { .. } => "plughost.plugin.resumed",
             HostEvent::Restarted { .. } => "plughost.plugin.restarted",
+            HostEvent::RolloutStarted { .. } => "plughost.plugin.rollout_started",
+            HostEvent::ShadowDiff { .. } => "plughost.plugin.shadow_diff",
+            HostEvent::Promoted { .. } => "plughost.plugin.promoted",
+            HostEvent::RolledBack { .. } => "plughost.plugin.rolled_back",
             HostEvent::ClusterConnected { .. } => CLUSTER_CONNECTED,
             HostEvent::ClusterDisconnected { .. } => CLUSTER_DISCONNECTED,
         }
@@ -201,6 +245,28 @@ impl HostEvent<'_> {
                 error,
                 restarts,
             } => json!({"plugin": plugin, "error": error, "restarts": restarts}),
+            HostEvent::RolloutStarted {
+                plugin,
+                strategy,
+                from,
+                to,
+            } => json!({"plugin": plugin, "strategy": strategy, "from": from, "to": to}),
+            HostEvent::ShadowDiff {
+                plugin,
+                event,
+                live,
+                candidate,
+            } => json!({"plugin": plugin, "event": event, "live": live, "candidate": candidate}),
+            HostEvent::Promoted {
+                plugin,
+                version,
+                by,
+            } => json!({"plugin": plugin, "version": version, "by": by}),
+            HostEvent::RolledBack {
+                plugin,
+                version,
+                reason,
+            } => json!({"plugin": plugin, "version": version, "reason": reason}),
             HostEvent::ClusterConnected { name, instance }
             | HostEvent::ClusterDisconnected { name, instance } => {
                 json!({"name": name, "instance": instance})
@@ -245,6 +311,28 @@ mod tests {
                 plugin: "a",
                 error: "x",
                 restarts: 1,
+            },
+            HostEvent::RolloutStarted {
+                plugin: "a",
+                strategy: "shadow",
+                from: "1.0.0",
+                to: "1.1.0",
+            },
+            HostEvent::ShadowDiff {
+                plugin: "a",
+                event: "01E",
+                live: &Value::Null,
+                candidate: &Value::Null,
+            },
+            HostEvent::Promoted {
+                plugin: "a",
+                version: "1.1.0",
+                by: "operator",
+            },
+            HostEvent::RolledBack {
+                plugin: "a",
+                version: "1.1.0",
+                reason: "operator",
             },
         ];
         for e in &events {

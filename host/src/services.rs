@@ -277,6 +277,7 @@ impl HostApi for Services {
         refuse_abandoned(HostCall::Publish)?;
         let refused = |e: PublishRefused| HostCallError::new(HostCall::Publish, e);
         self.check_topic(&plugin.name, topic).map_err(refused)?;
+        crate::rollout::record::publish(topic, || payload.value().clone());
         let event = event_from(plugin, topic, payload, cause);
         self.bus
             .publish_blocking(event, Some(&plugin.name))
@@ -292,8 +293,14 @@ impl HostApi for Services {
         wait: Duration,
     ) -> Result<Payload, HostCallError> {
         refuse_abandoned(HostCall::Request)?;
-        self.request_reply(plugin, topic, payload, cause, wait)
-            .map_err(|e| HostCallError::new(HostCall::Request, e))
+        let answer = self.request_reply(plugin, topic, payload, cause, wait);
+        if crate::rollout::record::is_on() {
+            crate::rollout::record::request(match &answer {
+                Ok(reply) => Ok(reply.value().clone()),
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        answer.map_err(|e| HostCallError::new(HostCall::Request, e))
     }
 
     fn log(&self, plugin: &PluginInfo, r: LogRecord<'_>) {

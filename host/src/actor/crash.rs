@@ -158,6 +158,11 @@ fn wait_before_restart(
                 worker.info = def.info();
                 let _ = done.send(Ok(false));
             }
+            // Between two interpreters: the kept state is the plugin's.
+            Pop::Control(Control::Shadow { to, done }) => {
+                ctx.shadow.attach(to);
+                let _ = done.send(state.clone());
+            }
             Pop::Control(Control::Resume) | Pop::Event(_) => {}
         }
     }

@@ -38,6 +38,7 @@ pub(crate) use self::crash::stop_for_good;
 pub(crate) use self::in_hook::{InHook, this_thread_abandoned};
 use crate::bus::{Bus, Delivery, Queue};
 use crate::catalog::PluginDef;
+use crate::rollout::shadow::ShadowSlot;
 use crate::services::Services;
 use crate::supervisor::policy;
 
@@ -206,16 +207,20 @@ pub(super) struct Ctx<'a> {
     pub(super) queue: &'a Queue,
     pub(super) stats: &'a Stats,
     pub(super) in_hook: &'a InHook,
+    /// Where handled events go to a shadow candidate, while one runs.
+    pub(super) shadow: &'a ShadowSlot,
 }
 
 /// Starts the thread of plugin `def`, consuming `queue`, with `state` to
-/// start from (what it left when it last stopped).
+/// start from (what it left when it last stopped), offering what it
+/// handles to `shadow` while a shadow candidate runs.
 pub(crate) fn spawn(
     def: &PluginDef,
     bus: Arc<Bus>,
     services: Arc<Services>,
     queue: Arc<Queue>,
     stats: Arc<Stats>,
+    shadow: Arc<ShadowSlot>,
     state: Option<Value>,
     start: Start,
 ) -> std::io::Result<Actor> {
@@ -234,6 +239,7 @@ pub(crate) fn spawn(
                 queue: &queue,
                 stats: &stats,
                 in_hook: &hook,
+                shadow: &shadow,
             };
             let exit = crash::supervise(def, &ctx, state.unwrap_or(Value::Null), ready_tx, start);
             let _ = exit_tx.send(exit);

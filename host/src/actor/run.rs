@@ -159,6 +159,10 @@ pub(super) fn run(
                 let _ = done.send(result);
             }
             Pop::Control(Control::Resume) => resumed(ctx, health, &def.manifest.name, "enable"),
+            Pop::Control(Control::Shadow { to, done }) => {
+                ctx.shadow.attach(to);
+                let _ = done.send(plugin.state().unwrap_or(Value::Null));
+            }
             Pop::Event(d) => match worker.handle(plugin.as_mut(), d) {
                 Some(Ok(error)) => supervise_result(ctx, health, &def.manifest.name, error),
                 Some(Err(crash)) => return End::Failed(crash),

@@ -15,6 +15,9 @@ use super::{Ctx, InHook, Stats, record_error};
 use crate::bus::{Bus, Delivery};
 use crate::catalog::PluginDef;
 use crate::cluster::receipts::Receipt;
+use crate::rollout::compare::{Observed, Seen};
+use crate::rollout::record;
+use crate::rollout::shadow::{ShadowItem, ShadowSlot};
 use crate::delivery::{self, Action};
 use crate::manifest::Retry;
 use crate::services::Services;
@@ -30,6 +33,7 @@ pub(super) struct Worker<'a> {
     services: &'a Services,
     stats: &'a Stats,
     in_hook: &'a InHook,
+    shadow: &'a ShadowSlot,
     /// Deliveries waiting in `in_hook`'s retries: while 0, none is looked up.
     retries: usize,
     seq: u64,
@@ -53,6 +57,7 @@ impl<'a> Worker<'a> {
             services: ctx.services,
             stats: ctx.stats,
             in_hook: ctx.in_hook,
+            shadow: ctx.shadow,
             retries: 0,
             seq: 0,
             telemetry,
@@ -102,7 +107,12 @@ impl<'a> Worker<'a> {
         let _entered = span.enter();
         let started = Instant::now();
         self.in_hook.enter(started, Some(d.clone()));
+        let shadowing = self.shadow.is_active();
+        if shadowing {
+            record::start();
+        }
         let result = plugin.on_event(&d.event);
+        let recorded = if shadowing { record::take() } else { None };
         if let Err(e) = &result
             && e.kind == ErrorKind::Crash
             && !self.in_hook.is_abandoned()
@@ -115,6 +125,16 @@ impl<'a> Worker<'a> {
         }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let event = d.event.clone();
+        if let Some(rec) = recorded {
+            self.shadow.offer(ShadowItem {
+                event: event.clone(),
+                live: Observed {
+                    publishes: rec.publishes,
+                    outcome: Seen::of(&result),
+                },
+                requests: rec.requests,
+            });
+        }
         let receipt = self.bus.take_receipt(self.name, &event.id);
         let stored = receipt.is_some();
         let (action, error) = self.carry_out(result, d, receipt, &span);

@@ -56,6 +56,16 @@ pub enum Control {
     },
     /// Take events again at once, if suspended (an operator's `enable`).
     Resume,
+    /// From the next event on, offer what is handled to a shadow candidate
+    /// through `to`; answer the `state` the candidate starts from, taken
+    /// now, between two events (so it sees every event after it, and none
+    /// before).
+    Shadow {
+        /// Where the candidate takes events, and the rollout's counts.
+        to: crate::rollout::shadow::Link,
+        /// Told the plugin's `state` now.
+        done: oneshot::Sender<serde_json::Value>,
+    },
 }
 
 /// What the consumer got.

@@ -7,6 +7,10 @@
 //! supervisor's (`supervisor::rollout`): it starts a candidate when a new
 //! version arrives, and promotes or rolls it back.
 
+pub(crate) mod compare;
+pub(crate) mod record;
+pub(crate) mod shadow;
+
 use serde::Serialize;
 
 use crate::manifest::Strategy;

@@ -16,6 +16,7 @@ use super::watch::ABANDON_GRACE;
 use crate::actor::{self, Exit, Start};
 use crate::bus::{Control, Delivery, Queue, Route};
 use crate::catalog::PluginDef;
+use crate::rollout::shadow::ShadowSlot;
 use crate::host::Host;
 use crate::host_events::{FailReason, HostEvent};
 use crate::reload::{ReloadOutcome, ReloadRecord};
@@ -80,12 +81,14 @@ impl Host {
             .consecutive_errors
             .store(0, std::sync::atomic::Ordering::Relaxed);
         let state = registry.state_of(&name);
+        let shadow = Arc::new(ShadowSlot::default());
         let spawned = actor::spawn(
             &def,
             inner.bus.clone(),
             inner.services.clone(),
             queue.clone(),
             stats.clone(),
+            shadow.clone(),
             state,
             Start::First,
         );
@@ -132,6 +135,8 @@ impl Host {
             queue,
             actor,
             stats,
+            shadow,
+            rollout: None,
         });
         Ok(())
     }
@@ -141,6 +146,10 @@ impl Host {
     /// Its `state` is kept for its next start. Events it could not handle
     /// are returned, with whether it was suspended when it stopped.
     async fn stop(&self, mut r: Running, drain: bool) -> (Vec<Delivery>, bool) {
+        if let Some(active) = r.rollout.take() {
+            r.shadow.detach();
+            self.rolled_back(&r.name, active, "stopped");
+        }
         self.inner.bus.remove_route(&r.name);
         r.queue
             .control(if drain { Control::Drain } else { Control::Stop });
@@ -324,6 +333,24 @@ impl Host {
     /// Swaps the plugin running from `dir` to `def` between two events
     /// (`config_only`: hands it the new config), on its own thread.
     pub(crate) async fn swap_one(
+        &self,
+        dir: &Path,
+        def: PluginDef,
+        config_only: bool,
+    ) -> ReloadOutcome {
+        if !config_only {
+            if Self::rolls_out(&def) {
+                return self.start_rollout(dir, def).await;
+            }
+            // A new version swapped in outright ends a rollout in progress.
+            self.drop_rollout(dir, "replaced");
+        }
+        self.replace_one(dir, def, config_only).await
+    }
+
+    /// Swaps `def` into the plugin running from `dir` (a reload, or the
+    /// new config), whatever its `rollout.strategy`.
+    pub(crate) async fn replace_one(
         &self,
         dir: &Path,
         def: PluginDef,

@@ -41,6 +41,7 @@ use serde_json::Value;
 use crate::actor::{self, Stats};
 use crate::bus::Queue;
 use crate::catalog::PluginDef;
+use crate::rollout::shadow::ShadowSlot;
 
 /// A started plugin.
 #[derive(Debug)]
@@ -53,6 +54,10 @@ pub(crate) struct Running {
     pub(crate) queue: Arc<Queue>,
     pub(crate) actor: actor::Actor,
     pub(crate) stats: Arc<Stats>,
+    /// Where its thread offers handled events to a shadow candidate.
+    pub(crate) shadow: Arc<ShadowSlot>,
+    /// The new version running beside it, if a rollout is in progress.
+    pub(crate) rollout: Option<rollout::Active>,
 }
 
 /// What the host keeps of a plugin between two runs of it.

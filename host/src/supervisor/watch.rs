@@ -93,6 +93,7 @@ impl Host {
                         inner.services.clone(),
                         r.queue.clone(),
                         r.stats.clone(),
+                        r.shadow.clone(),
                         state,
                         Start::Restart(after),
                     ) {

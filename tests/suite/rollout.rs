@@ -1,0 +1,224 @@
+//! SPEC §13 rollouts through the embedding API, for every runtime: a new
+//! version in the shadow of the running one, compared event by event,
+//! promoted or rolled back while events stream, every event accounted for.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use plughost::{EventStream, Host};
+use serde_json::{Value, json};
+
+use crate::behaviours;
+use crate::support::{Fixture, Runtime, Src, tokio_rt};
+
+/// The running version: `out` with the double of `n`.
+const V1: Src = Src {
+    lua: r#"
+function on_event(e)
+  bus.publish("out", { n = e.payload.n, double = e.payload.n * 2, v = 1 })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("out", #{ n: e.payload.n, double: e.payload.n * 2, v: 1 });
+}
+"#,
+    native: None,
+};
+
+/// The new version: the same, but wrong for 7.
+const V2: Src = Src {
+    lua: r#"
+function on_event(e)
+  local d = e.payload.n * 2
+  if e.payload.n == 7 then d = d + 1 end
+  bus.publish("out", { n = e.payload.n, double = d, v = 1 })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  let d = e.payload.n * 2;
+  if e.payload.n == 7 { d += 1; }
+  bus::publish("out", #{ n: e.payload.n, double: d, v: 1 });
+}
+"#,
+    native: None,
+};
+
+/// How long any one wait may take.
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn manifest(version: &str) -> String {
+    format!("name: calc\nversion: {version}\nsubscriptions: [in]\nrollout:\n  strategy: shadow\n")
+}
+
+/// Publishes `n` in `range` on `in`, then reads `count` events from `out`.
+async fn stream(host: &Host, out: &mut EventStream, range: std::ops::Range<i64>) -> Vec<Value> {
+    for n in range.clone() {
+        host.publish("in", json!({ "n": n })).await.unwrap();
+    }
+    let want = (range.end - range.start) as usize;
+    let mut got = Vec::new();
+    while got.len() < want {
+        let e = tokio::time::timeout(LIMIT, out.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {want} outputs", got.len()))
+            .expect("stream open");
+        got.push(e.payload.value().clone());
+    }
+    got
+}
+
+/// Each `n` once, with the double the running version computes.
+fn assert_all_once(got: &[Value], range: std::ops::Range<i64>) {
+    let mut by_n: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for p in got {
+        by_n.entry(p["n"].as_i64().unwrap())
+            .or_default()
+            .push(p["double"].as_i64().unwrap());
+    }
+    assert_eq!(by_n.len(), (range.end - range.start) as usize, "every event handled");
+    for n in range {
+        assert_eq!(by_n[&n], [n * 2], "event {n} handled once, by the running version");
+    }
+}
+
+async fn next_of(events: &mut EventStream, topic: &str) -> Value {
+    loop {
+        let e = tokio::time::timeout(LIMIT, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {topic} within {LIMIT:?}"))
+            .expect("stream open");
+        if e.topic == topic {
+            return e.payload.value().clone();
+        }
+    }
+}
+
+fn shadow_reports_the_one_difference_then_promotes(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    fx.file("calc/plugin.yaml", &manifest("1.0.0"));
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let mut events = host.subscribe("plughost.plugin.*").unwrap();
+        host.start().await;
+
+        // A new version arrives: it runs in the shadow of 1.0.0.
+        fx.file(&format!("calc/{}", rt.entry()), V2.get(rt));
+        fx.file("calc/plugin.yaml", &manifest("2.0.0"));
+        host.reload_plugin("calc").await.expect("running");
+        let started = next_of(&mut events, "plughost.plugin.rollout_started").await;
+        assert_eq!(
+            started,
+            json!({"plugin": "calc", "strategy": "shadow", "from": "1.0.0", "to": "2.0.0"})
+        );
+
+        // 1,000 events: the running version handles each once; the candidate
+        // differs on one, and only that one is reported.
+        let got = stream(&host, &mut out, 0..1000).await;
+        assert_all_once(&got, 0..1000);
+        let diff = next_of(&mut events, "plughost.plugin.shadow_diff").await;
+        assert_eq!(diff["plugin"], "calc");
+        assert_eq!(
+            diff["live"]["published"],
+            json!([{"topic": "out", "payload": {"n": 7, "double": 14, "v": 1}}])
+        );
+        assert_eq!(
+            diff["candidate"]["published"],
+            json!([{"topic": "out", "payload": {"n": 7, "double": 15, "v": 1}}])
+        );
+        assert_eq!(diff["live"]["outcome"]["kind"], "ack");
+        let status = wait_compared(&host, 1000).await;
+        assert_eq!((status.differed, status.skipped), (1, 0), "{status:?}");
+        assert_eq!(status.candidate_errors, 0);
+
+        // Promoted while events stream: none lost, none handled twice.
+        let publisher = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                for n in 1000..2000 {
+                    host.publish("in", json!({ "n": n })).await.unwrap();
+                }
+            })
+        };
+        host.promote("calc").await.expect("promoted");
+        publisher.await.unwrap();
+        let promoted = next_of(&mut events, "plughost.plugin.promoted").await;
+        assert_eq!(promoted["version"], "2.0.0");
+        assert_eq!(promoted["by"], "operator");
+        let mut got = Vec::new();
+        while got.len() < 1000 {
+            let e = tokio::time::timeout(LIMIT, out.next()).await.unwrap().unwrap();
+            got.push(e.payload.value().clone());
+        }
+        let mut ns: Vec<i64> = got.iter().map(|p| p["n"].as_i64().unwrap()).collect();
+        ns.sort_unstable();
+        assert_eq!(ns, (1000..2000).collect::<Vec<_>>(), "each once");
+        // After the promotion, 2.0.0 answers (its one difference shows).
+        let after = stream(&host, &mut out, 3007..3008).await;
+        assert_eq!(after[0]["double"], 3007 * 2 + 1);
+        assert!(host.rollout_status("calc").is_none());
+        assert_eq!(
+            host.promote("calc").await,
+            Err(plughost::rollout::RolloutError::NoRollout("calc".into()))
+        );
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+fn a_rollback_keeps_the_running_version_and_loses_nothing(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    fx.file("calc/plugin.yaml", &manifest("1.0.0"));
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let mut events = host.subscribe("plughost.plugin.*").unwrap();
+        host.start().await;
+        fx.file(&format!("calc/{}", rt.entry()), V2.get(rt));
+        fx.file("calc/plugin.yaml", &manifest("2.0.0"));
+        host.reload_plugin("calc").await.expect("running");
+        next_of(&mut events, "plughost.plugin.rollout_started").await;
+        let publisher = {
+            let host = host.clone();
+            tokio::spawn(async move {
+                for n in 0..1000 {
+                    host.publish("in", json!({ "n": n })).await.unwrap();
+                }
+            })
+        };
+        host.rollback("calc").await.expect("rolled back");
+        publisher.await.unwrap();
+        let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
+        assert_eq!(rolled, json!({"plugin": "calc", "version": "2.0.0", "reason": "operator"}));
+        let mut got = Vec::new();
+        while got.len() < 1000 {
+            let e = tokio::time::timeout(LIMIT, out.next()).await.unwrap().unwrap();
+            got.push(e.payload.value().clone());
+        }
+        assert_all_once(&got, 0..1000);
+        assert!(host.rollout_status("calc").is_none());
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+/// Waits until the candidate compared `n` events; its status then.
+async fn wait_compared(host: &Host, n: u64) -> plughost::rollout::RolloutStatus {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let status = host.rollout_status("calc").expect("a rollout");
+        if status.compared + status.skipped >= n {
+            return status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+behaviours!(
+    shadow_reports_the_one_difference_then_promotes,
+    a_rollback_keeps_the_running_version_and_loses_nothing,
+);

@@ -14,7 +14,7 @@ use super::values::{Check, Problem};
 use super::{
     Dependency, KeyPositions, Limits, Manifest, Overflow, Position, Retry, Rollout, Supervision,
 };
-use super::{runtime_from_entry, schema, suggest};
+use super::{rollout, runtime_from_entry, schema, suggest};
 use crate::topic::Pattern;
 
 /// The top-level keys, in the order the docs list them.
@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "retry",
     "supervision",
     "cluster",
+    "rollout",
 ];
 
 /// The keys under `limits:`.
@@ -190,11 +191,12 @@ fn top_level(check: &mut Check, draft: &mut Draft, key: &Node, value: &Node) {
         "retry" => retry(check, value, &mut draft.retry, &mut draft.positions),
         "supervision" => supervision(check, value, &mut draft.supervision, &mut draft.positions),
         "cluster" => cluster(check, value, &mut draft.shared, &mut draft.positions),
+        "rollout" => rollout::read(check, value, &mut draft.rollout, &mut draft.positions),
         _ => unreachable!("`{name}` is in KEYS but not handled"),
     }
 }
 
-/// An unknown top-level key. A key of `limits`, `retry` or `supervision` written at the top
+/// An unknown top-level key. A key of a section (`limits`, `retry`, …) written at the top
 /// (`queue: 5`) is pointed to its place (`limits.queue`).
 fn unknown_top_level_key(check: &mut Check, key: &Node) {
     let nested = LIMITS_KEYS
@@ -202,7 +204,8 @@ fn unknown_top_level_key(check: &mut Check, key: &Node) {
         .map(|k| format!("limits.{k}"))
         .chain(RETRY_KEYS.iter().map(|k| format!("retry.{k}")))
         .chain(SUPERVISION_KEYS.iter().map(|k| format!("supervision.{k}")))
-        .chain(CLUSTER_KEYS.iter().map(|k| format!("cluster.{k}")));
+        .chain(CLUSTER_KEYS.iter().map(|k| format!("cluster.{k}")))
+        .chain(rollout::KEYS.iter().map(|k| format!("rollout.{k}")));
     let all: Vec<String> = KEYS.iter().map(|k| (*k).to_owned()).chain(nested).collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     check.unknown_key(None, key, &all);

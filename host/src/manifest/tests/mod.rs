@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::*;
 
+mod rollout;
 mod schema;
 
 const FILE: &str = "plugins/demo/plugin.yaml";

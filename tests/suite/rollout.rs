@@ -78,9 +78,17 @@ fn assert_all_once(got: &[Value], range: std::ops::Range<i64>) {
             .or_default()
             .push(p["double"].as_i64().unwrap());
     }
-    assert_eq!(by_n.len(), (range.end - range.start) as usize, "every event handled");
+    assert_eq!(
+        by_n.len(),
+        (range.end - range.start) as usize,
+        "every event handled"
+    );
     for n in range {
-        assert_eq!(by_n[&n], [n * 2], "event {n} handled once, by the running version");
+        assert_eq!(
+            by_n[&n],
+            [n * 2],
+            "event {n} handled once, by the running version"
+        );
     }
 }
 
@@ -151,15 +159,18 @@ fn shadow_reports_the_one_difference_then_promotes(rt: Runtime) {
         assert_eq!(promoted["by"], "operator");
         let mut got = Vec::new();
         while got.len() < 1000 {
-            let e = tokio::time::timeout(LIMIT, out.next()).await.unwrap().unwrap();
+            let e = tokio::time::timeout(LIMIT, out.next())
+                .await
+                .unwrap()
+                .unwrap();
             got.push(e.payload.value().clone());
         }
         let mut ns: Vec<i64> = got.iter().map(|p| p["n"].as_i64().unwrap()).collect();
         ns.sort_unstable();
         assert_eq!(ns, (1000..2000).collect::<Vec<_>>(), "each once");
         // After the promotion, 2.0.0 answers (its one difference shows).
-        let after = stream(&host, &mut out, 3007..3008).await;
-        assert_eq!(after[0]["double"], 3007 * 2 + 1);
+        let after = stream(&host, &mut out, 7..8).await;
+        assert_eq!(after[0]["double"], 15);
         assert!(host.rollout_status("calc").is_none());
         assert_eq!(
             host.promote("calc").await,
@@ -193,10 +204,16 @@ fn a_rollback_keeps_the_running_version_and_loses_nothing(rt: Runtime) {
         host.rollback("calc").await.expect("rolled back");
         publisher.await.unwrap();
         let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
-        assert_eq!(rolled, json!({"plugin": "calc", "version": "2.0.0", "reason": "operator"}));
+        assert_eq!(
+            rolled,
+            json!({"plugin": "calc", "version": "2.0.0", "reason": "operator"})
+        );
         let mut got = Vec::new();
         while got.len() < 1000 {
-            let e = tokio::time::timeout(LIMIT, out.next()).await.unwrap().unwrap();
+            let e = tokio::time::timeout(LIMIT, out.next())
+                .await
+                .unwrap()
+                .unwrap();
             got.push(e.payload.value().clone());
         }
         assert_all_once(&got, 0..1000);

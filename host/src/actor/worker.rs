@@ -15,11 +15,11 @@ use super::{Ctx, InHook, Stats, record_error};
 use crate::bus::{Bus, Delivery};
 use crate::catalog::PluginDef;
 use crate::cluster::receipts::Receipt;
+use crate::delivery::{self, Action};
+use crate::manifest::Retry;
 use crate::rollout::compare::{Observed, Seen};
 use crate::rollout::record;
 use crate::rollout::shadow::{ShadowItem, ShadowSlot};
-use crate::delivery::{self, Action};
-use crate::manifest::Retry;
 use crate::services::Services;
 
 /// Carries out what the plugin asked for, and keeps the pending retries.

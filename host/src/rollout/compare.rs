@@ -126,8 +126,14 @@ mod tests {
             seen(&[("x", json!({"n": 2})), ("y", json!(2))], Seen::Ack),
             seen(&[("y", json!(2)), ("x", json!({"n": 1}))], Seen::Ack),
             seen(&[("x", json!({"n": 1}))], Seen::Ack),
-            seen(&[("x", json!({"n": 1})), ("y", json!(2))], Seen::Drop("no".into())),
-            seen(&[("x", json!({"n": 1})), ("y", json!(2))], Seen::Error("boom".into())),
+            seen(
+                &[("x", json!({"n": 1})), ("y", json!(2))],
+                Seen::Drop("no".into()),
+            ),
+            seen(
+                &[("x", json!({"n": 1})), ("y", json!(2))],
+                Seen::Error("boom".into()),
+            ),
         ] {
             assert!(base.differs(&other), "{other:?}");
         }
@@ -135,7 +141,10 @@ mod tests {
 
     #[test]
     fn a_side_reads_as_json() {
-        let s = seen(&[("x", json!(1))], Seen::Forward("t".into(), json!({"a": 1})));
+        let s = seen(
+            &[("x", json!(1))],
+            Seen::Forward("t".into(), json!({"a": 1})),
+        );
         assert_eq!(
             s.to_json(),
             json!({

@@ -123,7 +123,9 @@ pub(crate) enum ShadowRefused {
     )]
     Function(String),
     /// The running version made no such request for this event.
-    #[error("bus.request: the running version made no request #{0} for this event, so there is no answer to replay")]
+    #[error(
+        "bus.request: the running version made no request #{0} for this event, so there is no answer to replay"
+    )]
     NoRecordedRequest(usize),
     /// The running version's same request failed.
     #[error("{0}")]

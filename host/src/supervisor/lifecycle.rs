@@ -16,10 +16,10 @@ use super::watch::ABANDON_GRACE;
 use crate::actor::{self, Exit, Start};
 use crate::bus::{Control, Delivery, Queue, Route};
 use crate::catalog::PluginDef;
-use crate::rollout::shadow::ShadowSlot;
 use crate::host::Host;
 use crate::host_events::{FailReason, HostEvent};
 use crate::reload::{ReloadOutcome, ReloadRecord};
+use crate::rollout::shadow::ShadowSlot;
 use crate::topic::PatternSet;
 
 /// Why a plugin could not start.

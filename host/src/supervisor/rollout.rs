@@ -198,11 +198,17 @@ impl Host {
         let runtime = tokio::runtime::Handle::current();
         Box::new(move |verdict| {
             runtime.spawn(async move {
-                let Some(counts) = counts.upgrade() else { return };
+                let Some(counts) = counts.upgrade() else {
+                    return;
+                };
                 let result = match verdict {
-                    Verdict::Promote => host.end_rollout(&name, true, By::Itself, Some(&counts)).await,
+                    Verdict::Promote => {
+                        host.end_rollout(&name, true, By::Itself, Some(&counts))
+                            .await
+                    }
                     Verdict::Abandon => {
-                        host.end_rollout(&name, false, By::Itself, Some(&counts)).await
+                        host.end_rollout(&name, false, By::Itself, Some(&counts))
+                            .await
                     }
                 };
                 if let Err(e) = result {

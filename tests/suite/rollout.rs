@@ -24,7 +24,7 @@ fn on_event(e) {
   bus::publish("out", #{ n: e.payload.n, double: e.payload.n * 2, v: 1 });
 }
 "#,
-    native: None,
+    native: Some("double"),
 };
 
 /// The new version: the same, but wrong for 7.
@@ -43,15 +43,35 @@ fn on_event(e) {
   bus::publish("out", #{ n: e.payload.n, double: d, v: 1 });
 }
 "#,
-    native: None,
+    native: Some("double_wrong_seven"),
 };
 
 /// How long any one wait may take.
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn manifest(version: &str) -> String {
-    format!("name: calc\nversion: {version}\nsubscriptions: [in]\nrollout:\n  strategy: shadow\n")
+/// `calc`'s manifest at `version`, running `src` (for native: the
+/// fixture library's behaviour of that name), with `rollout` lines.
+fn manifest(rt: Runtime, version: &str, src: &Src, rollout: &str) -> String {
+    let head = format!("name: calc\nversion: {version}\nsubscriptions: [in]\nrollout:\n{rollout}");
+    match rt {
+        Runtime::Native => format!(
+            "{head}runtime: native\nentry: {}\nconfig:\n  behaviour: {}\n",
+            crate::support::NATIVE_LIBRARY,
+            src.native.unwrap()
+        ),
+        _ => head,
+    }
 }
+
+/// Writes version `version` of `calc`, running `src`.
+fn write(fx: &Fixture, rt: Runtime, version: &str, src: &Src, rollout: &str) {
+    if rt != Runtime::Native {
+        fx.file(&format!("calc/{}", rt.entry()), src.get(rt));
+    }
+    fx.file("calc/plugin.yaml", &manifest(rt, version, src, rollout));
+}
+
+const SHADOW: &str = "  strategy: shadow\n";
 
 /// Publishes `n` in `range` on `in`, then reads `count` events from `out`.
 async fn stream(host: &Host, out: &mut EventStream, range: std::ops::Range<i64>) -> Vec<Value> {
@@ -107,7 +127,7 @@ async fn next_of(events: &mut EventStream, topic: &str) -> Value {
 fn shadow_reports_the_one_difference_then_promotes(rt: Runtime) {
     let fx = Fixture::new();
     fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
-    fx.file("calc/plugin.yaml", &manifest("1.0.0"));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
     tokio_rt().block_on(async {
         let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
         let mut out = host.subscribe("out").unwrap();
@@ -115,8 +135,7 @@ fn shadow_reports_the_one_difference_then_promotes(rt: Runtime) {
         host.start().await;
 
         // A new version arrives: it runs in the shadow of 1.0.0.
-        fx.file(&format!("calc/{}", rt.entry()), V2.get(rt));
-        fx.file("calc/plugin.yaml", &manifest("2.0.0"));
+        write(&fx, rt, "2.0.0", &V2, SHADOW);
         host.reload_plugin("calc").await.expect("running");
         let started = next_of(&mut events, "plughost.plugin.rollout_started").await;
         assert_eq!(
@@ -183,14 +202,13 @@ fn shadow_reports_the_one_difference_then_promotes(rt: Runtime) {
 fn a_rollback_keeps_the_running_version_and_loses_nothing(rt: Runtime) {
     let fx = Fixture::new();
     fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
-    fx.file("calc/plugin.yaml", &manifest("1.0.0"));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
     tokio_rt().block_on(async {
         let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
         let mut out = host.subscribe("out").unwrap();
         let mut events = host.subscribe("plughost.plugin.*").unwrap();
         host.start().await;
-        fx.file(&format!("calc/{}", rt.entry()), V2.get(rt));
-        fx.file("calc/plugin.yaml", &manifest("2.0.0"));
+        write(&fx, rt, "2.0.0", &V2, SHADOW);
         host.reload_plugin("calc").await.expect("running");
         next_of(&mut events, "plughost.plugin.rollout_started").await;
         let publisher = {
@@ -236,6 +254,6 @@ async fn wait_compared(host: &Host, n: u64) -> plughost::rollout::RolloutStatus 
 }
 
 behaviours!(
-    shadow_reports_the_one_difference_then_promotes,
-    a_rollback_keeps_the_running_version_and_loses_nothing,
+    shadow_reports_the_one_difference_then_promotes[Native],
+    a_rollback_keeps_the_running_version_and_loses_nothing[Native],
 );

@@ -253,7 +253,140 @@ async fn wait_compared(host: &Host, n: u64) -> plughost::rollout::RolloutStatus 
     }
 }
 
+/// A new version that fails every event.
+const BROKEN: Src = Src {
+    lua: "function on_event(e) error('broken') end\n",
+    rhai: "fn on_event(e) { throw \"broken\"; }\n",
+    native: Some("fail_on_dead_letter"),
+};
+
+/// Starts `calc` at 1.0.0 (V1), then brings `next` in with `rollout`.
+async fn with_candidate(
+    fx: &Fixture,
+    rt: Runtime,
+    next: &Src,
+    rollout: &str,
+) -> (Host, EventStream, EventStream) {
+    let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+    let out = host.subscribe("out").unwrap();
+    let mut events = host
+        .subscribe_all(&["plughost.plugin.*", "plughost.dead_letter"])
+        .unwrap();
+    host.start().await;
+    write(fx, rt, "2.0.0", next, rollout);
+    host.reload_plugin("calc").await.expect("running");
+    next_of(&mut events, "plughost.plugin.rollout_started").await;
+    (host, out, events)
+}
+
+fn a_clean_candidate_is_promoted_by_itself_after_promote_after(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
+    tokio_rt().block_on(async {
+        let rollout = "  strategy: shadow\n  promote_after: 50\n";
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &V1, rollout).await;
+        let got = stream(&host, &mut out, 0..100).await;
+        assert_all_once(&got, 0..100);
+        let promoted = next_of(&mut events, "plughost.plugin.promoted").await;
+        assert_eq!(
+            promoted,
+            json!({"plugin": "calc", "version": "2.0.0", "by": "promote_after"})
+        );
+        assert!(host.rollout_status("calc").is_none());
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+fn a_failing_candidate_is_rolled_back_by_itself_and_never_dead_letters(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
+    tokio_rt().block_on(async {
+        let rollout = "  strategy: shadow\n  max_candidate_errors: 3\n";
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &BROKEN, rollout).await;
+        let got = stream(&host, &mut out, 0..20).await;
+        assert_all_once(&got, 0..20);
+        let diff = next_of(&mut events, "plughost.plugin.shadow_diff").await;
+        assert_eq!(diff["candidate"]["outcome"]["kind"], "error");
+        let error = diff["candidate"]["outcome"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("broken") || error.contains("always fails"),
+            "{diff}"
+        );
+        let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
+        assert_eq!(rolled["reason"], "candidate_errors");
+        // Everything published meanwhile was read: no dead letter among it.
+        host.shutdown(Duration::from_secs(10)).await;
+        while let Some(e) = events.next().await {
+            assert_ne!(e.topic, "plughost.dead_letter", "{e:?}");
+        }
+    });
+}
+
+fn a_save_during_a_rollout_replaces_the_candidate(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
+    tokio_rt().block_on(async {
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &V2, SHADOW).await;
+        stream(&host, &mut out, 0..10).await;
+        write(&fx, rt, "3.0.0", &V1, SHADOW);
+        host.reload_plugin("calc").await.expect("running");
+        let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
+        assert_eq!(
+            rolled,
+            json!({"plugin": "calc", "version": "2.0.0", "reason": "replaced"})
+        );
+        let started = next_of(&mut events, "plughost.plugin.rollout_started").await;
+        assert_eq!(started["to"], "3.0.0");
+        // The new candidate's counts start at zero; it sees every later event.
+        let got = stream(&host, &mut out, 0..100).await;
+        assert_all_once(&got, 0..100);
+        let status = wait_compared(&host, 100).await;
+        assert_eq!(
+            (status.to.as_str(), status.compared, status.differed),
+            ("3.0.0", 100, 0),
+            "{status:?}"
+        );
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+fn a_candidate_that_cannot_start_leaves_the_running_version_alone(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let mut events = host.subscribe("plughost.plugin.*").unwrap();
+        host.start().await;
+        let broken_init = Src {
+            lua: "function init() error('no init') end\n",
+            rhai: "fn init() { throw \"no init\"; }\n",
+            native: Some("init_error"),
+        };
+        write(&fx, rt, "2.0.0", &broken_init, SHADOW);
+        let outcome = host.reload_plugin("calc").await.expect("running");
+        assert!(
+            matches!(&outcome, plughost::reload::ReloadOutcome::Failed(e) if e.contains("init")),
+            "{outcome:?}"
+        );
+        let failed = next_of(&mut events, "plughost.plugin.reload_failed").await;
+        assert_eq!(failed["plugin"], "calc");
+        assert!(host.rollout_status("calc").is_none());
+        let got = stream(&host, &mut out, 0..50).await;
+        assert_all_once(&got, 0..50);
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
 behaviours!(
     shadow_reports_the_one_difference_then_promotes[Native],
     a_rollback_keeps_the_running_version_and_loses_nothing[Native],
+    a_clean_candidate_is_promoted_by_itself_after_promote_after[Native],
+    a_failing_candidate_is_rolled_back_by_itself_and_never_dead_letters[Native],
+    a_save_during_a_rollout_replaces_the_candidate[Native],
+    a_candidate_that_cannot_start_leaves_the_running_version_alone[Native],
 );

@@ -472,6 +472,7 @@ mod tests {
             queue: queue.clone(),
             dropped: Default::default(),
             shared: false,
+            split: None,
         }));
         queue
     }

@@ -163,6 +163,9 @@ fn wait_before_restart(
                 ctx.shadow.attach(to);
                 let _ = done.send(state.clone());
             }
+            Pop::Control(Control::State { done }) => {
+                let _ = done.send(state.clone());
+            }
             Pop::Control(Control::Resume) | Pop::Event(_) => {}
         }
     }
@@ -179,6 +182,19 @@ fn give_up(
     state: Value,
 ) -> Exit {
     let left = worker.take_retries();
+    if ctx.candidate {
+        // A rollout's candidate: its supervisor rolls it back and gives
+        // what it had not handled to the running version.
+        let mut undelivered = left;
+        undelivered.extend(ctx.queue.close());
+        tracing::error!(plugin = %def.manifest.name, version = %def.manifest.version, "the new version crashed {count} times: {error}");
+        return Exit {
+            undelivered,
+            state: Some(state),
+            failed: true,
+            ..Exit::default()
+        };
+    }
     stop_for_good(
         def,
         ctx.bus,

@@ -209,6 +209,9 @@ pub(super) struct Ctx<'a> {
     pub(super) in_hook: &'a InHook,
     /// Where handled events go to a shadow candidate, while one runs.
     pub(super) shadow: &'a ShadowSlot,
+    /// Whether this thread runs a gradual rollout's candidate: after too
+    /// many crashes it ends without taking the plugin off the bus.
+    pub(super) candidate: bool,
 }
 
 /// Starts the thread of plugin `def`, consuming `queue`, with `state` to
@@ -223,6 +226,7 @@ pub(crate) fn spawn(
     shadow: Arc<ShadowSlot>,
     state: Option<Value>,
     start: Start,
+    candidate: bool,
 ) -> std::io::Result<Actor> {
     let (ready_tx, ready) = oneshot::channel();
     let (exit_tx, exited) = oneshot::channel();
@@ -230,7 +234,11 @@ pub(crate) fn spawn(
     let in_hook = Arc::new(InHook::default());
     let hook = in_hook.clone();
     let thread = std::thread::Builder::new()
-        .name(format!("plugin:{}", def.manifest.name))
+        .name(if candidate {
+            format!("candidate:{}", def.manifest.name)
+        } else {
+            format!("plugin:{}", def.manifest.name)
+        })
         .spawn(move || {
             in_hook::set_current(hook.clone());
             let ctx = Ctx {
@@ -240,6 +248,7 @@ pub(crate) fn spawn(
                 stats: &stats,
                 in_hook: &hook,
                 shadow: &shadow,
+                candidate,
             };
             let exit = crash::supervise(def, &ctx, state.unwrap_or(Value::Null), ready_tx, start);
             let _ = exit_tx.send(exit);

@@ -163,6 +163,9 @@ pub(super) fn run(
                 ctx.shadow.attach(to);
                 let _ = done.send(plugin.state().unwrap_or(Value::Null));
             }
+            Pop::Control(Control::State { done }) => {
+                let _ = done.send(plugin.state().unwrap_or(Value::Null));
+            }
             Pop::Event(d) => match worker.handle(plugin.as_mut(), d) {
                 Some(Ok(error)) => supervise_result(ctx, health, &def.manifest.name, error),
                 Some(Err(crash)) => return End::Failed(crash),

@@ -106,6 +106,39 @@ pub struct Route {
     pub dropped: Arc<AtomicU64>,
     /// `cluster.shared`: with a cluster, events reach it through its queue group.
     pub shared: bool,
+    /// A gradual rollout's share of its events (SPEC §13), when one runs.
+    pub split: Option<Arc<Split>>,
+}
+
+/// A gradual rollout's share of a plugin's events: the candidate's queue
+/// takes those [`crate::rollout::split::to_candidate`] picks.
+#[derive(Debug)]
+pub struct Split {
+    /// The candidate's queue.
+    pub queue: Arc<Queue>,
+    /// The candidate's share, 1 to 100.
+    pub percent: std::sync::atomic::AtomicU8,
+    /// `rollout.key`: the payload path whose value picks the version.
+    pub key: Option<String>,
+}
+
+impl Route {
+    /// The queue `event` goes to: the candidate's for its share in a
+    /// gradual rollout, else the plugin's.
+    pub fn queue_for(&self, event: &Event) -> &Arc<Queue> {
+        match &self.split {
+            Some(s)
+                if crate::rollout::split::to_candidate(
+                    event,
+                    s.key.as_deref(),
+                    s.percent.load(Ordering::Relaxed),
+                ) =>
+            {
+                &s.queue
+            }
+            _ => &self.queue,
+        }
+    }
 }
 
 /// Where a published event comes from, for a shared plugin's route.
@@ -373,12 +406,12 @@ impl Bus {
             let outcome = if own {
                 // Never wait for oneself: over the limit, a dropping policy
                 // drops (counted); a blocking one was refused before.
-                route.queue.try_push(event.clone(), force_own)
+                route.queue_for(&event).try_push(event.clone(), force_own)
             } else {
-                route.queue.push_blocking(event.clone(), false)
+                route.queue_for(&event).push_blocking(event.clone(), false)
             };
             let outcome = match outcome {
-                Push::Full(e) => route.queue.try_push(e, true),
+                Push::Full(e) => route.queue_for(&event).try_push(e, true),
                 other => other,
             };
             self.account(&route, outcome);
@@ -412,7 +445,7 @@ impl Bus {
         self.notify_subscribers(&event, false);
         for route in routes {
             self.pending.fetch_add(1, Ordering::SeqCst);
-            let outcome = route.queue.push_async(event.clone()).await;
+            let outcome = route.queue_for(&event).push_async(event.clone()).await;
             self.account(&route, outcome);
         }
         event.id.clone()
@@ -443,10 +476,11 @@ impl Bus {
             return;
         };
         self.pending.fetch_add(1, Ordering::SeqCst);
+        let queue = route.queue_for(&event);
         let outcome = if stored {
-            route.queue.try_push(event.clone(), true)
+            queue.try_push(event.clone(), true)
         } else {
-            route.queue.push_async(event.clone()).await
+            queue.push_async(event.clone()).await
         };
         match outcome {
             Push::Refused(ev) | Push::Closed(ev) if self.hand_back(plugin, &ev) => self.done(),
@@ -517,7 +551,7 @@ impl Bus {
         self.notify_subscribers(&event, false);
         for route in self.matching_routes(&event.topic) {
             self.pending.fetch_add(1, Ordering::SeqCst);
-            let outcome = route.queue.try_push(event.clone(), true);
+            let outcome = route.queue_for(&event).try_push(event.clone(), true);
             self.account(&route, outcome);
         }
         event.id.clone()

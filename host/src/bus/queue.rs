@@ -66,6 +66,11 @@ pub enum Control {
         /// Told the plugin's `state` now.
         done: oneshot::Sender<serde_json::Value>,
     },
+    /// Answer the plugin's `state` now (a gradual candidate starts from a copy).
+    State {
+        /// Told the plugin's `state`.
+        done: oneshot::Sender<serde_json::Value>,
+    },
 }
 
 /// What the consumer got.

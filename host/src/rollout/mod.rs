@@ -10,6 +10,7 @@
 pub(crate) mod compare;
 pub(crate) mod record;
 pub(crate) mod shadow;
+pub(crate) mod split;
 
 use serde::Serialize;
 

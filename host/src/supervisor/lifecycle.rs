@@ -54,6 +54,7 @@ impl Host {
             queue: queue.clone(),
             dropped: self.inner.services.metrics().dropped_counter(&m.name),
             shared: m.shared,
+            split: None,
         }));
         self.inner
             .services
@@ -91,6 +92,7 @@ impl Host {
             shadow.clone(),
             state,
             Start::First,
+            false,
         );
         let mut actor = match spawned {
             Ok(a) => a,
@@ -393,12 +395,15 @@ impl Host {
         let m = &def.manifest;
         let name = m.name.as_str();
         queue.reconfigure(m.limits.queue, m.limits.overflow);
+        // A gradual rollout's share stays through a change of the running version.
+        let split = self.inner.bus.route(name).and_then(|r| r.split.clone());
         self.inner.bus.replace_route(Arc::new(Route {
             plugin: name.to_owned(),
             patterns: PatternSet::new(m.subscriptions.clone()),
             queue: queue.clone(),
             dropped: self.inner.services.metrics().dropped_counter(name),
             shared: m.shared,
+            split,
         }));
         self.inner
             .services

@@ -96,6 +96,7 @@ impl Host {
                         r.shadow.clone(),
                         state,
                         Start::Restart(after),
+                        false,
                     ) {
                         // The old thread is detached: it never runs a hook
                         // of this plugin again.

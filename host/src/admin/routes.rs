@@ -20,7 +20,7 @@ use super::{BODY_LIMIT, State as AdminState};
 use crate::PublishError;
 use crate::reload::{ReloadOutcome, ToggleError};
 
-type Shared = Arc<AdminState>;
+pub(super) type Shared = Arc<AdminState>;
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -30,6 +30,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/plugins/{name}/reload", post(reload))
         .route("/plugins/{name}/enable", post(enable))
         .route("/plugins/{name}/disable", post(disable))
+        .route("/plugins/{name}/promote", post(super::rollout::promote))
+        .route("/plugins/{name}/rollback", post(super::rollout::rollback))
+        .route("/plugins/{name}/rollout", post(super::rollout::set_percent))
         .route("/events/{topic}", post(publish))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -214,17 +217,7 @@ async fn publish(
     Segment(topic): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|r| {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                format!("the body is larger than {BODY_LIMIT} bytes"),
-            )
-        } else {
-            ApiError::new(status, r.body_text())
-        }
-    })?;
+    let body = body.map_err(body_error)?;
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -241,7 +234,20 @@ async fn publish(
     }
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+/// A body that could not be read, as a JSON error (413 over the limit).
+pub(super) fn body_error(r: BytesRejection) -> ApiError {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            format!("the body is larger than {BODY_LIMIT} bytes"),
+        )
+    } else {
+        ApiError::new(status, r.body_text())
+    }
+}
+
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if crate::manifest::is_valid_name(name) {
         Ok(())
     } else {
@@ -260,7 +266,7 @@ fn shutting_down() -> ApiError {
 }
 
 /// Refuses a change or an event once shutdown began.
-fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
+pub(super) fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::SeqCst) {
         Err(shutting_down())
     } else {
@@ -268,7 +274,7 @@ fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
     }
 }
 
-fn unknown(name: &str) -> ApiError {
+pub(super) fn unknown(name: &str) -> ApiError {
     ApiError::not_found(format!("no plugin named `{name}`"))
 }
 
@@ -309,7 +315,7 @@ fn plugin_state(state: &AdminState, name: &str) -> &'static str {
 }
 
 /// What `GET /plugins/{name}` answers, `None` for an unknown plugin.
-fn describe(state: &AdminState, name: &str) -> Option<Value> {
+pub(super) fn describe(state: &AdminState, name: &str) -> Option<Value> {
     let running = state
         .host
         .inner
@@ -369,6 +375,7 @@ fn describe(state: &AdminState, name: &str) -> Option<Value> {
         "last_timer_error": running.as_ref().and_then(|(_, _, s)| {
             s.last_timer_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
         }),
+        "rollout": state.host.rollout_status(name),
         "reloads": state.host.reload_history(name).iter().map(|r| json!({
             "at": humantime::format_rfc3339_millis(r.at).to_string(),
             "version": r.version,

@@ -23,6 +23,7 @@ mod outcomes;
 mod prometheus;
 mod reload;
 mod request;
+mod rollout_cli;
 mod sandbox;
 mod schema;
 mod supervision;

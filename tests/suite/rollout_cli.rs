@@ -139,10 +139,16 @@ fn the_rollout_commands_say_why_they_were_refused() {
     assert_eq!(run.stdout, "", "{run}");
     let run = client(port, &["rollback", "echo"], &[]);
     assert_eq!(run.code, 1, "{run}");
-    assert!(run.stderr.contains("no rollout in progress (HTTP 409)"), "{run}");
+    assert!(
+        run.stderr.contains("no rollout in progress (HTTP 409)"),
+        "{run}"
+    );
     let run = client(port, &["rollout", "echo", "--percent", "30"], &[]);
     assert_eq!(run.code, 1, "{run}");
-    assert!(run.stderr.contains("no rollout in progress (HTTP 409)"), "{run}");
+    assert!(
+        run.stderr.contains("no rollout in progress (HTTP 409)"),
+        "{run}"
+    );
     let run = client(port, &["promote", "nope"], &[]);
     assert_eq!(run.code, 1, "{run}");
     assert!(

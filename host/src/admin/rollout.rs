@@ -17,9 +17,7 @@ use serde_json::Value;
 use super::State as AdminState;
 use super::errors::ApiError;
 use super::extract::Segment;
-use super::routes::{
-    Shared, body_error, check_name, describe, refuse_when_shutting_down, unknown,
-};
+use super::routes::{Shared, body_error, check_name, describe, refuse_when_shutting_down, unknown};
 use crate::rollout::RolloutError;
 
 /// The shape of `POST /plugins/{name}/rollout`'s body, for error messages.
@@ -183,10 +181,7 @@ mod tests {
         let status = |e: RolloutError, known: bool| refusal(&e, known).status;
         let unknown = RolloutError::UnknownPlugin("echo".into());
         assert_eq!(status(unknown.clone(), false), StatusCode::NOT_FOUND);
-        assert_eq!(
-            refusal(&unknown, false).message,
-            "no plugin named `echo`"
-        );
+        assert_eq!(refusal(&unknown, false).message, "no plugin named `echo`");
         // Known to the catalog but not running: it has no rollout.
         assert_eq!(status(unknown.clone(), true), StatusCode::CONFLICT);
         assert!(refusal(&unknown, true).message.contains("is not running"));

@@ -4,13 +4,16 @@
 //! rollout, 400 bad share or name), `GET /plugins/{name}` shows
 //! `"rollout": null` for a plugin running one version, and `plughost
 //! promote|rollback|rollout` say why they were refused and exit 1 (2 for a
-//! usage error). No rollout can start in these tests: they drive the
-//! refusals; the rollouts themselves are the engine's tests.
+//! usage error); a draining host takes none of them (503). No rollout can
+//! start in these tests: they drive the refusals; the rollouts themselves
+//! are the engine's tests.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::admin::{Answer, request, wait_ready};
-use crate::live::Live;
+use crate::admin::{Answer, request, try_request, wait_ready};
+use crate::live::{LIMIT, Live};
 use crate::support::{Fixture, Run, Runtime, free_port, run_binary_with_env};
 
 const ECHO: &str = "function on_event(e) bus.publish('out.echoed', e.payload) end\n";
@@ -217,4 +220,45 @@ fn the_rollout_routes_need_the_token_when_one_is_set() {
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stderr.contains("HTTP 409"), "{run}");
     stop(live);
+}
+
+/// Spends `config.busy` seconds of CPU per event: a queue that takes a
+/// while to drain.
+const SLOW: &str = "function on_event(e)\n  local t = os.clock()\n  while os.clock() - t < config.busy do end\nend\n";
+
+#[test]
+fn the_rollout_routes_are_503_while_the_host_drains() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "slow",
+        "subscriptions: [in.*]\nconfig: {busy: 0.2}\n",
+        SLOW,
+    );
+    let (live, port) = host(&fx, &[], &[]);
+    for _ in 0..10 {
+        assert_eq!(post(port, "/events/in.x", "{}").status, 200);
+    }
+    live.signal("TERM");
+    // About two seconds of queue to drain: wait for the endpoint to say so.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match try_request(port, "GET", "/health", &[], b"") {
+            Ok(a) if a.status == 503 => break,
+            Ok(a) => assert_eq!(a.status, 200, "{a:?}"),
+            Err(e) => panic!("the endpoint closed before answering 503: {e}"),
+        }
+        assert!(Instant::now() < deadline, "never answered 503");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A rollout verb is a change: the draining host takes none.
+    for (path, body) in [
+        ("/plugins/slow/promote", ""),
+        ("/plugins/slow/rollback", ""),
+        ("/plugins/slow/rollout", r#"{"percent": 30}"#),
+    ] {
+        refused(&post(port, path, body), 503, "the host is shutting down");
+    }
+    let run = live.finish();
+    assert_eq!(run.code, 0, "{run}");
 }

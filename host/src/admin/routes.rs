@@ -1,5 +1,6 @@
 //! The routes and their handlers: each reads the host, or asks it for a
-//! change and answers once the change is in effect.
+//! change and answers once the change is in effect. The rollout verbs'
+//! handlers are in `admin::rollout`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use super::{BODY_LIMIT, State as AdminState};
 use crate::PublishError;
 use crate::reload::{ReloadOutcome, ToggleError};
 
+/// The handlers' shared state, as axum hands it to them.
 pub(super) type Shared = Arc<AdminState>;
 
 pub(crate) fn router(state: Shared) -> Router {
@@ -247,6 +249,7 @@ pub(super) fn body_error(r: BytesRejection) -> ApiError {
     }
 }
 
+/// Refuses (400) a name no plugin can have, before any lookup.
 pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if crate::manifest::is_valid_name(name) {
         Ok(())
@@ -274,6 +277,7 @@ pub(super) fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiErr
     }
 }
 
+/// 404 for a plugin the host does not know.
 pub(super) fn unknown(name: &str) -> ApiError {
     ApiError::not_found(format!("no plugin named `{name}`"))
 }

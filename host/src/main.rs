@@ -129,8 +129,36 @@ enum Command {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Make a plugin's new version (its rollout's candidate) the running one;
+    /// answers once in effect.
+    Promote {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Discard a plugin's new version (its rollout's candidate); the running
+    /// version goes on alone.
+    Rollback {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Change the share of events a plugin's gradual rollout gives the new
+    /// version; 100 promotes it.
+    Rollout {
+        /// The plugin's name.
+        name: String,
+        /// The new version's share of the events, 1 to 100.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=100))]
+        percent: u8,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Show the plugins of a running host: state (running, suspended, failed,
-    /// disabled), version, queue depth, errors and restarts.
+    /// disabled), version, queue depth, errors and restarts, and each rollout
+    /// in progress.
     Status {
         /// One plugin, with its last error and crash; every plugin when left out.
         name: Option<String>,
@@ -221,7 +249,8 @@ fn client_command<T>(
     }
 }
 
-/// `plughost enable|disable|reload NAME`: prints the host's answer as JSON.
+/// `plughost enable|disable|reload|promote|rollback NAME`: prints the
+/// host's answer as JSON.
 fn change(target: &AdminTarget, what: Change, name: &str, persist: bool) -> i32 {
     client_command(
         target,
@@ -419,6 +448,17 @@ fn main() -> ExitCode {
             target,
         } => change(&target, Change::Disable, &name, persist),
         Command::Reload { name, target } => change(&target, Change::Reload, &name, false),
+        Command::Promote { name, target } => change(&target, Change::Promote, &name, false),
+        Command::Rollback { name, target } => change(&target, Change::Rollback, &name, false),
+        Command::Rollout {
+            name,
+            percent,
+            target,
+        } => client_command(
+            &target,
+            |c| c.set_rollout_percent(&name, percent),
+            |answer| format!("{answer}\n"),
+        ),
         Command::Status { name, json, target } => client_command(
             &target,
             |c| {
@@ -434,7 +474,9 @@ fn main() -> ExitCode {
                 (true, _) => format!("{answer}\n"),
                 (false, Value::Array(all)) => {
                     let cluster = health.as_ref().and_then(client::cluster_line);
-                    client::status_table(all) + cluster.as_deref().unwrap_or_default()
+                    client::status_table(all)
+                        + client::rollout_lines(all).as_str()
+                        + cluster.as_deref().unwrap_or_default()
                 }
                 (false, one) => client::status_of(one),
             },

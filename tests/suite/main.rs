@@ -24,6 +24,7 @@ mod prometheus;
 mod reload;
 mod request;
 mod rollout;
+mod rollout_cli;
 mod sandbox;
 mod schema;
 mod supervision;

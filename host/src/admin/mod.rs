@@ -2,7 +2,8 @@
 //!
 //! `GET /health`, `GET /plugins`, `GET /plugins/{name}`,
 //! `POST /plugins/{name}/enable|disable|reload` (`?persist=true` writes an
-//! enable or disable into `plugin.yaml`), `POST /events/{topic}`,
+//! enable or disable into `plugin.yaml`), `POST /plugins/{name}/promote|rollback`
+//! and `POST /plugins/{name}/rollout` (`{"percent": N}`, SPEC §13), `POST /events/{topic}`,
 //! `GET /metrics` (Prometheus text). Errors are JSON `{"error": "..."}`. It listens on loopback by default; a non-loopback
 //! address needs a bearer token (checked in constant time). The server stops
 //! with the host, after it has drained; `/health` answers 503 meanwhile.
@@ -10,6 +11,7 @@
 pub(crate) mod auth;
 mod errors;
 mod extract;
+mod rollout;
 mod routes;
 
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
 //! The routes and their handlers: each reads the host, or asks it for a
-//! change and answers once the change is in effect.
+//! change and answers once the change is in effect. The rollout verbs'
+//! handlers are in `admin::rollout`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,7 +21,8 @@ use super::{BODY_LIMIT, State as AdminState};
 use crate::PublishError;
 use crate::reload::{ReloadOutcome, ToggleError};
 
-type Shared = Arc<AdminState>;
+/// The handlers' shared state, as axum hands it to them.
+pub(super) type Shared = Arc<AdminState>;
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
@@ -30,6 +32,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/plugins/{name}/reload", post(reload))
         .route("/plugins/{name}/enable", post(enable))
         .route("/plugins/{name}/disable", post(disable))
+        .route("/plugins/{name}/promote", post(super::rollout::promote))
+        .route("/plugins/{name}/rollback", post(super::rollout::rollback))
+        .route("/plugins/{name}/rollout", post(super::rollout::set_percent))
         .route("/events/{topic}", post(publish))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -214,17 +219,7 @@ async fn publish(
     Segment(topic): Segment,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|r| {
-        let status = r.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                format!("the body is larger than {BODY_LIMIT} bytes"),
-            )
-        } else {
-            ApiError::new(status, r.body_text())
-        }
-    })?;
+    let body = body.map_err(body_error)?;
     let payload: Value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -241,7 +236,21 @@ async fn publish(
     }
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+/// A body that could not be read, as a JSON error (413 over the limit).
+pub(super) fn body_error(r: BytesRejection) -> ApiError {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            status,
+            format!("the body is larger than {BODY_LIMIT} bytes"),
+        )
+    } else {
+        ApiError::new(status, r.body_text())
+    }
+}
+
+/// Refuses (400) a name no plugin can have, before any lookup.
+pub(super) fn check_name(name: &str) -> Result<(), ApiError> {
     if crate::manifest::is_valid_name(name) {
         Ok(())
     } else {
@@ -260,7 +269,7 @@ fn shutting_down() -> ApiError {
 }
 
 /// Refuses a change or an event once shutdown began.
-fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
+pub(super) fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
     if state.shutting_down.load(Ordering::SeqCst) {
         Err(shutting_down())
     } else {
@@ -268,7 +277,8 @@ fn refuse_when_shutting_down(state: &AdminState) -> Result<(), ApiError> {
     }
 }
 
-fn unknown(name: &str) -> ApiError {
+/// 404 for a plugin the host does not know.
+pub(super) fn unknown(name: &str) -> ApiError {
     ApiError::not_found(format!("no plugin named `{name}`"))
 }
 
@@ -309,7 +319,7 @@ fn plugin_state(state: &AdminState, name: &str) -> &'static str {
 }
 
 /// What `GET /plugins/{name}` answers, `None` for an unknown plugin.
-fn describe(state: &AdminState, name: &str) -> Option<Value> {
+pub(super) fn describe(state: &AdminState, name: &str) -> Option<Value> {
     let running = state
         .host
         .inner
@@ -369,6 +379,7 @@ fn describe(state: &AdminState, name: &str) -> Option<Value> {
         "last_timer_error": running.as_ref().and_then(|(_, _, s)| {
             s.last_timer_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
         }),
+        "rollout": state.host.rollout_status(name),
         "reloads": state.host.reload_history(name).iter().map(|r| json!({
             "at": humantime::format_rfc3339_millis(r.at).to_string(),
             "version": r.version,

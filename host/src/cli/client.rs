@@ -1,4 +1,5 @@
-//! `plughost publish|enable|disable|reload|status`: the admin endpoint's client.
+//! `plughost publish|enable|disable|reload|promote|rollback|rollout|status`:
+//! the admin endpoint's client.
 //!
 //! These commands talk to a running host over HTTP (SPEC §10). The address
 //! comes from `--admin ADDR`, else `$PLUGHOST_ADMIN`, else the host
@@ -43,6 +44,10 @@ pub enum Change {
     Disable,
     /// `POST /plugins/{name}/reload`.
     Reload,
+    /// `POST /plugins/{name}/promote`: the rollout's candidate becomes the running version.
+    Promote,
+    /// `POST /plugins/{name}/rollback`: the rollout's candidate is discarded.
+    Rollback,
 }
 
 impl Change {
@@ -51,6 +56,8 @@ impl Change {
             Change::Enable => "enable",
             Change::Disable => "disable",
             Change::Reload => "reload",
+            Change::Promote => "promote",
+            Change::Rollback => "rollback",
         }
     }
 }
@@ -111,13 +118,10 @@ impl Client {
         })
     }
 
-    /// Enables, disables or reloads plugin `name`; returns the host's answer.
+    /// Enables, disables, reloads, promotes or rolls back plugin `name`;
+    /// returns the host's answer.
     pub fn change(&self, change: Change, name: &str, persist: bool) -> Result<Value, ClientError> {
-        if !is_valid_name(name) {
-            return Err(ClientError::Usage(format!(
-                "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`"
-            )));
-        }
+        check_name(name)?;
         let query = if persist { "?persist=true" } else { "" };
         self.post(
             &format!("/plugins/{name}/{}{query}", change.verb()),
@@ -125,16 +129,23 @@ impl Client {
         )
     }
 
+    /// Sets the share of events plugin `name`'s gradual rollout gives its
+    /// new version (`POST /plugins/{name}/rollout`); 100 promotes it.
+    /// Returns the host's answer: the plugin's description.
+    pub fn set_rollout_percent(&self, name: &str, percent: u8) -> Result<Value, ClientError> {
+        check_name(name)?;
+        let body = serde_json::json!({ "percent": percent }).to_string();
+        self.post(&format!("/plugins/{name}/rollout"), body.into_bytes())
+    }
+
     /// What the host says of plugin `name` (`GET /plugins/{name}`), or of
     /// every plugin (`GET /plugins`, an array) when `name` is `None`.
     pub fn status(&self, name: Option<&str>) -> Result<Value, ClientError> {
         let path = match name {
-            Some(name) if !is_valid_name(name) => {
-                return Err(ClientError::Usage(format!(
-                    "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`"
-                )));
+            Some(name) => {
+                check_name(name)?;
+                format!("/plugins/{name}")
             }
-            Some(name) => format!("/plugins/{name}"),
             None => "/plugins".to_owned(),
         };
         let request = self.http.get(format!("{}{path}", self.base));
@@ -243,9 +254,64 @@ pub fn cluster_line(health: &Value) -> Option<String> {
     ))
 }
 
+/// The lines under `plughost status`'s table for the plugins with a
+/// rollout in progress, one each: `NAME: rollout …` (see [`rollout_line`]).
+pub fn rollout_lines(plugins: &[Value]) -> String {
+    plugins
+        .iter()
+        .filter_map(|p| {
+            let line = rollout_line(&p["rollout"])?;
+            Some(format!("{}: {line}\n", p["name"].as_str().unwrap_or("?")))
+        })
+        .collect()
+}
+
+/// A rollout in progress in words, from the `rollout` of `GET
+/// /plugins/{name}`; `None` when there is none (`null`). A shadow rollout:
+/// `rollout shadow 1.0.0 → 1.1.0: 120 compared, 3 differed, 0 candidate
+/// errors` (and `, N skipped` when the candidate could not keep up); a
+/// gradual one: `rollout gradual 1.0.0 → 1.1.0 10%: 40 handled by the new
+/// version, 0 candidate errors`.
+pub fn rollout_line(r: &Value) -> Option<String> {
+    if !r.is_object() {
+        return None;
+    }
+    let n = |key: &str| r[key].as_u64().unwrap_or(0);
+    let text = |key: &str| r[key].as_str().unwrap_or("?").to_owned();
+    let head = format!(
+        "rollout {} {} → {}",
+        text("strategy"),
+        text("from"),
+        text("to")
+    );
+    Some(match r["percent"].as_u64() {
+        Some(percent) => format!(
+            "{head} {percent}%: {} handled by the new version, {} candidate errors",
+            n("handled_by_candidate"),
+            n("candidate_errors"),
+        ),
+        None => {
+            let skipped = match n("skipped") {
+                0 => String::new(),
+                k => format!(", {k} skipped"),
+            };
+            format!(
+                "{head}: {} compared, {} differed, {} candidate errors{skipped}",
+                n("compared"),
+                n("differed"),
+                n("candidate_errors"),
+            )
+        }
+    })
+}
+
 /// `plughost status NAME`: the plugin's state and what led to it.
 pub fn status_of(p: &Value) -> String {
     let mut out = status_table(std::slice::from_ref(p));
+    if let Some(rollout) = rollout_line(&p["rollout"]) {
+        out.push_str(&rollout);
+        out.push('\n');
+    }
     let mut line = |label: &str, v: &Value| {
         if !v.is_null() {
             let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
@@ -257,6 +323,17 @@ pub fn status_of(p: &Value) -> String {
     line("last crash", &p["last_crash"]);
     line("last dead letter", &p["last_dead_letter"]["error"]);
     out
+}
+
+/// Refuses, before anything is sent, a name no plugin can have.
+fn check_name(name: &str) -> Result<(), ClientError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(ClientError::Usage(format!(
+            "`{name}` is not a plugin name: use 1 to 64 lowercase letters, digits, `_` and `-`"
+        )))
+    }
 }
 
 /// `http://HOST:PORT` from an address with or without the scheme.
@@ -327,6 +404,48 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_in_progress_is_one_line() {
+        let shadow = serde_json::json!({"strategy": "shadow", "from": "1.0.0", "to": "1.1.0",
+            "percent": null, "compared": 120, "differed": 3, "skipped": 0,
+            "candidate_errors": 0, "handled_by_candidate": 0});
+        assert_eq!(
+            rollout_line(&shadow).unwrap(),
+            "rollout shadow 1.0.0 → 1.1.0: 120 compared, 3 differed, 0 candidate errors"
+        );
+        let mut behind = shadow.clone();
+        behind["skipped"] = serde_json::json!(7);
+        assert!(rollout_line(&behind).unwrap().ends_with(", 7 skipped"));
+        let gradual = serde_json::json!({"strategy": "gradual", "from": "1.0.0", "to": "1.1.0",
+            "percent": 10, "compared": 0, "differed": 0, "skipped": 0,
+            "candidate_errors": 2, "handled_by_candidate": 40});
+        assert_eq!(
+            rollout_line(&gradual).unwrap(),
+            "rollout gradual 1.0.0 → 1.1.0 10%: 40 handled by the new version, \
+             2 candidate errors"
+        );
+        assert_eq!(rollout_line(&Value::Null), None);
+        assert_eq!(rollout_line(&serde_json::json!({})["rollout"]), None);
+
+        let plugins = [
+            serde_json::json!({"name": "echo", "rollout": null}),
+            serde_json::json!({"name": "scorer", "rollout": gradual}),
+        ];
+        assert_eq!(
+            rollout_lines(&plugins),
+            "scorer: rollout gradual 1.0.0 → 1.1.0 10%: 40 handled by the new version, \
+             2 candidate errors\n"
+        );
+        let one = serde_json::json!({"name": "echo", "state": "running", "version": "1.0.0",
+            "runtime": "lua", "queue_depth": 0, "errors": 0, "restarts": 0,
+            "counts": {"dead_lettered": 0}, "rollout": shadow});
+        assert!(
+            status_of(&one).contains("\nrollout shadow 1.0.0 → 1.1.0: 120 compared"),
+            "{}",
+            status_of(&one)
+        );
+    }
+
+    #[test]
     fn the_cluster_line_says_its_state_and_counts() {
         let health = serde_json::json!({"status": "ok", "plugins": {}, "cluster": {
             "state": "disconnected", "name": "edge-1", "exported": 5, "imported": 2, "dropped": 1
@@ -344,6 +463,14 @@ mod tests {
         let c = Client::new("127.0.0.1:9", None).unwrap();
         assert!(matches!(
             c.change(Change::Enable, "../x", false),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            c.set_rollout_percent("Bad Name", 10),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            c.change(Change::Promote, "", false),
             Err(ClientError::Usage(_))
         ));
         assert!(matches!(

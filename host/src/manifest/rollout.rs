@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::raw::{Kind, Node};
+use super::validate::set;
 use super::values::Check;
 use super::{KeyPositions, suggest};
 
@@ -24,6 +25,14 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy, in the order the docs list them.
+    pub const ALL: [Strategy; 3] = [Strategy::Replace, Strategy::Shadow, Strategy::Gradual];
+
+    /// The strategy written as `name` in `plugin.yaml`, if it is one.
+    pub fn from_name(name: &str) -> Option<Strategy> {
+        Strategy::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The name as written in `plugin.yaml`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -63,16 +72,6 @@ impl Default for Rollout {
             promote_after: None,
             max_candidate_errors: 10,
         }
-    }
-}
-
-impl Strategy {
-    /// Every strategy, in the order the docs list them.
-    pub const ALL: [Strategy; 3] = [Strategy::Replace, Strategy::Shadow, Strategy::Gradual];
-
-    /// The strategy written as `name` in `plugin.yaml`, if it is one.
-    pub fn from_name(name: &str) -> Option<Strategy> {
-        Strategy::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
@@ -154,12 +153,6 @@ pub(super) fn read(
             }
             _ => unreachable!("`{name}` is in rollout::KEYS but not handled"),
         }
-    }
-}
-
-fn set<T>(field: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *field = value;
     }
 }
 

@@ -605,7 +605,8 @@ fn cluster(check: &mut Check, value: &Node, shared: &mut bool, positions: &mut K
     }
 }
 
-fn set<T>(field: &mut T, value: Option<T>) {
+/// Stores a value that was read without a problem; a bad one leaves the default.
+pub(super) fn set<T>(field: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *field = value;
     }

@@ -607,8 +607,8 @@ fn the_example_manifest_parses() {
     assert!(!m.subscriptions.is_empty());
     assert_eq!(
         m.positions.iter().count(),
-        14 + 4 + 2 + 4,
-        "the example shows every key"
+        16 + 4 + 2 + 4 + 1 + 5,
+        "the example shows every key: top level, limits, retry, supervision, cluster, rollout"
     );
     assert!(m.config_schema.is_some());
     assert_eq!(
@@ -616,6 +616,8 @@ fn the_example_manifest_parses() {
         json!({"topic": "stats.words", "every": 10})
     );
     assert_eq!(m.supervision, Supervision::default());
+    assert!(!m.shared);
+    assert_eq!(m.rollout, Rollout::default());
 }
 
 #[test]

@@ -390,3 +390,181 @@ behaviours!(
     a_save_during_a_rollout_replaces_the_candidate[Native],
     a_candidate_that_cannot_start_leaves_the_running_version_alone[Native],
 );
+
+/// Version 2 for a gradual rollout: the same double, saying `v = 2`.
+const V2_GRADUAL: Src = Src {
+    lua: r#"
+function on_event(e)
+  bus.publish("out", { n = e.payload.n, double = e.payload.n * 2, v = 2 })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  bus::publish("out", #{ n: e.payload.n, double: e.payload.n * 2, v: 2 });
+}
+"#,
+    native: Some("double_v2"),
+};
+
+/// Publishes `n` in `range` with `user = n % 50` while `during` runs;
+/// returns every output read (each `n` once, checked), by `n`: its version.
+async fn stream_users<F: std::future::Future>(
+    host: &Host,
+    out: &mut EventStream,
+    range: std::ops::Range<i64>,
+    during: F,
+) -> BTreeMap<i64, i64> {
+    let publisher = {
+        let host = host.clone();
+        let range = range.clone();
+        tokio::spawn(async move {
+            for n in range {
+                host.publish("in", json!({ "n": n, "user": format!("u{}", n % 50) }))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    during.await;
+    publisher.await.unwrap();
+    let mut by_n = BTreeMap::new();
+    let want = (range.end - range.start) as usize;
+    while by_n.len() < want {
+        let e = tokio::time::timeout(LIMIT, out.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {want} outputs", by_n.len()))
+            .expect("stream open");
+        let p = e.payload.value();
+        let n = p["n"].as_i64().unwrap();
+        assert_eq!(p["double"], n * 2);
+        let again = by_n.insert(n, p["v"].as_i64().unwrap());
+        assert!(again.is_none(), "event {n} handled twice");
+    }
+    by_n
+}
+
+/// The users each version handled.
+fn users_on(by_n: &BTreeMap<i64, i64>, version: i64) -> std::collections::BTreeSet<i64> {
+    by_n.iter()
+        .filter(|&(_, &v)| v == version)
+        .map(|(n, _)| n % 50)
+        .collect()
+}
+
+fn a_gradual_candidate_takes_its_share_by_key_then_more_then_all(rt: Runtime) {
+    let fx = Fixture::new();
+    let gradual = "  strategy: gradual\n  percent: 30\n  key: user\n";
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, gradual);
+    tokio_rt().block_on(async {
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &V2_GRADUAL, gradual).await;
+        // 1,000 events: about 30% of the users on 2.0.0, each user on one version.
+        let first = stream_users(&host, &mut out, 0..1000, async {}).await;
+        let on_v2 = users_on(&first, 2);
+        assert!(
+            users_on(&first, 1).is_disjoint(&on_v2),
+            "one user, one version"
+        );
+        assert!(
+            (5..=25).contains(&on_v2.len()),
+            "{} of 50 users",
+            on_v2.len()
+        );
+        let status = host.rollout_status("calc").unwrap();
+        assert_eq!(status.percent, Some(30));
+        let handled = first.values().filter(|&&v| v == 2).count() as u64;
+        assert_eq!(status.handled_by_candidate, handled, "{status:?}");
+
+        // A larger share while events stream: the same users stay, more join.
+        let second = stream_users(&host, &mut out, 1000..2000, async {
+            host.set_rollout_percent("calc", 70).await.unwrap();
+        })
+        .await;
+        let later: BTreeMap<i64, i64> = second.range(1500..).map(|(n, v)| (*n, *v)).collect();
+        assert!(on_v2.is_subset(&users_on(&later, 2)));
+        assert!(users_on(&later, 2).len() > on_v2.len());
+        assert_eq!(
+            host.set_rollout_percent("calc", 0).await,
+            Err(plughost::rollout::RolloutError::Percent(0))
+        );
+
+        // Promoted while events stream: none lost, none twice, then all on 2.0.0.
+        stream_users(&host, &mut out, 2000..3000, async {
+            host.promote("calc").await.unwrap();
+        })
+        .await;
+        let promoted = next_of(&mut events, "plughost.plugin.promoted").await;
+        assert_eq!(promoted["version"], "2.0.0");
+        let after = stream_users(&host, &mut out, 3000..3200, async {}).await;
+        assert!(after.values().all(|&v| v == 2), "{after:?}");
+        assert!(host.rollout_status("calc").is_none());
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+fn a_gradual_rollback_gives_everything_back_to_the_running_version(rt: Runtime) {
+    let fx = Fixture::new();
+    let gradual = "  strategy: gradual\n  percent: 50\n";
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, gradual);
+    tokio_rt().block_on(async {
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &V2_GRADUAL, gradual).await;
+        let during = stream_users(&host, &mut out, 0..1000, async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            host.rollback("calc").await.unwrap();
+        })
+        .await;
+        assert_eq!(during.len(), 1000);
+        let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
+        assert_eq!(rolled["reason"], "operator");
+        let after = stream_users(&host, &mut out, 1000..1300, async {}).await;
+        assert!(after.values().all(|&v| v == 1), "{after:?}");
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
+fn a_failing_gradual_candidate_is_rolled_back_by_itself(rt: Runtime) {
+    let fx = Fixture::new();
+    let gradual = "  strategy: gradual\n  percent: 50\n  max_candidate_errors: 3\n";
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, gradual);
+    tokio_rt().block_on(async {
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &BROKEN, gradual).await;
+        let mut letters_stream = host.subscribe("plughost.dead_letter").unwrap();
+        for n in 0..200 {
+            host.publish("in", json!({ "n": n })).await.unwrap();
+        }
+        let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
+        assert_eq!(rolled["reason"], "candidate_errors");
+        // Every event is accounted for: handled by 1.0.0, or dead-lettered
+        // by the candidate (a gradual candidate handles its share for real).
+        host.wait_idle().await;
+        host.shutdown(Duration::from_secs(10)).await;
+        let mut outputs = 0;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), out.next()).await {
+            outputs += 1;
+        }
+        let mut letters = 0;
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_secs(1), letters_stream.next()).await
+        {
+            letters += 1;
+        }
+        assert!(letters >= 3, "{letters} dead letters");
+        assert_eq!(
+            outputs + letters,
+            200,
+            "{outputs} outputs, {letters} dead letters"
+        );
+    });
+}
+
+mod gradual {
+    use super::*;
+
+    behaviours!(
+        a_gradual_candidate_takes_its_share_by_key_then_more_then_all[Native],
+        a_gradual_rollback_gives_everything_back_to_the_running_version[Native],
+        a_failing_gradual_candidate_is_rolled_back_by_itself[Native],
+    );
+}

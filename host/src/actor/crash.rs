@@ -182,7 +182,7 @@ fn give_up(
     state: Value,
 ) -> Exit {
     let left = worker.take_retries();
-    if ctx.candidate {
+    if ctx.candidate.load(std::sync::atomic::Ordering::Relaxed) {
         // A rollout's candidate: its supervisor rolls it back and gives
         // what it had not handled to the running version.
         let mut undelivered = left;

@@ -24,7 +24,7 @@ mod run;
 mod telemetry;
 mod worker;
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -209,9 +209,9 @@ pub(super) struct Ctx<'a> {
     pub(super) in_hook: &'a InHook,
     /// Where handled events go to a shadow candidate, while one runs.
     pub(super) shadow: &'a ShadowSlot,
-    /// Whether this thread runs a gradual rollout's candidate: after too
-    /// many crashes it ends without taking the plugin off the bus.
-    pub(super) candidate: bool,
+    /// Whether this thread runs a gradual rollout's candidate now: after
+    /// too many crashes it ends without taking the plugin off the bus.
+    pub(super) candidate: &'a AtomicBool,
 }
 
 /// Starts the thread of plugin `def`, consuming `queue`, with `state` to
@@ -226,7 +226,7 @@ pub(crate) fn spawn(
     shadow: Arc<ShadowSlot>,
     state: Option<Value>,
     start: Start,
-    candidate: bool,
+    candidate: Arc<AtomicBool>,
 ) -> std::io::Result<Actor> {
     let (ready_tx, ready) = oneshot::channel();
     let (exit_tx, exited) = oneshot::channel();
@@ -234,7 +234,7 @@ pub(crate) fn spawn(
     let in_hook = Arc::new(InHook::default());
     let hook = in_hook.clone();
     let thread = std::thread::Builder::new()
-        .name(if candidate {
+        .name(if candidate.load(Ordering::Relaxed) {
             format!("candidate:{}", def.manifest.name)
         } else {
             format!("plugin:{}", def.manifest.name)
@@ -248,7 +248,7 @@ pub(crate) fn spawn(
                 stats: &stats,
                 in_hook: &hook,
                 shadow: &shadow,
-                candidate,
+                candidate: &candidate,
             };
             let exit = crash::supervise(def, &ctx, state.unwrap_or(Value::Null), ready_tx, start);
             let _ = exit_tx.send(exit);

@@ -92,7 +92,7 @@ impl Host {
             shadow.clone(),
             state,
             Start::First,
-            false,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
         let mut actor = match spawned {
             Ok(a) => a,
@@ -150,7 +150,7 @@ impl Host {
     async fn stop(&self, mut r: Running, drain: bool) -> (Vec<Delivery>, bool) {
         if let Some(active) = r.rollout.take() {
             r.shadow.detach();
-            self.rolled_back(&r.name, active, "stopped");
+            self.rolled_back(&r.name, &r.queue, active, "stopped").await;
         }
         self.inner.bus.remove_route(&r.name);
         r.queue
@@ -190,7 +190,7 @@ impl Host {
     /// (the events it drains, its `shutdown`) is bounded by its time limit:
     /// a call past it is abandoned, its event dead-lettered, and the thread
     /// left behind with what it held returned as undelivered.
-    async fn wait_exit(
+    pub(crate) async fn wait_exit(
         &self,
         actor: &mut actor::Actor,
         name: &str,
@@ -345,7 +345,7 @@ impl Host {
                 return self.start_rollout(dir, def).await;
             }
             // A new version swapped in outright ends a rollout in progress.
-            self.drop_rollout(dir, "replaced");
+            self.drop_rollout(dir, "replaced").await;
         }
         self.replace_one(dir, def, config_only).await
     }

@@ -126,6 +126,12 @@ impl Registry {
         self.kept().get(name).and_then(|k| k.state.clone())
     }
 
+    /// Plugin `name`'s counts are `stats` from now on (a gradual
+    /// candidate promoted: its counts are the plugin's).
+    pub(crate) fn set_stats(&self, name: &str, stats: Arc<Stats>) {
+        self.kept().entry(name.to_owned()).or_default().stats = stats;
+    }
+
     /// Keeps the `state` plugin `name` left.
     pub(crate) fn keep_state(&self, name: &str, state: Value) {
         self.kept().entry(name.to_owned()).or_default().state = Some(state);

@@ -96,7 +96,7 @@ impl Host {
                         r.shadow.clone(),
                         state,
                         Start::Restart(after),
-                        false,
+                        Arc::new(std::sync::atomic::AtomicBool::new(false)),
                     ) {
                         // The old thread is detached: it never runs a hook
                         // of this plugin again.

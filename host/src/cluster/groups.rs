@@ -32,6 +32,10 @@ pub(crate) const ACK_WAIT: Duration = Duration::from_secs(10);
 /// How many stored deliveries a member asks for at a time.
 const PULL_BATCH: usize = 16;
 
+/// How long one request for stored deliveries waits for them (and so how
+/// long a consumer told to stop may take to notice).
+const PULL_WAIT: Duration = Duration::from_millis(500);
+
 /// The most stored deliveries a member holds unsettled (fewer when its
 /// queue is smaller): the rest stays in the stream for the other hosts.
 const MAX_HELD: usize = 64;
@@ -60,7 +64,11 @@ struct Shape {
 
 struct Member {
     shape: Shape,
+    /// Its queue subscriptions' task.
     task: tokio::task::JoinHandle<()>,
+    /// Tells its consumer to stop; dropped, it stops too. The consumer is
+    /// never aborted: it hands back what it fetched and did not deliver.
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Member {
@@ -103,6 +111,7 @@ pub(crate) async fn follow(
             if !keep {
                 // Nothing more from the group, then back with what it held.
                 member.task.abort();
+                let _ = member.stop.send(true);
                 leave(&bus, stored.as_ref(), name);
             }
             keep
@@ -111,15 +120,29 @@ pub(crate) async fn follow(
             if members.contains_key(&name) {
                 continue;
             }
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            if let Some(s) = &stored {
+                let filters = stored_filters(&shape.patterns, &s.topics);
+                if !filters.is_empty() {
+                    tokio::spawn(consume(
+                        s.clone(),
+                        bus.clone(),
+                        counters.clone(),
+                        name.clone(),
+                        filters,
+                        stopped,
+                    ));
+                }
+            }
             let task = tokio::spawn(member(
                 client.clone(),
                 bus.clone(),
-                stored.clone(),
+                stored.as_ref().map(|s| s.topics.clone()),
                 counters.clone(),
                 name.clone(),
                 shape.patterns.clone(),
             ));
-            members.insert(name, Member { shape, task });
+            members.insert(name, Member { shape, task, stop });
         }
         // Out of the server's reach, nobody is in a group: local events
         // reach the shared plugins directly meanwhile.
@@ -168,24 +191,11 @@ fn leave(bus: &Bus, stored: Option<&Stored>, name: &str) {
 async fn member(
     client: Client,
     bus: Arc<Bus>,
-    stored: Option<Stored>,
+    topics: Option<PatternSet>,
     counters: Arc<Counters>,
     name: String,
     patterns: Vec<String>,
 ) {
-    let consumer = stored.as_ref().and_then(|s| {
-        let filters = stored_filters(&patterns, &s.topics);
-        (!filters.is_empty()).then(|| {
-            tokio::spawn(consume(
-                s.clone(),
-                bus.clone(),
-                counters.clone(),
-                name.clone(),
-                filters,
-            ))
-        })
-    });
-    let _consumer = consumer.map(AbortOnDrop);
     let mut subs = Vec::with_capacity(patterns.len());
     for pattern in &patterns {
         match client.queue_subscribe(pattern.clone(), name.clone()).await {
@@ -198,7 +208,6 @@ async fn member(
     // The server has the subscriptions once a flush came back.
     let _ = client.flush().await;
     tracing::info!(plugin = %name, subjects = ?patterns, "cluster: joined the queue group");
-    let topics = stored.map(|s| s.topics);
     let mut all = futures::stream::select_all(subs);
     while let Some(message) = all.next().await {
         let subject = message.subject.as_str();
@@ -221,14 +230,6 @@ async fn member(
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The subjects of `patterns` that are stored: each pattern's meeting with
 /// each stored topic, once.
 fn stored_filters(patterns: &[String], topics: &PatternSet) -> Vec<String> {
@@ -246,24 +247,40 @@ fn stored_filters(patterns: &[String], topics: &PatternSet) -> Vec<String> {
 }
 
 /// Pulls plugin `name`'s stored deliveries and hands them to it, each with
-/// its receipt. At most [`MAX_HELD`] (or the plugin's queue limit, if
-/// smaller) are held at a time, so other hosts take their share.
+/// its receipt, until told to stop. It asks for no more than it has room
+/// for: at most [`MAX_HELD`] (or the plugin's queue limit, if smaller) are
+/// held at a time, so other hosts take their share, and what it fetched
+/// but did not deliver when told to stop is handed back at once.
 async fn consume(
     stored: Stored,
     bus: Arc<Bus>,
     counters: Arc<Counters>,
     name: String,
     filters: Vec<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        match consume_once(&stored, &bus, &counters, &name, &filters).await {
-            Ok(()) => return,
+        match consume_once(&stored, &bus, &counters, &name, &filters, &mut stop).await {
+            Ok(()) => {
+                // A delivery that reached a suspended plugin after it left
+                // its group goes back too.
+                bus.hand_back_parked(&name);
+                return;
+            }
             Err(e) => {
                 tracing::warn!(plugin = %name, stream = %stored.config.stream, "cluster: stored deliveries: {e}; trying again");
-                tokio::time::sleep(RETRY_AFTER).await;
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = stop.changed() => return,
+                }
             }
         }
     }
+}
+
+/// Whether the consumer was told to stop (or its member is gone).
+fn stopping(stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 async fn consume_once(
@@ -272,6 +289,7 @@ async fn consume_once(
     counters: &Counters,
     name: &str,
     filters: &[String],
+    stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), async_nats::Error> {
     let stream = super::link::stream(&stored.js, &stored.config).await?;
     let config = pull::Config {
@@ -291,41 +309,76 @@ async fn consume_once(
         .route(name)
         .map_or(MAX_HELD, |r| r.queue.capacity().clamp(1, MAX_HELD));
     let permits = Arc::new(tokio::sync::Semaphore::new(limit));
-    let mut messages = consumer
-        .stream()
-        .max_messages_per_batch(PULL_BATCH.min(limit))
-        .messages()
-        .await?;
     tracing::info!(plugin = name, stream = %stored.config.stream, subjects = ?filters, "cluster: consuming stored deliveries");
     loop {
-        let permit = permits.clone().acquire_owned().await?;
-        let Some(message) = messages.next().await else {
-            return Ok(());
+        // Room for one delivery at least, then for as many as are free.
+        let first = tokio::select! {
+            p = permits.clone().acquire_owned() => p?,
+            _ = stop.changed() => return Ok(()),
         };
-        let message = message?;
-        let attempt = message
-            .info()
-            .map(|i| u32::try_from(i.delivered).unwrap_or(1))
-            .unwrap_or(1)
-            .max(1);
-        match wire::decode(
-            message.subject.as_str(),
-            message.headers.as_ref(),
-            &message.payload,
-        ) {
-            Ok(incoming) => {
-                let mut event = incoming.event;
-                event
-                    .headers
-                    .insert(wire::DELIVERY_ATTEMPT.to_owned(), attempt.to_string());
-                counters.received(&event.topic);
-                let receipt = stored.receipts.receipt(message, attempt, permit);
-                bus.deliver_to(name, event, Some(receipt)).await;
+        if stopping(stop) {
+            return Ok(());
+        }
+        let mut room = vec![first];
+        while room.len() < PULL_BATCH {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => room.push(p),
+                Err(_) => break,
             }
-            Err(e) => {
-                tracing::warn!(plugin = name, subject = %message.subject, "cluster: a stored message is not an event ({e}); terminated");
-                let _ = message.ack_with(jetstream::AckKind::Term).await;
+        }
+        let mut batch = consumer
+            .batch()
+            .max_messages(room.len())
+            .expires(PULL_WAIT)
+            .messages()
+            .await?;
+        while let Some(message) = batch.next().await {
+            let message = message?;
+            let Some(permit) = room.pop() else {
+                // More than asked for: not held, so back at once.
+                let _ = message.ack_with(jetstream::AckKind::Nak(None)).await;
+                continue;
+            };
+            if stopping(stop) {
+                let _ = message.ack_with(jetstream::AckKind::Nak(None)).await;
+                continue;
             }
+            deliver(stored, bus, counters, name, message, permit).await;
+        }
+    }
+}
+
+/// Hands one stored message to plugin `name` with its receipt.
+async fn deliver(
+    stored: &Stored,
+    bus: &Arc<Bus>,
+    counters: &Counters,
+    name: &str,
+    message: jetstream::Message,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let attempt = message
+        .info()
+        .map(|i| u32::try_from(i.delivered).unwrap_or(1))
+        .unwrap_or(1)
+        .max(1);
+    match wire::decode(
+        message.subject.as_str(),
+        message.headers.as_ref(),
+        &message.payload,
+    ) {
+        Ok(incoming) => {
+            let mut event = incoming.event;
+            event
+                .headers
+                .insert(wire::DELIVERY_ATTEMPT.to_owned(), attempt.to_string());
+            counters.received(&event.topic);
+            let receipt = stored.receipts.receipt(message, attempt, permit);
+            bus.deliver_to(name, event, Some(receipt)).await;
+        }
+        Err(e) => {
+            tracing::warn!(plugin = name, subject = %message.subject, "cluster: a stored message is not an event ({e}); terminated");
+            let _ = message.ack_with(jetstream::AckKind::Term).await;
         }
     }
 }

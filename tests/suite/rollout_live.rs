@@ -77,7 +77,9 @@ fn v1_word(n: u64) -> &'static str {
 
 /// `parity`'s manifest at `version`, rolled out in the shadow.
 fn manifest(version: &str) -> String {
-    format!("name: {NAME}\nversion: {version}\nsubscriptions: [in]\nrollout: {{strategy: shadow}}\n")
+    format!(
+        "name: {NAME}\nversion: {version}\nsubscriptions: [in]\nrollout: {{strategy: shadow}}\n"
+    )
 }
 
 /// A running `plughost run` with the watcher on, an admin endpoint, and
@@ -102,7 +104,15 @@ impl Host {
         let addr = format!("127.0.0.1:{port}");
         let dir = fx.path().to_str().unwrap().to_owned();
         let args = [
-            "run", "--plugins", &dir, "--input", "-", "--tap", ">", "--admin", &addr,
+            "run",
+            "--plugins",
+            &dir,
+            "--input",
+            "-",
+            "--tap",
+            ">",
+            "--admin",
+            &addr,
         ];
         let mut live = Live::spawn(&args);
         let ready = wait_ready(port, &[]);
@@ -149,12 +159,15 @@ impl Host {
         })
     }
 
-    /// Waits for `plughost.plugin.<what>` about `parity`; its payload.
-    fn wait_host(&mut self, what: &str) -> Value {
+    /// Waits for `plughost.plugin.<what>` about `parity` whose payload's
+    /// `key` is `value`; returns the payload.
+    fn wait_host(&mut self, what: &str, key: &str, value: &str) -> Value {
         let topic = format!("plughost.plugin.{what}");
-        self.live.wait_for(&topic, |e| {
-            e["topic"] == topic.as_str() && e["payload"]["plugin"] == NAME
-        })["payload"]
+        self.live
+            .wait_for(&format!("{topic} with {key} {value}"), |e| {
+                let p = &e["payload"];
+                e["topic"] == topic.as_str() && p["plugin"] == NAME && p[key] == value
+            })["payload"]
             .clone()
     }
 
@@ -235,8 +248,10 @@ fn roll_out_v2(h: &mut Host) -> Value {
     let (_, out) = h.ask(3);
     assert_eq!(out, json!({"n": 3, "word": "odd"}));
 
+    // The script and the manifest are two saves: the watcher may take them
+    // as two new versions (the first then replaced), so wait for 1.1.0's.
     h.save("1.1.0", &V2);
-    let started = h.wait_host("rollout_started");
+    let started = h.wait_host("rollout_started", "to", "1.1.0");
     assert_eq!(
         started,
         json!({"plugin": NAME, "strategy": "shadow", "from": "1.0.0", "to": "1.1.0"})
@@ -245,7 +260,11 @@ fn roll_out_v2(h: &mut Host) -> Value {
     let mut three = Value::Null;
     for n in 1..=6 {
         let (input, out) = h.ask(n);
-        assert_eq!(out, json!({"n": n, "word": v1_word(n)}), "the running version answers");
+        assert_eq!(
+            out,
+            json!({"n": n, "word": v1_word(n)}),
+            "the running version answers"
+        );
         if n == 3 {
             three = input;
         }
@@ -323,7 +342,7 @@ fn a_shadow_rollout_reports_the_one_changed_case_and_promote_makes_it_live() {
     let answer: Value = serde_json::from_str(run.stdout.trim()).expect("JSON on stdout");
     assert_eq!(answer["version"], "1.1.0", "{run}");
     assert_eq!(answer["rollout"], Value::Null, "{run}");
-    let promoted = h.wait_host("promoted");
+    let promoted = h.wait_host("promoted", "version", "1.1.0");
     assert_eq!(
         promoted,
         json!({"plugin": NAME, "version": "1.1.0", "by": "operator"})
@@ -337,7 +356,12 @@ fn a_shadow_rollout_reports_the_one_changed_case_and_promote_makes_it_live() {
     let d = h.describe();
     assert_eq!(d["version"], "1.1.0", "{d}");
     assert_eq!(d["rollout"], Value::Null, "{d}");
-    assert!(h.host_events("rolled_back").is_empty());
+    assert!(
+        h.host_events("rolled_back")
+            .iter()
+            .all(|r| r["version"] != "1.1.0"),
+        "1.1.0 was promoted, never rolled back"
+    );
     h.stop();
 }
 
@@ -351,7 +375,7 @@ fn a_shadow_rollout_rolled_back_keeps_the_old_behaviour() {
     let answer: Value = serde_json::from_str(run.stdout.trim()).expect("JSON on stdout");
     assert_eq!(answer["version"], "1.0.0", "{run}");
     assert_eq!(answer["rollout"], Value::Null, "{run}");
-    let rolled_back = h.wait_host("rolled_back");
+    let rolled_back = h.wait_host("rolled_back", "version", "1.1.0");
     assert_eq!(
         rolled_back,
         json!({"plugin": NAME, "version": "1.1.0", "reason": "operator"})
@@ -363,9 +387,14 @@ fn a_shadow_rollout_rolled_back_keeps_the_old_behaviour() {
     h.marks += 1;
     let mark = h.marks;
     h.live.send(&ev("mark", json!({ "mark": mark })));
-    h.live
-        .wait_for("the marker", |e| e["topic"] == "mark" && e["payload"]["mark"] == mark);
-    assert_eq!(h.host_events("shadow_diff").len(), 1, "no diff after the rollback");
+    h.live.wait_for("the marker", |e| {
+        e["topic"] == "mark" && e["payload"]["mark"] == mark
+    });
+    assert_eq!(
+        h.host_events("shadow_diff").len(),
+        1,
+        "no diff after the rollback"
+    );
     let d = h.describe();
     assert_eq!(d["version"], "1.0.0", "{d}");
     assert_eq!(d["rollout"], Value::Null, "{d}");
@@ -373,7 +402,10 @@ fn a_shadow_rollout_rolled_back_keeps_the_old_behaviour() {
     // The verb ended the rollout: a second one has nothing to act on.
     let again = h.client(&["rollback", NAME]);
     assert_eq!(again.code, 1, "{again}");
-    assert!(again.stderr.contains("no rollout in progress (HTTP 409)"), "{again}");
+    assert!(
+        again.stderr.contains("no rollout in progress (HTTP 409)"),
+        "{again}"
+    );
     h.stop();
 }
 
@@ -381,7 +413,7 @@ fn a_shadow_rollout_rolled_back_keeps_the_old_behaviour() {
 fn a_new_version_that_does_not_compile_starts_no_rollout() {
     let mut h = Host::start(Runtime::Lua);
     h.save("1.1.0", &BROKEN);
-    let failed = h.wait_host("reload_failed");
+    let failed = h.wait_host("reload_failed", "plugin", NAME);
     let at = format!("{NAME}/{}:3", Runtime::Lua.entry());
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains(&at), "the error names {at}: {failed}");
@@ -399,8 +431,10 @@ fn a_new_version_that_does_not_compile_starts_no_rollout() {
     assert!(!status.stdout.contains("rollout"), "{status}");
 
     // The watcher goes on: a version that compiles starts the rollout.
+    // The script and the manifest are two saves: the watcher may take them
+    // as two new versions (the first then replaced), so wait for 1.1.0's.
     h.save("1.1.0", &V2);
-    let started = h.wait_host("rollout_started");
+    let started = h.wait_host("rollout_started", "to", "1.1.0");
     assert_eq!(started["to"], "1.1.0", "{started}");
     let (_, out) = h.ask(3);
     assert_eq!(out, json!({"n": 3, "word": "odd"}));

@@ -25,6 +25,7 @@ mod reload;
 mod request;
 mod rollout;
 mod rollout_cli;
+mod rollout_live;
 mod sandbox;
 mod schema;
 mod supervision;

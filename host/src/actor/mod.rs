@@ -214,20 +214,39 @@ pub(super) struct Ctx<'a> {
     pub(super) candidate: &'a AtomicBool,
 }
 
-/// Starts the thread of plugin `def`, consuming `queue`, with `state` to
-/// start from (what it left when it last stopped), offering what it
-/// handles to `shadow` while a shadow candidate runs.
+/// What a plugin thread is wired to: the host's bus and services, and the
+/// plugin's own queue, counts, shadow slot and role.
+pub(crate) struct Wiring {
+    /// The bus.
+    pub(crate) bus: Arc<Bus>,
+    /// The host services.
+    pub(crate) services: Arc<Services>,
+    /// The queue it consumes.
+    pub(crate) queue: Arc<Queue>,
+    /// Its counts.
+    pub(crate) stats: Arc<Stats>,
+    /// Where it offers what it handles while a shadow candidate runs.
+    pub(crate) shadow: Arc<ShadowSlot>,
+    /// Whether it runs a gradual rollout's candidate (cleared at promotion).
+    pub(crate) candidate: Arc<AtomicBool>,
+}
+
+/// Starts the thread of plugin `def` wired as `w`, with `state` to start
+/// from (what it left when it last stopped).
 pub(crate) fn spawn(
     def: &PluginDef,
-    bus: Arc<Bus>,
-    services: Arc<Services>,
-    queue: Arc<Queue>,
-    stats: Arc<Stats>,
-    shadow: Arc<ShadowSlot>,
+    w: Wiring,
     state: Option<Value>,
     start: Start,
-    candidate: Arc<AtomicBool>,
 ) -> std::io::Result<Actor> {
+    let Wiring {
+        bus,
+        services,
+        queue,
+        stats,
+        shadow,
+        candidate,
+    } = w;
     let (ready_tx, ready) = oneshot::channel();
     let (exit_tx, exited) = oneshot::channel();
     let def = def.clone();

@@ -85,14 +85,16 @@ impl Host {
         let shadow = Arc::new(ShadowSlot::default());
         let spawned = actor::spawn(
             &def,
-            inner.bus.clone(),
-            inner.services.clone(),
-            queue.clone(),
-            stats.clone(),
-            shadow.clone(),
+            actor::Wiring {
+                bus: inner.bus.clone(),
+                services: inner.services.clone(),
+                queue: queue.clone(),
+                stats: stats.clone(),
+                shadow: shadow.clone(),
+                candidate: Arc::default(),
+            },
             state,
             Start::First,
-            Arc::new(std::sync::atomic::AtomicBool::new(false)),
         );
         let mut actor = match spawned {
             Ok(a) => a,

@@ -248,17 +248,15 @@ impl Host {
         let stats = Arc::new(Stats::default());
         let slot = Arc::new(shadow::ShadowSlot::default());
         let role = Arc::new(AtomicBool::new(true));
-        let spawned = actor::spawn(
-            &def,
-            self.inner.bus.clone(),
-            self.inner.services.clone(),
-            queue.clone(),
-            stats.clone(),
-            slot.clone(),
-            Some(state),
-            Start::First,
-            role.clone(),
-        );
+        let wiring = actor::Wiring {
+            bus: self.inner.bus.clone(),
+            services: self.inner.services.clone(),
+            queue: queue.clone(),
+            stats: stats.clone(),
+            shadow: slot.clone(),
+            candidate: role.clone(),
+        };
+        let spawned = actor::spawn(&def, wiring, Some(state), Start::First);
         let mut candidate = match spawned {
             Ok(a) => a,
             Err(e) => {

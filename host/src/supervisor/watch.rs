@@ -87,17 +87,15 @@ impl Host {
                     .record_crash(&error, matches!(verdict, Verdict::Restart { .. }));
                 if let Verdict::Restart { after, .. } = verdict {
                     let state = inner.plugins.state_of(&r.name);
-                    match actor::spawn(
-                        &r.def,
-                        inner.bus.clone(),
-                        inner.services.clone(),
-                        r.queue.clone(),
-                        r.stats.clone(),
-                        r.shadow.clone(),
-                        state,
-                        Start::Restart(after),
-                        Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                    ) {
+                    let wiring = actor::Wiring {
+                        bus: inner.bus.clone(),
+                        services: inner.services.clone(),
+                        queue: r.queue.clone(),
+                        stats: r.stats.clone(),
+                        shadow: r.shadow.clone(),
+                        candidate: Arc::default(),
+                    };
+                    match actor::spawn(&r.def, wiring, state, Start::Restart(after)) {
                         // The old thread is detached: it never runs a hook
                         // of this plugin again.
                         Ok(new) => r.actor = new,

@@ -63,20 +63,30 @@ impl Services {
 
     /// Checks that `plugin` may publish on `topic`.
     pub fn check_topic(&self, plugin: &str, topic: &str) -> Result<(), PublishRefused> {
-        topic::validate_topic(topic)?;
-        if crate::host_events::is_reserved(topic) {
-            return Err(PublishRefused::Reserved(topic.to_owned()));
-        }
         let map = self.publications.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(allowed) = map.get(plugin).filter(|a| !a.matches(topic)) {
-            let list: Vec<&str> = allowed.patterns().iter().map(|p| p.as_str()).collect();
-            return Err(PublishRefused::Undeclared {
-                topic: topic.to_owned(),
-                publications: list.join(", "),
-            });
-        }
-        Ok(())
+        check_publish(topic, map.get(plugin))
     }
+}
+
+/// Checks that a plugin whose `publications` are `allowed` (`None`:
+/// anywhere) may publish on `topic`: a valid topic, not the host's own,
+/// inside `allowed`.
+pub(crate) fn check_publish(
+    topic: &str,
+    allowed: Option<&PatternSet>,
+) -> Result<(), PublishRefused> {
+    topic::validate_topic(topic)?;
+    if crate::host_events::is_reserved(topic) {
+        return Err(PublishRefused::Reserved(topic.to_owned()));
+    }
+    if let Some(allowed) = allowed.filter(|a| !a.matches(topic)) {
+        let list: Vec<&str> = allowed.patterns().iter().map(|p| p.as_str()).collect();
+        return Err(PublishRefused::Undeclared {
+            topic: topic.to_owned(),
+            publications: list.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// A call from a plugin thread whose hook ran past its time limit and was

@@ -161,6 +161,8 @@ fn shadow_reports_the_one_difference_then_promotes(rt: Runtime) {
         let status = wait_compared(&host, 1000).await;
         assert_eq!((status.differed, status.skipped), (1, 0), "{status:?}");
         assert_eq!(status.candidate_errors, 0);
+        assert_eq!(rollout_events(&host, "same"), 999.0);
+        assert_eq!(rollout_events(&host, "differed"), 1.0);
 
         // Promoted while events stream: none lost, none handled twice.
         let publisher = {
@@ -238,6 +240,19 @@ fn a_rollback_keeps_the_running_version_and_loses_nothing(rt: Runtime) {
         assert!(host.rollout_status("calc").is_none());
         host.shutdown(Duration::from_secs(10)).await;
     });
+}
+
+/// `plugin.rollout.events` of `calc` with `result`, now.
+fn rollout_events(host: &Host, result: &str) -> f64 {
+    host.metrics_snapshot()
+        .iter()
+        .filter(|p| {
+            p.name == "plugin.rollout.events"
+                && p.attr("plugin.name") == Some("calc")
+                && p.attr("result") == Some(result)
+        })
+        .map(|p| p.value)
+        .sum()
 }
 
 /// Waits until the candidate compared `n` events; its status then.
@@ -474,6 +489,12 @@ fn a_gradual_candidate_takes_its_share_by_key_then_more_then_all(rt: Runtime) {
         assert_eq!(status.percent, Some(30));
         let handled = first.values().filter(|&&v| v == 2).count() as u64;
         assert_eq!(status.handled_by_candidate, handled, "{status:?}");
+        // The metric follows within its look interval.
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while rollout_events(&host, "candidate") < handled as f64 {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
 
         // A larger share while events stream: the same users stay, more join.
         let second = stream_users(&host, &mut out, 1000..2000, async {

@@ -28,6 +28,8 @@ use crate::bus::Bus;
 use crate::catalog::PluginDef;
 use crate::host_events::HostEvent;
 use crate::services::Services;
+use crate::telemetry::Metrics;
+use crate::topic::PatternSet;
 
 /// The most `shadow_diff` events one candidate publishes.
 pub(crate) const MAX_DIFFS: u64 = 100;
@@ -136,6 +138,8 @@ pub(crate) enum ShadowRefused {
 #[derive(Debug)]
 pub(crate) struct ShadowApi {
     services: Arc<Services>,
+    /// The candidate's own `publications` (its manifest's, not the running version's).
+    publications: Option<PatternSet>,
     turn: Mutex<Turn>,
 }
 
@@ -147,12 +151,19 @@ struct Turn {
 }
 
 impl ShadowApi {
-    /// Checks publishes as `services` does.
-    pub(crate) fn new(services: Arc<Services>) -> Self {
+    /// Checks publishes as a real publish is checked, against the
+    /// candidate's own `publications`.
+    pub(crate) fn new(services: Arc<Services>, publications: Option<PatternSet>) -> Self {
         ShadowApi {
             services,
+            publications,
             turn: Mutex::default(),
         }
+    }
+
+    fn check(&self, topic: &str, call: HostCall) -> Result<(), HostCallError> {
+        crate::services::check_publish(topic, self.publications.as_ref())
+            .map_err(|e| HostCallError::new(call, e))
     }
 
     fn turn(&self) -> std::sync::MutexGuard<'_, Turn> {
@@ -177,14 +188,12 @@ impl ShadowApi {
 impl HostApi for ShadowApi {
     fn publish(
         &self,
-        plugin: &PluginInfo,
+        _plugin: &PluginInfo,
         topic: &str,
         payload: Payload,
         _cause: Option<&Event>,
     ) -> Result<String, HostCallError> {
-        self.services
-            .check_topic(&plugin.name, topic)
-            .map_err(|e| HostCallError::new(HostCall::Publish, e))?;
+        self.check(topic, HostCall::Publish)?;
         self.turn()
             .published
             .push((topic.to_owned(), payload.into_value()));
@@ -193,15 +202,13 @@ impl HostApi for ShadowApi {
 
     fn request(
         &self,
-        plugin: &PluginInfo,
+        _plugin: &PluginInfo,
         topic: &str,
         _payload: Payload,
         _cause: Option<&Event>,
         _wait: Duration,
     ) -> Result<Payload, HostCallError> {
-        self.services
-            .check_topic(&plugin.name, topic)
-            .map_err(|e| HostCallError::new(HostCall::Request, e))?;
+        self.check(topic, HostCall::Request)?;
         let mut turn = self.turn();
         turn.asked += 1;
         let n = turn.asked;
@@ -281,6 +288,8 @@ pub(crate) struct Candidate {
     pub api: Arc<ShadowApi>,
     /// Where differences are announced.
     pub bus: Arc<Bus>,
+    /// Where `plugin.rollout.events` is counted.
+    pub metrics: Arc<Metrics>,
     /// The rollout's counts.
     pub counts: Arc<Counts>,
     /// Told of a verdict, once.
@@ -299,6 +308,7 @@ pub(crate) fn run(
         state,
         api,
         bus,
+        metrics,
         counts,
         verdict,
     } = c;
@@ -318,13 +328,19 @@ pub(crate) fn run(
     let name = def.manifest.name.as_str();
     let rollout = &def.manifest.rollout;
     let mut verdict = Some(verdict);
+    let mut skipped = 0;
     while let Ok(item) = items.recv() {
         let seen = compare_one(plugin.as_mut(), &api, &item);
-        let compared = counts.compared.fetch_add(1, Ordering::Relaxed) + 1;
+        let now_skipped = counts.skipped.load(Ordering::Relaxed);
+        metrics.rollout_events(name, "skipped", now_skipped - skipped);
+        skipped = now_skipped;
         if matches!(seen.outcome, Seen::Error(_)) {
             counts.candidate_errors.fetch_add(1, Ordering::Relaxed);
+            metrics.rollout_events(name, "candidate_error", 1);
         }
-        if item.live.differs(&seen) {
+        let differs = item.live.differs(&seen);
+        metrics.rollout_events(name, if differs { "differed" } else { "same" }, 1);
+        if differs {
             counts.differed.fetch_add(1, Ordering::Relaxed);
             if counts.diffs_published.fetch_add(1, Ordering::Relaxed) < MAX_DIFFS {
                 let (live, candidate) = (item.live.to_json(), seen.to_json());
@@ -336,6 +352,8 @@ pub(crate) fn run(
                 });
             }
         }
+        // Counted last: a reader that sees it compared sees the rest too.
+        let compared = counts.compared.fetch_add(1, Ordering::Relaxed) + 1;
         let errors = counts.candidate_errors.load(Ordering::Relaxed);
         let differed = counts.differed.load(Ordering::Relaxed);
         let decided = if errors >= rollout.max_candidate_errors {

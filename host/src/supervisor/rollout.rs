@@ -171,8 +171,12 @@ impl Host {
         let candidate = shadow::Candidate {
             def: def.clone(),
             state,
-            api: Arc::new(ShadowApi::new(self.inner.services.clone())),
+            api: Arc::new(ShadowApi::new(
+                self.inner.services.clone(),
+                def.manifest.publications.clone().map(PatternSet::new),
+            )),
             bus: self.inner.bus.clone(),
+            metrics: self.inner.services.metrics().clone(),
             counts: counts.clone(),
             verdict: self.verdict_handler(&name, &counts),
         };
@@ -342,12 +346,18 @@ impl Host {
         promote_after: Option<u64>,
         max_errors: u64,
     ) {
+        let metrics = self.inner.services.metrics().clone();
+        let (mut handled_before, mut errors_before) = (0, 0);
         loop {
             tokio::time::sleep(VERDICT_EVERY).await;
             let Some(counts) = counts.upgrade() else {
                 return;
             };
             let errors = stats.errors.load(Ordering::Relaxed);
+            let done = handled(&stats);
+            metrics.rollout_events(&name, "candidate", done - handled_before);
+            metrics.rollout_events(&name, "candidate_error", errors - errors_before);
+            (handled_before, errors_before) = (done, errors);
             let verdict = if errors >= max_errors {
                 Some(false)
             } else if errors == 0 && promote_after.is_some_and(|n| handled(&stats) >= n) {

@@ -216,6 +216,8 @@ pub struct Metrics {
     pub lifecycle: Counter<u64>,
     /// `plugin.telemetry.refused`, with `reason`
     pub refused: Counter<u64>,
+    /// `plugin.rollout.events`, with `result`
+    pub rollout: Counter<u64>,
     scripts: Mutex<Scripts>,
     /// Each plugin's attributes, for the observable instruments.
     plugins: Arc<Mutex<HashMap<String, Arc<[KeyValue]>>>>,
@@ -376,6 +378,12 @@ impl Metrics {
                 .u64_counter("plugin.telemetry.refused")
                 .with_description("Script metric values refused by the caps")
                 .build(),
+            rollout: meter
+                .u64_counter("plugin.rollout.events")
+                .with_description(
+                    "Events of a rollout, by result: same, differed, skipped (shadow), candidate (gradual), candidate_error",
+                )
+                .build(),
             provider,
             reader,
             registry,
@@ -450,6 +458,16 @@ impl Metrics {
         let mut attrs = self.attributes_of(plugin).to_vec();
         attrs.push(KeyValue::new("event", event));
         self.lifecycle.add(1, &attrs);
+    }
+
+    /// Counts `n` events of plugin `name`'s rollout with `result`.
+    pub fn rollout_events(&self, plugin: &str, result: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut attrs = self.attributes_of(plugin).to_vec();
+        attrs.push(KeyValue::new("result", result));
+        self.rollout.add(n, &attrs);
     }
 
     /// Counts a reload with `result` (`ok` or `error`).

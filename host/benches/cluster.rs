@@ -155,6 +155,62 @@ impl Drop for Server {
     }
 }
 
+/// CPU time (user and system) process `pid` has used so far, from
+/// `/proc/PID/stat` (Linux; zero elsewhere), in clock ticks of 10 ms.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, from the third (`state`) on.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// One measured run: events per second, and the CPU time per event of this
+/// process and of the server while it ran.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    rate: f64,
+    here_us: f64,
+    server_us: f64,
+}
+
+/// Measures a run between `start` and `end` (the CPU counters read at `start`).
+struct Clock {
+    server: u32,
+    start: Instant,
+    here: Duration,
+    there: Duration,
+}
+
+impl Clock {
+    fn start(server: &Server) -> Clock {
+        let server = server.child.id();
+        Clock {
+            server,
+            here: cpu_time(std::process::id()),
+            there: cpu_time(server),
+            start: Instant::now(),
+        }
+    }
+
+    fn stop(self, end: Instant, n: u64) -> Run {
+        let per_event = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        Run {
+            rate: n as f64 / (end - self.start).as_secs_f64(),
+            here_us: per_event(cpu_time(std::process::id()).saturating_sub(self.here)),
+            server_us: per_event(cpu_time(self.server).saturating_sub(self.there)),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Counting what arrives, with bounded waits
 
@@ -284,7 +340,8 @@ fn stages(a: Arc<plughost::Host>, b: Arc<plughost::Host>, published: Arc<AtomicU
 }
 
 /// A → NATS → B's relay → NATS → A's subscriber; events per second.
-fn through_plughost(url: &str, n: u64, show_stages: bool) -> f64 {
+fn through_plughost(server: &Server, n: u64, show_stages: bool) -> Run {
+    let url = &server.url();
     let relay = relay_dir();
     let empty = tempfile::tempdir().unwrap();
     let inputs: Vec<Value> = (0..n).map(payload).collect();
@@ -325,15 +382,16 @@ fn through_plughost(url: &str, n: u64, show_stages: bool) -> f64 {
             }
             Instant::now()
         });
-        let start = Instant::now();
+        let clock = Clock::start(server);
         for p in inputs {
             a.publish("there.x", p).await.unwrap();
             published.fetch_add(1, Ordering::Relaxed);
         }
         let end = arrival("plughost", counting, &arrived, n).await;
+        let run = clock.stop(end, n);
         b.shutdown(Duration::from_secs(5)).await;
         a.shutdown(Duration::from_secs(5)).await;
-        n as f64 / (end - start).as_secs_f64()
+        run
     })
 }
 
@@ -353,7 +411,8 @@ async fn client(url: &str, n: u64) -> async_nats::Client {
 }
 
 /// Client 1 → NATS → client 2 (parse, publish) → NATS → client 1; events per second.
-fn bare_core(url: &str, n: u64) -> f64 {
+fn bare_core(server: &Server, n: u64) -> Run {
+    let url = &server.url();
     let inputs: Vec<Value> = (0..n).map(payload).collect();
     runtime().block_on(async {
         let one = client(url, n).await;
@@ -383,7 +442,7 @@ fn bare_core(url: &str, n: u64) -> f64 {
             }
             Instant::now()
         });
-        let start = Instant::now();
+        let clock = Clock::start(server);
         for (i, p) in inputs.iter().enumerate() {
             let body = serde_json::to_vec(p).unwrap();
             one.publish_with_headers("there.x", headers(i as u64), body.into())
@@ -391,14 +450,16 @@ fn bare_core(url: &str, n: u64) -> f64 {
                 .unwrap();
         }
         let end = arrival("bare loop", counting, &arrived, n).await;
+        let run = clock.stop(end, n);
         relay.abort();
-        n as f64 / (end - start).as_secs_f64()
+        run
     })
 }
 
 /// Publishes to a stream (every ack awaited) and reads with a pull consumer
 /// acking each; events per second.
-fn bare_jetstream(url: &str, n: u64) -> f64 {
+fn bare_jetstream(server: &Server, n: u64) -> Run {
+    let url = &server.url();
     let inputs: Vec<Value> = (0..n).map(payload).collect();
     runtime().block_on(async {
         let one = async_nats::connect(url).await.expect("connect client 1");
@@ -446,7 +507,7 @@ fn bare_jetstream(url: &str, n: u64) -> f64 {
             }
             Instant::now()
         });
-        let start = Instant::now();
+        let clock = Clock::start(server);
         let mut acks = VecDeque::new();
         for (i, p) in inputs.iter().enumerate() {
             let body = serde_json::to_vec(p).unwrap();
@@ -463,16 +524,36 @@ fn bare_jetstream(url: &str, n: u64) -> f64 {
             ack.await.expect("the stream's ack");
         }
         let end = arrival("bare JetStream loop", counting, &arrived, n).await;
+        let run = clock.stop(end, n);
         let _ = js.delete_stream(STREAM).await;
-        n as f64 / (end - start).as_secs_f64()
+        run
     })
 }
 
 // ---------------------------------------------------------------------------
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
+/// The median of each figure of `runs`, apart.
+fn median(runs: &[Run]) -> Run {
+    let mid = |f: fn(&Run) -> f64| {
+        let mut xs: Vec<f64> = runs.iter().map(f).collect();
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    Run {
+        rate: mid(|r| r.rate),
+        here_us: mid(|r| r.here_us),
+        server_us: mid(|r| r.server_us),
+    }
+}
+
+fn show(what: &str, run: Run, bare: f64) {
+    println!(
+        "{what:<46} {:>9.0} events/s {:>5.2}x bare   CPU per event: {:>5.1} µs here, {:>5.1} µs nats-server",
+        run.rate,
+        run.rate / bare,
+        run.here_us,
+        run.server_us
+    );
 }
 
 fn main() {
@@ -496,48 +577,45 @@ fn main() {
         return;
     };
     let server = Server::start(&exe);
-    let url = server.url();
     println!(
         "plughost cluster benchmark: {n} events per run, median of {rounds} alternating rounds, \
-         nats-server {} on {url}",
-        exe.display()
+         nats-server {} on {}",
+        exe.display(),
+        server.url()
     );
     if let Ok(only) = std::env::var("PLUGHOST_BENCH_ONLY") {
-        let rate = match only.as_str() {
-            "bare" => bare_core(&url, n),
-            "jetstream" => bare_jetstream(&url, n),
-            _ => through_plughost(&url, n, show_stages),
+        let run = match only.as_str() {
+            "bare" => bare_core(&server, n),
+            "jetstream" => bare_jetstream(&server, n),
+            _ => through_plughost(&server, n, show_stages),
         };
-        println!("{rate:.0} events/s");
+        show(&only, run, run.rate);
         return;
     }
     // Warm up allocator, caches, the server and the CPU's clock.
-    bare_core(&url, n / 10);
-    through_plughost(&url, n / 10, false);
-    bare_jetstream(&url, n / 10);
+    bare_core(&server, n / 10);
+    through_plughost(&server, n / 10, false);
+    bare_jetstream(&server, n / 10);
     let (mut bare, mut host, mut js) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
-        bare.push(bare_core(&url, n));
-        host.push(through_plughost(&url, n, show_stages));
-        js.push(bare_jetstream(&url, n));
-        println!(
-            "round {round}: bare {:>8.0}  plughost {:>8.0}  bare JetStream {:>8.0} events/s",
-            bare[bare.len() - 1],
-            host[host.len() - 1],
-            js[js.len() - 1]
-        );
+        bare.push(bare_core(&server, n));
+        host.push(through_plughost(&server, n, show_stages));
+        js.push(bare_jetstream(&server, n));
+        println!("round {round}:");
+        let b = bare[bare.len() - 1].rate;
+        show("  bare", bare[bare.len() - 1], b);
+        show("  plughost", host[host.len() - 1], b);
+        show("  bare JetStream", js[js.len() - 1], b);
     }
-    let (bare, host, js) = (median(bare), median(host), median(js));
-    for (what, rate) in [
-        ("(2) bare async-nats loop (core NATS)", bare),
-        ("(1) plughost A → B's Lua relay → A", host),
-        ("(3) bare JetStream loop (acked publish, pull)", js),
-    ] {
-        println!(
-            "{what:<48} {rate:>10.0} events/s {:>6.2}x bare",
-            rate / bare
-        );
-    }
+    let (bare, host, js) = (median(&bare), median(&host), median(&js));
+    println!("medians:");
+    show("(2) bare async-nats loop (core NATS)", bare, bare.rate);
+    show("(1) plughost A → B's Lua relay → A", host, bare.rate);
+    show(
+        "(3) bare JetStream loop (acked publish, pull)",
+        js,
+        bare.rate,
+    );
     println!(
         "plughost's JetStream delivery is not measured: the host has none yet \
          (cluster.jetstream topics cross as fan-out)"

@@ -607,6 +607,19 @@ fn main() {
         show("  plughost", host[host.len() - 1], b);
         show("  bare JetStream", js[js.len() - 1], b);
     }
+    // The rounds are pairs run back to back: their ratios move less than the rates.
+    let mut ratios: Vec<f64> = host
+        .iter()
+        .zip(&bare)
+        .map(|(h, b)| h.rate / b.rate)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!(
+        "plughost / bare, each round (sorted): {}; median {:.2}x",
+        shown.join(" "),
+        ratios[ratios.len() / 2]
+    );
     let (bare, host, js) = (median(&bare), median(&host), median(&js));
     println!("medians:");
     show("(2) bare async-nats loop (core NATS)", bare, bare.rate);

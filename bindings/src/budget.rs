@@ -60,6 +60,13 @@ impl Budget {
         self.deadline.passed()
     }
 
+    /// What is left of the running hook call's time (zero once it is
+    /// over), or `None` between hook calls: a wait inside the call (a
+    /// `bus.request`) may last no longer.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.deadline.remaining()
+    }
+
     /// The message of a call stopped by the budget.
     pub(crate) fn message(&self) -> String {
         format!(
@@ -79,6 +86,7 @@ mod tests {
         assert!(!b.exceeded());
         b.start(Duration::ZERO);
         assert!(b.exceeded());
+        assert_eq!(b.remaining(), Some(Duration::ZERO));
         assert!(b.message().contains("0 ms"));
         assert!(b.notice(), "the first check notices");
         assert!(!b.notice());
@@ -86,6 +94,7 @@ mod tests {
         b.stop();
         assert!(!b.exceeded());
         assert!(!b.is_noticed());
+        assert_eq!(b.remaining(), None);
         b.start(Duration::from_secs(60));
         assert!(!b.is_noticed(), "a new call starts afresh");
     }

@@ -1,5 +1,5 @@
 //! The runtime-neutral core of the bindings: what `bus.publish`,
-//! `host.NAME(...)`, `log.*`, `telemetry.*`, `timer.*` and `outcome.*` do,
+//! `bus.request`, `host.NAME(...)`, `log.*`, `telemetry.*`, `timer.*` and `outcome.*` do,
 //! with their checks and messages written once.
 //!
 //! A runtime converts the script's values into Rust values, calls the core,
@@ -32,7 +32,14 @@ pub(crate) enum BindingError {
         /// The binding, as the runtime spells it.
         binding: String,
     },
-    /// The host refused a publish or a metric (its message says why).
+    /// A request timeout that is not a number of milliseconds > 0.
+    #[error("{binding}: timeout must be a number of milliseconds > 0")]
+    BadTimeout {
+        /// The binding, as the runtime spells it.
+        binding: String,
+    },
+    /// The host refused a publish, a request or a metric (its message says
+    /// why), or a request got no reply.
     #[error(transparent)]
     Refused(HostCallError),
     /// An application function failed.
@@ -71,6 +78,25 @@ impl Core<'_> {
         let cause = self.current.borrow().clone();
         self.host
             .publish(self.info, topic, payload, cause.as_deref())
+            .map_err(BindingError::Refused)
+    }
+
+    /// `bus.request(topic, payload, timeout_ms)`: the first reply's
+    /// payload. Waits at most `timeout_ms`, and never longer than `left`,
+    /// what is left of the hook's time limit (when the runtime knows it):
+    /// the wait counts against the limit.
+    pub(crate) fn request(
+        &self,
+        topic: &str,
+        payload: Payload,
+        timeout_ms: f64,
+        left: Option<Duration>,
+    ) -> Result<Payload, BindingError> {
+        let timeout = request_timeout(self.info.runtime, timeout_ms)?;
+        let wait = left.map_or(timeout, |left| left.min(timeout));
+        let cause = self.current.borrow().clone();
+        self.host
+            .request(self.info, topic, payload, cause.as_deref(), wait)
             .map_err(BindingError::Refused)
     }
 
@@ -138,6 +164,28 @@ pub(crate) fn delay(binding: impl FnOnce() -> String, ms: f64) -> Result<Duratio
     Ok(Duration::from_secs_f64(ms / 1000.0))
 }
 
+/// The longest wait of one `bus.request`: an hour, the longest hook time
+/// limit there is (the hook's own limit cuts every wait shorter anyway).
+pub(crate) const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The `timeout_ms` of `bus.request(topic, payload, timeout_ms)`: more
+/// than 0, at most [`MAX_REQUEST_TIMEOUT`].
+pub(crate) fn request_timeout(runtime: RuntimeKind, ms: f64) -> Result<Duration, BindingError> {
+    if !ms.is_finite() || ms <= 0.0 {
+        return Err(BindingError::BadTimeout {
+            binding: spelled(runtime, "bus", "request"),
+        });
+    }
+    Ok(Duration::from_secs_f64(
+        (ms / 1000.0).min(MAX_REQUEST_TIMEOUT.as_secs_f64()),
+    ))
+}
+
+/// `outcome.reply(payload)`.
+pub(crate) fn reply(payload: Payload) -> Outcome {
+    Outcome::Reply { payload }
+}
+
 /// `outcome.retry([ms])`.
 pub(crate) fn retry(runtime: RuntimeKind, ms: Option<f64>) -> Result<Outcome, BindingError> {
     let delay_ms = match ms {
@@ -199,6 +247,61 @@ mod tests {
             delay(|| "timer.after".into(), 1.5).unwrap(),
             Duration::from_micros(1500)
         );
+    }
+
+    #[test]
+    fn request_timeouts_must_be_positive_and_are_capped() {
+        for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                request_timeout(RuntimeKind::Rhai, bad)
+                    .unwrap_err()
+                    .to_string(),
+                "bus::request: timeout must be a number of milliseconds > 0",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            request_timeout(RuntimeKind::Lua, 250.0).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            request_timeout(RuntimeKind::Lua, 1e12).unwrap(),
+            MAX_REQUEST_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_request_never_waits_past_the_hooks_limit() {
+        let recorder = Arc::new(crate::test_host::Recorder::default());
+        let host: SharedHost = recorder.clone();
+        let info = PluginInfo {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            runtime: RuntimeKind::Lua,
+        };
+        let current = RefCell::new(None);
+        let core = Core {
+            info: &info,
+            host: &host,
+            current: &current,
+        };
+        let answer = core
+            .request("echo", Payload::from(Value::from(7)), 60_000.0, None)
+            .unwrap();
+        assert_eq!(answer.into_value(), Value::from(7));
+        let left = Duration::from_millis(20);
+        let err = core
+            .request("silent", Payload::default(), 60_000.0, Some(left))
+            .unwrap_err();
+        assert!(err.to_string().contains("no reply on `silent`"), "{err}");
+        let waits: Vec<Duration> = recorder
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(waits, [Duration::from_secs(60), left]);
     }
 
     #[test]

@@ -40,6 +40,12 @@ pub struct Event {
     /// limit, so two plugins forwarding to each other cannot loop forever.
     #[serde(skip)]
     pub hops: u32,
+    /// Where the answer to this event goes, when it is a request
+    /// (`bus.request`): the reply subject its handler's `outcome.reply`
+    /// answers on. Not part of the event's JSON, and not inherited by the
+    /// events it causes.
+    #[serde(skip)]
+    pub reply_to: Option<String>,
 }
 
 impl Event {
@@ -67,6 +73,7 @@ impl Event {
             correlation_id: None,
             headers: BTreeMap::new(),
             hops: 0,
+            reply_to: None,
         }
     }
 
@@ -143,6 +150,14 @@ mod tests {
         assert_eq!(third.correlation_id.as_deref(), Some(first.id.as_str()));
         assert_ne!(third.id, second.id);
         assert_eq!((first.hops, second.hops, third.hops), (0, 1, 2));
+    }
+
+    #[test]
+    fn a_caused_event_is_no_request_and_the_reply_subject_stays_out_of_json() {
+        let mut request = Event::new("q", Value::Null, HOST_SOURCE);
+        request.reply_to = Some("_INBOX.x.y".into());
+        assert_eq!(request.caused("b", Value::Null, "p").reply_to, None);
+        assert!(request.to_value().get("reply_to").is_none());
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub enum HostCall {
     Metric,
     /// An application function (`host.NAME(...)`).
     Function,
+    /// `bus.request`.
+    Request,
 }
 
 /// Why the host refused a plugin's call into it. The host's own error is
@@ -115,6 +117,22 @@ pub trait HostApi: Send + Sync + 'static {
         payload: Payload,
         cause: Option<&Event>,
     ) -> Result<String, HostCallError>;
+
+    /// Publishes a request: `payload` on `topic` in `plugin`'s name, as
+    /// [`HostApi::publish`] does, then blocks the calling (plugin) thread
+    /// until the first reply or until `wait` has passed. Returns the reply's
+    /// payload, or why not: the publish was refused, the plugin itself
+    /// subscribes to `topic` (it would wait for itself), nothing subscribes,
+    /// or no reply came in time. The runtime bounds `wait` by what is left
+    /// of the hook's time limit.
+    fn request(
+        &self,
+        plugin: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        cause: Option<&Event>,
+        wait: std::time::Duration,
+    ) -> Result<Payload, HostCallError>;
 
     /// Records a log line of the plugin.
     fn log(&self, plugin: &PluginInfo, record: LogRecord<'_>);

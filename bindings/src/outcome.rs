@@ -20,6 +20,13 @@ pub enum Outcome {
         /// Payload of the forwarded event.
         payload: Payload,
     },
+    /// Answer the request being handled with `payload` (the first reply
+    /// reaches the requester's `bus.request`), and acknowledge. An event
+    /// that is no request is only acknowledged.
+    Reply {
+        /// The answer.
+        payload: Payload,
+    },
     /// Dead-letter the event with this reason.
     Drop {
         /// Why the plugin refused it.

@@ -1,6 +1,8 @@
 //! A host for the runtimes' unit tests: it records what a plugin asked
-//! for (publications, log lines, metrics, open spans) and offers one
-//! application function, `host::double(n)`.
+//! for (publications, requests, log lines, metrics, open spans) and offers
+//! one application function, `host::double(n)`. A request on `echo` is
+//! answered at once with its payload; any other waits out its time and
+//! times out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +25,8 @@ pub(crate) struct Recorder {
     pub(crate) logs: Mutex<Vec<Logged>>,
     pub(crate) metrics: Mutex<Vec<(MetricKind, String, f64)>>,
     pub(crate) open_spans: Arc<AtomicUsize>,
+    /// (topic, how long the host was allowed to wait)
+    pub(crate) requests: Mutex<Vec<(String, std::time::Duration)>>,
 }
 
 struct Span(Arc<AtomicUsize>);
@@ -54,6 +58,25 @@ impl HostApi for Recorder {
             cause.map(|c| c.id.clone()),
         ));
         Ok(format!("id-{}", p.len()))
+    }
+
+    fn request(
+        &self,
+        _: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        _: Option<&Event>,
+        wait: std::time::Duration,
+    ) -> Result<Payload, HostCallError> {
+        self.requests.lock().unwrap().push((topic.to_owned(), wait));
+        if topic == "echo" {
+            return Ok(payload);
+        }
+        std::thread::sleep(wait);
+        Err(HostCallError::new(
+            HostCall::Request,
+            format!("no reply on `{topic}` within {} ms", wait.as_millis()),
+        ))
     }
 
     fn log(&self, _: &PluginInfo, r: LogRecord<'_>) {

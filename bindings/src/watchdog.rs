@@ -144,6 +144,17 @@ impl Deadline {
         self.slot.expired.load(Ordering::Relaxed)
     }
 
+    /// How long until the deadline (zero once it passed), or `None` while
+    /// none is set.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        match self.slot.deadline.load(Ordering::Relaxed) {
+            NONE => None,
+            d => Some(Duration::from_nanos(
+                d.saturating_sub(Watchdog::get().now()),
+            )),
+        }
+    }
+
     /// Whether the deadline has passed, by the clock (for rare checks, and
     /// before the watchdog has looked).
     pub(crate) fn passed(&self) -> bool {
@@ -177,8 +188,14 @@ mod tests {
         d.set(Duration::from_millis(20));
         wait_for(&d, "the watchdog never looked");
         assert!(d.passed());
+        assert_eq!(d.remaining(), Some(Duration::ZERO));
         d.clear();
         assert!(!d.expired() && !d.passed());
+        assert_eq!(d.remaining(), None);
+        d.set(Duration::from_secs(60));
+        let left = d.remaining().unwrap();
+        assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
+        d.clear();
         // A later deadline set while the watchdog sleeps towards none, then
         // an earlier one: each is noticed.
         let (late, early) = (Deadline::default(), Deadline::default());

@@ -38,12 +38,18 @@ pub enum Action {
         /// The error or reason, with the traceback for script errors.
         error: String,
     },
+    /// Answer the event, a request, with `payload`; then done. (An event
+    /// that is no request is only done.)
+    Reply {
+        /// The answer.
+        payload: Payload,
+    },
 }
 
 impl Action {
     /// Each action's name, as `plugin.messages`' `outcome` attribute and the
     /// delivery span say it, in [`Action::index`] order.
-    pub const NAMES: [&'static str; 4] = ["ack", "forward", "retry", "dead_letter"];
+    pub const NAMES: [&'static str; 5] = ["ack", "forward", "retry", "dead_letter", "reply"];
 
     /// The action's place in [`Action::NAMES`].
     pub fn index(&self) -> usize {
@@ -52,6 +58,7 @@ impl Action {
             Action::Forward { .. } => 1,
             Action::Retry { .. } => 2,
             Action::DeadLetter { .. } => 3,
+            Action::Reply { .. } => 4,
         }
     }
 
@@ -68,6 +75,7 @@ pub fn decide(result: Result<Outcome, ScriptError>, attempt: u32, retry: &Retry)
         Ok(Outcome::Ack) => Action::Ack,
         Ok(Outcome::Forward { topic, payload }) => Action::Forward { topic, payload },
         Ok(Outcome::Drop { reason }) => Action::DeadLetter { error: reason },
+        Ok(Outcome::Reply { payload }) => Action::Reply { payload },
         Ok(Outcome::Retry { delay_ms }) if attempt < retry.max_attempts => Action::Retry {
             after: delay_ms
                 .map(Duration::from_millis)
@@ -113,6 +121,20 @@ mod tests {
                 payload: Payload::default()
             }
         );
+    }
+
+    #[test]
+    fn a_reply_is_its_own_action_named_reply() {
+        let payload = Payload::from(serde_json::json!({"n": 1}));
+        let action = decide(
+            Ok(Outcome::Reply {
+                payload: payload.clone(),
+            }),
+            1,
+            &retry(),
+        );
+        assert_eq!(action, Action::Reply { payload });
+        assert_eq!(Action::NAMES[action.index()], "reply");
     }
 
     #[test]

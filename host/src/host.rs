@@ -25,6 +25,7 @@ use crate::functions::{self, Functions, HostFunction};
 use crate::host_events::{FailReason, HostEvent};
 use crate::reload::LiveState;
 use crate::services::Services;
+pub use crate::services::{PublishRefused, RequestError};
 use crate::supervisor::Registry;
 use crate::supervisor::lifecycle::StartError;
 use crate::telemetry::{MetricPoint, Metrics, trace};
@@ -161,9 +162,10 @@ impl HostBuilder {
         } else {
             Metrics::with_exporter(&bus, self.metric_export)
         });
+        let topics = metrics.cluster_counts();
         let services = Arc::new(Services::new(bus.clone(), self.functions, metrics));
         let known = catalog.entries.iter().map(|e| e.dir.clone()).collect();
-        let cluster = self.cluster.map(|c| Cluster::new(c, &bus));
+        let cluster = self.cluster.map(|c| Cluster::new(c, &bus, topics));
         Ok(Host {
             inner: Arc::new(Inner {
                 catalog,
@@ -348,6 +350,46 @@ impl Host {
         Ok(self.inner.bus.publish_async(event).await)
     }
 
+    /// Publishes `payload` on `topic` as a request from the application and
+    /// waits, up to `timeout`, for the first plugin's `outcome.reply`;
+    /// returns the reply's payload. Fails at once for a malformed or
+    /// `plughost.` topic, or when nothing subscribes to `topic` (no plugin,
+    /// no application subscriber, no cluster export); with
+    /// [`RequestError::Timeout`] when no reply came in time. The wait runs
+    /// on tokio's blocking pool, not on the caller's task.
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: Value,
+        timeout: Duration,
+    ) -> Result<Value, RequestError> {
+        topic::validate_topic(topic).map_err(PublishRefused::from)?;
+        if crate::host_events::is_reserved(topic) {
+            return Err(PublishRefused::Reserved(topic.to_owned()).into());
+        }
+        let bus = &self.inner.bus;
+        if !bus.has_subscriber(topic, None) && !bus.exports(topic) {
+            return Err(RequestError::NoSubscriber {
+                topic: topic.to_owned(),
+            });
+        }
+        let mut event = Event::new(topic, payload, plughost_bindings::HOST_SOURCE);
+        let (subject, waiter) = bus.expect_reply(&event.id);
+        event.reply_to = Some(subject);
+        // The checks of `publish_event` passed above.
+        let _ = self.publish_event(event).await;
+        let reply = tokio::task::spawn_blocking(move || waiter.wait(timeout))
+            .await
+            .ok()
+            .flatten();
+        reply
+            .map(|p| p.into_value())
+            .ok_or_else(|| RequestError::Timeout {
+                topic: topic.to_owned(),
+                ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })
+    }
+
     /// A stream of every event matching `pattern` from now on.
     pub fn subscribe(&self, pattern: &str) -> Result<EventStream, TopicError> {
         self.subscribe_all(&[pattern])
@@ -457,7 +499,10 @@ impl Host {
             // other) are released: their queues take nothing more.
             for (name, d) in self.close_queues() {
                 self.inner.bus.done();
-                report.undelivered.push((name, d.event.id.clone()));
+                // A stored delivery goes back to the stream, for another host.
+                if !self.inner.bus.hand_back(&name, &d.event) {
+                    report.undelivered.push((name, d.event.id.clone()));
+                }
             }
         }
         for (name, d) in self.stop_all().await {

@@ -1,11 +1,16 @@
 //! The host's side of the bindings: [`HostApi`] implemented over the bus.
 //!
-//! Every runtime's `bus.publish`, `log.*`, `telemetry.*` and `host.*` end
-//! here, so the checks (valid topic, reserved `plughost.` topics, the
-//! manifest's `publications`) and the log format are the same for all.
+//! Every runtime's `bus.publish`, `bus.request`, `log.*`, `telemetry.*` and
+//! `host.*` end here, so the checks (valid topic, reserved `plughost.`
+//! topics, the manifest's `publications`) and the log format are the same
+//! for all. A request is published as a publish is, carrying a reply
+//! subject, and its plugin thread waits for the reply in the bus's reply
+//! registry; one that could never be answered (nothing subscribes, or the
+//! requester itself does and would wait for itself) fails at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use plughost_bindings::{
     Event, HostApi, HostCall, HostCallError, LogLevel, LogRecord, MetricKind, Payload, PluginInfo,
@@ -132,6 +137,37 @@ pub enum PublishRefused {
     Bus(#[from] crate::bus::Refused),
 }
 
+/// Why a plugin's `bus.request` got no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The request could not be published (as a publish is refused).
+    #[error(transparent)]
+    Refused(#[from] PublishRefused),
+    /// The requesting plugin subscribes to the topic itself: its thread
+    /// would wait for its own reply.
+    #[error(
+        "request on `{topic}`: this plugin subscribes to `{topic}` itself and cannot answer while it waits"
+    )]
+    SelfSubscribed {
+        /// The topic.
+        topic: String,
+    },
+    /// No plugin, application subscriber or cluster export takes the topic.
+    #[error("request on `{topic}`: nothing subscribes to it")]
+    NoSubscriber {
+        /// The topic.
+        topic: String,
+    },
+    /// No reply came in time.
+    #[error("no reply on `{topic}` within {ms} ms")]
+    Timeout {
+        /// The topic.
+        topic: String,
+        /// How long the request waited.
+        ms: u64,
+    },
+}
+
 /// The span attribute of a script's attribute value: strings, integers,
 /// floats and booleans as they are, anything else as JSON text.
 fn span_value(v: &Value) -> opentelemetry::Value {
@@ -170,6 +206,66 @@ fn span_attributes(span: &tracing::Span, attributes: &Map<String, Value>, cap: u
     }
 }
 
+/// The event `plugin` publishes on `topic` while handling `cause`: it
+/// carries the cause's correlation id and trace context.
+fn event_from(plugin: &PluginInfo, topic: &str, payload: Payload, cause: Option<&Event>) -> Event {
+    let mut event = match cause {
+        Some(c) => c.caused(topic, payload, plugin.name.as_str()),
+        None => Event::new(topic, payload, plugin.name.as_str()),
+    };
+    trace::inject_current(&mut event.headers);
+    // Not exporting, the delivery span has no trace context of its own:
+    // the consequence stays in the cause's trace (as a sibling).
+    if let Some(tp) = cause.and_then(|c| c.headers.get(trace::TRACEPARENT))
+        && !event.headers.contains_key(trace::TRACEPARENT)
+    {
+        event
+            .headers
+            .insert(trace::TRACEPARENT.to_owned(), tp.clone());
+    }
+    event
+}
+
+impl Services {
+    /// `bus.request`: checks, publishes and waits up to `wait` for the
+    /// first reply (see [`HostApi::request`]).
+    fn request_reply(
+        &self,
+        plugin: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        cause: Option<&Event>,
+        wait: Duration,
+    ) -> Result<Payload, RequestError> {
+        self.check_topic(&plugin.name, topic)?;
+        let name = plugin.name.as_str();
+        if self
+            .bus
+            .route(name)
+            .is_some_and(|own| own.patterns.matches(topic))
+        {
+            return Err(RequestError::SelfSubscribed {
+                topic: topic.to_owned(),
+            });
+        }
+        if !self.bus.has_subscriber(topic, Some(name)) && !self.bus.exports(topic) {
+            return Err(RequestError::NoSubscriber {
+                topic: topic.to_owned(),
+            });
+        }
+        let mut event = event_from(plugin, topic, payload, cause);
+        let (subject, waiter) = self.bus.expect_reply(&event.id);
+        event.reply_to = Some(subject);
+        self.bus
+            .publish_blocking(event, Some(name))
+            .map_err(PublishRefused::from)?;
+        waiter.wait(wait).ok_or_else(|| RequestError::Timeout {
+            topic: topic.to_owned(),
+            ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+}
+
 impl HostApi for Services {
     fn publish(
         &self,
@@ -181,23 +277,23 @@ impl HostApi for Services {
         refuse_abandoned(HostCall::Publish)?;
         let refused = |e: PublishRefused| HostCallError::new(HostCall::Publish, e);
         self.check_topic(&plugin.name, topic).map_err(refused)?;
-        let mut event = match cause {
-            Some(c) => c.caused(topic, payload, plugin.name.as_str()),
-            None => Event::new(topic, payload, plugin.name.as_str()),
-        };
-        trace::inject_current(&mut event.headers);
-        // Not exporting, the delivery span has no trace context of its own:
-        // the consequence stays in the cause's trace (as a sibling).
-        if let Some(tp) = cause.and_then(|c| c.headers.get(trace::TRACEPARENT))
-            && !event.headers.contains_key(trace::TRACEPARENT)
-        {
-            event
-                .headers
-                .insert(trace::TRACEPARENT.to_owned(), tp.clone());
-        }
+        let event = event_from(plugin, topic, payload, cause);
         self.bus
             .publish_blocking(event, Some(&plugin.name))
             .map_err(|e| refused(e.into()))
+    }
+
+    fn request(
+        &self,
+        plugin: &PluginInfo,
+        topic: &str,
+        payload: Payload,
+        cause: Option<&Event>,
+        wait: Duration,
+    ) -> Result<Payload, HostCallError> {
+        refuse_abandoned(HostCall::Request)?;
+        self.request_reply(plugin, topic, payload, cause, wait)
+            .map_err(|e| HostCallError::new(HostCall::Request, e))
     }
 
     fn log(&self, plugin: &PluginInfo, r: LogRecord<'_>) {
@@ -354,6 +450,118 @@ mod tests {
             e.to_string()
                 .contains("outside this plugin's publications (out.*)")
         );
+    }
+
+    /// A route for `plugin` subscribed to `patterns`.
+    fn route(s: &Services, plugin: &str, patterns: &[&str]) -> Arc<crate::bus::Queue> {
+        let queue = Arc::new(crate::bus::Queue::new(16, crate::manifest::Overflow::Block));
+        let patterns = patterns
+            .iter()
+            .map(|p| Pattern::parse(p).unwrap())
+            .collect();
+        s.bus.add_route(Arc::new(crate::bus::Route {
+            plugin: plugin.into(),
+            patterns: PatternSet::new(patterns),
+            queue: queue.clone(),
+            dropped: Default::default(),
+            shared: false,
+        }));
+        queue
+    }
+
+    fn request_error(s: &Services, topic: &str, wait: Duration) -> RequestError {
+        let e = s
+            .request(&info(), topic, Payload::default(), None, wait)
+            .unwrap_err();
+        assert_eq!(e.call, HostCall::Request);
+        e.source.downcast_ref::<RequestError>().unwrap().clone()
+    }
+
+    #[test]
+    fn a_request_nobody_or_only_the_requester_could_answer_fails_at_once() {
+        let s = services();
+        let long = Duration::from_secs(60);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            request_error(&s, "q", long),
+            RequestError::NoSubscriber { topic: "q".into() }
+        );
+        route(&s, "p", &["q.>"]);
+        let e = request_error(&s, "q.a", long);
+        assert_eq!(
+            e,
+            RequestError::SelfSubscribed {
+                topic: "q.a".into()
+            }
+        );
+        assert!(e.to_string().contains("subscribes to `q.a` itself"), "{e}");
+        assert!(matches!(
+            request_error(&s, "plughost.x", long),
+            RequestError::Refused(PublishRefused::Reserved(_))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // An application subscriber, or a topic the cluster exports, may answer.
+        let _stream = s
+            .bus
+            .subscribe(PatternSet::new(vec![Pattern::parse("app").unwrap()]));
+        let wait = Duration::from_millis(20);
+        assert_eq!(
+            request_error(&s, "app", wait),
+            RequestError::Timeout {
+                topic: "app".into(),
+                ms: 20
+            }
+        );
+        s.bus
+            .set_outbox(Arc::new(crate::cluster::outbox::Outbox::new(
+                PatternSet::new(vec![Pattern::parse("remote.>").unwrap()]),
+                PatternSet::default(),
+                8,
+            )));
+        assert!(s.bus.exports("remote.x") && !s.bus.exports("other"));
+        assert!(matches!(
+            request_error(&s, "remote.x", wait),
+            RequestError::Timeout { .. }
+        ));
+        assert!(matches!(
+            request_error(&s, "other", wait),
+            RequestError::NoSubscriber { .. }
+        ));
+    }
+
+    #[test]
+    fn a_request_gets_the_first_reply_of_another_plugin() {
+        let s = Arc::new(services());
+        let queue = route(&s, "answerer", &["q"]);
+        let bus = s.bus.clone();
+        let answerer = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let crate::bus::Pop::Event(d) = queue.pop(Some(deadline), true, || {}) else {
+                panic!("no request came");
+            };
+            let reply_to = d
+                .event
+                .reply_to
+                .clone()
+                .expect("a request has a reply subject");
+            assert!(reply_to.starts_with(&format!("_INBOX.{}.", bus.instance())));
+            assert!(reply_to.ends_with(&d.event.id));
+            let n = d.event.payload.value()["n"].as_i64().unwrap();
+            bus.answer(&reply_to, Payload::from(serde_json::json!({"n": n + 1})));
+            bus.answer(&reply_to, Payload::from(serde_json::json!({"n": 0})));
+        });
+        let cause = Event::new("in", Value::Null, "host");
+        let reply = s
+            .request(
+                &info(),
+                "q",
+                Payload::from(serde_json::json!({"n": 41})),
+                Some(&cause),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        answerer.join().unwrap();
+        assert_eq!(reply.into_value(), serde_json::json!({"n": 42}));
     }
 
     #[test]

@@ -117,6 +117,39 @@ impl Pattern {
     pub fn matches(&self, topic: &str) -> bool {
         matches(&self.text, topic)
     }
+
+    /// The pattern matching exactly the topics both `self` and `other`
+    /// match, or `None` when no topic matches both (`orders.>` and `*.new`
+    /// give `orders.new`; `a.>` and `b.*` give none).
+    pub fn intersect(&self, other: &Pattern) -> Option<Pattern> {
+        let a: Vec<&str> = self.text.split('.').collect();
+        let b: Vec<&str> = other.text.split('.').collect();
+        let mut out = Vec::with_capacity(a.len().max(b.len()));
+        let mut i = 0;
+        loop {
+            match (a.get(i).copied(), b.get(i).copied()) {
+                // `>` takes the other side's rest, which needs at least one token.
+                (Some(">"), Some(_)) => out.extend(&b[i..]),
+                (Some(_), Some(">")) => out.extend(&a[i..]),
+                (Some("*"), Some(t)) | (Some(t), Some("*")) => {
+                    out.push(t);
+                    i += 1;
+                    continue;
+                }
+                (Some(x), Some(y)) if x == y => {
+                    out.push(x);
+                    i += 1;
+                    continue;
+                }
+                (None, None) => {}
+                _ => return None,
+            }
+            break;
+        }
+        Some(Pattern {
+            text: out.join("."),
+        })
+    }
 }
 
 impl fmt::Display for Pattern {
@@ -177,6 +210,42 @@ impl PatternSet {
 
 #[cfg(test)]
 mod tests {
+    fn meet(a: &str, b: &str) -> Option<String> {
+        let (a, b) = (Pattern::parse(a).unwrap(), Pattern::parse(b).unwrap());
+        let one = a.intersect(&b).map(|p| p.as_str().to_owned());
+        assert_eq!(
+            one,
+            b.intersect(&a).map(|p| p.as_str().to_owned()),
+            "not symmetric"
+        );
+        one
+    }
+
+    #[test]
+    fn two_patterns_meet_in_the_topics_both_match() {
+        assert_eq!(meet("orders.>", "*.new").as_deref(), Some("orders.new"));
+        assert_eq!(meet(">", "orders.>").as_deref(), Some("orders.>"));
+        assert_eq!(meet("orders.>", "orders.>").as_deref(), Some("orders.>"));
+        assert_eq!(meet("a.*.c", "a.b.*").as_deref(), Some("a.b.c"));
+        assert_eq!(meet("a.*", "a.>").as_deref(), Some("a.*"));
+        assert_eq!(meet("a.b", "a.b").as_deref(), Some("a.b"));
+        assert_eq!(meet("a.>", "b.*"), None);
+        assert_eq!(meet("a.>", "a"), None);
+        assert_eq!(meet("a.*", "a.b.c"), None);
+        assert_eq!(meet("a.b", "a.c"), None);
+        // Each result matches just what both match, on a few topics.
+        for (a, b) in [("orders.>", "*.new"), ("a.*", "a.>"), (">", "x.*.z")] {
+            let m = Pattern::parse(&meet(a, b).unwrap()).unwrap();
+            for t in ["orders.new", "orders.new.x", "a.b", "a.b.c", "x.y.z", "x"] {
+                assert_eq!(
+                    m.matches(t),
+                    matches(a, t) && matches(b, t),
+                    "{a} ∩ {b} on {t}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     fn m(p: &str, t: &str) -> bool {

@@ -105,10 +105,37 @@ impl Live {
     /// Reads stdout until a tapped event satisfies `pred` (checking the ones
     /// already read first) and returns it; fails the test after [`LIMIT`].
     pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for_within(what, LIMIT, pred)
+    }
+
+    /// Reads whatever stdout brings for `span` (never fails): afterwards
+    /// [`Live::events`] holds it.
+    pub fn read_for(&mut self, span: Duration) {
+        let deadline = Instant::now() + span;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// [`Live::wait_for`] with a limit of its own (for what takes longer by
+    /// design, like a redelivery after a server-side timeout).
+    pub fn wait_for_within(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
             return e;
         }
-        let deadline = Instant::now() + LIMIT;
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -121,7 +148,7 @@ impl Live {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "no {what} on stdout within {LIMIT:?}; so far:\n{}",
+                        "no {what} on stdout within {limit:?}; so far:\n{}",
                         self.stdout.join("\n")
                     )
                 }

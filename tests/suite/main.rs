@@ -22,6 +22,7 @@ mod otel;
 mod outcomes;
 mod prometheus;
 mod reload;
+mod request;
 mod sandbox;
 mod schema;
 mod supervision;

@@ -28,7 +28,19 @@
 //!   `on_config`, `on_timer` (since ABI 2), `shutdown`, `destroy`, `free`.
 //! - [`HostVTable`], the host's: `publish`, `log`, `metric`, `span_enter`,
 //!   `span_exit`, `config`, `state`, `set_state`, `call_function`,
-//!   `timer_add` and `timer_cancel` (since ABI 2), `free`.
+//!   `timer_add` and `timer_cancel` (since ABI 2), `free`, `request`
+//!   (since ABI 4).
+//!
+//! # Requests
+//!
+//! `request(ctx, topic, payload, timeout_ms)` publishes a JSON `payload` on
+//! `topic` as a request and blocks until the first reply: the data of
+//! success is the reply's payload as JSON. It fails (an error message) when
+//! no reply came within `timeout_ms` (more than 0) or within what is left of
+//! the hook's time limit (`limits.event_timeout_ms`), whichever is sooner,
+//! at once when nothing subscribes to `topic` or when the plugin itself
+//! does, and for the reasons a publish fails. A plugin answers a request it
+//! handles with the `reply` outcome.
 //!
 //! # Timers
 //!
@@ -64,7 +76,9 @@
 //! `on_event` returns one of these JSON objects:
 //! `{"outcome": "ack"}`, `{"outcome": "retry", "delay_ms": 250}` (or `null`
 //! for the manifest's backoff), `{"outcome": "forward", "topic": "a.b",
-//! "payload": …}`, `{"outcome": "drop", "reason": "…"}`.
+//! "payload": …}`, `{"outcome": "drop", "reason": "…"}`, `{"outcome":
+//! "reply", "payload": …}` (since ABI 4: answers the request being handled,
+//! and acknowledges).
 //!
 //! # Versioning
 //!
@@ -77,11 +91,13 @@
 //! | --- | --- |
 //! | 1 | the first: the hooks and bindings of a script, without timers |
 //! | 2 | timers: `HostVTable::timer_add` and `timer_cancel`, `PluginVTable::on_timer` |
+//! | 3 | [`STATUS_FATAL`]: a plugin that cannot go on |
+//! | 4 | requests: `HostVTable::request`, the `reply` outcome |
 
 use std::ffi::{c_char, c_void};
 
 /// The version of this ABI. A host loads only libraries built with the same.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The version of the `plughost-sdk` crate this module belongs to.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -332,6 +348,16 @@ pub struct HostVTable {
     pub timer_cancel: unsafe extern "C" fn(ctx: *mut c_void, id: u64) -> u32,
     /// Frees a buffer the host returned.
     pub free: unsafe extern "C" fn(buf: Buf),
+    /// Publishes a JSON `payload` on `topic` as a request and waits for the
+    /// first reply, at most `timeout_ms` and never past the hook's time
+    /// limit; the data of success is the reply's payload as JSON (see
+    /// [Requests](self#requests)).
+    pub request: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        topic: Str,
+        payload: Str,
+        timeout_ms: u64,
+    ) -> CallResult,
 }
 
 /// A plugin's hooks, as `plughost_plugin_v1` returns them (a static table).

@@ -1,5 +1,5 @@
 //! [`Host`]: the host's bindings as a native plugin calls them, the same
-//! services a script gets as `bus`, `config`, `state`, `log`, `telemetry`,
+//! services a script gets as `bus` (publish and request), `config`, `state`, `log`, `telemetry`,
 //! `timer` and `host`.
 //!
 //! Each method turns its arguments into JSON, calls through the
@@ -83,6 +83,30 @@ impl Host {
             )
         };
         self.text(r)
+    }
+
+    /// Publishes `payload` on `topic` as a request and waits for the first
+    /// reply (`bus.request` in Lua): another plugin answers with
+    /// [`Outcome::Reply`](crate::Outcome::Reply). Returns the reply's
+    /// payload. Waits at most `timeout` (rounded up to whole milliseconds,
+    /// more than 0), and never past the hook's time limit
+    /// (`limits.event_timeout_ms`): the wait counts against it. Fails when
+    /// no reply came in time, at once when nothing subscribes to `topic`
+    /// or when this plugin itself does (it would wait for itself), and for
+    /// the reasons [`Host::publish`] fails.
+    pub fn request(&self, topic: &str, payload: Value, timeout: Duration) -> Result<Value, String> {
+        let payload = payload.to_string();
+        let ms = u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        // SAFETY: the host's function, with its ctx and arguments valid for the call.
+        let r = unsafe {
+            (self.vt.request)(
+                self.vt.ctx,
+                Str::new(topic.as_bytes()),
+                Str::new(payload.as_bytes()),
+                ms,
+            )
+        };
+        self.json(r)
     }
 
     /// Logs `message` at `level`, with this call's file and line.

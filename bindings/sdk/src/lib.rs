@@ -5,7 +5,7 @@
 //! `on_timer` where a script passes a function to `timer.after`) and
 //! exports it with [`export_plugin!`]. The host loads the library through a
 //! versioned C ABI ([`abi`]) and offers it the same bindings a script gets,
-//! through [`Host`]: publish, config, state, log, telemetry, timers,
+//! through [`Host`]: publish, request, config, state, log, telemetry, timers,
 //! registered functions. What `on_event` returns is an [`Outcome`], as for scripts.
 //!
 //! # Example

@@ -1,5 +1,5 @@
 //! What `on_event` asks the host to do with the event, as for scripts'
-//! `outcome.retry/forward/drop`.
+//! `outcome.retry/forward/drop/reply`.
 
 use serde_json::{Value, json};
 
@@ -17,6 +17,10 @@ pub enum Outcome {
     Forward(String, Value),
     /// Dead-letter the event with this reason.
     Drop(String),
+    /// Answer the request being handled with this payload (the requester's
+    /// [`Host::request`](crate::Host::request) returns it), and
+    /// acknowledge. For an event that is no request, only acknowledge.
+    Reply(Value),
 }
 
 impl Outcome {
@@ -30,6 +34,11 @@ impl Outcome {
         Outcome::Drop(reason.into())
     }
 
+    /// [`Outcome::Reply`].
+    pub fn reply(payload: Value) -> Outcome {
+        Outcome::Reply(payload)
+    }
+
     /// The JSON the host reads (see [`abi`](crate::abi)).
     pub fn to_json(&self) -> Value {
         match self {
@@ -39,6 +48,7 @@ impl Outcome {
                 json!({"outcome": "forward", "topic": topic, "payload": payload})
             }
             Outcome::Drop(reason) => json!({"outcome": "drop", "reason": reason}),
+            Outcome::Reply(payload) => json!({"outcome": "reply", "payload": payload}),
         }
     }
 }
@@ -73,6 +83,10 @@ mod tests {
         assert_eq!(
             Outcome::drop("no").to_json(),
             json!({"outcome": "drop", "reason": "no"})
+        );
+        assert_eq!(
+            Outcome::reply(json!({"n": 1})).to_json(),
+            json!({"outcome": "reply", "payload": {"n": 1}})
         );
     }
 }

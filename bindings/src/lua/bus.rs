@@ -1,4 +1,5 @@
-//! `bus.publish(topic, payload)` and the application's functions under `host`.
+//! `bus.publish(topic, payload)`, `bus.request(topic, payload, timeout_ms)`
+//! and the application's functions under `host`.
 
 use mlua::{Lua, MultiValue, Table, Value as LuaValue};
 
@@ -21,6 +22,27 @@ pub(crate) fn register(lua: &Lua, ctx: &Ctx) -> mlua::Result<()> {
                 .map_err(|e| convert_error(lua, "payload", e))?;
             c.core().publish(&topic, payload).map_err(|e| raise(lua, e))
         })?,
+    )?;
+    let c = ctx.clone();
+    bus.set(
+        "request",
+        lua.create_function(
+            move |lua, (topic, payload, timeout_ms): (mlua::LuaString, LuaValue, f64)| {
+                let at = || super::error::caller_position(lua);
+                super::sandbox::check(&c.budget, at)?;
+                let topic = topic.to_str()?;
+                let payload = super::raw::to_payload(lua, &payload)
+                    .map_err(|e| convert_error(lua, "payload", e))?;
+                let answer = c
+                    .core()
+                    .request(&topic, payload, timeout_ms, c.budget.remaining());
+                // A wait the hook's time limit cut short ends as the
+                // limit's error, which `pcall` does not keep.
+                super::sandbox::check(&c.budget, at)?;
+                let answer = answer.map_err(|e| raise(lua, e))?;
+                to_lua(lua, answer.value())
+            },
+        )?,
     )?;
     lua.globals().set("bus", bus)?;
 
@@ -60,6 +82,73 @@ mod tests {
     use super::*;
     use crate::test_host::Recorder;
     use crate::{PluginInfo, RuntimeKind};
+
+    /// An interpreter with the bus bindings over `recorder`, and its budget.
+    fn lua_with(
+        recorder: &Arc<Recorder>,
+    ) -> (
+        Lua,
+        Rc<super::super::sandbox::Budget>,
+        super::super::watch::Watch,
+    ) {
+        let budget = Rc::new(super::super::sandbox::Budget::default());
+        let ctx: Ctx = Rc::new(super::super::context::Context {
+            info: Arc::new(PluginInfo {
+                name: "p".into(),
+                version: "1.0.0".into(),
+                runtime: RuntimeKind::Lua,
+            }),
+            host: recorder.clone(),
+            dir: ".".into(),
+            current: RefCell::new(None),
+            timers: RefCell::default(),
+            budget: budget.clone(),
+        });
+        let (lua, _, watch) = super::super::sandbox::new_lua(8 << 20, budget.clone()).unwrap();
+        register(&lua, &ctx).unwrap();
+        (lua, budget, watch)
+    }
+
+    #[test]
+    fn a_request_returns_the_reply_and_a_caught_timeout_names_the_line() {
+        let recorder = Arc::new(Recorder::default());
+        let (lua, budget, watch) = lua_with(&recorder);
+        let _watching = watch.begin();
+        budget.start(Duration::from_secs(60));
+        let (answer, caught): (i64, String) = lua
+            .load(
+                "local a = bus.request('echo', {n = 41}, 100).n + 1\n\
+                 local ok, err = pcall(bus.request, 'silent', {}, 5)\n\
+                 return a, err",
+            )
+            .set_name("@p/main.lua")
+            .eval()
+            .unwrap();
+        budget.stop();
+        assert_eq!(answer, 42);
+        assert_eq!(caught, "p/main.lua:2: no reply on `silent` within 5 ms");
+    }
+
+    #[test]
+    fn a_request_that_runs_into_the_time_limit_ends_the_hook() {
+        let recorder = Arc::new(Recorder::default());
+        let (lua, budget, watch) = lua_with(&recorder);
+        let _watching = watch.begin();
+        budget.start(Duration::from_millis(50));
+        let started = Instant::now();
+        let err = lua
+            .load("local ok = pcall(bus.request, 'silent', {}, 60000)\nwhile true do end")
+            .set_name("@p/main.lua")
+            .exec()
+            .unwrap_err();
+        budget.stop();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let shown = super::super::error::to_script_error(&err, 8);
+        assert!(shown.message.starts_with("time limit exceeded"), "{shown}");
+        assert_eq!(shown.line, Some(1), "{shown}");
+        let waited = recorder.requests.lock().unwrap()[0].1;
+        assert!(waited <= Duration::from_millis(50), "{waited:?}");
+    }
 
     #[test]
     fn a_publish_called_past_the_deadline_publishes_nothing() {

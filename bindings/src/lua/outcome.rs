@@ -1,5 +1,5 @@
 //! `outcome.retry([ms])`, `outcome.forward(topic, payload)`, `outcome.drop(reason)`,
-//! and reading what `on_event` returned.
+//! `outcome.reply(payload)`, and reading what `on_event` returned.
 
 use mlua::{Lua, UserData, Value as LuaValue};
 
@@ -38,6 +38,14 @@ pub(crate) fn register(lua: &Lua) -> mlua::Result<()> {
         })?,
     )?;
     t.set(
+        "reply",
+        lua.create_function(|lua, payload: LuaValue| {
+            let payload = super::raw::to_payload(lua, &payload)
+                .map_err(|e| convert_error(lua, "payload", e))?;
+            Ok(LuaOutcome(crate::core::reply(payload)))
+        })?,
+    )?;
+    t.set(
         "drop",
         lua.create_function(|_, reason: Option<String>| Ok(LuaOutcome(crate::core::drop(reason))))?,
     )?;
@@ -68,7 +76,7 @@ pub(crate) fn from_return(value: LuaValue) -> Result<Outcome, ScriptError> {
     Err(ScriptError::new(
         ErrorKind::BadReturn,
         format!(
-            "on_event returned {shown}; expected nothing, true, \"ack\" or an outcome.retry/forward/drop(...) value"
+            "on_event returned {shown}; expected nothing, true, \"ack\" or an outcome.retry/forward/drop/reply(...) value"
         ),
     ))
 }

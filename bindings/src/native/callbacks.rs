@@ -1,5 +1,5 @@
 //! The host's side of the boundary: the `extern "C"` functions a native
-//! plugin calls (publish, log, metric, span, config, state, registered
+//! plugin calls (publish, request, log, metric, span, config, state, registered
 //! functions, timers), each a thin adapter over [`HostApi`](crate::HostApi)
 //! or the timer schedule, as the Lua and Rhai bindings are.
 //!
@@ -41,6 +41,12 @@ pub(crate) struct HostCtx {
     /// Open spans by handle.
     spans: RefCell<BTreeMap<u64, SpanGuard>>,
     next_span: Cell<u64>,
+    /// The hook time limit (`limits.event_timeout_ms`).
+    hook_timeout: Duration,
+    /// When the hook call in progress reaches its time limit: a request
+    /// waits no longer (the host cannot stop native code, but it need not
+    /// keep it waiting past the point where it abandons the call).
+    deadline: Cell<Option<Instant>>,
 }
 
 impl HostCtx {
@@ -55,7 +61,13 @@ impl HostCtx {
 
     /// A context starting with `config` and `state` (`null` becomes `{}`, as
     /// a script's `state` starts as an empty table).
-    pub fn new(info: Arc<PluginInfo>, host: SharedHost, config: Value, state: Value) -> HostCtx {
+    pub fn new(
+        info: Arc<PluginInfo>,
+        host: SharedHost,
+        config: Value,
+        state: Value,
+        hook_timeout: Duration,
+    ) -> HostCtx {
         HostCtx {
             info,
             host,
@@ -68,7 +80,21 @@ impl HostCtx {
             timers: RefCell::default(),
             spans: RefCell::default(),
             next_span: Cell::new(1),
+            hook_timeout,
+            deadline: Cell::new(None),
         }
+    }
+
+    /// Starts the time limit of a hook call (`None`: the call ended).
+    pub fn hook_started(&self, now: Option<Instant>) {
+        self.deadline.set(now.map(|now| now + self.hook_timeout));
+    }
+
+    /// What is left of the running hook call's time limit, if one runs.
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .get()
+            .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Closes spans a hook left open (the SDK closes them; a plugin that
@@ -97,6 +123,7 @@ pub(crate) fn vtable(ctx: *const HostCtx) -> HostVTable {
         timer_add,
         timer_cancel,
         free,
+        request,
     }
 }
 
@@ -165,6 +192,25 @@ pub(super) unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str
             .publish(topic, payload)
             .map(String::into_bytes)
             .map_err(|e| e.to_string())
+    })
+}
+
+pub(super) unsafe extern "C" fn request(
+    c: *mut c_void,
+    topic: Str,
+    payload: Str,
+    timeout_ms: u64,
+) -> CallResult {
+    answer(|| {
+        // SAFETY: called by the plugin with the ctx we gave it, during a hook.
+        let c = unsafe { ctx(c) };
+        let topic = text(topic, "topic")?;
+        let payload = Payload::from(json(payload, "payload")?);
+        let reply = c
+            .core()
+            .request(topic, payload, timeout_ms as f64, c.time_left())
+            .map_err(|e| e.to_string())?;
+        serde_json::to_vec(reply.value()).map_err(|e| e.to_string())
     })
 }
 

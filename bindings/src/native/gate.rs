@@ -92,6 +92,7 @@ pub(crate) fn vtable(ctx: *const HostCtx) -> HostVTable {
         call_function,
         timer_add,
         timer_cancel,
+        request,
         ..callbacks::vtable(ctx)
     }
 }
@@ -108,6 +109,18 @@ unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallRe
     // SAFETY: `c` is the current context, alive while the hook runs.
     result("publish", c, || unsafe {
         callbacks::publish(c, topic, payload)
+    })
+}
+
+unsafe extern "C" fn request(
+    c: *mut c_void,
+    topic: Str,
+    payload: Str,
+    timeout_ms: u64,
+) -> CallResult {
+    // SAFETY: `c` is the current context, alive while the hook runs.
+    result("request", c, || unsafe {
+        callbacks::request(c, topic, payload, timeout_ms)
     })
 }
 

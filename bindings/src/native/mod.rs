@@ -101,6 +101,7 @@ impl NativePlugin {
             host,
             spec.config.clone(),
             spec.state.clone(),
+            spec.limits.hook_timeout,
         )));
         let mut plugin = NativePlugin {
             instance: std::ptr::null_mut(),
@@ -152,7 +153,9 @@ impl NativePlugin {
         f: impl FnOnce(&PluginVTable, *mut c_void) -> CallResult,
     ) -> Result<Reply, ScriptError> {
         let entered = gate::enter(self.ctx);
+        self.ctx().hook_started(Some(Instant::now()));
         let r = f(self.vt(), instance);
+        self.ctx().hook_started(None);
         drop(entered);
         self.finish(r, hook)
     }

@@ -119,6 +119,7 @@ pub(crate) fn outcome(data: &[u8]) -> Result<Outcome, ScriptError> {
             Ok(crate::core::forward(topic, payload))
         }
         "drop" => Ok(crate::core::drop(v["reason"].as_str().map(str::to_owned))),
+        "reply" => Ok(crate::core::reply(Payload::from(v["payload"].take()))),
         other => Err(bad(format!("unknown outcome `{other}`"))),
     }
 }
@@ -141,6 +142,12 @@ mod tests {
             Outcome::Forward {
                 topic: "a".into(),
                 payload: json!([1]).into()
+            }
+        );
+        assert_eq!(
+            read(json!({"outcome": "reply", "payload": {"n": 2}})).unwrap(),
+            Outcome::Reply {
+                payload: json!({"n": 2}).into()
             }
         );
         let e = read(json!({"outcome": "maybe"})).unwrap_err();

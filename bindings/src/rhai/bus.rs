@@ -1,4 +1,5 @@
-//! `bus::publish(topic, payload)` and the application's functions as `host::NAME(...)`.
+//! `bus::publish(topic, payload)`, `bus::request(topic, payload, timeout_ms)`
+//! and the application's functions as `host::NAME(...)`.
 
 use rhai::{Dynamic, Engine, FuncRegistration, Module, NativeCallContext};
 
@@ -6,7 +7,7 @@ use rhai::{Dynamic, Engine, FuncRegistration, Module, NativeCallContext};
 type RhaiResultOf<T> = Result<T, Box<rhai::EvalAltResult>>;
 
 use super::context::{Ctx, convert_error, refused};
-use super::convert::{to_dynamic, to_payload, to_value};
+use super::convert::{payload_to_dynamic, to_dynamic, to_payload, to_value};
 
 /// Registers the `bus` and `host` modules.
 pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
@@ -21,6 +22,38 @@ pub(crate) fn register(engine: &mut Engine, ctx: &Ctx) {
                 let payload = to_payload(&payload).map_err(|e| convert_error("payload", e, pos))?;
                 c.core()
                     .publish(topic, payload)
+                    .map_err(|e| refused(e, pos))
+            },
+        );
+    let c = ctx.clone();
+    FuncRegistration::new("request")
+        .with_volatility(true)
+        .set_into_module(
+            &mut bus,
+            move |call: NativeCallContext,
+                  topic: &str,
+                  payload: Dynamic,
+                  timeout_ms: rhai::INT|
+                  -> RhaiResultOf<Dynamic> {
+                let pos = call.call_position();
+                // Past the deadline, nothing is published: the call ends
+                // the hook as the limit's error (below).
+                if c.budget.exceeded() {
+                    c.budget.notice();
+                    return Err(super::error::time_up_at(pos));
+                }
+                let payload = to_payload(&payload).map_err(|e| convert_error("payload", e, pos))?;
+                let answer =
+                    c.core()
+                        .request(topic, payload, timeout_ms as f64, c.budget.remaining());
+                // A wait the hook's time limit cut short ends the hook as
+                // the limit's error, at this call.
+                if c.budget.exceeded() {
+                    c.budget.notice();
+                    return Err(super::error::time_up_at(pos));
+                }
+                answer
+                    .map(|p| payload_to_dynamic(&p))
                     .map_err(|e| refused(e, pos))
             },
         );

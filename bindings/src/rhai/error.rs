@@ -18,6 +18,13 @@ pub(crate) fn time_up() -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(TIME_UP.into(), Position::NONE).into()
 }
 
+/// The time limit's error at `pos`, for a binding that found the time up
+/// (a `bus::request` whose wait ran into the limit): a termination, which
+/// `try`/`catch` cannot keep.
+pub(crate) fn time_up_at(pos: Position) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorTerminated(TIME_UP.into(), pos).into()
+}
+
 fn is_time_up(token: &rhai::Dynamic) -> bool {
     token.clone().into_string().is_ok_and(|t| t == TIME_UP)
 }

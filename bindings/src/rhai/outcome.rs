@@ -1,5 +1,5 @@
 //! `outcome::retry([ms])`, `outcome::forward(topic, payload)`, `outcome::drop(reason)`,
-//! and reading what `on_event` returned.
+//! `outcome::reply(payload)`, and reading what `on_event` returned.
 
 use rhai::{Dynamic, Engine, FuncRegistration, INT, ImmutableString, Module, NativeCallContext};
 
@@ -41,6 +41,16 @@ pub(crate) fn register(engine: &mut Engine) {
                 let payload = to_payload(&payload)
                     .map_err(|e| convert_error("payload", e, call.call_position()))?;
                 Ok(RhaiOutcome(crate::core::forward(topic.to_owned(), payload)))
+            },
+        );
+    FuncRegistration::new("reply")
+        .with_volatility(true)
+        .set_into_module(
+            &mut m,
+            |call: NativeCallContext, payload: Dynamic| -> RhaiResultOf<RhaiOutcome> {
+                let payload = to_payload(&payload)
+                    .map_err(|e| convert_error("payload", e, call.call_position()))?;
+                Ok(RhaiOutcome(crate::core::reply(payload)))
             },
         );
     FuncRegistration::new("drop")

@@ -153,3 +153,50 @@ fn on_event(e) {
     );
     assert_eq!(published[0].1["config"], json!({}));
 }
+
+#[test]
+fn a_request_answers_and_a_wait_into_the_time_limit_ends_the_hook_even_when_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut plugin, host) = load_script(
+        dir.path(),
+        r#"
+fn on_event(e) {
+    if e.payload.kind == "echo" {
+        let a = bus::request("echo", #{ n: 41 }, 100);
+        let caught = "";
+        try { bus::request("silent", #{}, 5); } catch (err) { caught = err; }
+        return outcome::reply(#{ n: a.n + 1, caught: caught });
+    }
+    if e.payload.kind == "limit" {
+        bus::request("silent", #{}, 60000);
+    }
+    try { bus::request("silent", #{}, 60000); } catch (err) { }
+    loop { let x = 1; }
+}
+"#,
+    );
+    let reply = plugin.on_event(&event(json!({"kind": "echo"}))).unwrap();
+    let Outcome::Reply { payload } = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        payload.into_value(),
+        json!({"n": 42, "caught": "no reply on `silent` within 5 ms"})
+    );
+    // The wait ran into the limit: the hook ends there, at that line.
+    let started = std::time::Instant::now();
+    let err = plugin
+        .on_event(&event(json!({"kind": "limit"})))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(err.message.starts_with("time limit exceeded"), "{err}");
+    assert_eq!(err.line, Some(10), "{err}");
+    let waited = host.requests.lock().unwrap()[2].1;
+    assert!(waited <= Duration::from_millis(50), "{waited:?}");
+    // Caught, it ends the hook all the same.
+    let err = plugin
+        .on_event(&event(json!({"kind": "caught"})))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(err.message.starts_with("time limit exceeded"), "{err}");
+}

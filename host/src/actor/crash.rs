@@ -222,8 +222,10 @@ pub(crate) fn stop_for_good(
     let mut left = left;
     left.extend(queue.close());
     for d in left {
-        bus.dead_letter(name, &d.event, d.attempt, &why);
-        stats.dead_lettered(&d.event.id, &why);
+        if !bus.hand_back(name, &d.event) {
+            bus.dead_letter(name, &d.event, d.attempt, &why);
+            stats.dead_lettered(&d.event.id, &why);
+        }
         bus.done();
     }
     services.metrics().lifecycle_event(name, "failed");

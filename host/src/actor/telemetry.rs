@@ -20,7 +20,7 @@ struct TopicInstruments {
     /// `plugin.message.processing_time_ms` with the plugin's attributes and `message.topic`.
     processing: BoundHistogram<f64>,
     /// `plugin.messages` with the same and each `outcome`.
-    messages: [BoundCounter<u64>; 4],
+    messages: [BoundCounter<u64>; Action::NAMES.len()],
 }
 
 /// Topics a worker keeps attribute sets for, before starting over.

@@ -2,6 +2,8 @@
 //! [`InHook`](super::InHook), what it returned decided by
 //! [`delivery::decide`] and carried out (ack, forward through the same path
 //! as `bus.publish`, retry later, dead letter), and the pending retries.
+//! A stored delivery (from a shared plugin's durable consumer) is settled
+//! with the stream instead: its retry is a redelivery by the server.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use super::telemetry::Telemetry;
 use super::{Ctx, InHook, Stats, record_error};
 use crate::bus::{Bus, Delivery};
 use crate::catalog::PluginDef;
+use crate::cluster::receipts::Receipt;
 use crate::delivery::{self, Action};
 use crate::manifest::Retry;
 use crate::services::Services;
@@ -112,14 +115,16 @@ impl<'a> Worker<'a> {
         }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
         let event = d.event.clone();
-        let (action, error) = self.carry_out(result, d, &span);
+        let receipt = self.bus.take_receipt(self.name, &event.id);
+        let stored = receipt.is_some();
+        let (action, error) = self.carry_out(result, d, receipt, &span);
         if !span.is_disabled() {
             span.record("outcome", Action::NAMES[action]);
         }
         // Recorded before the event counts as done, so a reader that waited
         // for the host to be idle sees it.
         self.telemetry.record(&event.topic, elapsed_ms, action);
-        if action != Action::RETRY {
+        if action != Action::RETRY || stored {
             self.bus.done();
         }
         Some(Ok(error))
@@ -131,15 +136,22 @@ impl<'a> Worker<'a> {
     fn carry_out(
         &mut self,
         result: Result<plughost_bindings::Outcome, ScriptError>,
-        d: Delivery,
+        mut d: Delivery,
+        receipt: Option<Receipt>,
         span: &tracing::Span,
     ) -> (usize, Option<String>) {
         let raised = result.is_err();
+        if let Some(r) = &receipt {
+            d.attempt = r.attempt();
+        }
         let action = delivery::decide(result, d.attempt, &self.retry);
         let index = action.index();
         match action {
             Action::Ack => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some(r) = receipt {
+                    r.acknowledge();
+                }
             }
             Action::Forward { topic, payload } => {
                 // The very path of `bus.publish`.
@@ -150,9 +162,22 @@ impl<'a> Worker<'a> {
                     // A refused forward is an error (SPEC §12).
                     let error = format!("outcome.forward: {refused}");
                     self.dead_letter(&d, &error, span);
+                    if let Some(r) = receipt {
+                        r.terminate();
+                    }
                     return (Action::DEAD_LETTER, Some(error));
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                if let Some(r) = receipt {
+                    r.acknowledge();
+                }
+            }
+            Action::Retry { after, .. } if receipt.is_some() => {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(plugin = self.name, event.id = %d.event.id, after_ms = after.as_millis() as u64, "redelivery by the stream asked");
+                if let Some(r) = receipt {
+                    r.retry(after);
+                }
             }
             Action::Retry { after, attempt } => {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +194,19 @@ impl<'a> Worker<'a> {
             }
             Action::DeadLetter { error } => {
                 self.dead_letter(&d, &error, span);
+                if let Some(r) = receipt {
+                    r.terminate();
+                }
                 return (index, raised.then_some(error));
+            }
+            Action::Reply { payload } => {
+                match &d.event.reply_to {
+                    Some(reply_to) => self.bus.answer(reply_to, payload),
+                    None => {
+                        tracing::debug!(plugin = self.name, event.id = %d.event.id, "outcome.reply to an event that is no request: acknowledged")
+                    }
+                }
+                self.stats.acked.fetch_add(1, Ordering::Relaxed);
             }
         }
         (index, None)

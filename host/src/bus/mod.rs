@@ -20,12 +20,29 @@
 //! the one before is cut at [`MAX_HOPS`], so a forward loop ends.
 //!
 //! With a cluster configured, every published event is also offered to the
-//! cluster's export buffer (`cluster::outbox`), which never waits; events
-//! received from the cluster are published with [`Bus::publish_imported`],
-//! which does not offer them, so they are never exported again.
+//! cluster's export buffer (`cluster::outbox`), which never waits (but for
+//! a stored topic, whose publisher waits for room); events received from
+//! the cluster are published with [`Bus::publish_imported`], which does not
+//! offer them, so they are never exported again.
+//!
+//! A shared plugin (`cluster.shared`) takes its events through its NATS
+//! queue group while it is in it: the bus skips its route for events
+//! imported by fan-out, and for local events on exported topics (they reach
+//! the group through the export), and the cluster hands it what the group
+//! gives this host with [`Bus::deliver_to`]. While it is out of its group
+//! (suspended, or the server away) local events reach it directly and say
+//! so on export, so its group skips them. A delivery from a stored topic
+//! holds a receipt (`cluster::receipts`): its outcome is the acknowledgement
+//! (the worker settles it), and an event the plugin could not take or
+//! finish for reasons not its own is handed back ([`Bus::unhandled`]).
+//!
+//! Requests (`bus.request`) wait for their reply in the bus's reply
+//! registry (`replies`): [`Bus::expect_reply`] registers one, and
+//! [`Bus::answer`] delivers a reply here or hands it to the cluster.
 
 pub mod inbox;
 pub mod queue;
+mod replies;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -35,7 +52,9 @@ use serde_json::Value;
 
 pub use self::inbox::{EventStream, Inbox, flush_deferred};
 pub use self::queue::{Control, Delivery, Pop, Push, Queue};
+pub use self::replies::{ReplySink, Waiter};
 use crate::cluster::outbox::Outbox;
+use crate::cluster::receipts::{Receipt, Receipts};
 use crate::topic::PatternSet;
 
 pub use crate::host_events::DEAD_LETTER_TOPIC;
@@ -85,6 +104,17 @@ pub struct Route {
     /// Events discarded by its overflow policy (the plugin's counter,
     /// [`crate::telemetry::Metrics::dropped_counter`], kept across routes).
     pub dropped: Arc<AtomicU64>,
+    /// `cluster.shared`: with a cluster, events reach it through its queue group.
+    pub shared: bool,
+}
+
+/// Where a published event comes from, for a shared plugin's route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Published on this host.
+    Local,
+    /// Imported from the cluster by fan-out.
+    Imported,
 }
 
 struct Subscriber {
@@ -105,6 +135,15 @@ pub struct Bus {
     /// The cluster's export buffer, when a cluster is configured: every
     /// event published here is offered to it (it keeps the exported ones).
     outbox: OnceLock<Arc<Outbox>>,
+    /// Shared plugins in their queue group now (set by the cluster).
+    in_group: RwLock<std::collections::HashSet<String>>,
+    /// Stored deliveries not settled yet, when the cluster stores topics.
+    receipts: OnceLock<Arc<Receipts>>,
+    /// Bumped whenever a route or a suspension changes: the cluster's
+    /// queue groups follow it.
+    routes_changed: tokio::sync::watch::Sender<u64>,
+    /// This process's instance id and its requests waiting for a reply.
+    replies: replies::Replies,
 }
 
 impl std::fmt::Debug for Bus {
@@ -127,11 +166,67 @@ impl Bus {
         let _ = self.outbox.set(outbox);
     }
 
-    /// Offers `event` for export; one branch without a cluster.
-    fn export(&self, event: &Arc<Event>) {
+    /// Holds the receipts of stored deliveries. Set once.
+    pub(crate) fn set_receipts(&self, receipts: Arc<Receipts>) {
+        let _ = self.receipts.set(receipts);
+    }
+
+    /// Offers `event` for export from a thread (waits while a stored event
+    /// finds no room); one branch without a cluster.
+    fn export_blocking(&self, event: &Arc<Event>, taken: &[Arc<str>]) {
         if let Some(outbox) = self.outbox.get() {
-            outbox.offer(event);
+            outbox.offer_blocking(event, taken);
         }
+    }
+
+    /// Notes whether shared plugin `plugin` is in its queue group now.
+    pub(crate) fn set_in_group(&self, plugin: &str, joined: bool) {
+        let mut set = self.in_group.write().unwrap_or_else(|p| p.into_inner());
+        if joined {
+            set.insert(plugin.to_owned());
+        } else {
+            set.remove(plugin);
+        }
+    }
+
+    /// A receiver told whenever routes or suspensions change.
+    pub(crate) fn watch_routes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.routes_changed.subscribe()
+    }
+
+    fn routes_changed(&self) {
+        self.routes_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Takes shared plugins' routes out of `routes` when the event reaches
+    /// them through their queue group instead; returns the shared plugins
+    /// that receive it directly although it is exported (out of their group).
+    fn through_groups(&self, routes: &mut Vec<Arc<Route>>, topic: &str, via: Via) -> Vec<Arc<str>> {
+        let mut taken = Vec::new();
+        if !routes.iter().any(|r| r.shared) {
+            return taken;
+        }
+        let Some(outbox) = self.outbox.get() else {
+            return taken;
+        };
+        let exported = outbox.exports(topic);
+        let in_group = self.in_group.read().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|r| {
+            if !r.shared {
+                return true;
+            }
+            match via {
+                // The group gives it to one host: the fan-out copy is not for it.
+                Via::Imported => false,
+                Via::Local if !exported => true,
+                Via::Local if in_group.contains(&r.plugin) => false,
+                Via::Local => {
+                    taken.push(Arc::from(r.plugin.as_str()));
+                    true
+                }
+            }
+        });
+        taken
     }
 
     /// Adds a plugin's route; events published from now on reach its queue.
@@ -140,6 +235,7 @@ impl Bus {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(route);
+        self.routes_changed();
     }
 
     /// Replaces a plugin's route (new subscriptions, same queue).
@@ -149,13 +245,18 @@ impl Bus {
             Some(slot) => *slot = route,
             None => routes.push(route),
         }
+        drop(routes);
+        self.routes_changed();
     }
 
     /// Removes a plugin's route and returns it.
     pub fn remove_route(&self, plugin: &str) -> Option<Arc<Route>> {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         let at = routes.iter().position(|r| r.plugin == plugin)?;
-        Some(routes.remove(at))
+        let route = routes.remove(at);
+        drop(routes);
+        self.routes_changed();
+        Some(route)
     }
 
     /// The route of a plugin.
@@ -238,7 +339,8 @@ impl Bus {
         if event.hops > MAX_HOPS {
             return Err(Refused::TooManyHops { hops: event.hops });
         }
-        let routes = self.matching_routes(&event.topic);
+        let mut routes = self.matching_routes(&event.topic);
+        let taken = self.through_groups(&mut routes, &event.topic, Via::Local);
         if let Some(own) = publisher.and_then(|p| routes.iter().find(|r| r.plugin == p))
             && own.queue.overflow() == crate::manifest::Overflow::Block
             && own.queue.is_full()
@@ -248,7 +350,7 @@ impl Bus {
                 limit: own.queue.capacity(),
             });
         }
-        Ok(self.deliver_blocking(event, publisher, routes, false))
+        Ok(self.deliver_blocking(event, publisher, routes, &taken, false))
     }
 
     /// Delivers to `routes`: waits while a `block` queue is full, except the
@@ -259,10 +361,11 @@ impl Bus {
         event: Event,
         publisher: Option<&str>,
         routes: Vec<Arc<Route>>,
+        taken: &[Arc<str>],
         force_own: bool,
     ) -> String {
         let event = Arc::new(event);
-        self.export(&event);
+        self.export_blocking(&event, taken);
         self.notify_subscribers(&event, publisher.is_some());
         for route in routes {
             let own = publisher == Some(route.plugin.as_str());
@@ -285,30 +388,121 @@ impl Bus {
 
     /// Publishes from async code: awaits room while a `block` queue is full.
     pub async fn publish_async(&self, event: Event) -> String {
-        self.publish_async_from(event, true).await
+        self.publish_async_from(event, Via::Local).await
     }
 
     /// Publishes an event received from the cluster: as
     /// [`Bus::publish_async`], but never exported again.
     pub(crate) async fn publish_imported(&self, event: Event) -> String {
-        self.publish_async_from(event, false).await
+        self.publish_async_from(event, Via::Imported).await
     }
 
-    async fn publish_async_from(&self, mut event: Event, export: bool) -> String {
+    async fn publish_async_from(&self, mut event: Event, via: Via) -> String {
         // Packing here, on the publisher's thread, saves every plugin that
         // receives the event from walking the JSON tree on its own thread.
         event.payload.pack_in_place();
         let event = Arc::new(event);
-        if export {
-            self.export(&event);
+        let mut routes = self.matching_routes(&event.topic);
+        let taken = self.through_groups(&mut routes, &event.topic, via);
+        if via == Via::Local
+            && let Some(outbox) = self.outbox.get()
+        {
+            outbox.offer_async(&event, &taken).await;
         }
         self.notify_subscribers(&event, false);
-        for route in self.matching_routes(&event.topic) {
+        for route in routes {
             self.pending.fetch_add(1, Ordering::SeqCst);
             let outcome = route.queue.push_async(event.clone()).await;
             self.account(&route, outcome);
         }
         event.id.clone()
+    }
+
+    /// Hands an event its queue group gave this host to shared plugin
+    /// `plugin` alone (application subscribers saw it as fan-out, if at
+    /// all). A stored delivery (`receipt`) is queued even past the queue's
+    /// limit (the consumer bounds how many it holds); one the plugin cannot
+    /// take (stopped, suspended and full) is handed back.
+    pub(crate) async fn deliver_to(
+        &self,
+        plugin: &str,
+        mut event: Event,
+        receipt: Option<Receipt>,
+    ) {
+        event.payload.pack_in_place();
+        let event = Arc::new(event);
+        let route = self.route(plugin);
+        let stored = receipt.is_some();
+        if let (Some(receipt), Some(receipts)) = (receipt, self.receipts.get()) {
+            receipts.hold(plugin, &event.id, receipt);
+        }
+        let Some(route) = route else {
+            if !self.hand_back(plugin, &event) {
+                tracing::warn!(plugin, event.id = %event.id, "plugin stopped before its group's event could be queued");
+            }
+            return;
+        };
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let outcome = if stored {
+            route.queue.try_push(event.clone(), true)
+        } else {
+            route.queue.push_async(event.clone()).await
+        };
+        match outcome {
+            Push::Refused(ev) | Push::Closed(ev) if self.hand_back(plugin, &ev) => self.done(),
+            other => self.account(&route, other),
+        }
+    }
+
+    /// Takes the receipt of `plugin`'s stored delivery of event `id`, if it holds one.
+    pub(crate) fn take_receipt(&self, plugin: &str, id: &str) -> Option<Receipt> {
+        self.receipts.get()?.take(plugin, id)
+    }
+
+    /// Hands a stored delivery back to the stream (redelivered to a host
+    /// running `plugin`, maybe this one); `false` when `event` is no stored
+    /// delivery of `plugin`'s.
+    pub(crate) fn hand_back(&self, plugin: &str, event: &Event) -> bool {
+        match self.take_receipt(plugin, &event.id) {
+            Some(receipt) => {
+                receipt.hand_back();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands back the stored deliveries parked in suspended `plugin`'s
+    /// queue (it left its group); its other parked events stay. Returns how
+    /// many went back.
+    pub(crate) fn hand_back_parked(&self, plugin: &str) -> usize {
+        let Some(route) = self.route(plugin) else {
+            return 0;
+        };
+        let mut kept = Vec::new();
+        let mut handed = 0;
+        for d in route.queue.take_parked() {
+            if self.hand_back(plugin, &d.event) {
+                handed += 1;
+                self.done();
+            } else {
+                kept.push(d);
+            }
+        }
+        for d in route.queue.requeue(kept) {
+            self.unhandled(plugin, &d.event, d.attempt, SUSPENDED);
+            self.done();
+        }
+        handed
+    }
+
+    /// An event `plugin` did not handle for a reason not its own (it was
+    /// stopped, suspended or unloaded): a stored delivery is handed back,
+    /// any other event dead-lettered with `why`.
+    pub(crate) fn unhandled(&self, plugin: &str, event: &Event, attempts: u32, why: &str) {
+        if !self.hand_back(plugin, event) {
+            self.dead_letter(plugin, event, attempts, why);
+        }
     }
 
     /// Announces a host event (`plughost.*`, see [`HostEvent`]).
@@ -347,7 +541,7 @@ impl Bus {
                 self.done();
             }
             Push::Refused(ev) => {
-                self.dead_letter(&route.plugin, &ev, 0, SUSPENDED);
+                self.unhandled(&route.plugin, &ev, 0, SUSPENDED);
                 self.done();
             }
             Push::Full(_) => unreachable!("blocking pushes wait for room"),
@@ -380,7 +574,11 @@ impl Bus {
         let mut letter = event.caused(letter.topic(), letter.payload(), HOST_SOURCE);
         crate::telemetry::trace::inject_current(&mut letter.headers);
         let routes = self.matching_routes(&letter.topic);
-        self.deliver_blocking(letter, Some(plugin), routes, true);
+        self.deliver_blocking(letter, Some(plugin), routes, &[], true);
+        // A stored delivery that ends as a dead letter is done for the stream too.
+        if let Some(receipt) = self.take_receipt(plugin, &event.id) {
+            receipt.terminate();
+        }
     }
 
     /// Marks one queued event as finished (handled, dead-lettered or discarded).
@@ -400,6 +598,7 @@ impl Bus {
             self.suspended.fetch_sub(1, Ordering::SeqCst);
         }
         self.idle.notify_waiters();
+        self.routes_changed();
     }
 
     /// Events parked in suspended plugins' queues.
@@ -439,5 +638,66 @@ impl Bus {
             }
             notified.await;
         }
+    }
+}
+
+/// Requests and replies (`bus.request`, `outcome.reply`).
+impl Bus {
+    /// This process's instance id: a ULID made with the bus, fresh in each
+    /// process (reply subjects name it; the cluster tells its own echoes by it).
+    pub fn instance(&self) -> &str {
+        self.replies.instance()
+    }
+
+    /// Registers a wait for the reply to the request event `request_id`;
+    /// returns its reply subject (`_INBOX.<instance>.<request_id>`, for the
+    /// event's `reply_to`) and the waiter, which blocks the calling thread
+    /// until the reply or a deadline and unregisters when dropped.
+    pub fn expect_reply(&self, request_id: &str) -> (String, Waiter) {
+        self.replies.expect(request_id)
+    }
+
+    /// Answers the request whose reply subject is `reply_to`: completes it
+    /// when it is this process's own and still waiting (the first reply
+    /// wins, later ones are ignored), else hands it to the reply sink when
+    /// the cluster set one; otherwise the requester is gone (logged at debug).
+    pub fn answer(&self, reply_to: &str, payload: plughost_bindings::Payload) {
+        self.replies.answer(reply_to, payload);
+    }
+
+    /// Sets where replies to requests of other processes go (the cluster,
+    /// once; the sink must never block).
+    pub fn set_reply_sink(&self, sink: ReplySink) {
+        self.replies.set_sink(sink);
+    }
+
+    /// Completes the waiting request of `subject` with a reply that came
+    /// from the cluster; `true` when a waiter took it.
+    pub fn complete_reply(&self, subject: &str, payload: plughost_bindings::Payload) -> bool {
+        self.replies.complete(subject, payload)
+    }
+
+    /// Whether the cluster's export buffer would export `topic` (`false`
+    /// without a cluster).
+    pub fn exports(&self, topic: &str) -> bool {
+        self.outbox.get().is_some_and(|o| o.exports(topic))
+    }
+
+    /// Whether any plugin (but `except`) or application subscriber on this
+    /// host subscribes to `topic`.
+    pub fn has_subscriber(&self, topic: &str, except: Option<&str>) -> bool {
+        let routed = self
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|r| Some(r.plugin.as_str()) != except && r.patterns.matches(topic));
+        routed
+            || self
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|s| s.patterns.matches(topic))
     }
 }

@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, ServerAddr};
+use async_nats::{Client, ConnectOptions, ServerAddr, jetstream};
 use futures::StreamExt;
 
 use super::outbox::Outbox;
 use super::{Counters, Identity, wire};
 use crate::bus::Bus;
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, JetStreamConfig};
 use crate::host_events::HostEvent;
 use crate::topic::Pattern;
 
@@ -27,6 +27,9 @@ const BATCH: usize = 256;
 
 /// How long shutdown waits for the server to confirm the last exports.
 const FLUSH_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long a stored event the stream refused waits before it is sent again.
+const RESEND_AFTER: Duration = Duration::from_millis(500);
 
 /// How long the connection may take at start before a warning says it is not there.
 const START_GRACE: Duration = Duration::from_secs(2);
@@ -168,9 +171,14 @@ pub(crate) async fn connect(
 
 /// Publishes what the outbox holds, in order, while the connection is up
 /// (while it is down, events wait in the outbox, which drops the oldest
-/// when full); ends when closing and the outbox is empty or the server away.
+/// ordinary one when full); ends when closing and the outbox is empty or
+/// the server away. Stored topics go through JetStream (`js`): a batch's
+/// stored events are all sent, then their acknowledgements awaited; one
+/// the server did not take is put back and sent again. The outbox learns
+/// which events the server took, in order.
 pub(crate) async fn export(
     client: Client,
+    js: Option<jetstream::Context>,
     outbox: Arc<Outbox>,
     identity: Arc<Identity>,
     counters: Arc<Counters>,
@@ -201,8 +209,17 @@ pub(crate) async fn export(
             }
             continue;
         }
-        for event in batch {
-            let out = wire::encode(&event, &identity.name, &identity.instance);
+        let last = batch.last().map_or(0, |e| e.seq);
+        let mut stored = Vec::new();
+        for export in batch {
+            let event = &export.event;
+            let out = wire::encode(
+                event,
+                &identity.name,
+                &identity.instance,
+                &export.taken,
+                export.stored,
+            );
             if !out.skipped.is_empty() {
                 tracing::warn!(
                     event.id = %event.id,
@@ -210,16 +227,78 @@ pub(crate) async fn export(
                     "cluster: headers NATS cannot carry (not a token, or a line break) are left out"
                 );
             }
-            match client
-                .publish_with_headers(out.subject, out.headers, out.body.into())
-                .await
-            {
-                Ok(()) => {
-                    counters.exported.fetch_add(1, Ordering::Relaxed);
-                }
+            let sent = match (&js, export.stored) {
+                (Some(js), true) => js
+                    .publish_with_headers(out.subject, out.headers, out.body.into())
+                    .await
+                    .map(|ack| stored.push((export.clone(), ack)))
+                    .map_err(|e| e.to_string()),
+                _ => client
+                    .publish_with_headers(out.subject, out.headers, out.body.into())
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            match sent {
+                Ok(()) => counters.sent(&event.topic),
                 Err(e) => {
                     tracing::warn!(event.id = %event.id, topic = %event.topic, "cluster: export failed: {e}")
                 }
+            }
+        }
+        let mut refused = Vec::new();
+        for (export, ack) in stored {
+            if let Err(e) = ack.await {
+                tracing::warn!(event.id = %export.event.id, topic = %export.event.topic, "cluster: the stream did not take a stored event ({e}); sending it again");
+                refused.push(export);
+            }
+        }
+        match refused.first() {
+            None => outbox.accepted(last),
+            Some(first) => {
+                outbox.accepted(first.seq.saturating_sub(1));
+                outbox.put_back(refused);
+                tokio::time::sleep(RESEND_AFTER).await;
+            }
+        }
+    }
+}
+
+/// Makes the stream of stored topics (or finds it made by another host),
+/// trying again while the server is away or refuses.
+pub(crate) async fn make_stream(
+    js: jetstream::Context,
+    config: JetStreamConfig,
+    counters: Arc<Counters>,
+) {
+    let mut connected = counters.connected.subscribe();
+    loop {
+        let _ = connected.wait_for(|up| *up).await;
+        let wanted = jetstream::stream::Config {
+            name: config.stream.clone(),
+            subjects: config.topics.clone(),
+            ..Default::default()
+        };
+        match js.get_or_create_stream(wanted).await {
+            Ok(mut stream) => {
+                let subjects = stream
+                    .info()
+                    .await
+                    .map(|i| i.config.subjects.clone())
+                    .unwrap_or_default();
+                if config.topics.iter().any(|t| !subjects.contains(t)) {
+                    tracing::warn!(
+                        stream = %config.stream,
+                        stored = ?subjects,
+                        wanted = ?config.topics,
+                        "cluster.jetstream: the stream exists with other subjects; events on topics it does not store are not kept"
+                    );
+                }
+                tracing::info!(stream = %config.stream, subjects = ?subjects, "cluster: stream ready");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(stream = %config.stream, "cluster.jetstream: cannot make the stream: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
@@ -264,7 +343,7 @@ pub(crate) async fn import(
                         identity.name
                     );
                 }
-                counters.imported.fetch_add(1, Ordering::Relaxed);
+                counters.received(&incoming.event.topic);
                 bus.publish_imported(incoming.event).await;
             }
             Err(e) => tracing::warn!(subject, "cluster: message not imported: {e}"),

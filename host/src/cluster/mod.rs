@@ -8,13 +8,16 @@
 //! connection and the export and import tasks. Echo is told by a
 //! per-process instance id, so several hosts on one machine (even with one
 //! name) work; an event received from NATS is never exported again.
-//! Queue groups, JetStream and request/reply come in later steps: a
-//! `jetstream:` section is validated and a warning at start says stored
-//! delivery is not available yet.
+//!
+//! Shared plugins (`cluster.shared`) are queue groups, and consume stored
+//! topics (`jetstream:`) through durable consumers (`groups`); a stored
+//! delivery's receipt (`receipts`) is settled by the plugin's outcome.
 
 pub(crate) mod config;
+mod groups;
 mod link;
 pub(crate) mod outbox;
+pub(crate) mod receipts;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +29,7 @@ use serde::Serialize;
 pub use self::config::{ClusterConfig, DEFAULT_BUFFER, JetStreamConfig, TlsConfig};
 use self::outbox::Outbox;
 use crate::bus::Bus;
+use crate::telemetry::topic_counts::{Direction, TopicCounts};
 use crate::topic::{Pattern, PatternSet};
 
 /// This process in the cluster: its host name and its instance id.
@@ -48,10 +52,12 @@ pub(crate) struct Counters {
     closing: AtomicBool,
     exported: AtomicU64,
     imported: AtomicU64,
+    /// `cluster.messages`, per direction and topic.
+    topics: Arc<TopicCounts>,
 }
 
-impl Default for Counters {
-    fn default() -> Self {
+impl Counters {
+    fn new(topics: Arc<TopicCounts>) -> Self {
         Counters {
             connected: tokio::sync::watch::Sender::new(false),
             ever_connected: AtomicBool::new(false),
@@ -59,11 +65,22 @@ impl Default for Counters {
             closing: AtomicBool::new(false),
             exported: AtomicU64::new(0),
             imported: AtomicU64::new(0),
+            topics,
         }
     }
-}
 
-impl Counters {
+    /// One event published to NATS.
+    fn sent(&self, topic: &str) {
+        self.exported.fetch_add(1, Ordering::Relaxed);
+        self.topics.add(Direction::Out, topic);
+    }
+
+    /// One event received from NATS and delivered here.
+    fn received(&self, topic: &str) {
+        self.imported.fetch_add(1, Ordering::Relaxed);
+        self.topics.add(Direction::In, topic);
+    }
+
     fn is_connected(&self) -> bool {
         *self.connected.borrow()
     }
@@ -87,7 +104,13 @@ pub struct ClusterStatus {
 struct Tasks {
     export: tokio::task::JoinHandle<()>,
     import: tokio::task::JoinHandle<()>,
+    groups: tokio::task::JoinHandle<()>,
+    /// Keeps held stored deliveries alive, and makes the stream.
+    stored: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long shutdown waits for the last acknowledgements to be sent.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
 /// A host's place in the cluster: the export buffer (on the bus from the
 /// host's build), and once started the connection and its tasks.
@@ -96,6 +119,7 @@ pub(crate) struct Cluster {
     identity: Arc<Identity>,
     counters: Arc<Counters>,
     outbox: Arc<Outbox>,
+    receipts: Mutex<Option<Arc<receipts::Receipts>>>,
     tasks: Mutex<Option<Tasks>>,
 }
 
@@ -109,14 +133,22 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// The cluster of `config`, its export buffer handed to `bus` now (so
-    /// events published by plugins' `init` are exported too).
-    pub(crate) fn new(config: ClusterConfig, bus: &Bus) -> Self {
-        let export = config
-            .export
-            .iter()
-            .filter_map(|p| Pattern::parse(p).ok())
-            .collect();
-        let outbox = Arc::new(Outbox::new(PatternSet::new(export), config.buffer));
+    /// events published by plugins' `init` are exported too); it counts
+    /// the messages crossing in `topics`.
+    pub(crate) fn new(config: ClusterConfig, bus: &Bus, topics: Arc<TopicCounts>) -> Self {
+        let parse = |patterns: &[String]| {
+            PatternSet::new(
+                patterns
+                    .iter()
+                    .filter_map(|p| Pattern::parse(p).ok())
+                    .collect(),
+            )
+        };
+        let stored = config
+            .jetstream
+            .as_ref()
+            .map_or_else(PatternSet::default, |j| parse(&j.topics));
+        let outbox = Arc::new(Outbox::new(parse(&config.export), stored, config.buffer));
         bus.set_outbox(outbox.clone());
         let identity = Arc::new(Identity {
             name: config.name.clone().unwrap_or_else(hostname),
@@ -125,8 +157,9 @@ impl Cluster {
         Cluster {
             config,
             identity,
-            counters: Arc::default(),
+            counters: Arc::new(Counters::new(topics)),
             outbox,
+            receipts: Mutex::new(None),
             tasks: Mutex::new(None),
         }
     }
@@ -134,11 +167,6 @@ impl Cluster {
     /// Connects (in the background) and starts exporting and importing.
     /// A configuration the connection cannot use is logged; local work goes on.
     pub(crate) async fn start(&self, bus: &Arc<Bus>) {
-        if self.config.jetstream.is_some() {
-            tracing::warn!(
-                "cluster.jetstream: stored delivery is not available yet; its topics cross as ordinary fan-out"
-            );
-        }
         let client = match link::connect(&self.config, &self.identity, &self.counters, bus).await {
             Ok(client) => client,
             Err(e) => {
@@ -152,10 +180,40 @@ impl Cluster {
             servers = %self.config.servers.join(", "),
             "cluster: joining over NATS"
         );
+        let mut stored_tasks = Vec::new();
+        let stored = self.config.jetstream.as_ref().map(|j| {
+            let js = async_nats::jetstream::new(client.clone());
+            let receipts = Arc::new(receipts::Receipts::new(
+                tokio::runtime::Handle::current(),
+                self.outbox.clone(),
+            ));
+            bus.set_receipts(receipts.clone());
+            stored_tasks.push(tokio::spawn(receipts.clone().keep_alive()));
+            stored_tasks.push(tokio::spawn(link::make_stream(
+                js.clone(),
+                j.clone(),
+                self.counters.clone(),
+            )));
+            groups::Stored {
+                js,
+                stream: j.stream.clone(),
+                topics: self.outbox.stored().clone(),
+                receipts,
+            }
+        });
+        *self.receipts.lock().unwrap_or_else(|p| p.into_inner()) =
+            stored.as_ref().map(|s| s.receipts.clone());
         let export = tokio::spawn(link::export(
             client.clone(),
+            stored.as_ref().map(|s| s.js.clone()),
             self.outbox.clone(),
             self.identity.clone(),
+            self.counters.clone(),
+        ));
+        let groups = tokio::spawn(groups::follow(
+            client.clone(),
+            bus.clone(),
+            stored,
             self.counters.clone(),
         ));
         let import = tokio::spawn(link::import(
@@ -165,13 +223,20 @@ impl Cluster {
             self.identity.clone(),
             self.counters.clone(),
         ));
-        *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) = Some(Tasks { export, import });
+        *self.tasks.lock().unwrap_or_else(|p| p.into_inner()) = Some(Tasks {
+            export,
+            import,
+            groups,
+            stored: stored_tasks,
+        });
     }
 
-    /// Stops importing (shutdown begins: nothing new arrives from NATS).
+    /// Stops importing (shutdown begins: nothing new arrives from NATS):
+    /// fan-out and the shared plugins' groups and consumers end.
     pub(crate) fn stop_import(&self) {
         if let Some(tasks) = &*self.tasks.lock().unwrap_or_else(|p| p.into_inner()) {
             tasks.import.abort();
+            tasks.groups.abort();
         }
     }
 
@@ -182,6 +247,7 @@ impl Cluster {
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(tasks) = tasks else { return };
         tasks.import.abort();
+        tasks.groups.abort();
         let export = tasks.export;
         // The task ends once the buffer is empty; wake it in case it waits.
         self.outbox.wake();
@@ -192,6 +258,19 @@ impl Cluster {
                 buffered = self.outbox.len(),
                 "cluster: the last exports were not all sent at shutdown (NATS unreachable or slow)"
             );
+        }
+        // Publishers still waiting for room (stored topics) give up.
+        self.outbox.close();
+        let receipts = self
+            .receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(receipts) = receipts {
+            receipts.settled(SETTLE_LIMIT).await;
+        }
+        for task in tasks.stored {
+            task.abort();
         }
     }
 
@@ -236,7 +315,7 @@ mod tests {
         config.export = export.iter().map(|s| s.to_string()).collect();
         config.buffer = 2;
         config.name = Some("edge-1".into());
-        let cluster = Cluster::new(config, &bus);
+        let cluster = Cluster::new(config, &bus, Arc::default());
         (bus, cluster)
     }
 
@@ -255,7 +334,7 @@ mod tests {
             .outbox
             .take(10)
             .iter()
-            .map(|e| e.topic.clone())
+            .map(|e| e.event.topic.clone())
             .collect();
         assert_eq!(taken, ["a.one", "a.two"]);
     }

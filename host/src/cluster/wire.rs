@@ -7,7 +7,11 @@
 //! `plughost-origin` (the host's name), `plughost-instance` (the process's
 //! instance id, which tells a host its own messages apart) and
 //! `plughost-hops` (the place in a chain of events, so a loop across hosts
-//! is cut as one within a host). The event's own headers (its
+//! is cut as one within a host), and when some shared plugins of the
+//! exporting host received the event directly (out of their queue group),
+//! `plughost-taken` with their names, so their groups skip it. An event on
+//! a stored topic also carries `Nats-Msg-Id` (its id), by which JetStream
+//! stores it once however often it is published. The event's own headers (its
 //! `traceparent` among them) keep their names, except one whose name is
 //! taken by the above or starts with `plughost-`: it travels as
 //! `plughost-header-NAME`. A header that NATS cannot carry (a name that is
@@ -33,6 +37,14 @@ pub(crate) const ORIGIN: &str = "plughost-origin";
 pub(crate) const INSTANCE: &str = "plughost-instance";
 /// The header carrying the event's place in its chain.
 pub(crate) const HOPS: &str = "plughost-hops";
+/// The header naming the shared plugins that received the event directly.
+pub(crate) const TAKEN: &str = "plughost-taken";
+/// JetStream's deduplication header.
+pub(crate) const MSG_ID: &str = "Nats-Msg-Id";
+/// The header a stored delivery gets: which delivery of the event it is.
+pub(crate) const DELIVERY_ATTEMPT: &str = "delivery_attempt";
+/// Headers NATS itself adds start with this; they are not the event's.
+const NATS_PREFIX: &str = "Nats-";
 /// Headers of the host's own start with this.
 const HOST_PREFIX: &str = "plughost-";
 /// An event header whose name is taken travels under this prefix.
@@ -60,6 +72,16 @@ pub(crate) struct Incoming {
     pub instance: Option<String>,
     /// The name of the host that exported it, when it says.
     pub origin: Option<String>,
+    /// Shared plugins of the exporting host that received it directly.
+    pub taken: Vec<String>,
+}
+
+impl Incoming {
+    /// Whether shared plugin `plugin`'s group should skip it (its exporting
+    /// host's copy of the plugin received it directly).
+    pub(crate) fn taken_by(&self, plugin: &str) -> bool {
+        self.taken.iter().any(|t| t == plugin)
+    }
 }
 
 /// Why a NATS message is not an event for the local bus.
@@ -76,8 +98,16 @@ pub(crate) enum WireError {
     Reserved(String),
 }
 
-/// Turns `event` into a NATS message from host `origin`, process `instance`.
-pub(crate) fn encode(event: &Event, origin: &str, instance: &str) -> Outgoing {
+/// Turns `event` into a NATS message from host `origin`, process
+/// `instance`; `taken` names the shared plugins that received it directly,
+/// and a `stored` one carries its id for JetStream's deduplication.
+pub(crate) fn encode(
+    event: &Event,
+    origin: &str,
+    instance: &str,
+    taken: &[std::sync::Arc<str>],
+    stored: bool,
+) -> Outgoing {
     let mut headers = HeaderMap::new();
     let mut put = |name: &str, value: &str| headers.insert(name, value);
     put(ID, &event.id);
@@ -89,6 +119,12 @@ pub(crate) fn encode(event: &Event, origin: &str, instance: &str) -> Outgoing {
     put(ORIGIN, origin);
     put(INSTANCE, instance);
     put(HOPS, &event.hops.to_string());
+    if !taken.is_empty() {
+        put(TAKEN, &taken.join(","));
+    }
+    if stored {
+        put(MSG_ID, &event.id);
+    }
     let mut skipped = Vec::new();
     for (name, value) in &event.headers {
         let wire_name = if is_taken(name) {
@@ -138,6 +174,7 @@ pub(crate) fn decode(
     let mut event = Event::new(subject, payload, HOST_SOURCE);
     let mut instance = None;
     let mut origin = None;
+    let mut taken = Vec::new();
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
         let Some(value) = values.last() else { continue };
         let value = value.as_str().to_owned();
@@ -150,6 +187,8 @@ pub(crate) fn decode(
             INSTANCE => instance = Some(value),
             ORIGIN => origin = Some(value),
             HOPS => event.hops = value.parse().unwrap_or(0),
+            TAKEN => taken = value.split(',').map(str::to_owned).collect(),
+            _ if name.starts_with(NATS_PREFIX) => {}
             _ => {
                 if let Some(own) = name.strip_prefix(ESCAPED) {
                     event.headers.insert(own.to_owned(), value);
@@ -163,6 +202,7 @@ pub(crate) fn decode(
         event,
         instance,
         origin,
+        taken,
     })
 }
 
@@ -187,7 +227,7 @@ mod tests {
     #[test]
     fn an_event_crosses_and_comes_back_the_same() {
         let e = sample();
-        let out = encode(&e, "edge-1", "INSTANCE-A");
+        let out = encode(&e, "edge-1", "INSTANCE-A", &[], false);
         assert_eq!(out.subject, "orders.created");
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&out.body).unwrap(),
@@ -238,7 +278,7 @@ mod tests {
         let mut e = Event::new("a.b", json!(null), "p");
         e.headers.insert("id".into(), "mine".into());
         e.headers.insert("plughost-instance".into(), "fake".into());
-        let out = encode(&e, "h", "REAL");
+        let out = encode(&e, "h", "REAL", &[], false);
         assert_eq!(out.headers.get(ID).unwrap().as_str(), e.id);
         assert_eq!(
             out.headers.get("plughost-header-id").unwrap().as_str(),
@@ -251,12 +291,31 @@ mod tests {
     }
 
     #[test]
+    fn taken_plugins_and_the_stored_id_cross_and_nats_headers_stay_out() {
+        let e = Event::new("orders.new", json!({}), "p");
+        let taken: Vec<std::sync::Arc<str>> = vec!["billing".into(), "audit".into()];
+        let out = encode(&e, "h", "I", &taken, true);
+        assert_eq!(out.headers.get(MSG_ID).unwrap().as_str(), e.id);
+        let back = decode(&out.subject, Some(&out.headers), &out.body).unwrap();
+        assert!(back.taken_by("billing") && back.taken_by("audit") && !back.taken_by("bill"));
+        assert!(back.event.headers.is_empty(), "{:?}", back.event.headers);
+        let plain = encode(&e, "h", "I", &[], false);
+        assert!(plain.headers.get(MSG_ID).is_none() && plain.headers.get(TAKEN).is_none());
+        assert!(
+            decode("a", Some(&plain.headers), b"{}")
+                .unwrap()
+                .taken
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn headers_nats_cannot_carry_are_named() {
         let mut e = Event::new("a.b", json!({}), "p");
         e.headers.insert("multi".into(), "line\nbreak".into());
         e.headers.insert("has space".into(), "v".into());
         e.headers.insert("ok".into(), "v".into());
-        let out = encode(&e, "h", "I");
+        let out = encode(&e, "h", "I", &[], false);
         assert_eq!(out.skipped, ["has space", "multi"]);
         assert_eq!(out.headers.get("ok").unwrap().as_str(), "v");
     }

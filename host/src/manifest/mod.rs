@@ -140,6 +140,10 @@ pub struct Manifest {
     pub retry: Retry,
     /// How the host supervises the plugin (SPEC §12).
     pub supervision: Supervision,
+    /// `cluster.shared`: with a cluster (SPEC §14), each event for this
+    /// plugin is handled by one of the hosts running it (a NATS queue group
+    /// named after it), not by every host.
+    pub shared: bool,
     /// Where each written key starts, for errors raised later (say, a missing entry file).
     pub positions: KeyPositions,
 }

@@ -31,6 +31,7 @@ const KEYS: &[&str] = &[
     "limits",
     "retry",
     "supervision",
+    "cluster",
 ];
 
 /// The keys under `limits:`.
@@ -46,6 +47,9 @@ const SUPERVISION_KEYS: &[&str] = &[
     "max_restarts",
     "window_s",
 ];
+
+/// The keys under `cluster:`.
+const CLUSTER_KEYS: &[&str] = &["shared"];
 
 /// The longest `supervision.window_s`: a day. A longer window would make
 /// `max_restarts` a lifetime budget, which is what `0` restarts already says.
@@ -85,6 +89,7 @@ struct Draft {
     limits: Limits,
     retry: Retry,
     supervision: Supervision,
+    shared: bool,
     positions: KeyPositions,
 }
 
@@ -141,6 +146,7 @@ pub(super) fn manifest(root: &Node, source: &str) -> Result<Manifest, Vec<Proble
             limits: draft.limits,
             retry: draft.retry,
             supervision: draft.supervision,
+            shared: draft.shared,
             positions: draft.positions,
         }),
         _ => Err(check.into_problems()),
@@ -179,6 +185,7 @@ fn top_level(check: &mut Check, draft: &mut Draft, key: &Node, value: &Node) {
         "limits" => limits(check, value, &mut draft.limits, &mut draft.positions),
         "retry" => retry(check, value, &mut draft.retry, &mut draft.positions),
         "supervision" => supervision(check, value, &mut draft.supervision, &mut draft.positions),
+        "cluster" => cluster(check, value, &mut draft.shared, &mut draft.positions),
         _ => unreachable!("`{name}` is in KEYS but not handled"),
     }
 }
@@ -190,7 +197,8 @@ fn unknown_top_level_key(check: &mut Check, key: &Node) {
         .iter()
         .map(|k| format!("limits.{k}"))
         .chain(RETRY_KEYS.iter().map(|k| format!("retry.{k}")))
-        .chain(SUPERVISION_KEYS.iter().map(|k| format!("supervision.{k}")));
+        .chain(SUPERVISION_KEYS.iter().map(|k| format!("supervision.{k}")))
+        .chain(CLUSTER_KEYS.iter().map(|k| format!("cluster.{k}")));
     let all: Vec<String> = KEYS.iter().map(|k| (*k).to_owned()).chain(nested).collect();
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     check.unknown_key(None, key, &all);
@@ -568,6 +576,24 @@ fn supervision(
                 check.integer(&label, value, 1, MAX_WINDOW_S),
             ),
             _ => unreachable!("`{name}` is in SUPERVISION_KEYS but not handled"),
+        }
+    }
+}
+
+/// `cluster:` (SPEC §14): `shared` only.
+fn cluster(check: &mut Check, value: &Node, shared: &mut bool, positions: &mut KeyPositions) {
+    let Some(entries) = check.mapping("cluster", value) else {
+        return;
+    };
+    for (key, value) in entries {
+        let Some(name) = key.as_str().filter(|k| CLUSTER_KEYS.contains(k)) else {
+            check.unknown_key(Some("cluster"), key, CLUSTER_KEYS);
+            continue;
+        };
+        positions.insert(format!("cluster.{name}"), key.pos);
+        match name {
+            "shared" => set(shared, check.boolean("cluster.shared", value)),
+            _ => unreachable!("`{name}` is in CLUSTER_KEYS but not handled"),
         }
     }
 }

@@ -52,6 +52,7 @@ impl Host {
             patterns: PatternSet::new(m.subscriptions.clone()),
             queue: queue.clone(),
             dropped: self.inner.services.metrics().dropped_counter(&m.name),
+            shared: m.shared,
         }));
         self.inner
             .services
@@ -242,7 +243,7 @@ impl Host {
             .lifecycle_event(name, "failed");
         self.inner.services.metrics().unregister(name);
         for d in queue.close() {
-            bus.dead_letter(
+            bus.unhandled(
                 name,
                 &d.event,
                 0,
@@ -289,7 +290,7 @@ impl Host {
             } else {
                 format!("plugin `{name}` was unloaded")
             };
-            self.inner.bus.dead_letter(&name, &event, attempt, &why);
+            self.inner.bus.unhandled(&name, &event, attempt, &why);
             self.inner.bus.done();
         }
         ReloadOutcome::Stopped
@@ -370,6 +371,7 @@ impl Host {
             patterns: PatternSet::new(m.subscriptions.clone()),
             queue: queue.clone(),
             dropped: self.inner.services.metrics().dropped_counter(name),
+            shared: m.shared,
         }));
         self.inner
             .services
@@ -447,7 +449,7 @@ impl Host {
             for d in queue.take_parked() {
                 self.inner
                     .bus
-                    .dead_letter(&name, &d.event, d.attempt, crate::bus::SUSPENDED);
+                    .unhandled(&name, &d.event, d.attempt, crate::bus::SUSPENDED);
                 self.inner.bus.done();
                 count += 1;
             }
@@ -482,7 +484,9 @@ impl Host {
                 if suspended {
                     self.inner
                         .bus
-                        .dead_letter(&name, &d.event, d.attempt, crate::bus::SUSPENDED);
+                        .unhandled(&name, &d.event, d.attempt, crate::bus::SUSPENDED);
+                    self.inner.bus.done();
+                } else if self.inner.bus.hand_back(&name, &d.event) {
                     self.inner.bus.done();
                 } else {
                     left.push((name.clone(), d));

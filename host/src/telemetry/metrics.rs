@@ -26,6 +26,7 @@ use opentelemetry_sdk::metrics::{InstrumentKind, Pipeline, SdkMeterProvider, Tem
 use plughost_bindings::{MetricKind, PluginInfo};
 use serde_json::{Map, Value};
 
+use super::topic_counts::TopicCounts;
 use crate::bus::Bus;
 
 /// Limits on what one plugin's scripts may create.
@@ -222,6 +223,8 @@ pub struct Metrics {
     /// route; kept when the route goes (stop, reload, shutdown) so the
     /// count is still reported, and still monotonic, afterwards.
     dropped: Arc<Mutex<HashMap<String, Arc<AtomicU64>>>>,
+    /// `cluster.messages`, with `direction` and `message.topic`.
+    cluster: Arc<TopicCounts>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -318,6 +321,25 @@ impl Metrics {
                 }
             })
             .build();
+        let cluster = Arc::new(TopicCounts::default());
+        let counts = cluster.clone();
+        meter
+            .u64_observable_counter("cluster.messages")
+            .with_description(
+                "Events published to NATS (`out`) and received from it (`in`), by topic",
+            )
+            .with_callback(move |o| {
+                for (direction, topic, n) in counts.snapshot() {
+                    o.observe(
+                        n,
+                        &[
+                            KeyValue::new("direction", direction.as_str()),
+                            KeyValue::new("message.topic", topic),
+                        ],
+                    );
+                }
+            })
+            .build();
         let ms = |name: &'static str, what: &'static str| {
             meter
                 .f64_histogram(name)
@@ -364,7 +386,13 @@ impl Metrics {
             scripts: Mutex::default(),
             plugins,
             dropped,
+            cluster,
         }
+    }
+
+    /// The counts behind `cluster.messages`, for the cluster's tasks.
+    pub(crate) fn cluster_counts(&self) -> Arc<TopicCounts> {
+        self.cluster.clone()
     }
 
     /// Remembers a plugin's attributes (for its queue gauges); returns them.

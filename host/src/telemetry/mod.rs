@@ -3,6 +3,7 @@
 //! - [`metrics`]: the host's OpenTelemetry instruments (`plugin.messages`,
 //!   `plugin.message.processing_time_ms`, …), the scripts' metrics with their
 //!   caps, and the in-process reader behind [`crate::Host::metrics_snapshot`].
+//! - `topic_counts`: messages to and from NATS per topic (`cluster.messages`).
 //! - [`trace`]: W3C `traceparent` in event headers, so the delivery spans of
 //!   a chain of plugins form one trace.
 //! - [`export`]: OTLP export (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT`
@@ -15,6 +16,7 @@
 
 pub mod export;
 pub mod metrics;
+pub(crate) mod topic_counts;
 pub mod trace;
 
 pub use metrics::{Caps, MetricPoint, Metrics};

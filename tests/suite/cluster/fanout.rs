@@ -228,8 +228,6 @@ fn a_bad_cluster_section_is_a_configuration_error_with_positions() {
     }
 }
 
-/// `GET path` on the admin endpoint at `port`, its JSON body.
-
 #[test]
 fn exports_wait_for_the_server_in_a_bounded_buffer_and_health_counts_the_drops() {
     let url = format!("nats://127.0.0.1:{}", free_port());
@@ -297,5 +295,59 @@ fn two_hosts_with_one_name_still_tell_their_echoes_apart_and_are_warned() {
         b.stderr.contains("another host is named `same` too"),
         "{}",
         b.stderr
+    );
+}
+
+#[test]
+fn messages_to_and_from_nats_are_counted_per_topic() {
+    let nats = shared();
+    let p = "mx";
+    let (_a_dir, a_conf) = host("a", &nats.url(), p);
+    let (_b_dir, b_conf) = host("b", &nats.url(), p);
+    let (a_admin, b_admin) = (free_port(), free_port());
+    let with_admin = |config: &str, port: u16| {
+        Live::spawn(&[
+            "run",
+            "--config",
+            config,
+            "--input",
+            "-",
+            "--tap",
+            ">",
+            "--no-watch",
+            "--admin",
+            &format!("127.0.0.1:{port}"),
+        ])
+    };
+    let mut a = with_admin(&a_conf, a_admin);
+    let mut b = with_admin(&b_conf, b_admin);
+    for live in [&mut a, &mut b] {
+        live.wait_for("connected", is("plughost.cluster.connected"));
+    }
+    warm_up(&mut a, &mut [&mut b], p);
+    for n in 0..3 {
+        a.send(&json!({"topic": "mx.counted", "payload": {"n": n}}));
+    }
+    b.wait_for("the third", |e| {
+        e["topic"] == "mx.counted" && e["payload"]["n"] == 2
+    });
+    let line = |text: &str, direction: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with("cluster_messages")
+                    && l.contains(&format!("direction=\"{direction}\""))
+                    && l.contains("message_topic=\"mx.counted\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    let on_a = get_text(a_admin, "/metrics");
+    let on_b = get_text(b_admin, "/metrics");
+    assert_eq!(line(&on_a, "out").as_deref(), Some("3"), "{on_a}");
+    assert_eq!(line(&on_a, "in"), None, "A never received its own");
+    assert_eq!(line(&on_b, "in").as_deref(), Some("3"), "{on_b}");
+    assert_eq!(
+        line(&on_b, "out"),
+        None,
+        "B never exported what it imported"
     );
 }

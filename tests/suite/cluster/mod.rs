@@ -183,6 +183,12 @@ pub(crate) fn warm_up(from: &mut Live, to: &mut [&mut Live], prefix: &str) {
 
 /// `GET path` on the admin endpoint at `port`, as JSON.
 pub(crate) fn get_json(port: u16, path: &str) -> Value {
+    let text = get_text(port, path);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// `GET path` on the admin endpoint at `port`: the body.
+pub(crate) fn get_text(port: u16, path: &str) -> String {
     use std::io::Read;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut stream = loop {
@@ -202,9 +208,11 @@ pub(crate) fn get_json(port: u16, path: &str) -> Value {
     .unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+    text.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned())
 }
 
 mod fanout;
+mod shared;
+mod stored;
 mod trace;

@@ -304,7 +304,7 @@ fn refused_at_load(handshake: &str, says: &[&str]) {
 fn an_abi_version_of_zero_is_refused() {
     refused_at_load(
         "abi_zero",
-        &["ABI version 0, but this host speaks ABI version 3", "6.6.6"],
+        &["ABI version 0, but this host speaks ABI version 4", "6.6.6"],
     );
 }
 
@@ -315,7 +315,7 @@ fn an_abi_version_of_u32_max_with_a_garbled_sdk_version_is_refused() {
     refused_at_load(
         "abi_max",
         &[
-            "ABI version 4294967295, but this host speaks ABI version 3",
+            "ABI version 4294967295, but this host speaks ABI version 4",
             "plughost-sdk of unknown version",
         ],
     );

@@ -718,3 +718,29 @@ fn a_huge_file_is_refused_without_being_read_whole() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn cluster_shared_is_read_with_its_position_and_defaults_to_false() {
+    let m = ok(&with_head("cluster:\n  shared: true\n"));
+    assert!(m.shared);
+    assert_eq!(m.positions.get("cluster.shared"), Some(Position::new(4, 3)));
+    assert!(!ok(HEAD).shared);
+    assert!(!ok(&with_head("cluster:\n  shared: false\n")).shared);
+    assert!(!ok(&with_head("cluster:\n")).shared);
+}
+
+#[test]
+fn bad_cluster_keys_are_refused_at_their_place() {
+    assert_eq!(
+        error(&with_head("cluster:\n  shard: true\n")),
+        "4:3: unknown key `shard` in `cluster` (did you mean `shared`?)"
+    );
+    assert_eq!(
+        error(&with_head("cluster:\n  shared: \"yes\"\n")),
+        "4:11: cluster.shared: expected `true` or `false`, found the string `yes`"
+    );
+    assert_eq!(
+        error(&with_head("shared: true\n")),
+        "3:1: unknown key `shared` (did you mean `cluster.shared`?)"
+    );
+}

@@ -20,7 +20,12 @@
 //!    `back.x`; client 1, subscribed to `back.>`, counts.
 //! 3. the bare JetStream loop: the same bodies published to a stream with
 //!    `jetstream.publish_with_headers`, every ack awaited (up to 1,024 in
-//!    flight), read by a pull consumer that parses each body and acks it.
+//!    flight), read by a pull consumer that parses each body and acks it;
+//! 4. plughost stored: host A publishes N events on a stored topic
+//!    (`cluster.jetstream`: a JetStream publish, acknowledged), host B's
+//!    shared Lua plugin (`cluster.shared`) reads each payload, taking them
+//!    through its durable consumer; the clock stops when it has handled N.
+//!    One way, like (3), to which it is compared.
 //!
 //! The three alternate for several rounds; each figure is the median, and
 //! plughost's is given as a ratio to the bare loop. Every wait is bounded: a
@@ -28,7 +33,7 @@
 //!
 //! Environment: `PLUGHOST_BENCH_EVENTS` (N, default 100,000),
 //! `PLUGHOST_BENCH_ROUNDS` (default 3), `PLUGHOST_BENCH_ONLY` (`plughost`,
-//! `bare` or `jetstream`: that loop alone, for a profiler) and
+//! `bare`, `jetstream` or `stored`: that loop alone, for a profiler) and
 //! `PLUGHOST_BENCH_STAGES` (print, every 100 ms of each plughost run, how
 //! many events each stage has passed on: where a backlog builds up).
 
@@ -46,7 +51,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use plughost::cluster::ClusterConfig;
+use plughost::cluster::{ClusterConfig, JetStreamConfig};
 use serde_json::{Value, json};
 
 /// How long a run may go without one more event arriving before it fails.
@@ -64,6 +69,16 @@ end
 
 /// The JetStream stream the bare JetStream loop uses.
 const STREAM: &str = "PLUGHOST_BENCH";
+
+/// The stream plughost's stored topics go to.
+const HOST_STREAM: &str = "PLUGHOST_BENCH_HOST";
+
+/// Host B's shared plugin on the stored topics: it reads the payload.
+const SINK: &str = r#"
+function on_event(e)
+  local n = e.payload.count
+end
+"#;
 
 fn payload(i: u64) -> Value {
     json!({
@@ -395,6 +410,107 @@ fn through_plughost(server: &Server, n: u64, show_stages: bool) -> Run {
     })
 }
 
+/// A host's settings storing `js.>` in [`HOST_STREAM`].
+fn stored_cluster(url: &str, name: &str, export: &str, n: u64) -> ClusterConfig {
+    let mut config = cluster(url, name, export, "unused.>", n);
+    config.jetstream = Some(JetStreamConfig {
+        stream: HOST_STREAM.to_owned(),
+        topics: vec!["js.>".to_owned()],
+    });
+    config
+}
+
+fn sink_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sink");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(
+        p.join("plugin.yaml"),
+        "name: sink\nversion: 1.0.0\nsubscriptions: ['js.>']\ncluster: {shared: true}\n\
+         limits: {queue: 4096}\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("main.lua"), SINK).unwrap();
+    dir
+}
+
+/// Events B's sink has handled.
+fn handled(b: &plughost::Host) -> u64 {
+    b.stats("sink")
+        .map_or(0, |s| s.acked.load(Ordering::Relaxed))
+}
+
+/// A publishes on a stored topic (JetStream, acknowledged), B's shared
+/// plugin consumes it through its durable consumer; events per second
+/// until B's plugin has handled all N.
+fn through_plughost_stored(server: &Server, n: u64) -> Run {
+    let url = &server.url();
+    let sink = sink_dir();
+    let empty = tempfile::tempdir().unwrap();
+    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    runtime().block_on(async {
+        // A fresh stream (and so a fresh durable consumer) for each run.
+        let client = async_nats::connect(url).await.expect("connect");
+        let _ = jetstream::new(client).delete_stream(HOST_STREAM).await;
+        let a = plughost::Host::builder()
+            .plugins_dir(empty.path())
+            .cluster(stored_cluster(url, "bench-a", "js.>", n))
+            .build()
+            .unwrap();
+        let b = plughost::Host::builder()
+            .plugins_dir(sink.path())
+            .cluster(stored_cluster(url, "bench-b", "unused.>", n))
+            .build()
+            .unwrap();
+        let report = b.start().await;
+        assert_eq!(report.started.len(), 1, "the sink plugin: {report:?}");
+        a.start().await;
+        connected(&a, "A").await;
+        connected(&b, "B").await;
+        // Until B's consumer takes stored events, and every warm-up event was handled.
+        let deadline = Instant::now() + START_LIMIT;
+        let mut warm = 0;
+        while warm == 0 || handled(&b) < warm {
+            if handled(&b) == 0 {
+                a.publish("js.warm", json!({})).await.unwrap();
+                warm += 1;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host B's shared plugin handled {} of {warm} stored events within \
+                 {START_LIMIT:?}: A {:?}, B {:?}",
+                handled(&b),
+                a.cluster_status(),
+                b.cluster_status()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let before = handled(&b);
+        let b = Arc::new(b);
+        let arrived = Arc::new(AtomicU64::new(0));
+        let (counter, sink_host) = (arrived.clone(), b.clone());
+        let counting = tokio::spawn(async move {
+            loop {
+                let got = handled(&sink_host) - before;
+                counter.store(got, Ordering::Relaxed);
+                if got >= n {
+                    return Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let clock = Clock::start(server);
+        for p in inputs {
+            a.publish("js.x", p).await.unwrap();
+        }
+        let end = arrival("plughost stored", counting, &arrived, n).await;
+        let run = clock.stop(end, n);
+        b.shutdown(Duration::from_secs(5)).await;
+        a.shutdown(Duration::from_secs(5)).await;
+        run
+    })
+}
+
 // ---------------------------------------------------------------------------
 // The bare loops
 
@@ -587,6 +703,7 @@ fn main() {
         let run = match only.as_str() {
             "bare" => bare_core(&server, n),
             "jetstream" => bare_jetstream(&server, n),
+            "stored" => through_plughost_stored(&server, n),
             _ => through_plughost(&server, n, show_stages),
         };
         show(&only, run, run.rate);
@@ -596,16 +713,19 @@ fn main() {
     bare_core(&server, n / 10);
     through_plughost(&server, n / 10, false);
     bare_jetstream(&server, n / 10);
-    let (mut bare, mut host, mut js) = (Vec::new(), Vec::new(), Vec::new());
+    through_plughost_stored(&server, n / 10);
+    let (mut bare, mut host, mut js, mut stored) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=rounds {
         bare.push(bare_core(&server, n));
         host.push(through_plughost(&server, n, show_stages));
         js.push(bare_jetstream(&server, n));
+        stored.push(through_plughost_stored(&server, n));
         println!("round {round}:");
         let b = bare[bare.len() - 1].rate;
         show("  bare", bare[bare.len() - 1], b);
         show("  plughost", host[host.len() - 1], b);
         show("  bare JetStream", js[js.len() - 1], b);
+        show("  plughost stored", stored[stored.len() - 1], b);
     }
     // The rounds are pairs run back to back: their ratios move less than the rates.
     let mut ratios: Vec<f64> = host
@@ -620,8 +740,21 @@ fn main() {
         shown.join(" "),
         ratios[ratios.len() / 2]
     );
-    let (bare, host, js) = (median(&bare), median(&host), median(&js));
-    println!("medians:");
+    let mut ratios: Vec<f64> = stored
+        .iter()
+        .zip(&js)
+        .map(|(h, b)| h.rate / b.rate)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!(
+        "plughost stored / bare JetStream, each round (sorted): {}; median {:.2}x",
+        shown.join(" "),
+        ratios[ratios.len() / 2]
+    );
+    let (bare, host) = (median(&bare), median(&host));
+    let (js, stored) = (median(&js), median(&stored));
+    println!("medians (ratios to the bare core NATS loop):");
     show("(2) bare async-nats loop (core NATS)", bare, bare.rate);
     show("(1) plughost A → B's Lua relay → A", host, bare.rate);
     show(
@@ -629,9 +762,10 @@ fn main() {
         js,
         bare.rate,
     );
-    println!(
-        "plughost's JetStream delivery is not measured: the host has none yet \
-         (cluster.jetstream topics cross as fan-out)"
+    show(
+        "(4) plughost stored: A → stream → B's shared plugin",
+        stored,
+        bare.rate,
     );
     drop(server);
 }

@@ -410,12 +410,13 @@ fn through_plughost(server: &Server, n: u64, show_stages: bool) -> Run {
     })
 }
 
-/// A host's settings storing `js.>` in [`HOST_STREAM`].
+/// A host's settings storing `stored.>` in [`HOST_STREAM`] (the bare
+/// JetStream loop's stream holds `js.>`: streams may not overlap).
 fn stored_cluster(url: &str, name: &str, export: &str, n: u64) -> ClusterConfig {
     let mut config = cluster(url, name, export, "unused.>", n);
     config.jetstream = Some(JetStreamConfig {
         stream: HOST_STREAM.to_owned(),
-        topics: vec!["js.>".to_owned()],
+        topics: vec!["stored.>".to_owned()],
     });
     config
 }
@@ -426,7 +427,7 @@ fn sink_dir() -> tempfile::TempDir {
     std::fs::create_dir_all(&p).unwrap();
     std::fs::write(
         p.join("plugin.yaml"),
-        "name: sink\nversion: 1.0.0\nsubscriptions: ['js.>']\ncluster: {shared: true}\n\
+        "name: sink\nversion: 1.0.0\nsubscriptions: ['stored.>']\ncluster: {shared: true}\n\
          limits: {queue: 4096}\n",
     )
     .unwrap();
@@ -451,10 +452,11 @@ fn through_plughost_stored(server: &Server, n: u64) -> Run {
     runtime().block_on(async {
         // A fresh stream (and so a fresh durable consumer) for each run.
         let client = async_nats::connect(url).await.expect("connect");
-        let _ = jetstream::new(client).delete_stream(HOST_STREAM).await;
+        let js = jetstream::new(client);
+        let _ = js.delete_stream(HOST_STREAM).await;
         let a = plughost::Host::builder()
             .plugins_dir(empty.path())
-            .cluster(stored_cluster(url, "bench-a", "js.>", n))
+            .cluster(stored_cluster(url, "bench-a", "stored.>", n))
             .build()
             .unwrap();
         let b = plughost::Host::builder()
@@ -472,7 +474,7 @@ fn through_plughost_stored(server: &Server, n: u64) -> Run {
         let mut warm = 0;
         while warm == 0 || handled(&b) < warm {
             if handled(&b) == 0 {
-                a.publish("js.warm", json!({})).await.unwrap();
+                a.publish("stored.warm", json!({})).await.unwrap();
                 warm += 1;
             }
             assert!(
@@ -501,12 +503,13 @@ fn through_plughost_stored(server: &Server, n: u64) -> Run {
         });
         let clock = Clock::start(server);
         for p in inputs {
-            a.publish("js.x", p).await.unwrap();
+            a.publish("stored.x", p).await.unwrap();
         }
         let end = arrival("plughost stored", counting, &arrived, n).await;
         let run = clock.stop(end, n);
         b.shutdown(Duration::from_secs(5)).await;
         a.shutdown(Duration::from_secs(5)).await;
+        let _ = js.delete_stream(HOST_STREAM).await;
         run
     })
 }

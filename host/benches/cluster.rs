@@ -35,7 +35,9 @@
 //! `PLUGHOST_BENCH_ROUNDS` (default 3), `PLUGHOST_BENCH_ONLY` (`plughost`,
 //! `bare`, `jetstream` or `stored`: that loop alone, for a profiler) and
 //! `PLUGHOST_BENCH_STAGES` (print, every 100 ms of each plughost run, how
-//! many events each stage has passed on: where a backlog builds up).
+//! many events each stage has passed on: where a backlog builds up),
+//! `PLUGHOST_BENCH_STALL` (seconds without progress before a run fails,
+//! default 15) and `PLUGHOST_LOG` (the hosts' log on stderr, at that level).
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
@@ -54,8 +56,15 @@ use futures::StreamExt;
 use plughost::cluster::{ClusterConfig, JetStreamConfig};
 use serde_json::{Value, json};
 
-/// How long a run may go without one more event arriving before it fails.
-const STALL_LIMIT: Duration = Duration::from_secs(15);
+/// How long a run may go without one more event arriving before it fails
+/// (`PLUGHOST_BENCH_STALL`, in seconds, changes it).
+fn stall_limit() -> Duration {
+    let secs = std::env::var("PLUGHOST_BENCH_STALL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    Duration::from_secs(secs)
+}
 
 /// How long the server may take to listen, and the hosts to connect.
 const START_LIMIT: Duration = Duration::from_secs(15);
@@ -123,18 +132,24 @@ fn nats_server_executable() -> Option<PathBuf> {
 struct Server {
     child: Child,
     port: u16,
+    /// The HTTP monitoring port (`/jsz`: what the server thinks of consumers).
+    monitor: u16,
     _store: tempfile::TempDir,
 }
 
 impl Server {
     fn start(exe: &PathBuf) -> Server {
         let store = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let (port, monitor) = (free(), free());
         let child = Command::new(exe)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor.to_string(), "-js", "-sd"])
             .arg(store.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -144,6 +159,7 @@ impl Server {
         let server = Server {
             child,
             port,
+            monitor,
             _store: store,
         };
         let deadline = Instant::now() + START_LIMIT;
@@ -160,6 +176,51 @@ impl Server {
 
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's view of the JetStream consumers (`GET /jsz`), for a
+    /// failure's message: what each has delivered, and what waits for acks.
+    fn consumers(&self) -> String {
+        use std::io::{Read, Write};
+        let ask = || -> std::io::Result<String> {
+            let mut s = TcpStream::connect(("127.0.0.1", self.monitor))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                s,
+                "GET /jsz?consumers=true HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+            )?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        };
+        let text = match ask() {
+            Ok(t) => t,
+            Err(e) => return format!("GET /jsz failed: {e}"),
+        };
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let Ok(jsz) = serde_json::from_str::<Value>(body) else {
+            return format!("GET /jsz: {body}");
+        };
+        let mut out = Vec::new();
+        for account in jsz["account_details"].as_array().into_iter().flatten() {
+            for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                for c in stream["consumer_detail"].as_array().into_iter().flatten() {
+                    out.push(format!(
+                        "{}/{}: delivered {}, ack floor {}, ack pending {}, redelivered {}, \
+                         pending {}, waiting pulls {}",
+                        stream["name"].as_str().unwrap_or("?"),
+                        c["name"].as_str().unwrap_or("?"),
+                        c["delivered"]["consumer_seq"],
+                        c["ack_floor"]["consumer_seq"],
+                        c["num_ack_pending"],
+                        c["num_redelivered"],
+                        c["num_pending"],
+                        c["num_waiting"],
+                    ));
+                }
+            }
+        }
+        out.join("; ")
     }
 }
 
@@ -240,12 +301,15 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Waits for `task` (which counts into `arrived` and returns the instant
 /// its last event arrived), failing when `arrived` stops growing for
-/// [`STALL_LIMIT`] before reaching `n`.
+/// `limit` before reaching `n`, with `state()` in the message. A pause of
+/// more than 2 s that ends is printed.
 async fn arrival(
     what: &str,
     mut task: tokio::task::JoinHandle<Instant>,
     arrived: &AtomicU64,
     n: u64,
+    state: impl Fn() -> String,
+    limit: Duration,
 ) -> Instant {
     let mut seen = 0;
     let mut since = Instant::now();
@@ -254,13 +318,20 @@ async fn arrival(
             Ok(end) => return end.expect("the counting task"),
             Err(_) => {
                 let now = arrived.load(Ordering::Relaxed);
+                if now != seen && since.elapsed() > Duration::from_secs(2) {
+                    println!(
+                        "  {what}: {seen} of {n} events, none for {:.1} s, then more again",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
                 if now != seen {
                     (seen, since) = (now, Instant::now());
-                } else if since.elapsed() > STALL_LIMIT {
+                } else if since.elapsed() > limit {
                     task.abort();
                     panic!(
-                        "{what}: {now} of {n} events arrived, then none for {STALL_LIMIT:?}: \
-                         events went missing"
+                        "{what}: {now} of {n} events arrived, then none for {limit:?}: \
+                         events went missing ({})",
+                        state()
                     );
                 }
             }
@@ -402,7 +473,8 @@ fn through_plughost(server: &Server, n: u64, show_stages: bool) -> Run {
             a.publish("there.x", p).await.unwrap();
             published.fetch_add(1, Ordering::Relaxed);
         }
-        let end = arrival("plughost", counting, &arrived, n).await;
+        let state = || format!("A {:?}, B {:?}", a.cluster_status(), b.cluster_status());
+        let end = arrival("plughost", counting, &arrived, n, state, stall_limit()).await;
         let run = clock.stop(end, n);
         b.shutdown(Duration::from_secs(5)).await;
         a.shutdown(Duration::from_secs(5)).await;
@@ -505,7 +577,21 @@ fn through_plughost_stored(server: &Server, n: u64) -> Run {
         for p in inputs {
             a.publish("stored.x", p).await.unwrap();
         }
-        let end = arrival("plughost stored", counting, &arrived, n).await;
+        let state = || {
+            format!(
+                "A {:?}, B {:?}, sink acked {}, errors {}; the server's consumers: {}",
+                a.cluster_status(),
+                b.cluster_status(),
+                handled(&b),
+                b.stats("sink")
+                    .map_or(0, |s| s.errors.load(Ordering::Relaxed)),
+                server.consumers()
+            )
+        };
+        // Stored deliveries pause for about 35 s at times (docs/performance.md):
+        // late, not lost, so the figure includes them.
+        let limit = stall_limit().max(Duration::from_secs(60));
+        let end = arrival("plughost stored", counting, &arrived, n, state, limit).await;
         let run = clock.stop(end, n);
         b.shutdown(Duration::from_secs(5)).await;
         a.shutdown(Duration::from_secs(5)).await;
@@ -568,7 +654,15 @@ fn bare_core(server: &Server, n: u64) -> Run {
                 .await
                 .unwrap();
         }
-        let end = arrival("bare loop", counting, &arrived, n).await;
+        let end = arrival(
+            "bare loop",
+            counting,
+            &arrived,
+            n,
+            String::new,
+            stall_limit(),
+        )
+        .await;
         let run = clock.stop(end, n);
         relay.abort();
         run
@@ -642,7 +736,15 @@ fn bare_jetstream(server: &Server, n: u64) -> Run {
         for ack in acks {
             ack.await.expect("the stream's ack");
         }
-        let end = arrival("bare JetStream loop", counting, &arrived, n).await;
+        let end = arrival(
+            "bare JetStream loop",
+            counting,
+            &arrived,
+            n,
+            String::new,
+            stall_limit(),
+        )
+        .await;
         let run = clock.stop(end, n);
         let _ = js.delete_stream(STREAM).await;
         run
@@ -686,6 +788,10 @@ fn main() {
     let n = env("PLUGHOST_BENCH_EVENTS", 100_000);
     let rounds = env("PLUGHOST_BENCH_ROUNDS", 3).max(1);
     let show_stages = std::env::var_os("PLUGHOST_BENCH_STAGES").is_some();
+    if std::env::var_os("PLUGHOST_LOG").is_some() {
+        // The hosts' log on stderr, at the level `PLUGHOST_LOG` gives.
+        plughost::cli::logging::init(plughost::cli::logging::LogFormat::Text);
+    }
     let Some(exe) = nats_server_executable() else {
         eprintln!(
             "\n!!! plughost cluster benchmark: NOTHING MEASURED !!!\n\

@@ -27,13 +27,16 @@
 //!    through its durable consumer; the clock stops when it has handled N.
 //!    One way, like (3), to which it is compared.
 //!
-//! The three alternate for several rounds; each figure is the median, and
-//! plughost's is given as a ratio to the bare loop. Every wait is bounded: a
-//! run in which events stop arriving fails, saying how many arrived.
+//! The four alternate for several rounds; each figure is the median, given
+//! as a ratio to the bare loop (2), with the CPU time per event of this
+//! process and of the server; the ratios of (1) to (2) and of (4) to (3) are
+//! also given round by round. Every wait is bounded: a run in which events
+//! stop arriving fails, saying how many arrived and what the server's
+//! consumers hold (stored runs wait at least 60 s: their deliveries pause).
 //!
 //! Environment: `PLUGHOST_BENCH_EVENTS` (N, default 100,000),
 //! `PLUGHOST_BENCH_ROUNDS` (default 3), `PLUGHOST_BENCH_ONLY` (`plughost`,
-//! `bare`, `jetstream` or `stored`: that loop alone, for a profiler) and
+//! `bare`, `jetstream` or `stored`: that loop alone, for a profiler),
 //! `PLUGHOST_BENCH_STAGES` (print, every 100 ms of each plughost run, how
 //! many events each stage has passed on: where a backlog builds up),
 //! `PLUGHOST_BENCH_STALL` (seconds without progress before a run fails,
@@ -41,7 +44,7 @@
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,7 +141,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(exe: &PathBuf) -> Server {
+    fn start(exe: &Path) -> Server {
         let store = tempfile::tempdir().expect("temp dir");
         let free = || {
             std::net::TcpListener::bind("127.0.0.1:0")

@@ -19,7 +19,7 @@ use crate::support::{Fixture, Run, Runtime, ev, free_port, run_binary_with_env};
 
 /// How long the collector may take to print what the host sent once the
 /// host has exited (rotel batches for up to `--batch-timeout`).
-const ARRIVAL_LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const ARRIVAL_LIMIT: Duration = Duration::from_secs(20);
 
 /// The service name the test gives the host.
 const SERVICE: &str = "plughost-test";
@@ -98,7 +98,7 @@ fn in_python_package() -> Option<PathBuf> {
 
 /// A running rotel: OTLP/HTTP receiver on loopback, debug exporter printing
 /// traces and metrics to a file, nothing forwarded anywhere. Killed on drop.
-struct Collector {
+pub(crate) struct Collector {
     child: Child,
     http: SocketAddr,
     out: PathBuf,
@@ -106,7 +106,7 @@ struct Collector {
 }
 
 impl Collector {
-    fn start() -> Collector {
+    pub(crate) fn start() -> Collector {
         let exe = rotel_executable();
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("rotel.out");
@@ -162,12 +162,12 @@ impl Collector {
     }
 
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` for the host.
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.http)
     }
 
     /// What rotel printed so far: stdout (the debug exporter), then stderr.
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
         format!(
             "--- rotel stdout\n{}--- rotel stderr\n{}",
@@ -177,7 +177,7 @@ impl Collector {
     }
 
     /// Everything received so far.
-    fn received(&self) -> Received {
+    pub(crate) fn received(&self) -> Received {
         Received::parse(&std::fs::read_to_string(&self.out).unwrap_or_default())
     }
 }
@@ -193,16 +193,16 @@ impl Drop for Collector {
 // What the debug exporter printed
 
 /// Attribute key to value; the value without its type (`Str(a)` is `a`).
-type Attrs = BTreeMap<String, String>;
+pub(crate) type Attrs = BTreeMap<String, String>;
 
 #[derive(Debug, Default)]
-struct Span {
-    trace_id: String,
-    id: String,
-    parent_id: String,
-    name: String,
-    attrs: Attrs,
-    resource: Attrs,
+pub(crate) struct Span {
+    pub(crate) trace_id: String,
+    pub(crate) id: String,
+    pub(crate) parent_id: String,
+    pub(crate) name: String,
+    pub(crate) attrs: Attrs,
+    pub(crate) resource: Attrs,
 }
 
 #[derive(Debug, Default)]
@@ -219,8 +219,8 @@ struct Metric {
 }
 
 #[derive(Debug, Default)]
-struct Received {
-    spans: Vec<Span>,
+pub(crate) struct Received {
+    pub(crate) spans: Vec<Span>,
     metrics: Vec<Metric>,
 }
 
@@ -395,7 +395,7 @@ impl Received {
     }
 
     /// Spans of `plugin` handling an event on `topic` (not the script's own).
-    fn deliveries(&self, plugin: &str, topic: &str) -> Vec<&Span> {
+    pub(crate) fn deliveries(&self, plugin: &str, topic: &str) -> Vec<&Span> {
         self.spans
             .iter()
             .filter(|s| s.name != SCRIPT_SPAN)
@@ -632,7 +632,7 @@ impl Received {
     }
 }
 
-fn attr<'a>(attrs: &'a Attrs, key: &str) -> Option<&'a str> {
+pub(crate) fn attr<'a>(attrs: &'a Attrs, key: &str) -> Option<&'a str> {
     attrs.get(key).map(String::as_str)
 }
 

@@ -216,3 +216,4 @@ mod fanout;
 mod request;
 mod shared;
 mod stored;
+mod trace;

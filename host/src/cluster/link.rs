@@ -22,6 +22,9 @@ use crate::config::{ClusterConfig, JetStreamConfig};
 use crate::host_events::HostEvent;
 use crate::topic::Pattern;
 
+/// The least room a subscription has for messages the bus has not taken yet.
+const SUBSCRIPTION_CAPACITY: usize = 65_536;
+
 /// How many exports the publishing task takes at a time.
 const BATCH: usize = 256;
 
@@ -67,6 +70,11 @@ async fn options(
 ) -> Result<ConnectOptions, LinkError> {
     let mut options = ConnectOptions::new()
         .name(format!("plughost {}", identity.name))
+        // Topics are checked where they are published; not again per message.
+        .skip_subject_validation(true)
+        // Core NATS has no flow control: room for bursts the bus is slower
+        // to take (never less than the client's default).
+        .subscription_capacity(config.buffer.max(SUBSCRIPTION_CAPACITY))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(2));
@@ -129,6 +137,11 @@ fn on_connection_event(
             );
             announce(HostEvent::ClusterDisconnected { name, instance });
         }
+        async_nats::Event::SlowConsumer(sid) => tracing::warn!(
+            subscription = sid,
+            "cluster: a NATS subscription could not keep up and the client dropped messages \
+             (core NATS has no flow control: store the topics that must not be lost, cluster.jetstream)"
+        ),
         async_nats::Event::ClientError(e) => tracing::debug!("cluster: NATS client: {e}"),
         // The host closed it (shutdown).
         async_nats::Event::Closed => tracing::debug!("cluster: NATS connection closed"),

@@ -15,6 +15,7 @@
 
 pub(crate) mod config;
 mod groups;
+mod json;
 mod link;
 pub(crate) mod outbox;
 pub(crate) mod receipts;

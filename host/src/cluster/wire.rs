@@ -109,7 +109,9 @@ pub(crate) fn encode(
     stored: bool,
 ) -> Outgoing {
     let mut headers = HeaderMap::new();
-    let mut put = |name: &str, value: &str| headers.insert(name, value);
+    // Names known to be valid: no parsing per message.
+    let mut put =
+        |name: &'static str, value: &str| headers.insert(HeaderName::from_static(name), value);
     put(ID, &event.id);
     put(SOURCE, &event.source);
     if let Some(c) = &event.correlation_id {
@@ -140,8 +142,8 @@ pub(crate) fn encode(
             _ => skipped.push(name.clone()),
         }
     }
-    // Plain JSON serialization of a JSON value cannot fail.
-    let body = serde_json::to_vec(event.payload.value()).unwrap_or_default();
+    let mut body = Vec::with_capacity(128);
+    super::json::write(&event.payload, &mut body);
     Outgoing {
         subject: event.topic.clone(),
         headers,
@@ -166,38 +168,64 @@ pub(crate) fn decode(
     if crate::host_events::is_reserved(subject) {
         return Err(WireError::Reserved(subject.to_owned()));
     }
-    let payload: serde_json::Value = if body.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_slice(body)?
-    };
-    let mut event = Event::new(subject, payload, HOST_SOURCE);
-    let mut instance = None;
-    let mut origin = None;
+    let payload = super::json::read(body)?;
+    let (mut id, mut source, mut correlation_id, mut timestamp) = (None, None, None, None);
+    let (mut instance, mut origin, mut hops) = (None, None, 0);
     let mut taken = Vec::new();
+    let mut own_headers = std::collections::BTreeMap::new();
     for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
         let Some(value) = values.last() else { continue };
         let value = value.as_str().to_owned();
         let name: &str = name.as_ref();
         match name {
-            ID => event.id = value,
-            SOURCE => event.source = value,
-            CORRELATION_ID => event.correlation_id = Some(value),
-            TIMESTAMP => event.timestamp = value,
+            ID => id = Some(value),
+            SOURCE => source = Some(value),
+            CORRELATION_ID => correlation_id = Some(value),
+            TIMESTAMP => timestamp = Some(value),
             INSTANCE => instance = Some(value),
             ORIGIN => origin = Some(value),
-            HOPS => event.hops = value.parse().unwrap_or(0),
+            HOPS => hops = value.parse().unwrap_or(0),
             TAKEN => taken = value.split(',').map(str::to_owned).collect(),
             _ if name.starts_with(NATS_PREFIX) => {}
             _ => {
                 if let Some(own) = name.strip_prefix(ESCAPED) {
-                    event.headers.insert(own.to_owned(), value);
+                    own_headers.insert(own.to_owned(), value);
                 } else if !name.starts_with(HOST_PREFIX) {
-                    event.headers.insert(name.to_owned(), value);
+                    own_headers.insert(name.to_owned(), value);
                 }
             }
         }
     }
+    let mut event = match (id, timestamp) {
+        // An event from plughost: its own id and time, no fresh ones drawn.
+        (Some(id), Some(timestamp)) => Event {
+            id,
+            topic: subject.to_owned(),
+            payload,
+            source: HOST_SOURCE.to_owned(),
+            timestamp,
+            correlation_id: None,
+            headers: std::collections::BTreeMap::new(),
+            hops: 0,
+            reply_to: None,
+        },
+        (id, timestamp) => {
+            let mut e = Event::new(subject, payload, HOST_SOURCE);
+            if let Some(id) = id {
+                e.id = id;
+            }
+            if let Some(timestamp) = timestamp {
+                e.timestamp = timestamp;
+            }
+            e
+        }
+    };
+    if let Some(source) = source {
+        event.source = source;
+    }
+    event.correlation_id = correlation_id;
+    event.hops = hops;
+    event.headers = own_headers;
     Ok(Incoming {
         event,
         instance,

@@ -597,6 +597,10 @@ impl Host {
         let exit = self
             .wait_exit(&mut old_actor, name, &old_def, &old_queue, &old_stats)
             .await;
+        if old_queue.is_suspended() {
+            old_queue.set_suspended(false);
+            self.inner.bus.suspension(false);
+        }
         self.hand_over(name, exit.undelivered, &g.queue);
     }
 
@@ -661,6 +665,12 @@ impl Host {
                 let exit = self
                     .wait_exit(&mut g.actor, name, &active.def, &g.queue, &g.stats)
                     .await;
+                // A suspended candidate's thread is gone: the bus stops
+                // counting it (its parked events went back with the rest).
+                if g.queue.is_suspended() {
+                    g.queue.set_suspended(false);
+                    self.inner.bus.suspension(false);
+                }
                 self.hand_over(name, exit.undelivered, live);
             }
         }

@@ -404,6 +404,7 @@ behaviours!(
     a_failing_candidate_is_rolled_back_by_itself_and_never_dead_letters[Native],
     a_save_during_a_rollout_replaces_the_candidate[Native],
     a_candidate_that_cannot_start_leaves_the_running_version_alone[Native],
+    a_save_that_does_not_compile_keeps_the_candidate_in_progress,
 );
 
 /// Version 2 for a gradual rollout: the same double, saying `v = 2`.
@@ -577,6 +578,36 @@ fn a_failing_gradual_candidate_is_rolled_back_by_itself(rt: Runtime) {
             200,
             "{outputs} outputs, {letters} dead letters"
         );
+    });
+}
+
+fn a_save_that_does_not_compile_keeps_the_candidate_in_progress(rt: Runtime) {
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
+    tokio_rt().block_on(async {
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &V2, SHADOW).await;
+        let broken = Src {
+            lua: "function on_event(e)\n  return (\nend\n",
+            rhai: "fn on_event(e) {\n  let x = ;\n}\n",
+            native: None,
+        };
+        write(&fx, rt, "3.0.0", &broken, SHADOW);
+        let outcome = host.reload_plugin("calc").await.expect("running");
+        assert!(
+            matches!(&outcome, plughost::reload::ReloadOutcome::Failed(e) if e.contains(rt.entry())),
+            "{outcome:?}"
+        );
+        let failed = next_of(&mut events, "plughost.plugin.reload_failed").await;
+        let error = failed["error"].as_str().unwrap();
+        assert!(error.contains(&format!("{}:", rt.entry())), "names file:line: {failed}");
+        // The 2.0.0 candidate goes on: it still finds its one difference.
+        assert_eq!(host.rollout_status("calc").unwrap().to, "2.0.0");
+        let got = stream(&host, &mut out, 0..10).await;
+        assert_all_once(&got, 0..10);
+        let diff = next_of(&mut events, "plughost.plugin.shadow_diff").await;
+        assert_eq!(diff["candidate"]["published"][0]["payload"]["double"], 15);
+        host.shutdown(Duration::from_secs(10)).await;
     });
 }
 

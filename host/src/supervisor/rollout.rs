@@ -135,6 +135,16 @@ impl Host {
     /// reload.
     pub(crate) async fn start_rollout(&self, dir: &Path, def: PluginDef) -> ReloadOutcome {
         let name = def.manifest.name.clone();
+        // A new version that does not even compile is refused before the
+        // candidate in progress (if any) is touched.
+        let spec = def.spec(serde_json::Value::Null);
+        let compiled = tokio::task::spawn_blocking(move || plughost_bindings::check(&spec)).await;
+        if let Ok(errors) = compiled
+            && !errors.is_empty()
+        {
+            let all: Vec<String> = errors.iter().map(|e| e.detailed()).collect();
+            return self.rollout_failed(&name, &def, &all.join("\n"));
+        }
         // A rollout in progress is replaced: its candidate goes first.
         self.drop_rollout(dir, "replaced").await;
         let found = {

@@ -19,6 +19,8 @@ pub enum HookName {
     OnConfig,
     /// `shutdown()`.
     Shutdown,
+    /// `on_promote(old_state)`, after a gradual rollout's promotion.
+    OnPromote,
     /// A callback given to `timer.after` or `timer.every`.
     Timer,
 }
@@ -32,6 +34,7 @@ impl HookName {
             HookName::OnEvent => "on_event",
             HookName::OnConfig => "on_config",
             HookName::Shutdown => "shutdown",
+            HookName::OnPromote => "on_promote",
             HookName::Timer => "timer",
         }
     }

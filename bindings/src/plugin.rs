@@ -88,6 +88,16 @@ pub trait PluginInstance {
     fn clear_timers(&mut self);
     /// A plain-data copy of `state`, to carry over to the next version.
     fn state(&mut self) -> Result<Value, ScriptError>;
+    /// Runs `on_promote(old_state)` after a gradual rollout promoted this
+    /// version, with the old version's `state` as plain data (`Null` when it
+    /// had none or it could not be read), so the hook can merge into `state`
+    /// what the old version recorded meanwhile. `Ok(true)` when the hook
+    /// ran; `Ok(false)` when the plugin defines none (nothing runs), which
+    /// is what a runtime without the hook (native plugins) answers.
+    fn on_promote(&mut self, old_state: &Value) -> Result<bool, ScriptError> {
+        let _ = old_state;
+        Ok(false)
+    }
 }
 
 /// Loads a plugin: compiles the entry and runs its top-level code (not `init`).
@@ -169,6 +179,11 @@ impl<P: PluginInstance> PluginInstance for Named<P> {
 
     fn state(&mut self) -> Result<Value, ScriptError> {
         let r = self.inner.state();
+        self.named(r)
+    }
+
+    fn on_promote(&mut self, old_state: &Value) -> Result<bool, ScriptError> {
+        let r = self.inner.on_promote(old_state);
         self.named(r)
     }
 }
@@ -301,5 +316,31 @@ mod tests {
             panic!("a syntax error does not load");
         };
         assert_eq!(e.plugin_name(), Some("greeter"));
+    }
+
+    #[test]
+    fn on_promote_runs_through_the_loaded_plugin_and_its_errors_name_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (file, src, runtime) in [
+            (
+                "main.lua",
+                "function on_promote(old) state.n = old.n; error('no') end",
+                RuntimeKind::Lua,
+            ),
+            (
+                "main.rhai",
+                "fn on_promote(old) { state.n = old.n; throw \"no\"; }",
+                RuntimeKind::Rhai,
+            ),
+        ] {
+            std::fs::write(dir.path().join(file), src).unwrap();
+            let spec = spec(dir.path(), file, runtime);
+            let mut plugin = load(&spec, Arc::new(Recorder::default())).unwrap();
+            let e = plugin.on_promote(&serde_json::json!({"n": 4})).unwrap_err();
+            assert_eq!(e.plugin_name(), Some("greeter"), "{runtime:?}");
+            assert_eq!(e.hook, Some(crate::HookName::OnPromote), "{runtime:?}");
+            // It ran: what it did before raising stays, as with any hook.
+            assert_eq!(plugin.state().unwrap(), serde_json::json!({"n": 4}));
+        }
     }
 }

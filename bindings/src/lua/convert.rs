@@ -39,6 +39,15 @@ pub(crate) fn install(lua: &Lua) -> mlua::Result<()> {
     lua.set_named_registry_value(ARRAY_MARK, mark)
 }
 
+/// Converts a `state` (the plugin's own at load, or the old version's given
+/// to `on_promote`) into a Lua value: none (`null`) is an empty table.
+pub(crate) fn state_to_lua(lua: &Lua, state: &Value) -> mlua::Result<LuaValue> {
+    match state {
+        Value::Null => Ok(LuaValue::Table(lua.create_table()?)),
+        other => to_lua(lua, other),
+    }
+}
+
 /// Converts a JSON value into a Lua value.
 pub(crate) fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
     Ok(match value {

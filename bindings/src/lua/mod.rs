@@ -21,6 +21,9 @@ mod telemetry;
 mod timer;
 mod watch;
 
+#[cfg(test)]
+mod promote_tests;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ struct Hooks {
     on_event: Option<Function>,
     on_config: Option<Function>,
     shutdown: Option<Function>,
+    on_promote: Option<Function>,
 }
 
 /// A loaded Lua plugin.
@@ -87,10 +91,7 @@ impl LuaPlugin {
             let config = convert::to_lua(&lua, &spec.config)?;
             lua.globals()
                 .set("config", readonly.call::<LuaValue>(config)?)?;
-            let state = match &spec.state {
-                Value::Null => LuaValue::Table(lua.create_table()?),
-                other => convert::to_lua(&lua, other)?,
-            };
+            let state = convert::state_to_lua(&lua, &spec.state)?;
             lua.globals().set("state", state)
         };
         setup().map_err(fail)?;
@@ -123,6 +124,7 @@ impl LuaPlugin {
             on_event: hook("on_event")?,
             on_config: hook("on_config")?,
             shutdown: hook("shutdown")?,
+            on_promote: hook("on_promote")?,
         };
         Ok(LuaPlugin {
             lua,
@@ -228,6 +230,16 @@ impl PluginInstance for LuaPlugin {
 
     fn clear_timers(&mut self) {
         self.ctx.timers.borrow_mut().clear();
+    }
+
+    fn on_promote(&mut self, old_state: &Value) -> Result<bool, ScriptError> {
+        let Some(f) = &self.hooks.on_promote else {
+            return Ok(false);
+        };
+        let old = convert::state_to_lua(&self.lua, old_state)
+            .map_err(|e| self.error(&e, HookName::OnPromote))?;
+        self.call::<_, ()>(f, old, HookName::OnPromote)?;
+        Ok(true)
     }
 
     fn state(&mut self) -> Result<Value, ScriptError> {

@@ -248,6 +248,14 @@ fn state_lives_on_the_host_side_and_is_carried_over() {
 }
 
 #[test]
+fn there_is_no_on_promote_hook_and_the_state_stays_as_it_is() {
+    let (mut p, _) = load(json!({}), json!({"inits": 5}));
+    p.init().unwrap();
+    assert_eq!(p.on_promote(&json!({"inits": 40})), Ok(false));
+    assert_eq!(p.state().unwrap(), json!({"inits": 6}));
+}
+
+#[test]
 fn on_config_applied_keeps_the_instance() {
     let (mut p, host) = load(json!({"a": 1}), Value::Null);
     p.init().unwrap();

@@ -29,6 +29,8 @@ mod telemetry;
 mod timer;
 
 #[cfg(test)]
+mod promote_tests;
+#[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
@@ -63,6 +65,7 @@ struct Hooks {
     on_event: Option<Rc<HookBody>>,
     on_config: Option<Rc<HookBody>>,
     shutdown: Option<Rc<HookBody>>,
+    on_promote: Option<Rc<HookBody>>,
 }
 
 /// A loaded Rhai plugin.
@@ -154,6 +157,15 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     engine
 }
 
+/// A `state` (the plugin's own at load, or the old version's given to
+/// `on_promote`) as scripts see it: an object map, empty when there is none.
+fn state_value(state: &Value) -> Dynamic {
+    match state {
+        Value::Object(_) => convert::to_dynamic(state),
+        _ => Dynamic::from(Map::new()),
+    }
+}
+
 /// `config` as scripts see it: a read-only map. (Not shared: Rhai lets a
 /// script write through a shared value even when it is marked read-only.)
 fn config_value(config: &Value) -> Dynamic {
@@ -165,10 +177,7 @@ impl RhaiPlugin {
     pub fn load(spec: &PluginSpec, host: SharedHost) -> Result<RhaiPlugin, ScriptError> {
         let entry = spec.entry_display();
         let source = spec.read_entry()?;
-        let state = match &spec.state {
-            Value::Object(_) => convert::to_dynamic(&spec.state),
-            _ => Dynamic::from(Map::new()),
-        };
+        let state = state_value(&spec.state);
         let ctx: Ctx = Rc::new(Context {
             info: spec.info.clone(),
             host,
@@ -192,6 +201,7 @@ impl RhaiPlugin {
                 "on_event" => (&mut hooks.on_event, 1),
                 "on_config" => (&mut hooks.on_config, 1),
                 "shutdown" => (&mut hooks.shutdown, 0),
+                "on_promote" => (&mut hooks.on_promote, 1),
                 _ => continue,
             };
             if f.params.len() == arity {
@@ -318,6 +328,7 @@ impl RhaiPlugin {
             HookName::OnEvent => &self.hooks.on_event,
             HookName::OnConfig => &self.hooks.on_config,
             HookName::Shutdown => &self.hooks.shutdown,
+            HookName::OnPromote => &self.hooks.on_promote,
             _ => &None,
         };
         match body.clone() {
@@ -417,6 +428,11 @@ impl PluginInstance for RhaiPlugin {
 
     fn clear_timers(&mut self) {
         self.ctx.timers.borrow_mut().clear();
+    }
+
+    fn on_promote(&mut self, old_state: &Value) -> Result<bool, ScriptError> {
+        let old = state_value(old_state);
+        Ok(self.run_hook(HookName::OnPromote, Some(old))?.is_some())
     }
 
     fn state(&mut self) -> Result<Value, ScriptError> {

@@ -611,6 +611,70 @@ fn a_save_that_does_not_compile_keeps_the_candidate_in_progress(rt: Runtime) {
     });
 }
 
+/// Counting versions: each keeps a count of what it handled in `state`; the
+/// new one merges the old one's count when promoted.
+const COUNT_V1: Src = Src {
+    lua: r#"
+function on_event(e)
+  state.count = (state.count or 0) + 1
+  bus.publish("out", { n = e.payload.n, double = e.payload.n * 2, v = 1 })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  state.count = if "count" in state { state.count + 1 } else { 1 };
+  bus::publish("out", #{ n: e.payload.n, double: e.payload.n * 2, v: 1 });
+}
+"#,
+    native: None,
+};
+
+const COUNT_V2: Src = Src {
+    lua: r#"
+function on_promote(old)
+  state.merged = old.count
+end
+function on_event(e)
+  bus.publish("out", { n = e.payload.n, double = e.payload.n * 2, v = 2, merged = state.merged })
+end
+"#,
+    rhai: r#"
+fn on_promote(old) {
+  state.merged = old.count;
+}
+fn on_event(e) {
+  let merged = if "merged" in state { state.merged } else { () };
+  bus::publish("out", #{ n: e.payload.n, double: e.payload.n * 2, v: 2, merged: merged });
+}
+"#,
+    native: None,
+};
+
+fn on_promote_gives_the_new_version_the_old_ones_state(rt: Runtime) {
+    let fx = Fixture::new();
+    let gradual = "  strategy: gradual\n  percent: 50\n";
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", COUNT_V1.get(rt));
+    write(&fx, rt, "1.0.0", &COUNT_V1, gradual);
+    tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let mut events = host.subscribe("plughost.plugin.*").unwrap();
+        host.start().await;
+        stream(&host, &mut out, 0..10).await;
+        write(&fx, rt, "2.0.0", &COUNT_V2, gradual);
+        host.reload_plugin("calc").await.expect("running");
+        next_of(&mut events, "plughost.plugin.rollout_started").await;
+        let during = stream_users(&host, &mut out, 10..110, async {}).await;
+        let by_old = 10 + during.values().filter(|&&v| v == 1).count();
+        host.promote("calc").await.unwrap();
+        // The hook runs before the next event the new version handles.
+        let after = stream(&host, &mut out, 200..201).await;
+        assert_eq!(after[0]["v"], 2);
+        assert_eq!(after[0]["merged"], by_old as i64, "the old version's count");
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}
+
 mod gradual {
     use super::*;
 
@@ -618,5 +682,6 @@ mod gradual {
         a_gradual_candidate_takes_its_share_by_key_then_more_then_all[Native],
         a_gradual_rollback_gives_everything_back_to_the_running_version[Native],
         a_failing_gradual_candidate_is_rolled_back_by_itself[Native],
+        on_promote_gives_the_new_version_the_old_ones_state,
     );
 }

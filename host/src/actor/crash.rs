@@ -166,6 +166,11 @@ fn wait_before_restart(
             Pop::Control(Control::State { done }) => {
                 let _ = done.send(state.clone());
             }
+            // No interpreter to run the hook in: the promoted version
+            // starts again from its own state.
+            Pop::Control(Control::Promoted { .. }) => {
+                tracing::warn!(plugin = %def.manifest.name, "on_promote not run: the plugin was restarting");
+            }
             Pop::Control(Control::Resume) | Pop::Event(_) => {}
         }
     }

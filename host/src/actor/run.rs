@@ -166,6 +166,15 @@ pub(super) fn run(
             Pop::Control(Control::State { done }) => {
                 let _ = done.send(plugin.state().unwrap_or(Value::Null));
             }
+            Pop::Control(Control::Promoted { old_state }) => {
+                let Some(ran) = hook_call(ctx, Instant::now(), || plugin.on_promote(&old_state))
+                else {
+                    return End::Abandoned;
+                };
+                if let Err(e) = ran {
+                    tracing::error!(plugin = %def.manifest.name, "on_promote failed: {}", e.detailed());
+                }
+            }
             Pop::Event(d) => match worker.handle(plugin.as_mut(), d) {
                 Some(Ok(error)) => supervise_result(ctx, health, &def.manifest.name, error),
                 Some(Err(crash)) => return End::Failed(crash),

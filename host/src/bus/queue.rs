@@ -71,6 +71,12 @@ pub enum Control {
         /// Told the plugin's `state`.
         done: oneshot::Sender<serde_json::Value>,
     },
+    /// The plugin was promoted from a gradual rollout's candidate: run its
+    /// `on_promote(old_state)` with the old version's `state`.
+    Promoted {
+        /// The old version's `state` when it stopped.
+        old_state: serde_json::Value,
+    },
 }
 
 /// What the consumer got.

@@ -243,6 +243,10 @@ impl Host {
             old_queue.set_suspended(false);
             self.inner.bus.suspension(false);
         }
+        // The new version may merge what the old one kept meanwhile.
+        g.queue.control(Control::Promoted {
+            old_state: exit.state.unwrap_or(serde_json::Value::Null),
+        });
         self.hand_over(name, exit.undelivered, &g.queue);
     }
 

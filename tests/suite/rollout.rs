@@ -685,3 +685,34 @@ mod gradual {
         on_promote_gives_the_new_version_the_old_ones_state,
     );
 }
+
+/// A candidate that never returns from a hook is cut by its time limit,
+/// never delays the running version, and is rolled back by its errors.
+#[test]
+fn a_shadow_candidate_stuck_in_a_loop_never_delays_the_running_version() {
+    let rt = Runtime::Lua;
+    let fx = Fixture::new();
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", V1.get(rt));
+    write(&fx, rt, "1.0.0", &V1, SHADOW);
+    tokio_rt().block_on(async {
+        let stuck = Src {
+            lua: "function on_event(e) while true do end end\n",
+            rhai: "",
+            native: None,
+        };
+        let rollout =
+            "  strategy: shadow\n  max_candidate_errors: 2\nlimits:\n  event_timeout_ms: 100\n";
+        let (host, mut out, mut events) = with_candidate(&fx, rt, &stuck, rollout).await;
+        let started = std::time::Instant::now();
+        let got = stream(&host, &mut out, 0..50).await;
+        assert_all_once(&got, 0..50);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the running version waited for the candidate: {:?}",
+            started.elapsed()
+        );
+        let rolled = next_of(&mut events, "plughost.plugin.rolled_back").await;
+        assert_eq!(rolled["reason"], "candidate_errors");
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}

@@ -16,7 +16,7 @@
 //!    version with `rollout: {strategy: gradual, percent: N}`; the rate is
 //!    the whole plugin's, both versions' outputs together;
 //! 4. **shadow, slow candidate**: a candidate that computes the same result
-//!    `SLOW_REPEAT` times before publishing it (same outputs, so every
+//!    several times before publishing it (same outputs, so every
 //!    comparison is "same"), about ten times slower than the plugin alone;
 //!    that slow code alone through the host is measured too, on a tenth of
 //!    the events, to show how much slower it is.
@@ -102,8 +102,8 @@ impl Rt {
             return k;
         }
         match self {
-            Rt::Lua => 48,
-            Rt::Rhai => 12,
+            Rt::Lua => 75,
+            Rt::Rhai => 18,
         }
     }
 
@@ -401,7 +401,7 @@ fn check(rt: Rt, mode: Mode, n: u64, status: Option<&RolloutStatus>) {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let m = xs.len() / 2;
-    if xs.len() % 2 == 0 {
+    if xs.len().is_multiple_of(2) {
         (xs[m - 1] + xs[m]) / 2.0
     } else {
         xs[m]

@@ -287,7 +287,7 @@ impl HostApi for Services {
         refuse_abandoned(HostCall::Publish)?;
         let refused = |e: PublishRefused| HostCallError::new(HostCall::Publish, e);
         self.check_topic(&plugin.name, topic).map_err(refused)?;
-        crate::rollout::record::publish(topic, || payload.value().clone());
+        crate::rollout::record::publish(topic, || payload.clone());
         let event = event_from(plugin, topic, payload, cause);
         self.bus
             .publish_blocking(event, Some(&plugin.name))

@@ -17,7 +17,7 @@ use crate::catalog::PluginDef;
 use crate::cluster::receipts::Receipt;
 use crate::delivery::{self, Action};
 use crate::manifest::Retry;
-use crate::rollout::compare::{Observed, Seen};
+use crate::rollout::compare::Seen;
 use crate::rollout::record;
 use crate::rollout::shadow::{ShadowItem, ShadowSlot};
 use crate::services::Services;
@@ -128,10 +128,8 @@ impl<'a> Worker<'a> {
         if let Some(rec) = recorded {
             self.shadow.offer(ShadowItem {
                 event: event.clone(),
-                live: Observed {
-                    publishes: rec.publishes,
-                    outcome: Seen::of(&result),
-                },
+                published: rec.publishes,
+                outcome: Seen::of(&result),
                 requests: rec.requests,
             });
         }

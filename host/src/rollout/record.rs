@@ -5,13 +5,15 @@
 
 use std::cell::RefCell;
 
+use plughost_bindings::Payload;
 use serde_json::Value;
 
 /// One event's record.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Recording {
-    /// Topics and payloads published, in order.
-    pub publishes: Vec<(String, Value)>,
+    /// Topics and payloads published, in order (still packed: decoding
+    /// them is the candidate's thread's work, not the running version's).
+    pub publishes: Vec<(String, Payload)>,
     /// Each `bus.request`'s answer, in order: the reply's payload or the error's text.
     pub requests: Vec<Result<Value, String>>,
 }
@@ -31,7 +33,7 @@ pub(crate) fn take() -> Option<Recording> {
 }
 
 /// Records a publish, when this thread records.
-pub(crate) fn publish(topic: &str, payload: impl FnOnce() -> Value) {
+pub(crate) fn publish(topic: &str, payload: impl FnOnce() -> Payload) {
     RECORDING.with(|r| {
         if let Some(rec) = r.borrow_mut().as_mut() {
             rec.publishes.push((topic.to_owned(), payload()));
@@ -61,19 +63,21 @@ mod tests {
 
     #[test]
     fn only_a_recording_thread_records() {
-        publish("a", || json!(1));
+        publish("a", || json!(1).into());
         assert!(take().is_none());
         start();
         assert!(is_on());
-        publish("a", || json!(1));
+        publish("a", || json!(1).into());
         request(Err("timeout".into()));
         let other = std::thread::spawn(|| {
-            publish("b", || json!(2));
+            publish("b", || json!(2).into());
             take()
         });
         assert!(other.join().unwrap().is_none());
         let rec = take().unwrap();
-        assert_eq!(rec.publishes, [("a".to_owned(), json!(1))]);
+        assert_eq!(rec.publishes.len(), 1);
+        assert_eq!(rec.publishes[0].0, "a");
+        assert_eq!(rec.publishes[0].1.value(), &json!(1));
         assert_eq!(rec.requests, [Err("timeout".to_owned())]);
         assert!(!is_on());
     }

@@ -39,10 +39,27 @@ pub(crate) const MAX_DIFFS: u64 = 100;
 pub struct ShadowItem {
     /// The event.
     pub event: Arc<Event>,
-    /// What the running version did.
-    pub live: Observed,
+    /// What the running version published, as it published it (packed:
+    /// decoded on the candidate's thread).
+    pub published: Vec<(String, Payload)>,
+    /// The running version's outcome.
+    pub outcome: Seen,
     /// The running version's requests' answers, in order.
     pub requests: Vec<Result<Value, String>>,
+}
+
+impl ShadowItem {
+    /// What the running version did, for the comparison.
+    fn live(&self) -> Observed {
+        Observed {
+            publishes: self
+                .published
+                .iter()
+                .map(|(topic, payload)| (topic.clone(), payload.value().clone()))
+                .collect(),
+            outcome: self.outcome.clone(),
+        }
+    }
 }
 
 /// A rollout's counts (SPEC §13), shared by the threads that make them.
@@ -331,6 +348,7 @@ pub(crate) fn run(
     let mut skipped = 0;
     while let Ok(item) = items.recv() {
         let seen = compare_one(plugin.as_mut(), &api, &item);
+        let live = item.live();
         let now_skipped = counts.skipped.load(Ordering::Relaxed);
         metrics.rollout_events(name, "skipped", now_skipped - skipped);
         skipped = now_skipped;
@@ -338,12 +356,12 @@ pub(crate) fn run(
             counts.candidate_errors.fetch_add(1, Ordering::Relaxed);
             metrics.rollout_events(name, "candidate_error", 1);
         }
-        let differs = item.live.differs(&seen);
+        let differs = live.differs(&seen);
         metrics.rollout_events(name, if differs { "differed" } else { "same" }, 1);
         if differs {
             counts.differed.fetch_add(1, Ordering::Relaxed);
             if counts.diffs_published.fetch_add(1, Ordering::Relaxed) < MAX_DIFFS {
-                let (live, candidate) = (item.live.to_json(), seen.to_json());
+                let (live, candidate) = (live.to_json(), seen.to_json());
                 bus.announce(&HostEvent::ShadowDiff {
                     plugin: name,
                     event: &item.event.id,

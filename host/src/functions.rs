@@ -4,7 +4,7 @@
 //! `host.name(a, b)` (Lua). Arguments and the result are JSON values; an
 //! `Err(message)` becomes an ordinary script error at the calling line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -16,6 +16,8 @@ pub type HostFunction = Arc<dyn Fn(Vec<Value>) -> Result<Value, String> + Send +
 #[derive(Clone, Default)]
 pub struct Functions {
     by_name: BTreeMap<String, HostFunction>,
+    /// Those a shadow candidate may call too (SPEC §13): no effect on the world.
+    shadow_safe: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Functions {
@@ -36,7 +38,19 @@ pub fn valid_name(name: &str) -> bool {
 impl Functions {
     /// Registers (or replaces) a function.
     pub fn insert(&mut self, name: String, f: HostFunction) {
+        self.shadow_safe.remove(&name);
         self.by_name.insert(name, f);
+    }
+
+    /// Registers (or replaces) a function a shadow candidate may call too.
+    pub fn insert_shadow_safe(&mut self, name: String, f: HostFunction) {
+        self.shadow_safe.insert(name.clone());
+        self.by_name.insert(name, f);
+    }
+
+    /// Whether `name` was registered as shadow-safe.
+    pub fn is_shadow_safe(&self, name: &str) -> bool {
+        self.shadow_safe.contains(name)
     }
 
     /// The names, sorted.

@@ -108,6 +108,22 @@ impl HostBuilder {
         self
     }
 
+    /// Registers a Rust function scripts can call as `host.NAME(...)`, that
+    /// has no effect on the world (a lookup, a computation): a shadow
+    /// candidate (SPEC §13) may call it too, where any other function is
+    /// refused to it so that nothing is done twice.
+    pub fn shadow_safe_function<F>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(Vec<Value>) -> Result<Value, String> + Send + Sync + 'static,
+    {
+        if !functions::valid_name(name) {
+            self.bad_function.get_or_insert_with(|| name.to_owned());
+        }
+        let f: HostFunction = Arc::new(f);
+        self.functions.insert_shadow_safe(name.to_owned(), f);
+        self
+    }
+
     /// Exports the host's metrics through `reader` too (see
     /// [`crate::telemetry::export::Export::take_metric_reader`]); without it
     /// metrics stay in process ([`Host::metrics_snapshot`]).

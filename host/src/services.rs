@@ -52,6 +52,11 @@ impl Services {
         &self.metrics
     }
 
+    /// Whether application function `name` may be called by a shadow candidate.
+    pub(crate) fn is_shadow_safe(&self, name: &str) -> bool {
+        self.functions.is_shadow_safe(name)
+    }
+
     /// Sets (or clears) the topics a plugin may publish on.
     pub fn set_publications(&self, plugin: &str, allowed: Option<PatternSet>) {
         let mut map = self.publications.write().unwrap_or_else(|p| p.into_inner());

@@ -716,3 +716,61 @@ fn a_shadow_candidate_stuck_in_a_loop_never_delays_the_running_version() {
         host.shutdown(Duration::from_secs(10)).await;
     });
 }
+
+/// Only functions registered shadow-safe reach a shadow candidate: the
+/// others are refused to it, so the running version's effect happens once.
+#[test]
+fn a_shadow_candidate_calls_shadow_safe_functions_only() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = Runtime::Lua;
+    let fx = Fixture::new();
+    let src = Src {
+        lua: r#"
+function on_event(e)
+  local charged = pcall(host.charge, e.payload.n)
+  bus.publish("out", { n = e.payload.n, double = host.twice(e.payload.n), v = 1, charged = charged })
+end
+"#,
+        rhai: "",
+        native: None,
+    };
+    fx.plugin(rt, "calc", "subscriptions: [in]\n", src.get(rt));
+    write(&fx, rt, "1.0.0", &src, SHADOW);
+    let charges = std::sync::Arc::new(AtomicUsize::new(0));
+    let lookups = std::sync::Arc::new(AtomicUsize::new(0));
+    tokio_rt().block_on(async {
+        let (c, l) = (charges.clone(), lookups.clone());
+        let host = Host::builder()
+            .plugins_dir(fx.path())
+            .function("charge", move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(json!(true))
+            })
+            .shadow_safe_function("twice", move |args| {
+                l.fetch_add(1, Ordering::SeqCst);
+                Ok(json!(args[0].as_i64().unwrap_or(0) * 2))
+            })
+            .build()
+            .unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let mut events = host.subscribe("plughost.plugin.*").unwrap();
+        host.start().await;
+        write(&fx, rt, "2.0.0", &src, SHADOW);
+        host.reload_plugin("calc").await.expect("running");
+        next_of(&mut events, "plughost.plugin.rollout_started").await;
+        let got = stream(&host, &mut out, 0..20).await;
+        assert_all_once(&got, 0..20);
+        assert!(got.iter().all(|p| p["charged"] == true));
+        let status = wait_compared(&host, 20).await;
+        // The candidate could not charge: every event differs, and the
+        // application was charged once per event, by the running version.
+        assert_eq!(status.differed, 20, "{status:?}");
+        assert_eq!(charges.load(Ordering::SeqCst), 20);
+        assert_eq!(
+            lookups.load(Ordering::SeqCst),
+            40,
+            "both versions looked up"
+        );
+        host.shutdown(Duration::from_secs(10)).await;
+    });
+}

@@ -7,8 +7,8 @@
 //! (counted). The candidate's thread runs it with [`ShadowApi`] as its host:
 //! publishes are captured (checked as real ones are, never reaching the
 //! bus), `bus.request` answers what the running version's same request got,
-//! application functions are refused, metrics are dropped, and timers never
-//! run. A difference is published as `plughost.plugin.shadow_diff` (the
+//! application functions are refused unless registered shadow-safe, metrics
+//! are dropped, and timers never run. A difference is published as `plughost.plugin.shadow_diff` (the
 //! first 100; the rest are counted).
 
 use std::collections::VecDeque;
@@ -136,9 +136,9 @@ impl ShadowSlot {
 /// Why a candidate call was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ShadowRefused {
-    /// Application functions may act on the world.
+    /// Application functions may act on the world (unless registered shadow-safe).
     #[error(
-        "host function `{0}` is not available to a shadow candidate: it could act on the world twice"
+        "host function `{0}` is not available to a shadow candidate: it could act on the world twice (an application registers a function without effects with HostBuilder::shadow_safe_function)"
     )]
     Function(String),
     /// The running version made no such request for this event.
@@ -275,10 +275,13 @@ impl HostApi for ShadowApi {
 
     fn call_function(
         &self,
-        _plugin: &PluginInfo,
+        plugin: &PluginInfo,
         name: &str,
-        _args: Vec<Value>,
+        args: Vec<Value>,
     ) -> Result<Value, HostCallError> {
+        if self.services.is_shadow_safe(name) {
+            return self.services.call_function(plugin, name, args);
+        }
         Err(HostCallError::new(
             HostCall::Function,
             ShadowRefused::Function(name.to_owned()),

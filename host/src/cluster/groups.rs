@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::Client;
@@ -69,6 +70,8 @@ struct Member {
     /// Tells its consumer to stop; dropped, it stops too. The consumer is
     /// never aborted: it hands back what it fetched and did not deliver.
     stop: tokio::sync::watch::Sender<bool>,
+    /// Whether the server has its queue subscriptions (set by its task).
+    joined: Arc<AtomicBool>,
 }
 
 impl Drop for Member {
@@ -134,6 +137,7 @@ pub(crate) async fn follow(
                     ));
                 }
             }
+            let joined = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(member(
                 client.clone(),
                 bus.clone(),
@@ -141,13 +145,23 @@ pub(crate) async fn follow(
                 counters.clone(),
                 name.clone(),
                 shape.patterns.clone(),
+                joined.clone(),
             ));
-            members.insert(name, Member { shape, task, stop });
+            members.insert(
+                name,
+                Member {
+                    shape,
+                    task,
+                    stop,
+                    joined,
+                },
+            );
         }
         // Out of the server's reach, nobody is in a group: local events
-        // reach the shared plugins directly meanwhile.
-        for name in members.keys() {
-            bus.set_in_group(name, up);
+        // reach the shared plugins directly meanwhile. A member is in its
+        // group once the server has its subscriptions.
+        for (name, member) in &members {
+            bus.set_in_group(name, up && member.joined.load(Ordering::SeqCst));
         }
         tokio::select! {
             r = routes.changed() => if r.is_err() { return },
@@ -195,6 +209,7 @@ async fn member(
     counters: Arc<Counters>,
     name: String,
     patterns: Vec<String>,
+    joined: Arc<AtomicBool>,
 ) {
     let mut subs = Vec::with_capacity(patterns.len());
     for pattern in &patterns {
@@ -205,8 +220,15 @@ async fn member(
             }
         }
     }
-    // The server has the subscriptions once a flush came back.
-    let _ = client.flush().await;
+    // The server has the subscriptions once a flush came back: from then
+    // on local events may go through the group (not before: one published
+    // meanwhile would reach no member).
+    if client.flush().await.is_ok() {
+        joined.store(true, Ordering::SeqCst);
+        if counters.is_connected() {
+            bus.set_in_group(&name, true);
+        }
+    }
     tracing::info!(plugin = %name, subjects = ?patterns, "cluster: joined the queue group");
     let mut all = futures::stream::select_all(subs);
     while let Some(message) = all.next().await {
@@ -367,6 +389,12 @@ async fn deliver(
         message.headers.as_ref(),
         &message.payload,
     ) {
+        // Its host's copy of the plugin received it directly (out of its
+        // group when it was published): done already.
+        Ok(incoming) if incoming.taken_by(name) => {
+            drop(permit);
+            let _ = message.ack().await;
+        }
         Ok(incoming) => {
             let mut event = incoming.event;
             event

@@ -299,3 +299,45 @@ fn stored_events_wait_for_a_server_that_went_away_and_none_is_dropped() {
     );
     drop(b);
 }
+
+#[test]
+fn a_stored_event_handled_directly_while_the_server_was_away_is_not_handled_again() {
+    let nats = Nats::start();
+    let p = "js5";
+    let (dir, conf) = host_with("solo", &nats.url(), p, &jetstream("JSAWAY", p));
+    worker(&dir, p, "solo", "", "");
+    let mut h = spawn(&conf);
+    h.wait_for("connected", is("plughost.cluster.connected"));
+    until_every_host_answers(&mut h, p, &["solo"], Duration::from_secs(20));
+    let (port, store) = nats.stop();
+    h.wait_for("disconnected", is("plughost.cluster.disconnected"));
+    // Out of its group, the shared plugin takes its host's events directly.
+    const JOBS: i64 = 10;
+    for n in 0..JOBS {
+        h.send(&json!({"topic": format!("{p}.job.x"), "payload": {"n": n}}));
+    }
+    until_all_done(&mut h, p, JOBS, Duration::from_secs(20));
+    // The server comes back: the events reach the stream, and the
+    // plugin's consumer does not handle them a second time.
+    let _nats = Nats::start_on(port, store);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h
+        .events()
+        .iter()
+        .filter(|e| is("plughost.cluster.connected")(e))
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "never connected again");
+        h.read_for(Duration::from_millis(100));
+    }
+    // Time for the consumer to pull what the stream now holds.
+    h.read_for(Duration::from_secs(3));
+    let done = done_payloads(&h, p);
+    let mut times: BTreeMap<i64, usize> = BTreeMap::new();
+    for d in &done {
+        *times.entry(d["n"].as_i64().unwrap()).or_default() += 1;
+    }
+    assert_eq!(times.len() as i64, JOBS);
+    assert!(times.values().all(|&t| t == 1), "handled twice: {times:?}");
+}

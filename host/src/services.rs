@@ -312,7 +312,7 @@ impl HostApi for Services {
         if crate::rollout::record::is_on() {
             crate::rollout::record::request(match &answer {
                 Ok(reply) => Ok(reply.value().clone()),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.clone()),
             });
         }
         answer.map_err(|e| HostCallError::new(HostCall::Request, e))

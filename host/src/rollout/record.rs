@@ -8,14 +8,19 @@ use std::cell::RefCell;
 use plughost_bindings::Payload;
 use serde_json::Value;
 
+use crate::services::RequestError;
+
+/// What one `bus.request` got: the reply's payload, or why none.
+pub(crate) type Answer = Result<Value, RequestError>;
+
 /// One event's record.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Recording {
     /// Topics and payloads published, in order (still packed: decoding
     /// them is the candidate's thread's work, not the running version's).
     pub publishes: Vec<(String, Payload)>,
-    /// Each `bus.request`'s answer, in order: the reply's payload or the error's text.
-    pub requests: Vec<Result<Value, String>>,
+    /// Each `bus.request`'s answer, in order.
+    pub requests: Vec<Answer>,
 }
 
 thread_local! {
@@ -42,7 +47,7 @@ pub(crate) fn publish(topic: &str, payload: impl FnOnce() -> Payload) {
 }
 
 /// Records a request's answer, when this thread records.
-pub(crate) fn request(answer: Result<Value, String>) {
+pub(crate) fn request(answer: Answer) {
     RECORDING.with(|r| {
         if let Some(rec) = r.borrow_mut().as_mut() {
             rec.requests.push(answer);
@@ -68,7 +73,11 @@ mod tests {
         start();
         assert!(is_on());
         publish("a", || json!(1).into());
-        request(Err("timeout".into()));
+        let timeout = RequestError::Timeout {
+            topic: "t".into(),
+            ms: 5,
+        };
+        request(Err(timeout.clone()));
         let other = std::thread::spawn(|| {
             publish("b", || json!(2).into());
             take()
@@ -78,7 +87,7 @@ mod tests {
         assert_eq!(rec.publishes.len(), 1);
         assert_eq!(rec.publishes[0].0, "a");
         assert_eq!(rec.publishes[0].1.value(), &json!(1));
-        assert_eq!(rec.requests, [Err("timeout".to_owned())]);
+        assert_eq!(rec.requests, [Err(timeout)]);
         assert!(!is_on());
     }
 }

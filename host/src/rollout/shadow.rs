@@ -24,6 +24,7 @@ use plughost_bindings::{
 use serde_json::{Map, Value};
 
 use super::compare::{Observed, Seen};
+use super::record::Answer;
 use crate::bus::Bus;
 use crate::catalog::PluginDef;
 use crate::host_events::HostEvent;
@@ -45,7 +46,7 @@ pub struct ShadowItem {
     /// The running version's outcome.
     pub outcome: Seen,
     /// The running version's requests' answers, in order.
-    pub requests: Vec<Result<Value, String>>,
+    pub requests: Vec<Answer>,
 }
 
 impl ShadowItem {
@@ -146,9 +147,6 @@ pub(crate) enum ShadowRefused {
         "bus.request: the running version made no request #{0} for this event, so there is no answer to replay"
     )]
     NoRecordedRequest(usize),
-    /// The running version's same request failed.
-    #[error("{0}")]
-    Replayed(String),
 }
 
 /// The host as a shadow candidate sees it.
@@ -163,7 +161,7 @@ pub(crate) struct ShadowApi {
 #[derive(Debug, Default)]
 struct Turn {
     published: Vec<(String, Value)>,
-    replies: VecDeque<Result<Value, String>>,
+    replies: VecDeque<Answer>,
     asked: usize,
 }
 
@@ -188,7 +186,7 @@ impl ShadowApi {
     }
 
     /// Starts an event: these are the answers its requests get.
-    fn begin(&self, replies: Vec<Result<Value, String>>) {
+    fn begin(&self, replies: Vec<Answer>) {
         *self.turn() = Turn {
             published: Vec::new(),
             replies: replies.into(),
@@ -231,10 +229,8 @@ impl HostApi for ShadowApi {
         let n = turn.asked;
         match turn.replies.pop_front() {
             Some(Ok(reply)) => Ok(reply.into()),
-            Some(Err(text)) => Err(HostCallError::new(
-                HostCall::Request,
-                ShadowRefused::Replayed(text),
-            )),
+            // The very error the running version's same request got.
+            Some(Err(error)) => Err(HostCallError::new(HostCall::Request, error)),
             None => Err(HostCallError::new(
                 HostCall::Request,
                 ShadowRefused::NoRecordedRequest(n),

@@ -153,21 +153,7 @@ mod tests {
     #[test]
     fn a_publish_called_past_the_deadline_publishes_nothing() {
         let recorder = Arc::new(Recorder::default());
-        let budget = Rc::new(super::super::sandbox::Budget::default());
-        let ctx: Ctx = Rc::new(super::super::context::Context {
-            info: Arc::new(PluginInfo {
-                name: "p".into(),
-                version: "1.0.0".into(),
-                runtime: RuntimeKind::Lua,
-            }),
-            host: recorder.clone(),
-            dir: ".".into(),
-            current: RefCell::new(None),
-            timers: RefCell::default(),
-            budget: budget.clone(),
-        });
-        let (lua, _, watch) = super::super::sandbox::new_lua(8 << 20, budget.clone()).unwrap();
-        register(&lua, &ctx).unwrap();
+        let (lua, budget, watch) = lua_with(&recorder);
         // Runs the budget out inside a call: the next look at the flag is
         // at the call of `bus.publish`, where the time hook would only
         // raise once the call has run.

@@ -155,7 +155,7 @@ impl<'a> Worker<'a> {
         &mut self,
         result: Result<plughost_bindings::Outcome, ScriptError>,
         mut d: Delivery,
-        receipt: Option<Receipt>,
+        mut receipt: Option<Receipt>,
         span: &tracing::Span,
     ) -> (usize, Option<String>) {
         let raised = result.is_err();
@@ -167,9 +167,6 @@ impl<'a> Worker<'a> {
         match action {
             Action::Ack => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
-                if let Some(r) = receipt {
-                    r.acknowledge();
-                }
             }
             Action::Forward { topic, payload } => {
                 // The very path of `bus.publish`.
@@ -179,21 +176,15 @@ impl<'a> Worker<'a> {
                 if let Err(refused) = published {
                     // A refused forward is an error (SPEC §12).
                     let error = format!("outcome.forward: {refused}");
-                    self.dead_letter(&d, &error, span);
-                    if let Some(r) = receipt {
-                        r.terminate();
-                    }
+                    self.dead_letter(&d, &error, span, receipt);
                     return (Action::DEAD_LETTER, Some(error));
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                if let Some(r) = receipt {
-                    r.acknowledge();
-                }
             }
             Action::Retry { after, .. } if receipt.is_some() => {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(plugin = self.name, event.id = %d.event.id, after_ms = after.as_millis() as u64, "redelivery by the stream asked");
-                if let Some(r) = receipt {
+                if let Some(r) = receipt.take() {
                     r.retry(after);
                 }
             }
@@ -211,10 +202,7 @@ impl<'a> Worker<'a> {
                 );
             }
             Action::DeadLetter { error } => {
-                self.dead_letter(&d, &error, span);
-                if let Some(r) = receipt {
-                    r.terminate();
-                }
+                self.dead_letter(&d, &error, span, receipt);
                 return (index, raised.then_some(error));
             }
             Action::Reply { payload } => {
@@ -225,17 +213,28 @@ impl<'a> Worker<'a> {
                     }
                 }
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
-                if let Some(r) = receipt {
-                    r.acknowledge();
-                }
             }
+        }
+        // Handled: a stored delivery is acknowledged.
+        if let Some(r) = receipt {
+            r.acknowledge();
         }
         (index, None)
     }
 
-    fn dead_letter(&self, d: &Delivery, error: &str, span: &tracing::Span) {
+    /// Dead-letters the delivery; a stored one is done for the stream too.
+    fn dead_letter(
+        &self,
+        d: &Delivery,
+        error: &str,
+        span: &tracing::Span,
+        receipt: Option<Receipt>,
+    ) {
         record_error(span, &error);
         self.bus.dead_letter(self.name, &d.event, d.attempt, error);
         self.stats.dead_lettered(&d.event.id, error);
+        if let Some(r) = receipt {
+            r.terminate();
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{Active, By, INIT_GRACE, Kind};
+use super::{Active, By, Kind, candidate_started};
 use crate::actor::{self, Start, Stats};
 use crate::bus::{Control, Delivery, Push, Queue, Route, Split};
 use crate::catalog::PluginDef;
@@ -91,22 +91,13 @@ impl Host {
                 return self.rollout_failed(&name, &def, &format!("cannot start a thread: {e}"));
             }
         };
-        let limit = m.limits.event_timeout() + INIT_GRACE;
-        let error = match tokio::time::timeout(limit, &mut candidate.ready).await {
-            Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(e))) => Some(e.detailed()),
-            Ok(Err(_)) => Some("the candidate's thread stopped".to_owned()),
-            Err(_) => {
+        if let Err(not) = candidate_started(&def, &mut candidate.ready).await {
+            if not.timed_out {
+                // A thread still in `init` never touches the plugin again.
                 candidate.in_hook.abandon();
-                Some(format!(
-                    "the candidate's init ran past its time limit of {} ms",
-                    m.limits.event_timeout_ms
-                ))
             }
-        };
-        if let Some(error) = error {
             queue.control(Control::Stop);
-            return self.rollout_failed(&name, &def, &error);
+            return self.rollout_failed(&name, &def, &not.error);
         }
         let split = Arc::new(Split {
             queue: queue.clone(),

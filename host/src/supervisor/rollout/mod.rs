@@ -46,6 +46,44 @@ use crate::rollout::{RolloutError, RolloutStatus};
 /// rollout is given up.
 const INIT_GRACE: Duration = Duration::from_secs(1);
 
+/// Why a candidate did not start.
+struct NotStarted {
+    /// The error, as a failed reload shows it.
+    error: String,
+    /// Its `init` ran out of time: its thread is still in it.
+    timed_out: bool,
+}
+
+/// Waits for a candidate's `init` (told through `ready`), up to its time
+/// limit and a grace.
+async fn candidate_started(
+    def: &PluginDef,
+    ready: impl std::future::Future<
+        Output = Result<
+            Result<(), plughost_bindings::ScriptError>,
+            tokio::sync::oneshot::error::RecvError,
+        >,
+    >,
+) -> Result<(), NotStarted> {
+    let limit = def.manifest.limits.event_timeout() + INIT_GRACE;
+    let failed = |error: String| NotStarted {
+        error,
+        timed_out: false,
+    };
+    match tokio::time::timeout(limit, ready).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(failed(e.detailed())),
+        Ok(Err(_)) => Err(failed("the candidate's thread stopped".to_owned())),
+        Err(_) => Err(NotStarted {
+            error: format!(
+                "the candidate's init ran past its time limit of {} ms",
+                def.manifest.limits.event_timeout_ms
+            ),
+            timed_out: true,
+        }),
+    }
+}
+
 /// A rollout in progress: the candidate beside a running plugin.
 #[derive(Debug)]
 pub(crate) struct Active {

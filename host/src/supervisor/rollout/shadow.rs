@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::{Active, By, INIT_GRACE, Kind};
+use super::{Active, By, Kind, candidate_started};
 use crate::bus::{Control, Queue};
 use crate::catalog::PluginDef;
 use crate::host::Host;
@@ -62,19 +62,9 @@ impl Host {
                 return self.rollout_failed(&name, &def, &format!("cannot start a thread: {e}"));
             }
         };
-        let limit = def.manifest.limits.event_timeout() + INIT_GRACE;
-        let error = match tokio::time::timeout(limit, ready).await {
-            Ok(Ok(Ok(()))) => None,
-            Ok(Ok(Err(e))) => Some(e.detailed()),
-            Ok(Err(_)) => Some("the candidate's thread stopped".to_owned()),
-            Err(_) => Some(format!(
-                "the candidate's init ran past its time limit of {} ms",
-                def.manifest.limits.event_timeout_ms
-            )),
-        };
-        if let Some(error) = error {
+        if let Err(not) = candidate_started(&def, ready).await {
             slot.detach();
-            return self.rollout_failed(&name, &def, &error);
+            return self.rollout_failed(&name, &def, &not.error);
         }
         let to = def.manifest.version.to_string();
         let strategy = def.manifest.rollout.strategy.as_str();

@@ -106,7 +106,9 @@ impl Receipt {
 /// The receipts held now, by plugin and event id.
 #[derive(Debug)]
 pub(crate) struct Receipts {
-    held: Mutex<HashMap<(String, String), Vec<Held>>>,
+    /// By plugin, then event id: looked up by `&str`, so the plugin thread
+    /// asking after every event it handled allocates nothing.
+    held: Mutex<HashMap<String, HashMap<String, Vec<Held>>>>,
     shared: Arc<Shared>,
 }
 
@@ -141,9 +143,9 @@ impl Receipts {
 
     /// Holds `receipt` for `plugin`'s delivery of event `id`.
     pub(crate) fn hold(&self, plugin: &str, id: &str, receipt: Receipt) {
-        let key = (plugin.to_owned(), id.to_owned());
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.entry(key).or_default().push(Held {
+        let of_plugin = held.entry(plugin.to_owned()).or_default();
+        of_plugin.entry(id.to_owned()).or_default().push(Held {
             message: receipt.message,
             attempt: receipt.attempt,
             permit: receipt.permit,
@@ -152,16 +154,16 @@ impl Receipts {
 
     /// Takes back the oldest receipt held for `plugin`'s delivery of event `id`.
     pub(crate) fn take(&self, plugin: &str, id: &str) -> Option<Receipt> {
-        let key = (plugin.to_owned(), id.to_owned());
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let messages = held.get_mut(&key)?;
+        let of_plugin = held.get_mut(plugin)?;
+        let messages = of_plugin.get_mut(id)?;
         let Held {
             message,
             attempt,
             permit,
         } = messages.remove(0);
         if messages.is_empty() {
-            held.remove(&key);
+            of_plugin.remove(id);
         }
         Some(Receipt {
             message,
@@ -178,7 +180,11 @@ impl Receipts {
             tokio::time::sleep(PROGRESS_EVERY).await;
             let messages: Vec<Message> = {
                 let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-                held.values().flatten().map(|h| h.message.clone()).collect()
+                held.values()
+                    .flat_map(HashMap::values)
+                    .flatten()
+                    .map(|h| h.message.clone())
+                    .collect()
             };
             for message in messages {
                 let _ = message.ack_with(AckKind::Progress).await;

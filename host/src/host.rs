@@ -347,9 +347,24 @@ impl Host {
     /// events they publish, share one trace. With telemetry off nothing is
     /// added.
     pub async fn publish_event(&self, mut event: Event) -> Result<String, PublishError> {
+        self.admit(&mut event)?;
+        Ok(self.inner.bus.publish_async(event).await)
+    }
+
+    /// [`Host::publish_event`] for a thread outside the async runtime (a
+    /// reader of input, a callback of a C library): blocks the thread while
+    /// a subscriber's `block` queue is full. Never call it from async code:
+    /// it would hold up a runtime thread.
+    pub fn publish_event_blocking(&self, mut event: Event) -> Result<String, PublishError> {
+        self.admit(&mut event)?;
+        Ok(self.inner.bus.publish_app_blocking(event))
+    }
+
+    /// The checks and trace context of an event published by the application.
+    fn admit(&self, event: &mut Event) -> Result<(), PublishError> {
         topic::validate_topic(&event.topic)?;
         if crate::host_events::is_reserved(&event.topic) {
-            return Err(PublishError::Reserved(event.topic));
+            return Err(PublishError::Reserved(event.topic.clone()));
         }
         if !event.headers.contains_key(trace::TRACEPARENT)
             && self.inner.services.metrics().enabled()
@@ -363,7 +378,7 @@ impl Host {
                     .insert(trace::TRACEPARENT.to_owned(), trace::new_root());
             }
         }
-        Ok(self.inner.bus.publish_async(event).await)
+        Ok(())
     }
 
     /// Publishes `payload` on `topic` as a request from the application and

@@ -109,6 +109,7 @@ pub mod discovery;
 pub(crate) mod functions;
 pub mod host;
 pub mod host_events;
+pub(crate) mod json;
 pub mod manifest;
 pub mod reload;
 pub mod rollout;

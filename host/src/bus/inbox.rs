@@ -108,6 +108,12 @@ impl EventStream {
     pub async fn recv(&mut self) -> Option<Arc<Event>> {
         futures::StreamExt::next(self).await
     }
+
+    /// The next event if one is waiting, without waiting for one (to take a
+    /// batch after [`EventStream::recv`]).
+    pub fn try_next(&mut self) -> Option<Arc<Event>> {
+        self.inbox.pop()
+    }
 }
 
 impl futures::Stream for EventStream {

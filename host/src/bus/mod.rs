@@ -327,6 +327,16 @@ impl Bus {
         Ok(self.deliver_blocking(event, publisher, routes, &taken, false))
     }
 
+    /// Publishes an event from the application on a thread outside the
+    /// async runtime (`--input`'s reader): as [`Bus::publish_async`], but
+    /// waits for room in a full `block` queue by blocking the thread.
+    pub(crate) fn publish_app_blocking(&self, mut event: Event) -> String {
+        event.payload.pack_in_place();
+        let mut routes = self.matching_routes(&event.topic);
+        let taken = self.through_groups(&mut routes, &event.topic, Via::Local);
+        self.deliver_blocking(event, None, routes, &taken, false)
+    }
+
     /// Delivers to `routes`: waits while a `block` queue is full, except the
     /// publisher's own queue, which takes the event over its limit when
     /// `force_own` (a dead letter) and applies its overflow policy otherwise.

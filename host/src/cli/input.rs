@@ -1,34 +1,33 @@
 //! `--input`: one JSON event per line, from a file or stdin.
 //!
-//! Parsing a line is pure ([`parse_line`], [`parse_bytes`]); [`publish_lines`]
-//! reads the stream line by line (stdin is never read to the end first) and
-//! publishes each event as it arrives. A bad line (not UTF-8, not a JSON
-//! object, longer than [`MAX_LINE_BYTES`], a bad or reserved topic) is
-//! reported as `name:line:col: message` and skipped; the lines after it
-//! still flow. A line over the limit is never held in memory whole: its
-//! bytes past the limit are read and thrown away up to its newline.
+//! Parsing a line is pure ([`parse_line`], [`parse_bytes`]): one pass of
+//! `serde_json` over the line, its payload packed as it is read (no JSON
+//! tree is built). [`spawn_reader`] reads the stream on a thread of its own,
+//! line by line (stdin is never read to the end first), and publishes each
+//! event as it is parsed, so reading, parsing and routing never wait for the
+//! async runtime or the plugins' threads, except where a `block` queue is
+//! full. A bad line (not UTF-8, not a JSON object, longer than
+//! [`MAX_LINE_BYTES`], a bad or reserved topic) is reported as
+//! `name:line:col: message` and skipped; the lines after it still flow. A
+//! line over the limit is never held in memory whole: its bytes past the
+//! limit are read and thrown away up to its newline.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use plughost_bindings::payload::Writer;
 use plughost_bindings::{Event, HOST_SOURCE};
-use serde::Deserialize;
-use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 
 use crate::Host;
+use crate::json::Pack;
 
-/// One input line as written.
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    topic: String,
-    #[serde(default)]
-    payload: Value,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    #[serde(default)]
-    correlation_id: Option<String>,
-}
+/// The keys of an input line.
+const FIELDS: &[&str] = &["topic", "payload", "headers", "correlation_id"];
 
 /// A line that could not become an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +57,7 @@ pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
     let Some(first) = text.find(|c: char| !c.is_whitespace()) else {
         return Ok(None);
     };
-    // serde reads a struct from a JSON array too (`["a.b", {}]`): only an
-    // object is an event.
+    // Only an object is an event (serde would read a struct from an array).
     if !text[first..].starts_with('{') {
         return Err(LineError {
             column: text[..first].chars().count() + 1,
@@ -68,13 +66,18 @@ pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
                 .into(),
         });
     }
-    let line: Line = serde_json::from_str(text).map_err(|e| LineError {
-        column: e.column().max(1),
-        message: format!(
-            "{} (expected {{\"topic\": \"a.b\", \"payload\": ...}})",
-            strip_position(&e.to_string())
-        ),
-    })?;
+    let mut payload = Writer::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let line = LineSeed(&mut payload)
+        .deserialize(&mut de)
+        .and_then(|line| de.end().map(|()| line))
+        .map_err(|e| LineError {
+            column: e.column().max(1),
+            message: format!(
+                "{} (expected {{\"topic\": \"a.b\", \"payload\": ...}})",
+                strip_position(&e.to_string())
+            ),
+        })?;
     let topic_col = text.find("\"topic\"").map(|c| c + 1).unwrap_or(1);
     crate::topic::validate_topic(&line.topic).map_err(|e| LineError {
         column: topic_col,
@@ -86,7 +89,10 @@ pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
             message: format!("topic `{}` is reserved for the host", line.topic),
         });
     }
-    let mut event = Event::new(line.topic, line.payload, HOST_SOURCE);
+    if !line.payload {
+        payload.null();
+    }
+    let mut event = Event::new(line.topic, payload.finish(), HOST_SOURCE);
     event.headers = line.headers;
     event.correlation_id = line.correlation_id;
     Ok(Some(event))
@@ -94,6 +100,62 @@ pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
 
 fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |at| &msg[..at])
+}
+
+/// What a line holds besides its payload, which went into the writer.
+struct Line {
+    topic: String,
+    payload: bool,
+    headers: BTreeMap<String, String>,
+    correlation_id: Option<String>,
+}
+
+/// Reads a line's object, packing its `payload` into the writer on the way.
+struct LineSeed<'w>(&'w mut Writer);
+
+impl<'de> DeserializeSeed<'de> for LineSeed<'_> {
+    type Value = Line;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Line, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LineSeed<'_> {
+    type Value = Line;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line, A::Error> {
+        let mut topic = None;
+        let mut payload = false;
+        let mut headers = None;
+        let mut correlation_id = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match &*key {
+                "topic" if topic.is_none() => topic = Some(map.next_value::<String>()?),
+                "payload" if !payload => {
+                    map.next_value_seed(Pack(self.0))?;
+                    payload = true;
+                }
+                "headers" if headers.is_none() => headers = Some(map.next_value()?),
+                "correlation_id" if correlation_id.is_none() => {
+                    correlation_id = Some(map.next_value::<Option<String>>()?);
+                }
+                "topic" | "payload" | "headers" | "correlation_id" => {
+                    return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+                }
+                other => return Err(de::Error::unknown_field(other, FIELDS)),
+            }
+        }
+        Ok(Line {
+            topic: topic.ok_or_else(|| de::Error::missing_field("topic"))?,
+            payload,
+            headers: headers.unwrap_or_default(),
+            correlation_id: correlation_id.flatten(),
+        })
+    }
 }
 
 /// What reading the input did.
@@ -105,18 +167,59 @@ pub struct InputStats {
     pub errors: u64,
 }
 
-/// Publishes every line of `reader` (named `name` in messages) as it arrives.
-pub async fn publish_lines<R: AsyncBufRead + Unpin>(
+/// The input being read on its own thread.
+#[derive(Debug)]
+pub struct Reading {
+    done: tokio::sync::oneshot::Receiver<InputStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Reading {
+    /// Waits for the end of the input; its stats.
+    pub async fn finished(&mut self) -> InputStats {
+        (&mut self.done).await.unwrap_or_default()
+    }
+
+    /// Stops publishing: no line read after this is published. A thread
+    /// blocked reading stdin is left to end with the process.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads `reader` (named `name` in messages) on a thread of its own and
+/// publishes every line as it arrives; the thread ends at the end of the
+/// input or once [`Reading::stop`] is called.
+pub fn spawn_reader(
+    host: Host,
+    name: String,
+    reader: Box<dyn BufRead + Send>,
+) -> std::io::Result<Reading> {
+    let (tx, done) = tokio::sync::oneshot::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("plughost-input".into())
+        .spawn(move || {
+            let stats = publish_lines(&host, &name, reader, &stopped);
+            let _ = tx.send(stats);
+        })?;
+    Ok(Reading { done, stop })
+}
+
+/// Publishes every line of `reader` (named `name` in messages) as it
+/// arrives, until its end or `stop`.
+pub fn publish_lines(
     host: &Host,
     name: &str,
-    reader: R,
+    mut reader: impl BufRead,
+    stop: &AtomicBool,
 ) -> InputStats {
     let mut stats = InputStats::default();
-    let mut reader = reader;
     let mut line = Vec::new();
     let mut number = 0usize;
-    loop {
-        let read = match read_line(&mut reader, &mut line).await {
+    while !stop.load(Ordering::Relaxed) {
+        let read = match read_line(&mut reader, &mut line) {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
@@ -137,7 +240,8 @@ pub async fn publish_lines<R: AsyncBufRead + Unpin>(
         }
         match parse_bytes(&line) {
             Ok(None) => {}
-            Ok(Some(event)) => match host.publish_event(event).await {
+            Ok(Some(_)) if stop.load(Ordering::Relaxed) => break,
+            Ok(Some(event)) => match host.publish_event_blocking(event) {
                 Ok(_) => stats.published += 1,
                 Err(e) => {
                     tracing::error!("{name}:{number}:1: {e}");
@@ -165,15 +269,16 @@ enum Read {
 
 /// Reads the next line into `line` (without `\n` or `\r\n`); `None` at the
 /// end of the input. A line over [`MAX_LINE_BYTES`] is consumed but not kept.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-) -> std::io::Result<Option<Read>> {
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<Option<Read>> {
     line.clear();
     let mut len = 0usize;
     let mut any = false;
     loop {
-        let chunk = reader.fill_buf().await?;
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if chunk.is_empty() {
             break;
         }
@@ -227,6 +332,39 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_is_packed_as_serde_json_reads_it() {
+        let text = r#"{"payload": {"s": "é\"\n", "n": -3, "f": 1.5, "b": [true, null, {}], "o": {"k": []}}, "topic": "a.b", "correlation_id": "c1"}"#;
+        let e = parse_line(text).unwrap().unwrap();
+        assert!(e.payload.packed().is_some(), "no JSON tree is built");
+        let want: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(*e.payload.value(), want["payload"]);
+        assert_eq!(e.correlation_id.as_deref(), Some("c1"));
+        let e = parse_line(r#"{"topic": "a.b"}"#).unwrap().unwrap();
+        assert_eq!(*e.payload.value(), serde_json::Value::Null);
+        let e = parse_line(r#"{"topic": "a.b", "correlation_id": null}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.correlation_id, None);
+    }
+
+    #[test]
+    fn a_line_with_a_missing_repeated_or_mistyped_key_is_refused() {
+        let e = parse_line(r#"{"payload": 1}"#).unwrap_err();
+        assert!(e.message.contains("missing field `topic`"), "{}", e.message);
+        let e = parse_line(r#"{"topic": "a", "payload": 1, "payload": 2}"#).unwrap_err();
+        assert!(
+            e.message.contains("duplicate field `payload`"),
+            "{}",
+            e.message
+        );
+        let e = parse_line(r#"{"topic": "a", "headers": {"k": 1}}"#).unwrap_err();
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        assert_eq!(e.column, 33);
+        let e = parse_line(r#"{"topic": "a"} {"topic": "b"}"#).unwrap_err();
+        assert!(e.message.contains("trailing characters"), "{}", e.message);
+    }
+
+    #[test]
     fn blank_lines_are_skipped() {
         assert_eq!(parse_line("   "), Ok(None));
     }
@@ -276,19 +414,14 @@ mod tests {
     }
 
     fn read_all(input: &[u8]) -> Vec<(Read, Vec<u8>)> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            // A small buffer, so lines span several chunks.
-            let mut reader = tokio::io::BufReader::with_capacity(7, input);
-            let mut line = Vec::new();
-            let mut out = Vec::new();
-            while let Some(r) = read_line(&mut reader, &mut line).await.unwrap() {
-                out.push((r, line.clone()));
-            }
-            out
-        })
+        // A small buffer, so lines span several chunks.
+        let mut reader = std::io::BufReader::with_capacity(7, input);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        while let Some(r) = read_line(&mut reader, &mut line).unwrap() {
+            out.push((r, line.clone()));
+        }
+        out
     }
 
     #[test]

@@ -11,9 +11,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::BufReader;
-
 use super::input::{self, InputStats};
+
+/// The read buffer of `--input`: large, so a file is read in few system calls.
+const INPUT_BUFFER: usize = 256 * 1024;
+
+/// How much tap output is gathered before it is written.
+const TAP_BATCH_BYTES: usize = 64 * 1024;
 use crate::Host;
 use crate::admin::{AdminSettings, Bound};
 use crate::telemetry::export::Export;
@@ -146,11 +150,16 @@ pub async fn run_with_cluster(
         None => None,
         Some(InputSource::Stdin) => Some((
             "<stdin>".to_owned(),
-            Box::new(BufReader::new(tokio::io::stdin()))
-                as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>,
+            Box::new(std::io::BufReader::with_capacity(
+                INPUT_BUFFER,
+                std::io::stdin(),
+            )) as Box<dyn std::io::BufRead + Send>,
         )),
-        Some(InputSource::File(path)) => match tokio::fs::File::open(path).await {
-            Ok(f) => Some((path.display().to_string(), Box::new(BufReader::new(f)) as _)),
+        Some(InputSource::File(path)) => match std::fs::File::open(path) {
+            Ok(f) => Some((
+                path.display().to_string(),
+                Box::new(std::io::BufReader::with_capacity(INPUT_BUFFER, f)) as _,
+            )),
             Err(error) => {
                 return Err(RunError::Input {
                     path: path.clone(),
@@ -212,12 +221,19 @@ pub async fn run_with_cluster(
     } else {
         None
     };
-    let input_task = reader.map(|(name, reader)| {
-        let host = host.clone();
-        tokio::spawn(async move { input::publish_lines(&host, &name, reader).await })
-    });
-    let stats = wait(&host, input_task, opts.exit_when_idle, signal).await;
-    run_report.input_errors = stats.errors as u64;
+    let reading = match reader {
+        None => None,
+        Some((name, reader)) => match input::spawn_reader(host.clone(), name, reader) {
+            Ok(reading) => Some(reading),
+            Err(e) => {
+                tracing::error!("cannot start reading the input: {e}");
+                run_report.input_errors += 1;
+                None
+            }
+        },
+    };
+    let stats = wait(&host, reading, opts.exit_when_idle, signal).await;
+    run_report.input_errors += stats.errors;
 
     // No reload may start a plugin while the others are being stopped; one
     // under way finishes first.
@@ -249,7 +265,7 @@ pub async fn run_with_cluster(
 /// input done and the host idle. Input is stopped on a signal.
 async fn wait(
     host: &Host,
-    input: Option<tokio::task::JoinHandle<InputStats>>,
+    input: Option<input::Reading>,
     exit_when_idle: bool,
     signal: impl Future<Output = ()>,
 ) -> InputStats {
@@ -259,9 +275,9 @@ async fn wait(
         return InputStats::default();
     };
     let stats = tokio::select! {
-        s = &mut input => s.unwrap_or_default(),
+        s = input.finished() => s,
         () = &mut signal => {
-            input.abort();
+            input.stop();
             tracing::info!("signal received: input stopped, draining queues");
             return InputStats::default();
         }
@@ -317,11 +333,25 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
+/// Prints tap events as JSON lines, written in batches: one write for
+/// every event already waiting, so a busy tap costs a system call per batch,
+/// not per event, and a quiet one still prints each event at once.
 async fn print_tap(mut stream: crate::EventStream) {
+    let mut out = Vec::with_capacity(TAP_BATCH_BYTES);
     while let Some(event) = stream.recv().await {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{}", event.to_json_line())
-            .and_then(|()| out.flush())
+        out.clear();
+        crate::json::write_event(&event, &mut out);
+        out.push(b'\n');
+        while out.len() < TAP_BATCH_BYTES
+            && let Some(event) = stream.try_next()
+        {
+            crate::json::write_event(&event, &mut out);
+            out.push(b'\n');
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(&out)
+            .and_then(|()| stdout.flush())
             .is_err()
         {
             // stdout closed (e.g. `| head`): stop printing, keep running.

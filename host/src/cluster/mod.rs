@@ -15,7 +15,6 @@
 
 pub(crate) mod config;
 mod groups;
-mod json;
 mod link;
 pub(crate) mod outbox;
 pub(crate) mod receipts;

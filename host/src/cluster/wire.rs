@@ -143,7 +143,7 @@ pub(crate) fn encode(
         }
     }
     let mut body = Vec::with_capacity(128);
-    super::json::write(&event.payload, &mut body);
+    crate::json::write(&event.payload, &mut body);
     Outgoing {
         subject: event.topic.clone(),
         headers,
@@ -168,7 +168,7 @@ pub(crate) fn decode(
     if crate::host_events::is_reserved(subject) {
         return Err(WireError::Reserved(subject.to_owned()));
     }
-    let payload = super::json::read(body)?;
+    let payload = crate::json::read(body)?;
     let (mut id, mut source, mut correlation_id, mut timestamp) = (None, None, None, None);
     let (mut instance, mut origin, mut hops) = (None, None, 0);
     let mut taken = Vec::new();

@@ -1,17 +1,18 @@
-//! An event's payload as a NATS message body and back, without a JSON tree
-//! in between: the packed payload the bus carries is written out as JSON
-//! text token by token, and a body is parsed straight into a packed
-//! payload. This is most of what crossing a host costs, so it is done once
-//! per message with no intermediate `serde_json::Value`.
+//! Payloads and events as JSON text and back, without a JSON tree in
+//! between: the packed payload the bus carries is written out as JSON text
+//! token by token, and JSON text is parsed straight into a packed payload.
+//! This is most of what a message body on the cluster, a line of `--input`
+//! and a line of `--tap` cost, so each is done in one pass with no
+//! intermediate `serde_json::Value`.
 //!
 //! Pure. The text is what `serde_json` would write for the same value
 //! (strings escaped by `serde_json`, a float that is not finite as `null`),
-//! and a parsed body reads back as the value `serde_json` would have parsed.
+//! and parsed text reads back as the value `serde_json` would have parsed.
 
 use std::fmt;
 
-use plughost_bindings::Payload;
 use plughost_bindings::payload::{Reader, Token, Writer};
+use plughost_bindings::{Event, Payload};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Appends `payload` as JSON text to `out`.
@@ -35,9 +36,7 @@ fn write_value(r: &mut Reader<'_>, out: &mut Vec<u8>) {
             let _ = serde_json::to_writer(&mut *out, &f);
         }
         Token::Float(_) => out.extend_from_slice(b"null"),
-        Token::Str(s) => {
-            let _ = serde_json::to_writer(&mut *out, s);
-        }
+        Token::Str(s) => write_str(s, out),
         Token::Array(n) => {
             out.push(b'[');
             for i in 0..n {
@@ -54,13 +53,48 @@ fn write_value(r: &mut Reader<'_>, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                let _ = serde_json::to_writer(&mut *out, r.key());
+                write_str(r.key(), out);
                 out.push(b':');
                 write_value(r, out);
             }
             out.push(b'}');
         }
     }
+}
+
+/// Appends `event` as one line of JSON (no newline) to `out`: the text of
+/// [`Event::to_json_line`], with a packed payload written without decoding it.
+pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"id\":");
+    write_str(&event.id, out);
+    out.extend_from_slice(b",\"topic\":");
+    write_str(&event.topic, out);
+    out.extend_from_slice(b",\"payload\":");
+    write(&event.payload, out);
+    out.extend_from_slice(b",\"source\":");
+    write_str(&event.source, out);
+    out.extend_from_slice(b",\"timestamp\":");
+    write_str(&event.timestamp, out);
+    out.extend_from_slice(b",\"correlation_id\":");
+    match &event.correlation_id {
+        Some(c) => write_str(c, out),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"headers\":{");
+    for (i, (k, v)) in event.headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(k, out);
+        out.push(b':');
+        write_str(v, out);
+    }
+    out.extend_from_slice(b"}}");
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    // Writing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Parses a JSON body into a packed payload (an empty body is `null`).
@@ -76,8 +110,9 @@ pub(crate) fn read(body: &[u8]) -> Result<Payload, serde_json::Error> {
     Ok(w.finish())
 }
 
-/// Writes the value it is handed into the packed payload.
-struct Pack<'w>(&'w mut Writer);
+/// Writes the value it is handed into the packed payload: a seed for
+/// `serde`, so a payload inside a larger document is packed in the same pass.
+pub(crate) struct Pack<'w>(pub(crate) &'w mut Writer);
 
 impl<'de> DeserializeSeed<'de> for Pack<'_> {
     type Value = ();
@@ -187,6 +222,25 @@ mod tests {
             let mut plain = Vec::new();
             write(&Payload::from(v.clone()), &mut plain);
             assert_eq!(plain, serde_json::to_vec(&v).unwrap());
+        }
+    }
+
+    #[test]
+    fn an_event_writes_what_serde_json_writes() {
+        for v in samples() {
+            let mut e = Event::new("a.b", v.clone(), "host");
+            e.headers.insert("k\"".into(), "v\n".into());
+            e.headers.insert("a".into(), "b".into());
+            let mut out = Vec::new();
+            write_event(&e, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), e.to_json_line(), "{v}");
+            e.correlation_id = Some("c".into());
+            e.headers.clear();
+            e.payload.pack_in_place();
+            let mut out = Vec::new();
+            write_event(&e, &mut out);
+            let back: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, e.to_value(), "{v}");
         }
     }
 

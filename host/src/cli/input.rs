@@ -78,14 +78,15 @@ pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
                 strip_position(&e.to_string())
             ),
         })?;
-    let topic_col = text.find("\"topic\"").map(|c| c + 1).unwrap_or(1);
+    // Looked for only when the topic is refused.
+    let topic_col = || text.find("\"topic\"").map(|c| c + 1).unwrap_or(1);
     crate::topic::validate_topic(&line.topic).map_err(|e| LineError {
-        column: topic_col,
+        column: topic_col(),
         message: e.to_string(),
     })?;
     if line.topic.starts_with(crate::services::HOST_TOPIC_PREFIX) {
         return Err(LineError {
-            column: topic_col,
+            column: topic_col(),
             message: format!("topic `{}` is reserved for the host", line.topic),
         });
     }

@@ -4,22 +4,31 @@
 //! no `telemetry.otlp_endpoint` in the host config, nothing leaves the
 //! process. With one, spans (through the `tracing-opentelemetry` layer) and
 //! metrics (a periodic reader on the host's meter provider) are sent over OTLP
-//! HTTP/protobuf by background threads: a slow or absent collector never slows
-//! event handling. `OTEL_SERVICE_NAME` (else the config's
-//! `telemetry.service_name`) names the service, `plughost` by default.
+//! HTTP (protobuf, or JSON with `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) by
+//! background threads: a slow or absent collector never slows event
+//! handling. `OTEL_SERVICE_NAME` (else the config's `telemetry.service_name`)
+//! names the service, `plughost` by default. `OTEL_TRACES_SAMPLER` picks the
+//! spans ([`super::sampler`]); a collector that refuses is said once per
+//! signal, and spans the full export queue dropped are counted and said at
+//! shutdown (`super::watch`).
 //!
 //! The standard variables win over the host config, key by key: an endpoint
 //! variable replaces the config's endpoint for its signals, `OTEL_SERVICE_NAME`
 //! its service name, `OTEL_EXPORTER_OTLP_PROTOCOL` its protocol.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{
+    MetricExporter, Protocol, SpanExporter, WithExportConfig, WithHttpConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::PeriodicReader;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
+use super::sampler::{self, Sampling};
+use super::watch::{CountedProcessor, CountedSpans, SpanCounts, WatchedClient};
 use crate::config::TelemetryConfig;
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor the host config sets one.
@@ -29,12 +38,16 @@ pub const DEFAULT_SERVICE_NAME: &str = "plughost";
 static SERVICE_NAME: OnceLock<String> = OnceLock::new();
 
 /// What the environment and the host config ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The service name of the resource.
     pub service_name: String,
-    /// A warning to log (an unsupported protocol was asked for).
+    /// A warning to log (an unsupported protocol or sampler was asked for).
     pub warning: Option<String>,
+    /// The OTLP encoding over HTTP: protobuf (the default) or JSON.
+    pub protocol: Protocol,
+    /// Which spans are kept (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub sampling: Sampling,
     /// The URL spans go to when it comes from the host config; `None` when a
     /// variable (or the exporter's default) decides.
     pub traces_endpoint: Option<String>,
@@ -75,16 +88,28 @@ impl Config {
             (None, Some(base)) => Some(format!("{base}{path}")),
             _ => None,
         };
-        let protocol = set("OTEL_EXPORTER_OTLP_PROTOCOL");
-        let warning = match protocol.as_deref() {
-            None | Some("http/protobuf") => None,
-            Some(other) => Some(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported; using http/protobuf"
-            )),
+        let asked = set("OTEL_EXPORTER_OTLP_PROTOCOL").or_else(|| file.protocol.clone());
+        let (protocol, protocol_warning) = match asked.as_deref().map(str::trim) {
+            None | Some("http/protobuf") => (Protocol::HttpBinary, None),
+            Some("http/json") => (Protocol::HttpJson, None),
+            Some(other) => (
+                Protocol::HttpBinary,
+                Some(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported \
+                     (http/protobuf, http/json); using http/protobuf"
+                )),
+            ),
+        };
+        let (sampling, sampler_warning) = Sampling::from_lookup(&set);
+        let warning = match (protocol_warning, sampler_warning) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
         };
         Some(Config {
             service_name: service_name(&set, file),
             warning,
+            protocol,
+            sampling,
             traces_endpoint: from_file(&traces, "/v1/traces"),
             metrics_endpoint: from_file(&metrics, "/v1/metrics"),
         })
@@ -109,11 +134,20 @@ pub fn resource() -> Resource {
     Resource::builder().with_service_name(name).build()
 }
 
+/// How long one export request may take (the OTLP default).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The export queue's size when `OTEL_BSP_MAX_QUEUE_SIZE` is unset: room
+/// for the spans of a burst of events while a batch is on its way (the
+/// SDK's 2048 drops spans of a busy plugin exporting every trace).
+const QUEUE_SIZE: usize = 65_536;
+
 /// A running OTLP export. Flushes and stops on [`Export::shutdown`] or drop.
 #[derive(Debug)]
 pub struct Export {
     tracer_provider: SdkTracerProvider,
     metric_exporter: Mutex<Option<MetricExporter>>,
+    spans: Arc<SpanCounts>,
 }
 
 impl Export {
@@ -124,7 +158,8 @@ impl Export {
 
     /// Starts the export the environment and the host config's `telemetry:`
     /// ask for, if any; the variables win (see [`Config::from_lookup_and`]).
-    /// Also fixes the service name of [`resource`] for the process.
+    /// Also fixes the service name of [`resource`] and the sampler of the
+    /// delivery spans ([`sampler::install`]) for the process.
     pub fn from_env_and(file: &TelemetryConfig) -> Result<Option<Export>, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let _ = SERVICE_NAME.set(service_name(&env, file));
@@ -134,9 +169,11 @@ impl Export {
         if let Some(w) = &config.warning {
             eprintln!("plughost: {w}");
         }
+        sampler::install(config.sampling);
         let mut spans = SpanExporter::builder()
             .with_http()
-            .with_protocol(Protocol::HttpBinary);
+            .with_http_client(WatchedClient::new(http_client()?))
+            .with_protocol(config.protocol);
         if let Some(url) = &config.traces_endpoint {
             spans = spans.with_endpoint(url);
         }
@@ -145,7 +182,8 @@ impl Export {
             .map_err(|e| format!("OTLP trace exporter: {e}"))?;
         let mut metrics = MetricExporter::builder()
             .with_http()
-            .with_protocol(Protocol::HttpBinary);
+            .with_http_client(WatchedClient::new(http_client()?))
+            .with_protocol(config.protocol);
         if let Some(url) = &config.metrics_endpoint {
             metrics = metrics.with_endpoint(url);
         }
@@ -155,13 +193,23 @@ impl Export {
         let resource = Resource::builder()
             .with_service_name(config.service_name)
             .build();
+        let counts = Arc::new(SpanCounts::default());
+        let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+        if env("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+            batch = batch.with_max_queue_size(QUEUE_SIZE);
+        }
+        let processor = BatchSpanProcessor::builder(CountedSpans::new(spans, counts.clone()))
+            .with_batch_config(batch.build())
+            .build();
         let tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource)
-            .with_batch_exporter(spans)
+            .with_sampler(config.sampling.sdk())
+            .with_span_processor(CountedProcessor::new(processor, counts.clone()))
             .build();
         Ok(Some(Export {
             tracer_provider,
             metric_exporter: Mutex::new(Some(metrics)),
+            spans: counts,
         }))
     }
 
@@ -180,12 +228,44 @@ impl Export {
         Some(PeriodicReader::builder(exporter).build())
     }
 
-    /// Sends the spans still pending and stops the trace pipeline.
+    /// Sends the spans still pending and stops the trace pipeline; says how
+    /// many spans were lost (a full queue, a refusing collector), if any.
     pub fn shutdown(&self) {
         if let Err(e) = self.tracer_provider.shutdown() {
             tracing::debug!("trace export shutdown: {e}");
         }
+        let lost = self.spans.lost_in_queue();
+        if lost > 0 {
+            tracing::warn!(
+                target: "plughost::telemetry",
+                "{lost} spans were dropped: the export queue was full \
+                 (raise OTEL_BSP_MAX_QUEUE_SIZE, or sample with OTEL_TRACES_SAMPLER)"
+            );
+        }
+        let refused = self.spans.refused();
+        if refused > 0 {
+            tracing::warn!(
+                target: "plughost::telemetry",
+                "{refused} spans were not accepted by the collector"
+            );
+        }
     }
+}
+
+/// The exporters' blocking HTTP client, built on a thread of its own (a
+/// blocking client cannot be built inside an async runtime).
+fn http_client() -> Result<reqwest::blocking::Client, String> {
+    std::thread::Builder::new()
+        .name("otlp-client".into())
+        .spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(EXPORT_TIMEOUT)
+                .build()
+        })
+        .map_err(|e| format!("OTLP HTTP client: {e}"))?
+        .join()
+        .map_err(|_| "OTLP HTTP client: its thread panicked".to_owned())?
+        .map_err(|e| format!("OTLP HTTP client: {e}"))
 }
 
 impl Drop for Export {

@@ -6,8 +6,11 @@
 //! - `topic_counts`: messages to and from NATS per topic (`cluster.messages`).
 //! - [`trace`]: W3C `traceparent` in event headers, so the delivery spans of
 //!   a chain of plugins form one trace.
-//! - [`export`]: OTLP export (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT`
-//!   is set; with no configuration nothing leaves the process.
+//! - [`sampler`]: `OTEL_TRACES_SAMPLER`, decided before a delivery span is paid for.
+//! - [`export`]: OTLP export (HTTP/protobuf or HTTP/JSON)
+//!   when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; with no configuration nothing
+//!   leaves the process. `watch`: a refused endpoint said once, spans lost
+//!   counted.
 //!
 //! Spans are `tracing` spans (a delivery span per handled event, spans for
 //! init, reload and shutdown, and the scripts' `telemetry.span`); they become
@@ -16,7 +19,9 @@
 
 pub mod export;
 pub mod metrics;
+pub mod sampler;
 pub(crate) mod topic_counts;
 pub mod trace;
+mod watch;
 
 pub use metrics::{Caps, MetricPoint, Metrics};

@@ -841,3 +841,147 @@ Value: 3
     );
     assert_eq!(attr(&m.resource, "service.name"), Some(SERVICE));
 }
+
+// ---------------------------------------------------------------------------
+// Sampling and a refused endpoint
+
+/// Runs [`two_plugins`] on `n` independent `in` events, exporting to `endpoint`.
+fn run_many(fx: &Fixture, n: usize, env: &[(&str, &str)]) -> Run {
+    let input: String = (0..n)
+        .map(|i| format!("{}\n", ev("in", serde_json::json!({"n": i}))))
+        .collect();
+    let args = [
+        "run",
+        "--input",
+        "-",
+        "--exit-when-idle",
+        "--plugins",
+        fx.path().to_str().unwrap(),
+    ];
+    let run: Run = run_binary_with_env(&args, Some(&input), env);
+    run.expect_code(0);
+    run
+}
+
+/// Waits (bounded) until `done` holds for what the collector received.
+fn wait_for(collector: &Collector, done: impl Fn(&Received) -> bool) -> Received {
+    let deadline = Instant::now() + ARRIVAL_LIMIT;
+    loop {
+        let got = collector.received();
+        if done(&got) || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `always_off`: no span leaves the host, the metrics still do.
+#[test]
+fn always_off_exports_metrics_and_no_span() {
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let endpoint = collector.endpoint();
+    let run = run_many(
+        &fx,
+        20,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_TRACES_SAMPLER", "always_off"),
+        ],
+    );
+    wait_for(&collector, |r| r.metric_names().contains("plugin.messages"));
+    std::thread::sleep(Duration::from_millis(500));
+    let got = collector.received();
+    assert!(
+        got.metric_names().contains("plugin.messages"),
+        "metrics arrive with always_off\n{run}\n{}",
+        collector.output()
+    );
+    // The metrics were sent at shutdown, after the spans would have been.
+    assert!(got.spans.is_empty(), "no span with always_off: {:?}", got.spans);
+}
+
+/// A ratio of 0.5 keeps about half of the independent events' traces, and
+/// each kept trace whole: both plugins' delivery spans (and B's own span).
+#[test]
+fn a_ratio_keeps_about_its_share_of_whole_traces() {
+    const N: usize = 200;
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let endpoint = collector.endpoint();
+    let run = run_many(
+        &fx,
+        N,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+        ],
+    );
+    // Settled: the metrics come last, at shutdown.
+    wait_for(&collector, |r| r.metric_names().contains("plugin.messages"));
+    std::thread::sleep(Duration::from_millis(500));
+    let got = collector.received();
+    let traces = |spans: Vec<&Span>| -> BTreeSet<String> {
+        spans.into_iter().map(|s| s.trace_id.clone()).collect()
+    };
+    let a = traces(got.deliveries("a", "in"));
+    let b = traces(got.deliveries("b", "mid"));
+    let work: BTreeSet<String> = got
+        .spans
+        .iter()
+        .filter(|s| s.name == SCRIPT_SPAN)
+        .map(|s| s.trace_id.clone())
+        .collect();
+    assert!(
+        (N * 3 / 10..=N * 7 / 10).contains(&a.len()),
+        "about half of {N} traces kept, got {}\n{run}",
+        a.len()
+    );
+    assert_eq!(a.len(), got.deliveries("a", "in").len(), "one A span per trace");
+    assert_eq!(a, b, "each kept trace has both plugins' spans, no other has either");
+    assert_eq!(b, work, "and B's own span");
+}
+
+/// A collector that is not there is one warning naming the endpoint, over
+/// a run of many span batches; not silence, not one per batch.
+#[test]
+fn a_refused_endpoint_is_warned_about_once() {
+    let fx = two_plugins();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let run = run_many(
+        &fx,
+        100,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &nowhere),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ],
+    );
+    let traces = format!("OTLP export to {nowhere}/v1/traces failed");
+    assert_eq!(
+        run.stderr.matches(&traces).count(),
+        1,
+        "one warning for the trace endpoint\n{run}"
+    );
+    let metrics = format!("OTLP export to {nowhere}/v1/metrics failed");
+    assert_eq!(
+        run.stderr.matches(&metrics).count(),
+        1,
+        "one warning for the metric endpoint\n{run}"
+    );
+}
+
+/// An `https://` endpoint is not silence either: this build speaks plain
+/// HTTP only, and the warning says so (rotel's receiver has no TLS option,
+/// so no TLS collector is reachable here to show an export arriving).
+#[test]
+fn an_https_endpoint_is_warned_about() {
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let https = collector.endpoint().replacen("http://", "https://", 1);
+    let run = run_many(&fx, 5, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &https)]);
+    let traces = format!("OTLP export to {https}/v1/traces failed");
+    assert_eq!(run.stderr.matches(&traces).count(), 1, "{run}");
+    assert!(run.stderr.contains("plain http:// only"), "{run}");
+}

@@ -972,16 +972,107 @@ fn a_refused_endpoint_is_warned_about_once() {
     );
 }
 
-/// An `https://` endpoint is not silence either: this build speaks plain
-/// HTTP only, and the warning says so (rotel's receiver has no TLS option,
-/// so no TLS collector is reachable here to show an export arriving).
+/// A failed TLS handshake (an `https://` endpoint where the collector
+/// speaks plain HTTP) is a warning naming the endpoint, once.
 #[test]
-fn an_https_endpoint_is_warned_about() {
+fn a_tls_failure_is_warned_about_once() {
     let collector = Collector::start();
     let fx = two_plugins();
     let https = collector.endpoint().replacen("http://", "https://", 1);
-    let run = run_many(&fx, 5, &[("OTEL_EXPORTER_OTLP_ENDPOINT", &https)]);
+    let run = run_many(
+        &fx,
+        50,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &https),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ],
+    );
     let traces = format!("OTLP export to {https}/v1/traces failed");
     assert_eq!(run.stderr.matches(&traces).count(), 1, "{run}");
-    assert!(run.stderr.contains("plain http:// only"), "{run}");
+}
+
+/// Over `https://`, trusting the collector's certificate through
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE`, everything arrives. rotel's receiver
+/// has no TLS option, so a TLS front started here (a self-signed
+/// certificate for `localhost`) forwards the decrypted bytes to it.
+#[test]
+fn spans_and_metrics_reach_a_collector_over_https() {
+    let collector = Collector::start();
+    let front = TlsFront::start(collector.http);
+    let fx = two_plugins();
+    let endpoint = front.endpoint();
+    let ca = front.ca.to_str().unwrap().to_owned();
+    let run = run_two_plugins(
+        &["--plugins", fx.path().to_str().unwrap()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+            ("OTEL_SERVICE_NAME", SERVICE),
+        ],
+    );
+    expect_all_received(&collector, &run);
+    assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
+}
+
+/// A TLS listener on loopback forwarding each connection to `target`.
+struct TlsFront {
+    port: u16,
+    /// The PEM file of its (self-signed) certificate.
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFront {
+    fn start(target: SocketAddr) -> TlsFront {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a self-signed certificate");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, key.cert.pem()).expect("write the certificate");
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![key.cert.der().clone()], der)
+        .expect("the server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("address").port();
+        // Lives as long as the test process; each connection is forwarded.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                        }
+                    });
+                }
+            });
+        });
+        TlsFront {
+            port,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
 }

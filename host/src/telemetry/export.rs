@@ -27,6 +27,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
+use super::https::HttpsClient;
 use super::sampler::{self, Sampling};
 use super::watch::{CountedProcessor, CountedSpans, SpanCounts, WatchedClient};
 use crate::config::TelemetryConfig;
@@ -170,9 +171,12 @@ impl Export {
             eprintln!("plughost: {w}");
         }
         sampler::install(config.sampling);
-        let mut spans = SpanExporter::builder()
-            .with_http()
-            .with_http_client(WatchedClient::new(http_client()?))
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let client = |signal: &str, file_url: &Option<String>| {
+            Client::for_signal(&var, signal, file_url.as_deref())
+        };
+        let mut spans = client("TRACES", &config.traces_endpoint)?
+            .install(SpanExporter::builder().with_http())
             .with_protocol(config.protocol);
         if let Some(url) = &config.traces_endpoint {
             spans = spans.with_endpoint(url);
@@ -180,9 +184,8 @@ impl Export {
         let spans = spans
             .build()
             .map_err(|e| format!("OTLP trace exporter: {e}"))?;
-        let mut metrics = MetricExporter::builder()
-            .with_http()
-            .with_http_client(WatchedClient::new(http_client()?))
+        let mut metrics = client("METRICS", &config.metrics_endpoint)?
+            .install(MetricExporter::builder().with_http())
             .with_protocol(config.protocol);
         if let Some(url) = &config.metrics_endpoint {
             metrics = metrics.with_endpoint(url);
@@ -252,6 +255,56 @@ impl Export {
     }
 }
 
+/// The HTTP client of one signal's exporter: TLS for an `https://` endpoint.
+enum Client {
+    /// Plain HTTP.
+    Http(reqwest::blocking::Client),
+    /// HTTPS.
+    Https(HttpsClient),
+}
+
+impl Client {
+    /// The client for `signal` (`TRACES`, `METRICS`): its endpoint is
+    /// `file_url` (from the host config), else its own variable, else the
+    /// base one; its CA file `OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE`, else
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    fn for_signal(
+        var: &impl Fn(&str) -> Option<String>,
+        signal: &str,
+        file_url: Option<&str>,
+    ) -> Result<Client, String> {
+        let endpoint = file_url
+            .map(str::to_owned)
+            .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_default();
+        if !is_https(&endpoint) {
+            return http_client().map(Client::Http);
+        }
+        let ca = var(&format!("OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE"))
+            .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+        HttpsClient::new(ca.as_deref().map(std::path::Path::new), EXPORT_TIMEOUT)
+            .map(Client::Https)
+            .map_err(|e| format!("OTLP HTTPS client for {endpoint}: {e}"))
+    }
+
+    /// Gives `builder` this client, watched (see `super::watch`).
+    fn install<B: WithHttpConfig>(self, builder: B) -> B {
+        match self {
+            Client::Http(c) => builder.with_http_client(WatchedClient::new(c)),
+            Client::Https(c) => builder.with_http_client(WatchedClient::new(c)),
+        }
+    }
+}
+
+/// Whether `endpoint` is an `https://` URL.
+fn is_https(endpoint: &str) -> bool {
+    endpoint
+        .trim()
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
 /// The exporters' blocking HTTP client, built on a thread of its own (a
 /// blocking client cannot be built inside an async runtime).
 fn http_client() -> Result<reqwest::blocking::Client, String> {
@@ -284,6 +337,29 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn https_is_told_by_the_scheme() {
+        assert!(is_https("https://c:4318"));
+        assert!(is_https(" HTTPS://c"));
+        assert!(!is_https("http://c:4318"));
+        assert!(!is_https("c:4318"));
+        assert!(!is_https(""));
+    }
+
+    #[test]
+    fn a_protocol_and_a_sampler_are_read() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ]))
+        .expect("on");
+        assert_eq!(c.protocol, Protocol::HttpJson);
+        assert_eq!(c.sampling, Sampling::Ratio(0.1));
+        assert_eq!(c.warning, None);
     }
 
     #[test]

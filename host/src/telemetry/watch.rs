@@ -53,15 +53,9 @@ impl Health {
 fn say(notice: Option<Notice>, endpoint: &str, error: &dyn fmt::Display) {
     match notice {
         Some(Notice::Refused) => {
-            let hint = if endpoint.starts_with("https:") {
-                " (this build exports over plain http:// only)"
-            } else {
-                ""
-            };
             tracing::warn!(
                 target: "plughost::telemetry",
-                "OTLP export to {endpoint} failed: {error}{hint}; \
-                 said once until it recovers"
+                "OTLP export to {endpoint} failed: {error}; said once until it recovers"
             )
         }
         Some(Notice::Recovered) => tracing::info!(
@@ -72,16 +66,16 @@ fn say(notice: Option<Notice>, endpoint: &str, error: &dyn fmt::Display) {
     }
 }
 
-/// The exporters' blocking HTTP client, saying when its endpoint refuses.
+/// The exporters' HTTP client, saying when its endpoint refuses.
 #[derive(Debug)]
-pub(crate) struct WatchedClient {
-    inner: reqwest::blocking::Client,
+pub(crate) struct WatchedClient<C> {
+    inner: C,
     health: Health,
 }
 
-impl WatchedClient {
+impl<C> WatchedClient<C> {
     /// Watches `inner` (one client per signal, so each says its own).
-    pub(crate) fn new(inner: reqwest::blocking::Client) -> Self {
+    pub(crate) fn new(inner: C) -> Self {
         WatchedClient {
             inner,
             health: Health::default(),
@@ -112,7 +106,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-impl HttpClient for WatchedClient {
+impl<C: HttpClient> HttpClient for WatchedClient<C> {
     fn send_bytes<'a, 'b>(
         &'a self,
         request: Request<Bytes>,

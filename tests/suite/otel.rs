@@ -101,6 +101,7 @@ fn in_python_package() -> Option<PathBuf> {
 pub(crate) struct Collector {
     child: Child,
     http: SocketAddr,
+    grpc: SocketAddr,
     out: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -132,6 +133,7 @@ impl Collector {
         let mut collector = Collector {
             child,
             http,
+            grpc,
             out,
             _dir: dir,
         };
@@ -142,7 +144,8 @@ impl Collector {
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if TcpStream::connect_timeout(&self.http, Duration::from_millis(200)).is_ok() {
+            let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200));
+            if up(&self.http).is_ok() && up(&self.grpc).is_ok() {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -164,6 +167,11 @@ impl Collector {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` for the host.
     pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.http)
+    }
+
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` for the host with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`.
+    pub(crate) fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
     }
 
     /// What rotel printed so far: stdout (the debug exporter), then stderr.
@@ -999,7 +1007,7 @@ fn a_tls_failure_is_warned_about_once() {
 #[test]
 fn spans_and_metrics_reach_a_collector_over_https() {
     let collector = Collector::start();
-    let front = TlsFront::start(collector.http);
+    let front = TlsFront::start(collector.http, &[]);
     let fx = two_plugins();
     let endpoint = front.endpoint();
     let ca = front.ca.to_str().unwrap().to_owned();
@@ -1015,6 +1023,64 @@ fn spans_and_metrics_reach_a_collector_over_https() {
     assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
 }
 
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: everything arrives over gRPC.
+#[test]
+fn spans_and_metrics_reach_a_collector_over_grpc() {
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let endpoint = collector.grpc_endpoint();
+    let run = run_two_plugins(
+        &["--plugins", fx.path().to_str().unwrap()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", SERVICE),
+        ],
+    );
+    expect_all_received(&collector, &run);
+    assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
+}
+
+/// gRPC over TLS (`https://`), trusting the front's certificate.
+#[test]
+fn spans_and_metrics_reach_a_collector_over_grpc_with_tls() {
+    let collector = Collector::start();
+    let front = TlsFront::start(collector.grpc, &[b"h2"]);
+    let fx = two_plugins();
+    let endpoint = front.endpoint();
+    let ca = front.ca.to_str().unwrap().to_owned();
+    let run = run_two_plugins(
+        &["--plugins", fx.path().to_str().unwrap()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+            ("OTEL_SERVICE_NAME", SERVICE),
+        ],
+    );
+    expect_all_received(&collector, &run);
+    assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
+}
+
+/// A gRPC endpoint with nothing listening: one warning for the spans.
+#[test]
+fn a_refused_grpc_endpoint_is_warned_about_once() {
+    let fx = two_plugins();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let run = run_many(
+        &fx,
+        100,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &nowhere),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "10"),
+        ],
+    );
+    let traces = format!("OTLP export to {nowhere} failed");
+    assert_eq!(run.stderr.matches(&traces).count(), 1, "{run}");
+}
+
 /// A TLS listener on loopback forwarding each connection to `target`.
 struct TlsFront {
     port: u16,
@@ -1024,7 +1090,8 @@ struct TlsFront {
 }
 
 impl TlsFront {
-    fn start(target: SocketAddr) -> TlsFront {
+    /// `alpn`: the protocols it agrees to (gRPC's clients ask for `h2`).
+    fn start(target: SocketAddr, alpn: &[&[u8]]) -> TlsFront {
         use std::sync::Arc;
         let dir = tempfile::tempdir().expect("temp dir");
         let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
@@ -1032,7 +1099,7 @@ impl TlsFront {
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, key.cert.pem()).expect("write the certificate");
         let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -1040,6 +1107,7 @@ impl TlsFront {
         .with_no_client_auth()
         .with_single_cert(vec![key.cert.der().clone()], der)
         .expect("the server certificate");
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("non-blocking");

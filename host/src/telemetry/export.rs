@@ -27,6 +27,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::PeriodicReader;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
+use super::grpc;
 use super::https::HttpsClient;
 use super::sampler::{self, Sampling};
 use super::watch::{CountedProcessor, CountedSpans, SpanCounts, WatchedClient};
@@ -93,11 +94,12 @@ impl Config {
         let (protocol, protocol_warning) = match asked.as_deref().map(str::trim) {
             None | Some("http/protobuf") => (Protocol::HttpBinary, None),
             Some("http/json") => (Protocol::HttpJson, None),
+            Some("grpc") => (Protocol::Grpc, None),
             Some(other) => (
                 Protocol::HttpBinary,
                 Some(format!(
                     "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported \
-                     (http/protobuf, http/json); using http/protobuf"
+                     (grpc, http/protobuf, http/json); using http/protobuf"
                 )),
             ),
         };
@@ -149,6 +151,8 @@ pub struct Export {
     tracer_provider: SdkTracerProvider,
     metric_exporter: Mutex<Option<MetricExporter>>,
     spans: Arc<SpanCounts>,
+    /// The runtime the gRPC exporters' connections run on (gRPC only).
+    grpc_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Export {
@@ -172,27 +176,16 @@ impl Export {
         }
         sampler::install(config.sampling);
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let client = |signal: &str, file_url: &Option<String>| {
-            Client::for_signal(&var, signal, file_url.as_deref())
+        let mut grpc_runtime = None;
+        let (spans, metrics, grpc_endpoint) = if config.protocol == Protocol::Grpc {
+            let rt = grpc::runtime()?;
+            let built = grpc::exporters(&config, &var, &rt)?;
+            grpc_runtime = Some(rt);
+            (built.spans, built.metrics, Some(built.traces_endpoint))
+        } else {
+            let (spans, metrics) = http_exporters(&config, &var)?;
+            (spans, metrics, None)
         };
-        let mut spans = client("TRACES", &config.traces_endpoint)?
-            .install(SpanExporter::builder().with_http())
-            .with_protocol(config.protocol);
-        if let Some(url) = &config.traces_endpoint {
-            spans = spans.with_endpoint(url);
-        }
-        let spans = spans
-            .build()
-            .map_err(|e| format!("OTLP trace exporter: {e}"))?;
-        let mut metrics = client("METRICS", &config.metrics_endpoint)?
-            .install(MetricExporter::builder().with_http())
-            .with_protocol(config.protocol);
-        if let Some(url) = &config.metrics_endpoint {
-            metrics = metrics.with_endpoint(url);
-        }
-        let metrics = metrics
-            .build()
-            .map_err(|e| format!("OTLP metric exporter: {e}"))?;
         let resource = Resource::builder()
             .with_service_name(config.service_name)
             .build();
@@ -201,7 +194,8 @@ impl Export {
         if env("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
             batch = batch.with_max_queue_size(QUEUE_SIZE);
         }
-        let processor = BatchSpanProcessor::builder(CountedSpans::new(spans, counts.clone()))
+        let spans = CountedSpans::new(spans, counts.clone()).watching(grpc_endpoint);
+        let processor = BatchSpanProcessor::builder(spans)
             .with_batch_config(batch.build())
             .build();
         let tracer_provider = SdkTracerProvider::builder()
@@ -213,6 +207,7 @@ impl Export {
             tracer_provider,
             metric_exporter: Mutex::new(Some(metrics)),
             spans: counts,
+            grpc_runtime,
         }))
     }
 
@@ -298,7 +293,7 @@ impl Client {
 }
 
 /// Whether `endpoint` is an `https://` URL.
-fn is_https(endpoint: &str) -> bool {
+pub(super) fn is_https(endpoint: &str) -> bool {
     endpoint
         .trim()
         .get(..8)
@@ -324,7 +319,37 @@ fn http_client() -> Result<reqwest::blocking::Client, String> {
 impl Drop for Export {
     fn drop(&mut self) {
         let _ = self.tracer_provider.shutdown();
+        // Dropped where blocking may be forbidden (inside the host's runtime).
+        if let Some(rt) = self.grpc_runtime.take() {
+            rt.shutdown_background();
+        }
     }
+}
+
+/// The OTLP/HTTP exporters `config` asks for.
+fn http_exporters(
+    config: &Config,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<(SpanExporter, MetricExporter), String> {
+    let mut spans = Client::for_signal(var, "TRACES", config.traces_endpoint.as_deref())?
+        .install(SpanExporter::builder().with_http())
+        .with_protocol(config.protocol);
+    if let Some(url) = &config.traces_endpoint {
+        spans = spans.with_endpoint(url);
+    }
+    let spans = spans
+        .build()
+        .map_err(|e| format!("OTLP trace exporter: {e}"))?;
+    let mut metrics = Client::for_signal(var, "METRICS", config.metrics_endpoint.as_deref())?
+        .install(MetricExporter::builder().with_http())
+        .with_protocol(config.protocol);
+    if let Some(url) = &config.metrics_endpoint {
+        metrics = metrics.with_endpoint(url);
+    }
+    let metrics = metrics
+        .build()
+        .map_err(|e| format!("OTLP metric exporter: {e}"))?;
+    Ok((spans, metrics))
 }
 
 #[cfg(test)]
@@ -358,6 +383,13 @@ mod tests {
         ]))
         .expect("on");
         assert_eq!(c.protocol, Protocol::HttpJson);
+        let grpc = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .expect("on");
+        assert_eq!(grpc.protocol, Protocol::Grpc);
+        assert_eq!(grpc.warning, None);
         assert_eq!(c.sampling, Sampling::Ratio(0.1));
         assert_eq!(c.warning, None);
     }
@@ -389,11 +421,11 @@ mod tests {
                 "http://c:4318/v1/traces",
             ),
             ("OTEL_SERVICE_NAME", "shop"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc/json"),
         ]))
         .expect("on");
         assert_eq!(c.service_name, "shop");
-        assert!(c.warning.unwrap().contains("grpc"));
+        assert!(c.warning.unwrap().contains("grpc/json"));
     }
 
     fn file(endpoint: Option<&str>, name: Option<&str>) -> TelemetryConfig {

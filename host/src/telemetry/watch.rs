@@ -149,17 +149,29 @@ impl SpanCounts {
     }
 }
 
-/// A span exporter counting the spans it is given and those refused.
+/// A span exporter counting the spans it is given and those refused; and,
+/// when no [`WatchedClient`] can (gRPC), saying when its endpoint refuses.
 #[derive(Debug)]
 pub(crate) struct CountedSpans<E> {
     inner: E,
     counts: Arc<SpanCounts>,
+    watch: Option<(Health, String)>,
 }
 
 impl<E> CountedSpans<E> {
     /// Counts what reaches `inner` in `counts`.
     pub(crate) fn new(inner: E, counts: Arc<SpanCounts>) -> Self {
-        CountedSpans { inner, counts }
+        CountedSpans {
+            inner,
+            counts,
+            watch: None,
+        }
+    }
+
+    /// Also says when `endpoint`, where `inner` sends, refuses.
+    pub(crate) fn watching(mut self, endpoint: Option<String>) -> Self {
+        self.watch = endpoint.map(|e| (Health::default(), e));
+        self
     }
 }
 
@@ -170,6 +182,12 @@ impl<E: SpanExporter> SpanExporter for CountedSpans<E> {
         let result = self.inner.export(batch).await;
         if result.is_err() {
             self.counts.refused.fetch_add(n, Ordering::AcqRel);
+        }
+        if let Some((health, endpoint)) = &self.watch {
+            match &result {
+                Ok(()) => say(health.note(true), endpoint, &""),
+                Err(e) => say(health.note(false), endpoint, e),
+            }
         }
         result
     }

@@ -1144,3 +1144,40 @@ impl TlsFront {
         format!("https://localhost:{}", self.port)
     }
 }
+
+/// Spans the export queue has no room for are counted and said at exit,
+/// and with the spans that arrived they make up every span recorded.
+#[test]
+fn spans_dropped_by_a_full_queue_are_counted() {
+    const N: usize = 200;
+    let collector = Collector::start();
+    let fx = two_plugins();
+    let endpoint = collector.endpoint();
+    let run = run_many(
+        &fx,
+        N,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "2"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1"),
+        ],
+    );
+    let dropped: usize = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            let (before, _) = l.split_once(" spans were dropped: the export queue was full")?;
+            before.rsplit(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("a count of the dropped spans\n{run}"));
+    wait_for(&collector, |r| r.metric_names().contains("plugin.messages"));
+    std::thread::sleep(Duration::from_millis(500));
+    let got = collector.received();
+    // A's and B's delivery spans and B's own, per event (and the lifecycle spans).
+    assert!(
+        dropped > 0 && got.spans.len() + dropped >= 3 * N,
+        "{} received + {dropped} dropped < {}\n{run}",
+        got.spans.len(),
+        3 * N
+    );
+}

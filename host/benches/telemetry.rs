@@ -70,7 +70,9 @@ impl Collector {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.trim_start().starts_with("Name") && l.trim_end().ends_with(": plugin.event"))
+            .filter(|l| {
+                l.trim_start().starts_with("Name") && l.trim_end().ends_with(": plugin.event")
+            })
             .count()
     }
 
@@ -130,7 +132,10 @@ fn run(mode: Mode, plugins: &Path, input: &Path, collector: &Collector) -> Durat
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if mode != Mode::Off {
-        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", collector.http));
+        cmd.env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", collector.http),
+        );
     }
     match mode {
         Mode::Off => {}
@@ -145,7 +150,11 @@ fn run(mode: Mode, plugins: &Path, input: &Path, collector: &Collector) -> Durat
     let started = Instant::now();
     let status = cmd.status().expect("run plughost");
     let took = started.elapsed();
-    assert!(status.success(), "plughost ({}) failed: {status}", mode.label());
+    assert!(
+        status.success(),
+        "plughost ({}) failed: {status}",
+        mode.label()
+    );
     took
 }
 
@@ -188,7 +197,11 @@ fn main() {
         for (i, mode) in modes.iter().enumerate() {
             collector.truncate();
             let took = run(*mode, &plugins, &input, &collector);
-            let got = if *mode == Mode::Off { 0 } else { collector.settled() };
+            let got = if *mode == Mode::Off {
+                0
+            } else {
+                collector.settled()
+            };
             eprintln!(
                 "round {round}: {:<32} {:>8.2} s, {got} delivery spans at the collector",
                 mode.label(),
@@ -213,7 +226,10 @@ fn main() {
         );
     }
     for got in &received[2] {
-        assert_eq!(*got, events, "exporting every span, every delivery span arrives");
+        assert_eq!(
+            *got, events,
+            "exporting every span, every delivery span arrives"
+        );
     }
     for got in &received[1] {
         let want = events as f64 * 0.01;

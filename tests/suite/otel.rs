@@ -906,7 +906,11 @@ fn always_off_exports_metrics_and_no_span() {
         collector.output()
     );
     // The metrics were sent at shutdown, after the spans would have been.
-    assert!(got.spans.is_empty(), "no span with always_off: {:?}", got.spans);
+    assert!(
+        got.spans.is_empty(),
+        "no span with always_off: {:?}",
+        got.spans
+    );
 }
 
 /// A ratio of 0.5 keeps about half of the independent events' traces, and
@@ -946,8 +950,15 @@ fn a_ratio_keeps_about_its_share_of_whole_traces() {
         "about half of {N} traces kept, got {}\n{run}",
         a.len()
     );
-    assert_eq!(a.len(), got.deliveries("a", "in").len(), "one A span per trace");
-    assert_eq!(a, b, "each kept trace has both plugins' spans, no other has either");
+    assert_eq!(
+        a.len(),
+        got.deliveries("a", "in").len(),
+        "one A span per trace"
+    );
+    assert_eq!(
+        a, b,
+        "each kept trace has both plugins' spans, no other has either"
+    );
     assert_eq!(b, work, "and B's own span");
 }
 
@@ -1020,7 +1031,10 @@ fn spans_and_metrics_reach_a_collector_over_https() {
         ],
     );
     expect_all_received(&collector, &run);
-    assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
+    assert!(
+        !run.stderr.contains("OTLP export"),
+        "no export failed\n{run}"
+    );
 }
 
 /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`: everything arrives over gRPC.
@@ -1038,7 +1052,10 @@ fn spans_and_metrics_reach_a_collector_over_grpc() {
         ],
     );
     expect_all_received(&collector, &run);
-    assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
+    assert!(
+        !run.stderr.contains("OTLP export"),
+        "no export failed\n{run}"
+    );
 }
 
 /// gRPC over TLS (`https://`), trusting the front's certificate.
@@ -1059,7 +1076,10 @@ fn spans_and_metrics_reach_a_collector_over_grpc_with_tls() {
         ],
     );
     expect_all_received(&collector, &run);
-    assert!(!run.stderr.contains("OTLP export"), "no export failed\n{run}");
+    assert!(
+        !run.stderr.contains("OTLP export"),
+        "no export failed\n{run}"
+    );
 }
 
 /// A gRPC endpoint with nothing listening: one warning for the spans.

@@ -103,7 +103,7 @@ impl Config {
                 )),
             ),
         };
-        let (sampling, sampler_warning) = Sampling::from_lookup(&set);
+        let (sampling, sampler_warning) = Sampling::from_lookup(set);
         let warning = match (protocol_warning, sampler_warning) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
             (a, b) => a.or(b),

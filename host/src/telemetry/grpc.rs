@@ -34,7 +34,11 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// The endpoint of `signal` (`TRACES`, `METRICS`): the host config's base
 /// URL, else the signal's variable, else the base variable, else the default.
-fn endpoint(config_url: Option<&str>, var: &impl Fn(&str) -> Option<String>, signal: &str) -> String {
+fn endpoint(
+    config_url: Option<&str>,
+    var: &impl Fn(&str) -> Option<String>,
+    signal: &str,
+) -> String {
     config_url
         .map(|u| base(u).to_owned())
         .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))

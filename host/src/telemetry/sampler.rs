@@ -235,7 +235,9 @@ mod tests {
             for i in 0..500u128 {
                 let id = TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
                 for p in [None, Some(parent(true)), Some(parent(false))] {
-                    let cx = p.clone().map(|p| Context::new().with_remote_span_context(p));
+                    let cx = p
+                        .clone()
+                        .map(|p| Context::new().with_remote_span_context(p));
                     let want = sdk
                         .should_sample(cx.as_ref(), id, "x", &SpanKind::Internal, &[], &[])
                         .decision

@@ -178,8 +178,8 @@ impl Export {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut grpc_runtime = None;
         let (spans, metrics, grpc_endpoint) = if config.protocol == Protocol::Grpc {
-            let rt = grpc::runtime()?;
-            let built = grpc::exporters(&config, &var, &rt)?;
+            let rt = grpc::runtime().map_err(|e| e.to_string())?;
+            let built = grpc::exporters(&config, &var, &rt).map_err(|e| e.to_string())?;
             grpc_runtime = Some(rt);
             (built.spans, built.metrics, Some(built.traces_endpoint))
         } else {

@@ -9,6 +9,32 @@ use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig, WithTon
 
 use super::export::{Config, is_https};
 
+/// Why the gRPC export could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    /// The exporters' runtime could not start.
+    #[error("OTLP gRPC runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    /// The CA file could not be read.
+    #[error("OTEL_EXPORTER_OTLP_CERTIFICATE {path}: {error}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why it could not be read.
+        error: std::io::Error,
+    },
+    /// The exporter refused its configuration.
+    #[error("OTLP/gRPC {signal} exporter for {endpoint}: {error}")]
+    Build {
+        /// `trace` or `metric`.
+        signal: &'static str,
+        /// Where it would send.
+        endpoint: String,
+        /// What the exporter said.
+        error: opentelemetry_otlp::ExporterBuildError,
+    },
+}
+
 /// Where an OTLP/gRPC collector listens when no variable says.
 const DEFAULT_ENDPOINT: &str = "http://localhost:4317";
 
@@ -23,13 +49,12 @@ pub(super) struct Exporters {
 }
 
 /// The runtime the exporters' connections run on: one worker thread.
-pub(super) fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, GrpcError> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otlp-grpc")
         .enable_all()
-        .build()
-        .map_err(|e| format!("OTLP gRPC runtime: {e}"))
+        .build()?)
 }
 
 /// The endpoint of `signal` (`TRACES`, `METRICS`): the host config's base
@@ -59,7 +84,7 @@ fn tls(
     endpoint: &str,
     var: &impl Fn(&str) -> Option<String>,
     signal: &str,
-) -> Result<Option<ClientTlsConfig>, String> {
+) -> Result<Option<ClientTlsConfig>, GrpcError> {
     if !is_https(endpoint) {
         return Ok(None);
     }
@@ -67,8 +92,7 @@ fn tls(
     let ca = var(&format!("OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE"))
         .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE"));
     if let Some(path) = ca {
-        let pem = std::fs::read(&path)
-            .map_err(|e| format!("OTEL_EXPORTER_OTLP_CERTIFICATE {path}: {e}"))?;
+        let pem = std::fs::read(&path).map_err(|error| GrpcError::CaFile { path, error })?;
         tls = tls.ca_certificate(Certificate::from_pem(pem));
     }
     Ok(Some(tls))
@@ -79,7 +103,7 @@ pub(super) fn exporters(
     config: &Config,
     var: &impl Fn(&str) -> Option<String>,
     rt: &tokio::runtime::Runtime,
-) -> Result<Exporters, String> {
+) -> Result<Exporters, GrpcError> {
     let _inside = rt.enter();
     let traces_endpoint = endpoint(config.traces_endpoint.as_deref(), var, "TRACES");
     let mut spans = SpanExporter::builder()
@@ -88,9 +112,11 @@ pub(super) fn exporters(
     if let Some(tls) = tls(&traces_endpoint, var, "TRACES")? {
         spans = spans.with_tls_config(tls);
     }
-    let spans = spans
-        .build()
-        .map_err(|e| format!("OTLP/gRPC trace exporter for {traces_endpoint}: {e}"))?;
+    let spans = spans.build().map_err(|error| GrpcError::Build {
+        signal: "trace",
+        endpoint: traces_endpoint.clone(),
+        error,
+    })?;
     let metrics_endpoint = endpoint(config.metrics_endpoint.as_deref(), var, "METRICS");
     let mut metrics = MetricExporter::builder()
         .with_tonic()
@@ -98,9 +124,11 @@ pub(super) fn exporters(
     if let Some(tls) = tls(&metrics_endpoint, var, "METRICS")? {
         metrics = metrics.with_tls_config(tls);
     }
-    let metrics = metrics
-        .build()
-        .map_err(|e| format!("OTLP/gRPC metric exporter for {metrics_endpoint}: {e}"))?;
+    let metrics = metrics.build().map_err(|error| GrpcError::Build {
+        signal: "metric",
+        endpoint: metrics_endpoint.clone(),
+        error,
+    })?;
     Ok(Exporters {
         spans,
         metrics,
@@ -137,6 +165,6 @@ mod tests {
             (k == "OTEL_EXPORTER_OTLP_CERTIFICATE").then(|| "/nonexistent/ca.pem".to_owned())
         };
         let e = tls("https://c:4317", &missing, "TRACES").unwrap_err();
-        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
     }
 }

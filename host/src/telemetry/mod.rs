@@ -9,7 +9,7 @@
 //! - [`sampler`]: `OTEL_TRACES_SAMPLER`, decided before a delivery span is paid for.
 //! - [`export`]: OTLP export (HTTP/protobuf, HTTP/JSON or gRPC, `http://` or `https://`)
 //!   when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; with no configuration nothing
-//!   leaves the process. [`https`]: the TLS client over HTTP, `grpc`: the gRPC exporters; `watch`: a refused
+//!   leaves the process. [`https`]: the TLS client over HTTP, [`grpc`]: the gRPC exporters; `watch`: a refused
 //!   endpoint said once, spans lost counted.
 //!
 //! Spans are `tracing` spans (a delivery span per handled event, spans for
@@ -18,7 +18,7 @@
 //! only when exporting.
 
 pub mod export;
-mod grpc;
+pub mod grpc;
 pub mod https;
 pub mod metrics;
 pub mod sampler;

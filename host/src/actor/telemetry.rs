@@ -12,7 +12,7 @@ use tracing::field::Empty;
 
 use crate::catalog::PluginDef;
 use crate::delivery::Action;
-use crate::telemetry::{Metrics, trace};
+use crate::telemetry::{Metrics, sampler, trace};
 
 /// One topic's per-event instruments, bound to their attributes once (so a
 /// delivery records without hashing attribute sets).
@@ -49,9 +49,21 @@ impl<'a> Telemetry<'a> {
         }
     }
 
-    /// The delivery span of `event` (none with telemetry off).
+    /// The delivery span of `event` (none with telemetry off, none either
+    /// when the host's sampler drops an event with a trace context: the
+    /// decision is taken before any span is paid for, and the context goes
+    /// on unsampled, see [`trace::enter_unsampled`]).
     pub(super) fn span(&self, event: &plughost_bindings::Event) -> tracing::Span {
+        trace::leave_unsampled();
         if !self.metrics.enabled() {
+            return tracing::Span::none();
+        }
+        // Without a parent, the tracer decides on the trace id it draws.
+        if let Some(sampling) = sampler::installed()
+            && let Some(parent) = trace::extract(&event.headers)
+            && !sampling.samples(Some(&parent), parent.trace_id())
+        {
+            trace::enter_unsampled(Some(&parent));
             return tracing::Span::none();
         }
         let span = tracing::info_span!(
@@ -72,6 +84,7 @@ impl<'a> Telemetry<'a> {
 
     /// Records one delivery whose action was `Action::NAMES[outcome]`.
     pub(super) fn record(&mut self, topic: &str, elapsed_ms: f64, outcome: usize) {
+        trace::leave_unsampled();
         if !self.metrics.enabled() {
             return;
         }

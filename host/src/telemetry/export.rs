@@ -4,22 +4,33 @@
 //! no `telemetry.otlp_endpoint` in the host config, nothing leaves the
 //! process. With one, spans (through the `tracing-opentelemetry` layer) and
 //! metrics (a periodic reader on the host's meter provider) are sent over OTLP
-//! HTTP/protobuf by background threads: a slow or absent collector never slows
-//! event handling. `OTEL_SERVICE_NAME` (else the config's
-//! `telemetry.service_name`) names the service, `plughost` by default.
+//! HTTP (protobuf, or JSON with `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`) by
+//! background threads: a slow or absent collector never slows event
+//! handling. `OTEL_SERVICE_NAME` (else the config's `telemetry.service_name`)
+//! names the service, `plughost` by default. `OTEL_TRACES_SAMPLER` picks the
+//! spans ([`super::sampler`]); a collector that refuses is said once per
+//! signal, and spans the full export queue dropped are counted and said at
+//! shutdown (`super::watch`).
 //!
 //! The standard variables win over the host config, key by key: an endpoint
 //! variable replaces the config's endpoint for its signals, `OTEL_SERVICE_NAME`
 //! its service name, `OTEL_EXPORTER_OTLP_PROTOCOL` its protocol.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{MetricExporter, Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{
+    MetricExporter, Protocol, SpanExporter, WithExportConfig, WithHttpConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::PeriodicReader;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracer, SdkTracerProvider};
 
+use super::grpc;
+use super::https::HttpsClient;
+use super::sampler::{self, Sampling};
+use super::watch::{CountedProcessor, CountedSpans, SpanCounts, WatchedClient};
 use crate::config::TelemetryConfig;
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor the host config sets one.
@@ -29,12 +40,16 @@ pub const DEFAULT_SERVICE_NAME: &str = "plughost";
 static SERVICE_NAME: OnceLock<String> = OnceLock::new();
 
 /// What the environment and the host config ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The service name of the resource.
     pub service_name: String,
-    /// A warning to log (an unsupported protocol was asked for).
+    /// A warning to log (an unsupported protocol or sampler was asked for).
     pub warning: Option<String>,
+    /// The OTLP encoding over HTTP: protobuf (the default) or JSON.
+    pub protocol: Protocol,
+    /// Which spans are kept (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub sampling: Sampling,
     /// The URL spans go to when it comes from the host config; `None` when a
     /// variable (or the exporter's default) decides.
     pub traces_endpoint: Option<String>,
@@ -75,16 +90,29 @@ impl Config {
             (None, Some(base)) => Some(format!("{base}{path}")),
             _ => None,
         };
-        let protocol = set("OTEL_EXPORTER_OTLP_PROTOCOL");
-        let warning = match protocol.as_deref() {
-            None | Some("http/protobuf") => None,
-            Some(other) => Some(format!(
-                "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported; using http/protobuf"
-            )),
+        let asked = set("OTEL_EXPORTER_OTLP_PROTOCOL").or_else(|| file.protocol.clone());
+        let (protocol, protocol_warning) = match asked.as_deref().map(str::trim) {
+            None | Some("http/protobuf") => (Protocol::HttpBinary, None),
+            Some("http/json") => (Protocol::HttpJson, None),
+            Some("grpc") => (Protocol::Grpc, None),
+            Some(other) => (
+                Protocol::HttpBinary,
+                Some(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other} is not supported \
+                     (grpc, http/protobuf, http/json); using http/protobuf"
+                )),
+            ),
+        };
+        let (sampling, sampler_warning) = Sampling::from_lookup(set);
+        let warning = match (protocol_warning, sampler_warning) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
         };
         Some(Config {
             service_name: service_name(&set, file),
             warning,
+            protocol,
+            sampling,
             traces_endpoint: from_file(&traces, "/v1/traces"),
             metrics_endpoint: from_file(&metrics, "/v1/metrics"),
         })
@@ -109,11 +137,22 @@ pub fn resource() -> Resource {
     Resource::builder().with_service_name(name).build()
 }
 
+/// How long one export request may take (the OTLP default).
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The export queue's size when `OTEL_BSP_MAX_QUEUE_SIZE` is unset: room
+/// for the spans of a burst of events while a batch is on its way (the
+/// SDK's 2048 drops spans of a busy plugin exporting every trace).
+const QUEUE_SIZE: usize = 65_536;
+
 /// A running OTLP export. Flushes and stops on [`Export::shutdown`] or drop.
 #[derive(Debug)]
 pub struct Export {
     tracer_provider: SdkTracerProvider,
     metric_exporter: Mutex<Option<MetricExporter>>,
+    spans: Arc<SpanCounts>,
+    /// The runtime the gRPC exporters' connections run on (gRPC only).
+    grpc_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Export {
@@ -124,7 +163,8 @@ impl Export {
 
     /// Starts the export the environment and the host config's `telemetry:`
     /// ask for, if any; the variables win (see [`Config::from_lookup_and`]).
-    /// Also fixes the service name of [`resource`] for the process.
+    /// Also fixes the service name of [`resource`] and the sampler of the
+    /// delivery spans ([`sampler::install`]) for the process.
     pub fn from_env_and(file: &TelemetryConfig) -> Result<Option<Export>, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let _ = SERVICE_NAME.set(service_name(&env, file));
@@ -134,34 +174,40 @@ impl Export {
         if let Some(w) = &config.warning {
             eprintln!("plughost: {w}");
         }
-        let mut spans = SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary);
-        if let Some(url) = &config.traces_endpoint {
-            spans = spans.with_endpoint(url);
-        }
-        let spans = spans
-            .build()
-            .map_err(|e| format!("OTLP trace exporter: {e}"))?;
-        let mut metrics = MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary);
-        if let Some(url) = &config.metrics_endpoint {
-            metrics = metrics.with_endpoint(url);
-        }
-        let metrics = metrics
-            .build()
-            .map_err(|e| format!("OTLP metric exporter: {e}"))?;
+        sampler::install(config.sampling);
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let mut grpc_runtime = None;
+        let (spans, metrics, grpc_endpoint) = if config.protocol == Protocol::Grpc {
+            let rt = grpc::runtime().map_err(|e| e.to_string())?;
+            let built = grpc::exporters(&config, &var, &rt).map_err(|e| e.to_string())?;
+            grpc_runtime = Some(rt);
+            (built.spans, built.metrics, Some(built.traces_endpoint))
+        } else {
+            let (spans, metrics) = http_exporters(&config, &var)?;
+            (spans, metrics, None)
+        };
         let resource = Resource::builder()
             .with_service_name(config.service_name)
             .build();
+        let counts = Arc::new(SpanCounts::default());
+        let mut batch = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+        if env("OTEL_BSP_MAX_QUEUE_SIZE").is_none() {
+            batch = batch.with_max_queue_size(QUEUE_SIZE);
+        }
+        let spans = CountedSpans::new(spans, counts.clone()).watching(grpc_endpoint);
+        let processor = BatchSpanProcessor::builder(spans)
+            .with_batch_config(batch.build())
+            .build();
         let tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource)
-            .with_batch_exporter(spans)
+            .with_sampler(config.sampling.sdk())
+            .with_span_processor(CountedProcessor::new(processor, counts.clone()))
             .build();
         Ok(Some(Export {
             tracer_provider,
             metric_exporter: Mutex::new(Some(metrics)),
+            spans: counts,
+            grpc_runtime,
         }))
     }
 
@@ -180,18 +226,130 @@ impl Export {
         Some(PeriodicReader::builder(exporter).build())
     }
 
-    /// Sends the spans still pending and stops the trace pipeline.
+    /// Sends the spans still pending and stops the trace pipeline; says how
+    /// many spans were lost (a full queue, a refusing collector), if any.
     pub fn shutdown(&self) {
         if let Err(e) = self.tracer_provider.shutdown() {
             tracing::debug!("trace export shutdown: {e}");
         }
+        let lost = self.spans.lost_in_queue();
+        if lost > 0 {
+            tracing::warn!(
+                target: "plughost::telemetry",
+                "{lost} spans were dropped: the export queue was full \
+                 (raise OTEL_BSP_MAX_QUEUE_SIZE, or sample with OTEL_TRACES_SAMPLER)"
+            );
+        }
+        let refused = self.spans.refused();
+        if refused > 0 {
+            tracing::warn!(
+                target: "plughost::telemetry",
+                "{refused} spans were not accepted by the collector"
+            );
+        }
     }
+}
+
+/// The HTTP client of one signal's exporter: TLS for an `https://` endpoint.
+enum Client {
+    /// Plain HTTP.
+    Http(reqwest::blocking::Client),
+    /// HTTPS.
+    Https(HttpsClient),
+}
+
+impl Client {
+    /// The client for `signal` (`TRACES`, `METRICS`): its endpoint is
+    /// `file_url` (from the host config), else its own variable, else the
+    /// base one; its CA file `OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE`, else
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    fn for_signal(
+        var: &impl Fn(&str) -> Option<String>,
+        signal: &str,
+        file_url: Option<&str>,
+    ) -> Result<Client, String> {
+        let endpoint = file_url
+            .map(str::to_owned)
+            .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+            .unwrap_or_default();
+        if !is_https(&endpoint) {
+            return http_client().map(Client::Http);
+        }
+        let ca = var(&format!("OTEL_EXPORTER_OTLP_{signal}_CERTIFICATE"))
+            .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+        HttpsClient::new(ca.as_deref().map(std::path::Path::new), EXPORT_TIMEOUT)
+            .map(Client::Https)
+            .map_err(|e| format!("OTLP HTTPS client for {endpoint}: {e}"))
+    }
+
+    /// Gives `builder` this client, watched (see `super::watch`).
+    fn install<B: WithHttpConfig>(self, builder: B) -> B {
+        match self {
+            Client::Http(c) => builder.with_http_client(WatchedClient::new(c)),
+            Client::Https(c) => builder.with_http_client(WatchedClient::new(c)),
+        }
+    }
+}
+
+/// Whether `endpoint` is an `https://` URL.
+pub(super) fn is_https(endpoint: &str) -> bool {
+    endpoint
+        .trim()
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// The exporters' blocking HTTP client, built on a thread of its own (a
+/// blocking client cannot be built inside an async runtime).
+fn http_client() -> Result<reqwest::blocking::Client, String> {
+    std::thread::Builder::new()
+        .name("otlp-client".into())
+        .spawn(|| {
+            reqwest::blocking::Client::builder()
+                .timeout(EXPORT_TIMEOUT)
+                .build()
+        })
+        .map_err(|e| format!("OTLP HTTP client: {e}"))?
+        .join()
+        .map_err(|_| "OTLP HTTP client: its thread panicked".to_owned())?
+        .map_err(|e| format!("OTLP HTTP client: {e}"))
 }
 
 impl Drop for Export {
     fn drop(&mut self) {
         let _ = self.tracer_provider.shutdown();
+        // Dropped where blocking may be forbidden (inside the host's runtime).
+        if let Some(rt) = self.grpc_runtime.take() {
+            rt.shutdown_background();
+        }
     }
+}
+
+/// The OTLP/HTTP exporters `config` asks for.
+fn http_exporters(
+    config: &Config,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<(SpanExporter, MetricExporter), String> {
+    let mut spans = Client::for_signal(var, "TRACES", config.traces_endpoint.as_deref())?
+        .install(SpanExporter::builder().with_http())
+        .with_protocol(config.protocol);
+    if let Some(url) = &config.traces_endpoint {
+        spans = spans.with_endpoint(url);
+    }
+    let spans = spans
+        .build()
+        .map_err(|e| format!("OTLP trace exporter: {e}"))?;
+    let mut metrics = Client::for_signal(var, "METRICS", config.metrics_endpoint.as_deref())?
+        .install(MetricExporter::builder().with_http())
+        .with_protocol(config.protocol);
+    if let Some(url) = &config.metrics_endpoint {
+        metrics = metrics.with_endpoint(url);
+    }
+    let metrics = metrics
+        .build()
+        .map_err(|e| format!("OTLP metric exporter: {e}"))?;
+    Ok((spans, metrics))
 }
 
 #[cfg(test)]
@@ -204,6 +362,36 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn https_is_told_by_the_scheme() {
+        assert!(is_https("https://c:4318"));
+        assert!(is_https(" HTTPS://c"));
+        assert!(!is_https("http://c:4318"));
+        assert!(!is_https("c:4318"));
+        assert!(!is_https(""));
+    }
+
+    #[test]
+    fn a_protocol_and_a_sampler_are_read() {
+        let c = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_TRACES_SAMPLER", "traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ]))
+        .expect("on");
+        assert_eq!(c.protocol, Protocol::HttpJson);
+        let grpc = Config::from_lookup(lookup(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .expect("on");
+        assert_eq!(grpc.protocol, Protocol::Grpc);
+        assert_eq!(grpc.warning, None);
+        assert_eq!(c.sampling, Sampling::Ratio(0.1));
+        assert_eq!(c.warning, None);
     }
 
     #[test]
@@ -233,11 +421,11 @@ mod tests {
                 "http://c:4318/v1/traces",
             ),
             ("OTEL_SERVICE_NAME", "shop"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc/json"),
         ]))
         .expect("on");
         assert_eq!(c.service_name, "shop");
-        assert!(c.warning.unwrap().contains("grpc"));
+        assert!(c.warning.unwrap().contains("grpc/json"));
     }
 
     fn file(endpoint: Option<&str>, name: Option<&str>) -> TelemetryConfig {

@@ -6,8 +6,11 @@
 //! - `topic_counts`: messages to and from NATS per topic (`cluster.messages`).
 //! - [`trace`]: W3C `traceparent` in event headers, so the delivery spans of
 //!   a chain of plugins form one trace.
-//! - [`export`]: OTLP export (HTTP/protobuf) when `OTEL_EXPORTER_OTLP_ENDPOINT`
-//!   is set; with no configuration nothing leaves the process.
+//! - [`sampler`]: `OTEL_TRACES_SAMPLER`, decided before a delivery span is paid for.
+//! - [`export`]: OTLP export (HTTP/protobuf, HTTP/JSON or gRPC, `http://` or `https://`)
+//!   when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; with no configuration nothing
+//!   leaves the process. [`https`]: the TLS client over HTTP, [`grpc`]: the gRPC exporters; `watch`: a refused
+//!   endpoint said once, spans lost counted.
 //!
 //! Spans are `tracing` spans (a delivery span per handled event, spans for
 //! init, reload and shutdown, and the scripts' `telemetry.span`); they become
@@ -15,8 +18,12 @@
 //! only when exporting.
 
 pub mod export;
+pub mod grpc;
+pub mod https;
 pub mod metrics;
+pub mod sampler;
 pub(crate) mod topic_counts;
 pub mod trace;
+mod watch;
 
 pub use metrics::{Caps, MetricPoint, Metrics};

@@ -6,7 +6,14 @@
 //! Parsing and formatting are pure; [`inject_current`] and [`set_parent`] tie
 //! them to `tracing` spans (which carry OpenTelemetry contexts only when the
 //! OpenTelemetry layer is installed, that is when exporting).
+//!
+//! A delivery the sampler drops has no span at all (it would cost a
+//! `tracing` span through the OpenTelemetry layer for nothing): its trace
+//! context, flags `00`, is kept for the delivery's thread by
+//! [`enter_unsampled`], so what the plugin publishes carries it on and the
+//! next plugin down the chain takes the same decision.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use opentelemetry::Context;
@@ -62,7 +69,9 @@ fn is_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A `traceparent` for a new trace: random trace and span ids, sampled.
+/// A `traceparent` for a new trace: random trace and span ids, sampled
+/// as the installed sampler decides for a root span (flags `01` or `00`;
+/// sampled without an installed sampler).
 /// The host adds one to the events it publishes only when exporting:
 /// carrying it costs 15–20 % of one Lua plugin's throughput
 /// (docs/performance.md), for spans nobody would keep otherwise.
@@ -71,7 +80,36 @@ fn is_hex(s: &str) -> bool {
 pub fn new_root() -> String {
     use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
     let ids = RandomIdGenerator::default();
-    format!("00-{}-{}-01", ids.new_trace_id(), ids.new_span_id())
+    let trace_id = ids.new_trace_id();
+    let sampled = super::sampler::installed().is_none_or(|s| s.samples(None, trace_id));
+    let flags = if sampled { "01" } else { "00" };
+    format!("00-{trace_id}-{}-{flags}", ids.new_span_id())
+}
+
+thread_local! {
+    /// The trace context of the unsampled delivery running on this thread.
+    static UNSAMPLED: Cell<Option<(TraceId, SpanId)>> = const { Cell::new(None) };
+}
+
+/// Marks the delivery starting on this thread as unsampled, in the trace of
+/// `parent` (or a new trace): what it publishes carries that trace with
+/// flags `00` and a span id of its own.
+pub fn enter_unsampled(parent: Option<&SpanContext>) {
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    let ids = RandomIdGenerator::default();
+    let trace_id = parent.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id);
+    UNSAMPLED.with(|u| u.set(Some((trace_id, ids.new_span_id()))));
+}
+
+/// Ends what [`enter_unsampled`] started on this thread.
+pub fn leave_unsampled() {
+    UNSAMPLED.with(|u| u.set(None));
+}
+
+/// Whether the delivery running on this thread is unsampled (so a script's
+/// span inside it is not recorded either).
+pub fn in_unsampled() -> bool {
+    UNSAMPLED.with(|u| u.get().is_some())
 }
 
 /// Writes `sc` into `headers` (when valid).
@@ -86,10 +124,16 @@ pub fn extract(headers: &BTreeMap<String, String>) -> Option<SpanContext> {
     headers.get(TRACEPARENT).and_then(|v| parse(v))
 }
 
-/// Writes the current `tracing` span's context into `headers`, when it has one.
+/// Writes the current `tracing` span's context into `headers`, when it has
+/// one; else the unsampled delivery's (see [`enter_unsampled`]).
 pub fn inject_current(headers: &mut BTreeMap<String, String>) {
     let span = tracing::Span::current();
     if span.is_disabled() {
+        if let Some((trace_id, span_id)) = UNSAMPLED.with(Cell::get) {
+            let flags = TraceFlags::default();
+            let sc = SpanContext::new(trace_id, span_id, flags, false, TraceState::default());
+            inject(headers, &sc);
+        }
         return;
     }
     let cx = span.context();
@@ -183,6 +227,31 @@ mod tests {
         assert!(a.is_sampled());
         assert_ne!(a.trace_id(), b.trace_id());
         assert_eq!(format(&a), format(&parse(&format(&a)).unwrap()));
+    }
+
+    #[test]
+    fn an_unsampled_delivery_carries_its_trace_on_unsampled() {
+        let parent = parse(GOOD).unwrap();
+        enter_unsampled(Some(&parent));
+        assert!(in_unsampled());
+        let mut headers = BTreeMap::new();
+        inject_current(&mut headers);
+        leave_unsampled();
+        let child = extract(&headers).expect("a traceparent");
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        assert!(!child.is_sampled());
+        assert!(headers[TRACEPARENT].ends_with("-00"));
+        assert!(!in_unsampled());
+        let mut after = BTreeMap::new();
+        inject_current(&mut after);
+        assert!(after.is_empty());
+        // Without a parent, a new trace, unsampled too.
+        enter_unsampled(None);
+        let mut root = BTreeMap::new();
+        inject_current(&mut root);
+        leave_unsampled();
+        assert!(!extract(&root).expect("a traceparent").is_sampled());
     }
 
     #[test]

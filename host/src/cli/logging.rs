@@ -53,13 +53,19 @@ pub fn init_with(format: LogFormat, tracer: Option<SdkTracer>) {
         LogFormat::Text => fmt.with_filter(filter).boxed(),
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
-    let otel = tracer.map(|t| {
-        tracing_opentelemetry::layer()
-            .with_tracer(t)
-            .with_filter(Targets::new().with_target("plughost", LevelFilter::INFO))
-    });
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(otel)
-        .try_init();
+    // Without a tracer, no OpenTelemetry layer at all, not a `None` one: an
+    // absent `Option` layer counts as interested in every span, which made
+    // the registry build a delivery span per event that nothing read.
+    let _ = match tracer {
+        Some(t) => {
+            let otel = tracing_opentelemetry::layer()
+                .with_tracer(t)
+                .with_filter(Targets::new().with_target("plughost", LevelFilter::INFO));
+            tracing_subscriber::registry()
+                .with(fmt)
+                .with(otel)
+                .try_init()
+        }
+        None => tracing_subscriber::registry().with(fmt).try_init(),
+    };
 }

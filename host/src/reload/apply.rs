@@ -9,14 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::fingerprint;
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
-use super::settle::Settle;
+use super::settle::{Change, Settle};
 use super::watcher::{self, folder_of, folders_inside};
 use crate::catalog::read_entry;
 use crate::discovery::MANIFEST_FILE;
@@ -26,7 +26,10 @@ use crate::host_events::{FailReason, HostEvent};
 /// Why a change asked for during shutdown is refused.
 pub(crate) const SHUTTING_DOWN: &str = "the host is shutting down";
 
-pub use super::settle::SETTLE;
+/// After a plugin is started, stopped or reloaded by others, how long to
+/// wait before looking at which libraries to watch (the running list is
+/// updated right after the announcement).
+const RESYNC: Duration = Duration::from_millis(20);
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +76,7 @@ impl Host {
     /// native plugin, and applies every change (SPEC §5, §7) until the
     /// handle is dropped. Needs a tokio runtime.
     pub fn watch(&self) -> std::io::Result<WatchHandle> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<(PathBuf, Change)>>();
         let roots: Vec<(PathBuf, PathBuf)> = self
             .inner
             .roots
@@ -119,10 +122,10 @@ impl Host {
             let mut lifecycle_open = true;
             loop {
                 let next = pending.next_due().into_iter().chain(resync).min();
-                let paths = tokio::select! {
+                let changes = tokio::select! {
                     _ = &mut stopped => return,
                     b = rx.recv() => match b {
-                        Some(paths) => paths,
+                        Some(changes) => changes,
                         None => return,
                     },
                     e = lifecycle.recv(), if lifecycle_open => {
@@ -130,7 +133,7 @@ impl Host {
                             // The running list is updated right after the
                             // announcement: look a moment later.
                             Some(_) => {
-                                resync.get_or_insert(Instant::now() + SETTLE);
+                                resync.get_or_insert(Instant::now() + RESYNC);
                             }
                             None => lifecycle_open = false,
                         }
@@ -139,7 +142,7 @@ impl Host {
                     () = sleep_until_opt(next) => Vec::new(),
                 };
                 let known = host.known_folders();
-                for path in paths {
+                for (path, change) in changes {
                     let dirs: Vec<(PathBuf, bool)> = match libraries.classify(&path) {
                         Hit::Library(file, folders) => {
                             for dir in folders {
@@ -167,7 +170,7 @@ impl Host {
                         },
                     };
                     for (dir, script) in dirs {
-                        pending.folder_changed(dir, script, Instant::now());
+                        pending.folder_changed(dir, &path, change, script, Instant::now());
                     }
                 }
                 let now = Instant::now();

@@ -486,7 +486,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let seen = loop {
             match rx.try_recv() {
-                Ok(changes) if changes.iter().any(|(p, _)| p.ends_with("p/main.lua")) => {
+                Ok((_, changes)) if changes.iter().any(|(p, _)| p.ends_with("p/main.lua")) => {
                     break true;
                 }
                 _ if Instant::now() > deadline => break false,

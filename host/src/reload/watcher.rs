@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 use notify::{Config, Event, EventKindMask, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::UnboundedSender;
@@ -22,6 +23,10 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::events::changes_of;
 use super::settle::Change;
 use crate::discovery::{MANIFEST_FILE, plugin_folders};
+
+/// The changes one event reported, and when it was read (so that a busy
+/// receiver still times a folder's wait from the change itself).
+pub type Batch = (Instant, Vec<(PathBuf, Change)>);
 
 /// A running watcher; dropping it stops watching.
 pub struct Watcher {
@@ -63,11 +68,8 @@ impl std::fmt::Debug for Watcher {
 }
 
 /// Watches `roots` recursively; the changes each event reports are sent to
-/// `tx` as they come (see `super::events`).
-pub fn watch(
-    roots: &[PathBuf],
-    tx: UnboundedSender<Vec<(PathBuf, Change)>>,
-) -> notify::Result<Watcher> {
+/// `tx` as they come (see `super::events`), with the time they were read.
+pub fn watch(roots: &[PathBuf], tx: UnboundedSender<Batch>) -> notify::Result<Watcher> {
     // Opens and closes after reading are not asked for: only changes, and
     // closes after writing.
     let config =
@@ -81,7 +83,7 @@ pub fn watch(
             }
             let changes = changes_of(&event, Path::exists);
             if !changes.is_empty() {
-                let _ = tx.send(changes);
+                let _ = tx.send((Instant::now(), changes));
             }
         }
         Err(e) => tracing::warn!("file watcher: {e}"),
@@ -179,6 +181,26 @@ pub fn folders_inside(
         found.extend(plugin_folders(std::slice::from_ref(&dir)).unwrap_or_default());
     }
     found.into_iter().collect()
+}
+
+/// `path` as the host names it when it is a plain folder (in no plugin
+/// folder, holding no `plugin.yaml`, not ignored, not a root) that exists
+/// now: a folder created or moved in, whose plugin folders are to be looked
+/// for once it is quiet.
+pub fn plain_folder(
+    path: &Path,
+    roots: &[(PathBuf, PathBuf)],
+    known: &BTreeSet<PathBuf>,
+) -> Option<PathBuf> {
+    let (root, parts) = locate(path, roots)?;
+    if parts.is_empty()
+        || parts.iter().any(|p| ignored(p))
+        || folder_of(path, roots, known).is_some()
+    {
+        return None;
+    }
+    let dir: PathBuf = parts.iter().fold(root, |d, p| d.join(p));
+    dir.is_dir().then_some(dir)
 }
 
 /// `path` as the root it lies under (as given) and its parts below it;
@@ -314,6 +336,25 @@ mod tests {
             folders_inside(&canon.join("gone"), &roots, &known),
             [shown.join("gone/e")]
         );
+        // A plain folder that exists is looked into again later.
+        assert_eq!(
+            plain_folder(&canon.join("group"), &roots, &known),
+            Some(shown.join("group"))
+        );
+        for path in [
+            canon.join("a"),
+            canon.join("group/b"),
+            canon.join("gone"),
+            canon.join("group/.hidden"),
+            canon.clone(),
+        ] {
+            assert_eq!(
+                plain_folder(&path, &roots, &known),
+                None,
+                "{}",
+                path.display()
+            );
+        }
         // Plugin folders, files in them, roots and ignored paths: none.
         for path in [
             canon.join("a"),

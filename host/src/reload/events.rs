@@ -241,15 +241,16 @@ mod tests {
     }
 
     #[test]
-    fn two_quick_appends_reload_once() {
-        // `echo >> main.lua` twice.
+    fn two_appends_in_a_row_reload_once_when_quiet() {
+        // `echo >> main.lua` twice: a burst of two saves.
         let events = [
             modify("main.lua"),
             close("main.lua"),
             modify("main.lua"),
             close("main.lua"),
         ];
-        one_reload_at_the_grace(&events, 4);
+        let (reloads, times) = replay(&events);
+        assert_eq!(reloads, [times[3] + QUIET]);
     }
 
     #[test]

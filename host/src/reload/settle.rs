@@ -5,10 +5,13 @@
 //! A save ends with a file closed after writing or renamed into place
 //! ([`Change::Ended`]); a folder whose last change ended a save, with no
 //! file of it still being written, is due a [`GRACE`] later (so the few
-//! events an editor sends right after, like a second append, join the same
+//! events a tool sends right after, like its `chmod`, join the same
 //! reload). Anything else (a write not closed yet, a file removed or renamed
 //! away, a platform without close events) waits for the folder to be quiet
-//! for [`QUIET`] instead. A metadata change alone (`touch`, `chmod`) never
+//! for [`QUIET`] instead, and so does a burst of saves: a folder written
+//! again after a save ended and before it was applied (two appends in a
+//! row, "save all", a program writing a file in several goes) waits for
+//! quiet from then on. A metadata change alone (`touch`, `chmod`) never
 //! delays a save that has ended.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// After the end of a save, how long to wait for the rest of the burst.
-pub const GRACE: Duration = Duration::from_millis(10);
+pub const GRACE: Duration = Duration::from_millis(15);
 
 /// After a change that does not end a save, how long the folder must be
 /// quiet before it is due (the fallback when no end is seen).
@@ -48,6 +51,9 @@ pub(crate) struct Pending {
     pub(crate) at: Instant,
     /// That change ended a save.
     pub(crate) ended: bool,
+    /// The folder was written again after a save had ended: several saves
+    /// in a row, which wait for quiet.
+    burst: bool,
     /// Files written and not closed or renamed away since.
     writing: BTreeSet<PathBuf>,
     /// A file of the folder other than `plugin.yaml` changed.
@@ -63,6 +69,7 @@ impl Pending {
         Pending {
             at,
             ended: false,
+            burst: false,
             writing: BTreeSet::new(),
             scripts: false,
             folder: false,
@@ -72,7 +79,7 @@ impl Pending {
 
     /// When the folder is due, unless more changes come.
     fn due(&self) -> Instant {
-        if self.ended && self.writing.is_empty() {
+        if self.ended && self.writing.is_empty() && !self.burst {
             self.at + GRACE
         } else {
             self.at + QUIET
@@ -104,6 +111,7 @@ impl Settle {
         match change {
             Change::Touched => return,
             Change::Written => {
+                slot.burst |= slot.ended;
                 slot.writing.insert(path.to_path_buf());
             }
             Change::Ended => {
@@ -219,16 +227,28 @@ mod tests {
     }
 
     #[test]
-    fn saves_closer_than_the_grace_are_one_burst() {
-        // `echo >> main.lua` twice, or a writer saving in several goes.
+    fn saves_in_a_row_are_one_burst_that_waits_for_quiet() {
+        // `echo >> main.lua` twice, or a writer saving in several goes,
+        // with pauses longer than the grace after the second save.
         let t0 = Instant::now();
         let mut s = Settle::default();
-        for i in 0..5 {
-            change(&mut s, "main.lua", Change::Written, t0 + ms(2 * i));
-            change(&mut s, "main.lua", Change::Ended, t0 + ms(2 * i + 1));
-            assert!(s.take_due(t0 + ms(2 * i + 2)).is_empty());
+        change(&mut s, "main.lua", Change::Written, t0);
+        change(&mut s, "main.lua", Change::Ended, t0 + ms(1));
+        assert_eq!(s.next_due(), Some(t0 + ms(1) + GRACE));
+        let mut at = t0 + ms(2);
+        for _ in 0..4 {
+            change(&mut s, "main.lua", Change::Written, at);
+            change(&mut s, "main.lua", Change::Ended, at + ms(1));
+            assert_eq!(s.next_due(), Some(at + ms(1) + QUIET));
+            at += ms(1) + GRACE * 2;
+            assert!(s.take_due(at - ms(1)).is_empty());
         }
-        assert_eq!(s.take_due(t0 + ms(9) + GRACE).len(), 1);
+        let last = at - GRACE * 2;
+        assert_eq!(s.take_due(last + QUIET).len(), 1);
+        // The next save, once that burst was applied, ends at its close.
+        change(&mut s, "main.lua", Change::Written, last + ms(100));
+        change(&mut s, "main.lua", Change::Ended, last + ms(101));
+        assert_eq!(s.next_due(), Some(last + ms(101) + GRACE));
     }
 
     #[test]

@@ -203,13 +203,13 @@ impl Host {
                 let mut due: BTreeMap<PathBuf, Pending> = BTreeMap::new();
                 for (dir, p) in pending.take_due(now) {
                     if known.contains(&dir) || dir.join(MANIFEST_FILE).is_file() {
-                        due.entry(dir).or_insert(p);
+                        merge(&mut due, dir, p);
                         continue;
                     }
                     // A plain folder that came: the plugin folders in it now.
                     for d in folders_inside(&dir, &roots, &known) {
                         if !d.join(MANIFEST_FILE).is_file() || !host.runs_from(&d) {
-                            due.entry(d).or_insert_with(|| p.clone());
+                            merge(&mut due, d, p.clone());
                         }
                     }
                 }
@@ -378,6 +378,21 @@ fn folder_name(dir: &Path) -> String {
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// Adds folder `dir`'s changes `p` to `due`, with those it has already.
+fn merge(due: &mut BTreeMap<PathBuf, Pending>, dir: PathBuf, p: Pending) {
+    match due.entry(dir) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(p);
+        }
+        std::collections::btree_map::Entry::Occupied(mut slot) => {
+            let had = slot.get_mut();
+            had.scripts |= p.scripts;
+            had.folder |= p.folder;
+            had.libraries.extend(p.libraries);
+        }
+    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

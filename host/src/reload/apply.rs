@@ -9,15 +9,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::fingerprint;
 use super::library::{self, Hit, LibraryWatch};
 use super::plan::{Action, plan};
-use super::settle::Settle;
-use super::watcher::{self, folder_of, folders_inside};
+use super::settle::{Pending, Settle};
+use super::watcher::{self, Batch, folder_of, folders_inside, plain_folder};
 use crate::catalog::read_entry;
 use crate::discovery::MANIFEST_FILE;
 use crate::host::Host;
@@ -26,7 +26,10 @@ use crate::host_events::{FailReason, HostEvent};
 /// Why a change asked for during shutdown is refused.
 pub(crate) const SHUTTING_DOWN: &str = "the host is shutting down";
 
-pub use super::settle::SETTLE;
+/// After a plugin is started, stopped or reloaded by others, how long to
+/// wait before looking at which libraries to watch (the running list is
+/// updated right after the announcement).
+const RESYNC: Duration = Duration::from_millis(20);
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +76,7 @@ impl Host {
     /// native plugin, and applies every change (SPEC §5, §7) until the
     /// handle is dropped. Needs a tokio runtime.
     pub fn watch(&self) -> std::io::Result<WatchHandle> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Batch>();
         let roots: Vec<(PathBuf, PathBuf)> = self
             .inner
             .roots
@@ -119,10 +122,10 @@ impl Host {
             let mut lifecycle_open = true;
             loop {
                 let next = pending.next_due().into_iter().chain(resync).min();
-                let paths = tokio::select! {
+                let mut batches: Vec<Batch> = tokio::select! {
                     _ = &mut stopped => return,
                     b = rx.recv() => match b {
-                        Some(paths) => paths,
+                        Some(batch) => vec![batch],
                         None => return,
                     },
                     e = lifecycle.recv(), if lifecycle_open => {
@@ -130,7 +133,7 @@ impl Host {
                             // The running list is updated right after the
                             // announcement: look a moment later.
                             Some(_) => {
-                                resync.get_or_insert(Instant::now() + SETTLE);
+                                resync.get_or_insert(Instant::now() + RESYNC);
                             }
                             None => lifecycle_open = false,
                         }
@@ -138,12 +141,21 @@ impl Host {
                     }
                     () = sleep_until_opt(next) => Vec::new(),
                 };
+                // Whatever else has come in counts before deciding what is
+                // due: a folder's wait may have passed while its next
+                // change was already waiting here.
+                while let Ok(batch) = rx.try_recv() {
+                    batches.push(batch);
+                }
                 let known = host.known_folders();
-                for path in paths {
+                for (at, (path, change)) in batches
+                    .into_iter()
+                    .flat_map(|(at, changes)| changes.into_iter().map(move |c| (at, c)))
+                {
                     let dirs: Vec<(PathBuf, bool)> = match libraries.classify(&path) {
                         Hit::Library(file, folders) => {
                             for dir in folders {
-                                pending.library_changed(dir, file.clone(), Instant::now());
+                                pending.library_changed(dir, file.clone(), at);
                             }
                             continue;
                         }
@@ -158,16 +170,20 @@ impl Host {
                                 vec![(dir, script)]
                             }
                             // A plain folder created, moved in, removed or moved
-                            // out: the plugin folders in it that come or go.
+                            // out: the plugin folders in it that come or go,
+                            // and the folder itself, looked into again once it
+                            // is due (files written into a new folder before
+                            // its watch began are never reported).
                             None => folders_inside(&path, &roots, &known)
                                 .into_iter()
                                 .filter(|d| !d.join(MANIFEST_FILE).is_file() || !host.runs_from(d))
+                                .chain(plain_folder(&path, &roots, &known))
                                 .map(|d| (d, true))
                                 .collect(),
                         },
                     };
                     for (dir, script) in dirs {
-                        pending.folder_changed(dir, script, Instant::now());
+                        pending.folder_changed(dir, &path, change, script, at);
                     }
                 }
                 let now = Instant::now();
@@ -183,7 +199,21 @@ impl Host {
                         }
                     }
                 }
-                let mut due = pending.take_due(now);
+                let known = host.known_folders();
+                let mut due: BTreeMap<PathBuf, Pending> = BTreeMap::new();
+                for (dir, p) in pending.take_due(now) {
+                    if known.contains(&dir) || dir.join(MANIFEST_FILE).is_file() {
+                        merge(&mut due, dir, p);
+                        continue;
+                    }
+                    // A plain folder that came: the plugin folders in it now.
+                    for d in folders_inside(&dir, &roots, &known) {
+                        if !d.join(MANIFEST_FILE).is_file() || !host.runs_from(&d) {
+                            merge(&mut due, d, p.clone());
+                        }
+                    }
+                }
+                let mut due: Vec<(PathBuf, Pending)> = due.into_iter().collect();
                 // Folders that are gone first: a plugin whose folder was
                 // renamed leaves the old one before it starts from the new
                 // one (its name would be taken otherwise).
@@ -348,6 +378,21 @@ fn folder_name(dir: &Path) -> String {
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// Adds folder `dir`'s changes `p` to `due`, with those it has already.
+fn merge(due: &mut BTreeMap<PathBuf, Pending>, dir: PathBuf, p: Pending) {
+    match due.entry(dir) {
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(p);
+        }
+        std::collections::btree_map::Entry::Occupied(mut slot) => {
+            let had = slot.get_mut();
+            had.scripts |= p.scripts;
+            had.folder |= p.folder;
+            had.libraries.extend(p.libraries);
+        }
+    }
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.

@@ -174,8 +174,8 @@ impl LibraryWatch {
             self.watched.remove(dir);
         }
         for dir in &dirs {
-            // Unwatching a folder makes the debouncer forget the watched
-            // folders below it: watching one again restores it.
+            // Unwatching a folder may drop the watches below it (one
+            // watch per folder, shared): watching one again restores it.
             let again = gone.iter().any(|g| dir.starts_with(g));
             if self.watched.contains(dir) && !again {
                 continue;
@@ -486,7 +486,9 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(5);
         let seen = loop {
             match rx.try_recv() {
-                Ok(paths) if paths.iter().any(|p| p.ends_with("p/main.lua")) => break true,
+                Ok((_, changes)) if changes.iter().any(|(p, _)| p.ends_with("p/main.lua")) => {
+                    break true;
+                }
                 _ if Instant::now() > deadline => break false,
                 _ => std::thread::sleep(Duration::from_millis(10)),
             }

@@ -1,10 +1,13 @@
-//! The watcher: file changes under the plugins directories, as plugin folders.
+//! The watcher: file changes under the plugins directories, as they happen.
 //!
-//! notify's debouncer turns an editor's burst (write a temp file, rename it
-//! over the script, touch it) into settled events per path; this module maps
-//! each path to the plugin folder it belongs to and drops files editors use
-//! as scratch (`.main.lua.swp`, `main.lua~`, vim's `4913`). Which folder a
-//! path belongs to is decided by [`folder_of`], tested on its own.
+//! notify's raw events (no debouncer: when a save is over is
+//! `super::settle`'s business, told by `super::events`) are turned into
+//! changes on notify's own thread and sent on; reads are not watched at all.
+//! This module also maps each path to the plugin folder it belongs to and
+//! drops files editors and tools use as scratch (`.main.lua.swp`,
+//! `main.lua~`, vim's `4913`, JetBrains' `___jb_tmp___`, `sed -i`'s
+//! `sedXXXXXX`). Which folder a path belongs to is decided by [`folder_of`],
+//! tested on its own.
 //!
 //! The same watcher also watches the folders of native plugins' libraries,
 //! each on its own and not recursively ([`Watcher::watch_dir`]); which
@@ -12,21 +15,22 @@
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::Instant;
 
-use notify_debouncer_full::notify::event::{MetadataKind, ModifyKind};
-use notify_debouncer_full::notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{Config, Event, EventKindMask, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::events::changes_of;
+use super::settle::Change;
 use crate::discovery::{MANIFEST_FILE, plugin_folders};
 
-/// How long a path must be quiet before its change is reported.
-pub const DEBOUNCE: Duration = Duration::from_millis(30);
+/// The changes one event reported, and when it was read (so that a busy
+/// receiver still times a folder's wait from the change itself).
+pub type Batch = (Instant, Vec<(PathBuf, Change)>);
 
 /// A running watcher; dropping it stops watching.
 pub struct Watcher {
-    debouncer: Debouncer<notify_debouncer_full::notify::RecommendedWatcher, RecommendedCache>,
+    inner: RecommendedWatcher,
     /// The plugins directories, watched recursively: as given, and canonical.
     roots: Vec<(PathBuf, PathBuf)>,
 }
@@ -34,20 +38,22 @@ pub struct Watcher {
 impl Watcher {
     /// Also watches `dir`, not its subfolders (a native plugin's library
     /// folder: the linker replaces the file, so its folder is watched).
-    pub fn watch_dir(&mut self, dir: &Path) -> notify_debouncer_full::notify::Result<()> {
-        self.debouncer.watch(dir, RecursiveMode::NonRecursive)
+    pub fn watch_dir(&mut self, dir: &Path) -> notify::Result<()> {
+        self.inner.watch(dir, RecursiveMode::NonRecursive)
     }
 
     /// Stops watching a folder given to [`Watcher::watch_dir`].
     pub fn unwatch_dir(&mut self, dir: &Path) {
-        if let Err(e) = self.debouncer.unwatch(dir) {
+        if let Err(e) = self.inner.unwatch(dir) {
             tracing::debug!("file watcher: unwatching {}: {e}", dir.display());
         }
-        // The debouncer forgets every watch below an unwatched folder (the
-        // watches themselves stay): a plugins directory in it is told again.
+        // A folder watched both on its own and as part of a plugins
+        // directory is one watch: unwatching it (or a folder above a
+        // plugins directory) may drop watches the plugins directory needs,
+        // so a plugins directory in it is watched again.
         for (root, canonical) in &self.roots {
             if (canonical.starts_with(dir) || root.starts_with(dir))
-                && let Err(e) = self.debouncer.watch(root, RecursiveMode::Recursive)
+                && let Err(e) = self.inner.watch(root, RecursiveMode::Recursive)
             {
                 tracing::warn!("file watcher: {}: {e}", root.display());
             }
@@ -61,60 +67,61 @@ impl std::fmt::Debug for Watcher {
     }
 }
 
-/// Watches `roots` recursively; each settled batch of changed paths is sent to `tx`.
-pub fn watch(
-    roots: &[PathBuf],
-    tx: UnboundedSender<Vec<PathBuf>>,
-) -> notify_debouncer_full::notify::Result<Watcher> {
-    let mut debouncer = new_debouncer(
-        DEBOUNCE,
-        Some(DEBOUNCE / 3),
-        move |result: DebounceEventResult| match result {
-            Ok(events) => {
-                let paths: Vec<PathBuf> = events
-                    .into_iter()
-                    .filter(|e| changes_content(&e.event.kind))
-                    .flat_map(|e| e.event.paths)
-                    .collect();
-                if !paths.is_empty() {
-                    let _ = tx.send(paths);
-                }
+/// Watches `roots` recursively; the changes each event reports are sent to
+/// `tx` as they come (see `super::events`), with the time they were read.
+pub fn watch(roots: &[PathBuf], tx: UnboundedSender<Batch>) -> notify::Result<Watcher> {
+    // Opens and closes after reading are not asked for: only changes, and
+    // closes after writing.
+    let config =
+        Config::default().with_event_kinds(EventKindMask::CORE | EventKindMask::ACCESS_CLOSE);
+    let handler = move |result: notify::Result<Event>| match result {
+        Ok(event) => {
+            if event.need_rescan() {
+                tracing::warn!(
+                    "file watcher: events were lost (too many at once); save again to reload"
+                );
             }
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!("file watcher: {e}");
-                }
+            let changes = changes_of(&event, Path::exists);
+            if !changes.is_empty() {
+                let _ = tx.send((Instant::now(), changes));
             }
-        },
-    )
-    .map_err(|e| notify_debouncer_full::notify::Error::generic(&e.to_string()))?;
+        }
+        Err(e) => tracing::warn!("file watcher: {e}"),
+    };
+    let mut inner = RecommendedWatcher::new(handler, config)?;
     for root in roots {
-        debouncer.watch(root, RecursiveMode::Recursive)?;
+        inner.watch(root, RecursiveMode::Recursive)?;
     }
     let roots = roots
         .iter()
         .map(|r| (r.clone(), r.canonicalize().unwrap_or_else(|_| r.clone())))
         .collect();
-    Ok(Watcher { debouncer, roots })
+    Ok(Watcher { inner, roots })
 }
 
-/// Whether an event can change what a plugin is. Reads are not changes:
-/// loading a plugin opens its files, and reacting to that would reload forever.
-pub fn changes_content(kind: &EventKind) -> bool {
-    !matches!(
-        kind,
-        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))
-    )
-}
-
-/// Whether a file name is an editor's scratch file rather than a plugin file.
+/// Whether a file name is an editor's or a tool's scratch file rather than
+/// a plugin file: hidden files, backups (`main.lua~`), swap files, `*.tmp`,
+/// vim's `4913` probe, JetBrains' safe-write files (`main.lua___jb_tmp___`,
+/// `main.lua___jb_old___`), Emacs' auto-saves (`#main.lua#`) and
+/// `sed -i`'s temporary file (`sed` and six letters or digits).
 pub fn is_scratch(name: &str) -> bool {
     name.starts_with('.')
         || name.ends_with('~')
         || name.ends_with(".swp")
         || name.ends_with(".swx")
         || name.ends_with(".tmp")
+        || name.ends_with("___jb_tmp___")
+        || name.ends_with("___jb_old___")
+        || (name.len() > 1 && name.starts_with('#') && name.ends_with('#'))
         || name == "4913"
+        || is_sed_temp(name)
+}
+
+/// `sed -i`'s temporary file: `sedXXXXXX`, with six letters or digits.
+fn is_sed_temp(name: &str) -> bool {
+    name.len() == 9
+        && name.starts_with("sed")
+        && name[3..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The plugin folder a changed `path` belongs to, as the host names it.
@@ -176,6 +183,26 @@ pub fn folders_inside(
     found.into_iter().collect()
 }
 
+/// `path` as the host names it when it is a plain folder (in no plugin
+/// folder, holding no `plugin.yaml`, not ignored, not a root) that exists
+/// now: a folder created or moved in, whose plugin folders are to be looked
+/// for once it is quiet.
+pub fn plain_folder(
+    path: &Path,
+    roots: &[(PathBuf, PathBuf)],
+    known: &BTreeSet<PathBuf>,
+) -> Option<PathBuf> {
+    let (root, parts) = locate(path, roots)?;
+    if parts.is_empty()
+        || parts.iter().any(|p| ignored(p))
+        || folder_of(path, roots, known).is_some()
+    {
+        return None;
+    }
+    let dir: PathBuf = parts.iter().fold(root, |d, p| d.join(p));
+    dir.is_dir().then_some(dir)
+}
+
 /// `path` as the root it lies under (as given) and its parts below it;
 /// `None` when it lies under no root or is an editor's scratch file.
 fn locate<'p>(path: &'p Path, roots: &[(PathBuf, PathBuf)]) -> Option<(PathBuf, Vec<&'p str>)> {
@@ -208,24 +235,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_are_not_changes() {
-        use notify_debouncer_full::notify::event::{AccessKind, CreateKind, DataChange};
-        assert!(!changes_content(&EventKind::Access(AccessKind::Any)));
-        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
-            MetadataKind::AccessTime
-        ))));
-        assert!(changes_content(&EventKind::Modify(ModifyKind::Data(
-            DataChange::Any
-        ))));
-        assert!(changes_content(&EventKind::Create(CreateKind::File)));
-    }
-
-    #[test]
     fn scratch_files_are_recognised() {
-        for name in [".main.lua.swp", "main.lua~", "4913", ".#main.lua", "x.tmp"] {
+        for name in [
+            ".main.lua.swp",
+            "main.lua~",
+            "4913",
+            ".#main.lua",
+            "#main.lua#",
+            "x.tmp",
+            "main.lua___jb_tmp___",
+            "main.lua___jb_old___",
+            "sedAb3xQ9",
+        ] {
             assert!(is_scratch(name), "{name}");
         }
-        for name in ["main.lua", "plugin.yaml", "words.lua", "checks.rhai"] {
+        for name in [
+            "main.lua",
+            "plugin.yaml",
+            "words.lua",
+            "checks.rhai",
+            "sed.lua",
+            "sedation",
+            "sedations.lua",
+            "#",
+        ] {
             assert!(!is_scratch(name), "{name}");
         }
     }
@@ -303,6 +336,25 @@ mod tests {
             folders_inside(&canon.join("gone"), &roots, &known),
             [shown.join("gone/e")]
         );
+        // A plain folder that exists is looked into again later.
+        assert_eq!(
+            plain_folder(&canon.join("group"), &roots, &known),
+            Some(shown.join("group"))
+        );
+        for path in [
+            canon.join("a"),
+            canon.join("group/b"),
+            canon.join("gone"),
+            canon.join("group/.hidden"),
+            canon.clone(),
+        ] {
+            assert_eq!(
+                plain_folder(&path, &roots, &known),
+                None,
+                "{}",
+                path.display()
+            );
+        }
         // Plugin folders, files in them, roots and ignored paths: none.
         for path in [
             canon.join("a"),

@@ -5,13 +5,15 @@
 //! Nothing here sleeps for correctness: every step waits (bounded) for the
 //! tapped event that proves the state it needs. To show that a save caused
 //! *exactly one* reload, the test then changes a second plugin (the
-//! barrier) and waits for its reload: the watcher never handles a change
-//! before an earlier one (folders settled together go in path order, and
-//! the barrier's sorts last), so a second reload of the first plugin would
-//! have been tapped before the barrier's.
+//! barrier) and waits for its reload: the barrier's save waits the longest
+//! a change can wait (the quiet period: it is not closed until then), and
+//! folders due together go in path order with the barrier's last, so a
+//! second reload of the first plugin would have been tapped before the
+//! barrier's.
 //!
 //! One module per kind of change ([`scripts`], [`manifests`], [`folders`]),
-//! plus [`no_watch`] and [`stream`] (many events across several reloads);
+//! [`editors`] (how editors and tools save, each as one reload), plus
+//! [`no_watch`] and [`stream`] (many events across several reloads);
 //! [`session`] runs the host and edits its plugins. The plugins and helpers
 //! here are shared by several of them.
 
@@ -21,6 +23,7 @@ use crate::support::{Fixture, Runtime, Src};
 
 use session::Session;
 
+mod editors;
 mod folders;
 mod manifests;
 mod no_watch;

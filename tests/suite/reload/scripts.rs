@@ -202,7 +202,7 @@ fn a_failed_reload_keeps_the_old_version_and_the_next_save_retries(rt: Runtime) 
 
 /// Saves v2 of the script with `how`; asserts exactly one reload, and that
 /// v2 runs.
-fn one_reload_per_save(rt: Runtime, how: fn(&Path, &str)) {
+pub(super) fn one_reload_per_save(rt: Runtime, how: fn(&Path, &str)) {
     let mut s = Session::start(rt, counter(rt, "p", "subscriptions: [in]\n"));
     how(&s.entry("p"), &code(&COUNTER, rt, "p", 2));
     s.wait_host("reloaded", "p", 1);

@@ -128,18 +128,28 @@ impl Session {
 
     /// Saves the barrier plugin's manifest with a new version and waits for
     /// its reload: every change made before has been handled by then.
+    ///
+    /// The manifest is written and kept open until the reload is seen, so
+    /// no close ends the save: the barrier waits for the quiet period, the
+    /// longest wait of any change (a save that ends waits less), and a
+    /// change made before it is never still waiting when it is handled.
     pub(super) fn barrier(&mut self) {
         self.barriers += 1;
         let version = format!("1.0.{}", self.barriers);
-        save(
-            &self.path(&format!("{BARRIER}/plugin.yaml")),
-            &format!("name: {BARRIER}\nversion: {version}\n"),
-        );
+        let path = self.path(&format!("{BARRIER}/plugin.yaml"));
+        let mut open = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        open.write_all(format!("name: {BARRIER}\nversion: {version}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         self.wait(&format!("the barrier's reload to {version}"), |e| {
             e["topic"] == "plughost.plugin.reloaded"
                 && e["payload"]["plugin"] == BARRIER
                 && e["payload"]["version"] == version.as_str()
         });
+        drop(open);
     }
 
     pub(super) fn dump(&self) -> String {

@@ -54,10 +54,12 @@
 //! - `delivery`: what follows a plugin's outcome (ack, retry, forward, dead letter).
 //! - `supervisor::policy`: suspension after errors in a row, half-open trials,
 //!   crash restarts and their intensity, with the clock passed in.
-//! - `reload::plan` (what a change does) and `reload::settle` (when a folder
-//!   is due).
+//! - `reload::events` (what a file-system event means for a save),
+//!   `reload::settle` (when a folder is due) and `reload::plan` (what a
+//!   change does).
 //! - [`host_events`]: every `plughost.*` topic and its payload, defined once.
 //! - [`cli::expect`]: `plughost test --expect`: output lines matched and aligned, the diff.
+//! - `json`: payloads and events as JSON text and back, with no JSON tree.
 //!
 //! Around it:
 //!

@@ -51,7 +51,10 @@ impl<K> Default for Node<K> {
 
 impl<K> Node<K> {
     fn is_empty(&self) -> bool {
-        self.literal.is_empty() && self.star.is_none() && self.ends.is_empty() && self.rest.is_empty()
+        self.literal.is_empty()
+            && self.star.is_none()
+            && self.ends.is_empty()
+            && self.rest.is_empty()
     }
 }
 
@@ -210,7 +213,10 @@ mod tests {
     }
 
     fn parse(patterns: &[&str]) -> Vec<Pattern> {
-        patterns.iter().map(|p| Pattern::parse(p).unwrap()).collect()
+        patterns
+            .iter()
+            .map(|p| Pattern::parse(p).unwrap())
+            .collect()
     }
 
     /// A small deterministic generator (xorshift), so a failure replays.
@@ -280,7 +286,10 @@ mod tests {
         assert_eq!(&*index.lookup("a.b"), &[2]);
         index.remove(2, &parse(&["a.*"]));
         assert!(index.lookup("a.b").is_empty());
-        assert!(index.root.is_empty(), "removing every pattern prunes the trie");
+        assert!(
+            index.root.is_empty(),
+            "removing every pattern prunes the trie"
+        );
     }
 
     #[test]
@@ -309,12 +318,16 @@ mod tests {
                     let at = rng.below(sets.len());
                     let key = sets[at].0;
                     index.remove(key, &sets[at].1);
-                    let new: Vec<Pattern> = (0..1 + rng.below(3)).map(|_| random_pattern(&mut rng)).collect();
+                    let new: Vec<Pattern> = (0..1 + rng.below(3))
+                        .map(|_| random_pattern(&mut rng))
+                        .collect();
                     index.insert(key, &new);
                     sets[at].1 = new;
                 }
                 _ => {
-                    let new: Vec<Pattern> = (0..1 + rng.below(3)).map(|_| random_pattern(&mut rng)).collect();
+                    let new: Vec<Pattern> = (0..1 + rng.below(3))
+                        .map(|_| random_pattern(&mut rng))
+                        .collect();
                     index.insert(next, &new);
                     sets.push((next, new));
                     next += 1;

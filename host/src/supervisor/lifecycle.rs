@@ -134,7 +134,8 @@ impl Host {
         let mut settled = Vec::with_capacity(done.len());
         while let Some((i, def, queue, booted)) = pending.next().await {
             done[i] = Some((def, queue, booted));
-            while let Some((def, queue, booted)) = done.get_mut(settled.len()).and_then(Option::take)
+            while let Some((def, queue, booted)) =
+                done.get_mut(settled.len()).and_then(Option::take)
             {
                 let name = def.manifest.name.clone();
                 let result = match booted {

@@ -11,7 +11,7 @@
 //! [`BIG_LIMIT`].
 //!
 //! Then routing: the cost of looking up the routes of a topic among 1,
-//! 1,000, 10,000 and 100,000 routes, through the bus's index
+//! 1,000, 10,000 and 100,000 routes (and three with wildcards), through the bus's index
 //! (`bus/index.rs`, compiled in here) and through the linear scan the bus
 //! used before (every route's patterns matched).
 //!
@@ -249,13 +249,16 @@ fn per_lookup(topics: &[String], mut f: impl FnMut(&str) -> usize) -> f64 {
     let start = Instant::now();
     let mut found = 0;
     let mut rounds = 0usize;
-    while rounds % 64 != 0 || start.elapsed() < LOOKUP_TIME {
+    while !rounds.is_multiple_of(64) || start.elapsed() < LOOKUP_TIME {
         found += f(&topics[rounds % topics.len()]);
         rounds += 1;
     }
     std::hint::black_box(found);
     start.elapsed().as_secs_f64() * 1e9 / rounds as f64
 }
+
+/// Routes with wildcards beside the `p.<i>` ones (one matches every topic).
+const WILDCARDS: [&str; 3] = ["plughost.>", "*.none", "p.>"];
 
 /// How long each routing measurement runs.
 const LOOKUP_TIME: Duration = Duration::from_millis(300);
@@ -271,7 +274,9 @@ fn routing() {
     );
     for n in [1usize, 1_000, 10_000, 100_000] {
         let sets: Vec<PatternSet> = (0..n)
-            .map(|i| PatternSet::new(vec![Pattern::parse(&format!("p.{i}")).unwrap()]))
+            .map(|i| format!("p.{i}"))
+            .chain(WILDCARDS.iter().map(|w| w.to_string()))
+            .map(|p| PatternSet::new(vec![Pattern::parse(&p).unwrap()]))
             .collect();
         let mut idx = index::TopicIndex::default();
         for (i, s) in sets.iter().enumerate() {

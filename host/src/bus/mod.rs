@@ -274,7 +274,9 @@ impl Bus {
     /// Removes a plugin's route and returns it.
     pub fn remove_route(&self, plugin: &str) -> Option<Arc<Route>> {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        let at = routes.list.iter().position(|r| r.plugin == plugin)?;
+        // Shutdown stops the plugins last started first: from the back,
+        // each is found at once.
+        let at = routes.list.iter().rposition(|r| r.plugin == plugin)?;
         let route = routes.remove(at);
         drop(routes);
         self.routes_changed();

@@ -97,8 +97,9 @@ struct Run {
     peak_kb: i64,
 }
 
-/// Runs plughost on `dir` with one event for `p0`; `None` past `limit`.
-fn run_once(dir: &Path, input: &Path, limit: Duration) -> Option<Run> {
+/// Runs plughost on `dir` with one event for `p0`, its log in `log`;
+/// `None` past `limit`.
+fn run_once(dir: &Path, input: &Path, log: &Path, limit: Duration) -> Option<Run> {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_plughost"))
         .args(["run", "--plugins"])
@@ -107,7 +108,7 @@ fn run_once(dir: &Path, input: &Path, limit: Duration) -> Option<Run> {
         .arg(input)
         .args(["--tap", "out.>", "--exit-when-idle", "--no-watch"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("a log file"))
         .spawn()
         .expect("plughost runs");
     let pid = child.id();
@@ -153,24 +154,42 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Runs `runs` times; the median first-output time and total time, and the
-/// largest peak RSS.
-fn measure(
-    dir: &Path,
-    input: &Path,
-    runs: usize,
-    limit: Duration,
-) -> Option<(Duration, Duration, i64)> {
+/// Runs `runs` times; the median first-output time and total time, the
+/// largest peak RSS, and the plugins started.
+fn measure(dir: &Path, input: &Path, runs: usize, limit: Duration) -> Option<Measured> {
+    let log = dir.with_extension("log");
     let mut firsts = Vec::new();
     let mut totals = Vec::new();
     let mut peak = 0;
     for _ in 0..runs {
-        let run = run_once(dir, input, limit)?;
+        let run = run_once(dir, input, &log, limit)?;
         firsts.push(run.first.unwrap_or(run.total));
         totals.push(run.total);
         peak = peak.max(run.peak_kb);
     }
-    Some((median(firsts), median(totals), peak))
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    Some(Measured {
+        first: median(firsts),
+        total: median(totals),
+        peak_kb: peak,
+        started: started_count(&log),
+    })
+}
+
+/// A process measurement: median times, largest peak RSS (KB), and how
+/// many plugins the last run says started.
+struct Measured {
+    first: Duration,
+    total: Duration,
+    peak_kb: i64,
+    started: Option<usize>,
+}
+
+/// The `started=N` of plughost's "running" log line.
+fn started_count(log: &str) -> Option<usize> {
+    let at = log.find(" started=")? + " started=".len();
+    let digits: String = log[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// The number of threads this user may run, and the system's.
@@ -198,11 +217,12 @@ fn processes(runs: usize, big: bool) {
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let limit = Duration::from_secs(60);
-    let (base_first, _, base_kb) = measure(&empty, &input, runs, limit).expect("0 plugins run");
+    let base = measure(&empty, &input, runs, limit).expect("0 plugins run");
+    let (base_first, base_kb) = (base.first, base.peak_kb);
     println!("whole process, one event for p0 (median of {runs} runs; peak RSS the largest)");
     println!(
-        "{:<16} {:>12} {:>12} {:>14} {:>16}",
-        "plugins", "first out", "total", "peak RSS", "RSS per plugin"
+        "{:<16} {:>12} {:>12} {:>14} {:>16} {:>9}",
+        "plugins", "first out", "total", "peak RSS", "RSS per plugin", "started"
     );
     println!(
         "{:<16} {:>9.1} ms {:>12} {:>11} KB {:>16}",
@@ -230,13 +250,14 @@ fn processes(runs: usize, big: bool) {
         generate(&dir, rt, n);
         let limit = if n > 1000 { BIG_LIMIT } else { limit };
         match measure(&dir, &input, if n > 1000 { 1 } else { runs }, limit) {
-            Some((first, total, kb)) => println!(
-                "{:<16} {:>9.1} ms {:>9.1} ms {:>11} KB {:>13.1} KB",
+            Some(m) => println!(
+                "{:<16} {:>9.1} ms {:>9.1} ms {:>11} KB {:>13.1} KB {:>9}",
                 format!("{n} {}", rt.name()),
-                first.as_secs_f64() * 1e3,
-                total.as_secs_f64() * 1e3,
-                kb,
-                (kb - base_kb) as f64 / n as f64
+                m.first.as_secs_f64() * 1e3,
+                m.total.as_secs_f64() * 1e3,
+                m.peak_kb,
+                (m.peak_kb - base_kb) as f64 / n as f64,
+                m.started.map_or("?".to_owned(), |s| s.to_string()),
             ),
             None => println!("{n} {}: skipped, no output within {limit:?}", rt.name()),
         }
@@ -266,7 +287,8 @@ const LOOKUP_TIME: Duration = Duration::from_millis(300);
 fn routing() {
     println!();
     println!(
-        "routing: the routes of one topic among N (one `p.<i>` route each, plus `plughost.>`-style wildcards)"
+        "routing: the routes of one topic among N `p.<i>` routes and three with wildcards ({})",
+        WILDCARDS.join(", ")
     );
     println!(
         "{:<10} {:>14} {:>14} {:>10}",

@@ -27,7 +27,6 @@ use crate::reload::LiveState;
 use crate::services::Services;
 pub use crate::services::{PublishRefused, RequestError};
 use crate::supervisor::Registry;
-use crate::supervisor::lifecycle::StartError;
 use crate::telemetry::{MetricPoint, Metrics, trace};
 use crate::topic::{self, Pattern, PatternSet, TopicError};
 
@@ -252,9 +251,12 @@ impl Host {
     /// Starts every startable plugin in dependency order and runs its `init`.
     ///
     /// Every plugin's queue is on the bus before the first `init`, so events
-    /// published by an early plugin's `init` reach later plugins too. A plugin
-    /// that fails is reported (and announced on `plughost.plugin.failed`); its
-    /// dependents do not start; the others do.
+    /// published by an early plugin's `init` reach later plugins too.
+    /// Independent plugins start several at once; a plugin starts once every
+    /// plugin it depends on has run `init`. A plugin that fails is reported
+    /// (and announced on `plughost.plugin.failed`); its dependents do not
+    /// start; the others do. Both lists of the report, the running set and
+    /// the announcements are in start order.
     pub async fn start(&self) -> StartReport {
         let inner = &self.inner;
         let mut report = StartReport::default();
@@ -293,28 +295,10 @@ impl Host {
             let queue = self.stage(&def);
             staged.push((def, queue));
         }
-        let mut failed_names: Vec<String> = Vec::new();
-        for (def, queue) in staged {
-            let name = def.manifest.name.clone();
-            let blocked = def
-                .manifest
-                .dependencies
-                .iter()
-                .find(|d| failed_names.contains(&d.name))
-                .map(|dep| StartError::Dependency(dep.name.clone()));
-            let result = match blocked {
-                Some(error) => {
-                    self.fail(&name, &queue, &error.to_string());
-                    Err(error)
-                }
-                None => self.launch(def, queue).await,
-            };
+        for (name, result) in self.launch_all(staged).await {
             match result {
                 Ok(()) => report.started.push(name),
-                Err(error) => {
-                    report.failed.push((name.clone(), error.to_string()));
-                    failed_names.push(name);
-                }
+                Err(error) => report.failed.push((name, error.to_string())),
             }
         }
         // Imports begin once every plugin is on the bus.

@@ -27,6 +27,7 @@ mod rollout;
 mod rollout_cli;
 mod rollout_live;
 mod sandbox;
+mod scale;
 mod schema;
 mod supervision;
 mod support;

@@ -163,10 +163,15 @@ impl LuaPlugin {
 
 impl PluginInstance for LuaPlugin {
     fn init(&mut self) -> Result<(), ScriptError> {
-        match &self.hooks.init {
+        let result = match &self.hooks.init {
             Some(f) => self.call(f, (), HookName::Init),
             None => Ok(()),
-        }
+        };
+        // What loading and `init` left (the compiled prelude's and entry's
+        // temporaries) is freed now, not when the first events come: an
+        // idle plugin holds only what it keeps.
+        let _ = self.lua.gc_collect();
+        result
     }
 
     fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {

@@ -95,9 +95,32 @@ pub struct RhaiPlugin {
     spec: PluginSpec,
 }
 
+thread_local! {
+    /// Rhai's standard package, built once per thread: every engine this
+    /// thread builds (the plugin's first, then one per reload or crash
+    /// restart) shares it. Rhai's modules are not `Send` (no `sync`
+    /// feature), so a thread is as far as it can be shared.
+    static STANDARD: rhai::Shared<rhai::Module> = {
+        use rhai::packages::Package;
+        rhai::packages::StandardPackage::new().as_shared_module()
+    };
+}
+
+/// What `Engine::new` builds (the standard package, the strings interner),
+/// with the thread's shared standard package instead of a new one; its
+/// default module resolver and `print`/`debug` are replaced by ours anyway.
+fn standard_engine() -> Engine {
+    /// `Engine::new`'s interner size.
+    const MAX_STRINGS_INTERNED: usize = 256;
+    let mut engine = Engine::new_raw();
+    engine.set_max_strings_interned(MAX_STRINGS_INTERNED);
+    STANDARD.with(|std| engine.register_global_module(std.clone()));
+    engine
+}
+
 /// A sandboxed engine for `spec` with the bindings registered.
 fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
-    let mut engine = Engine::new();
+    let mut engine = standard_engine();
     engine.disable_symbol("eval");
     let c = ctx.clone();
     bounded::register(&mut engine, move || c.budget.expired());

@@ -42,6 +42,7 @@
 
 mod cluster;
 pub mod inbox;
+pub(crate) mod index;
 pub mod queue;
 mod replies;
 
@@ -156,10 +157,57 @@ struct Subscriber {
     inbox: Arc<Inbox>,
 }
 
+/// The plugins' routes in the order they were added, and their index.
+///
+/// Each route gets a key when added, larger than every key before it, and
+/// keeps it when replaced: `keys` is ascending, parallel to `list`, so the
+/// index's answer (keys in ascending order) maps back to routes in `list`'s
+/// order by a binary search.
+#[derive(Debug, Default)]
+struct Routes {
+    list: Vec<Arc<Route>>,
+    keys: Vec<u64>,
+    next: u64,
+    index: index::TopicIndex<u64>,
+}
+
+impl Routes {
+    fn push(&mut self, route: Arc<Route>) {
+        let key = self.next;
+        self.next += 1;
+        self.index.insert(key, route.patterns.patterns());
+        self.list.push(route);
+        self.keys.push(key);
+    }
+
+    fn set(&mut self, at: usize, route: Arc<Route>) {
+        let key = self.keys[at];
+        self.index.remove(key, self.list[at].patterns.patterns());
+        self.index.insert(key, route.patterns.patterns());
+        self.list[at] = route;
+    }
+
+    fn remove(&mut self, at: usize) -> Arc<Route> {
+        let key = self.keys.remove(at);
+        let route = self.list.remove(at);
+        self.index.remove(key, route.patterns.patterns());
+        route
+    }
+
+    fn matching(&self, topic: &str) -> Vec<Arc<Route>> {
+        self.index
+            .lookup(topic)
+            .iter()
+            .filter_map(|key| self.keys.binary_search(key).ok())
+            .map(|at| self.list[at].clone())
+            .collect()
+    }
+}
+
 /// The event bus shared by the host and every plugin thread.
 #[derive(Default)]
 pub struct Bus {
-    routes: RwLock<Vec<Arc<Route>>>,
+    routes: RwLock<Routes>,
     subscribers: Mutex<Vec<Subscriber>>,
     pending: AtomicUsize,
     /// Plugins suspended now: while any is, every finished event wakes the
@@ -215,8 +263,8 @@ impl Bus {
     /// Replaces a plugin's route (new subscriptions, same queue).
     pub fn replace_route(&self, route: Arc<Route>) {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        match routes.iter_mut().find(|r| r.plugin == route.plugin) {
-            Some(slot) => *slot = route,
+        match routes.list.iter().position(|r| r.plugin == route.plugin) {
+            Some(at) => routes.set(at, route),
             None => routes.push(route),
         }
         drop(routes);
@@ -226,7 +274,9 @@ impl Bus {
     /// Removes a plugin's route and returns it.
     pub fn remove_route(&self, plugin: &str) -> Option<Arc<Route>> {
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
-        let at = routes.iter().position(|r| r.plugin == plugin)?;
+        // Shutdown stops the plugins last started first: from the back,
+        // each is found at once.
+        let at = routes.list.iter().rposition(|r| r.plugin == plugin)?;
         let route = routes.remove(at);
         drop(routes);
         self.routes_changed();
@@ -238,6 +288,7 @@ impl Bus {
         self.routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .iter()
             .find(|r| r.plugin == plugin)
             .cloned()
@@ -248,6 +299,7 @@ impl Bus {
         self.routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .list
             .clone()
     }
 
@@ -272,14 +324,13 @@ impl Bus {
         }
     }
 
+    /// The routes whose subscriptions match `topic`, in the order they
+    /// were added (found through the index, not by matching every route).
     fn matching_routes(&self, topic: &str) -> Vec<Arc<Route>> {
         self.routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|r| r.patterns.matches(topic))
-            .cloned()
-            .collect()
+            .matching(topic)
     }
 
     /// Hands `event` to every matching subscriber. A plugin thread (`defer`)
@@ -602,11 +653,9 @@ impl Bus {
     /// host subscribes to `topic`.
     pub fn has_subscriber(&self, topic: &str, except: Option<&str>) -> bool {
         let routed = self
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+            .matching_routes(topic)
             .iter()
-            .any(|r| Some(r.plugin.as_str()) != except && r.patterns.matches(topic));
+            .any(|r| Some(r.plugin.as_str()) != except);
         routed
             || self
                 .subscribers

@@ -5,11 +5,14 @@
 //! and logs it. Crashes and suspensions are the actor's (see the module
 //! above); what they leave behind comes back here when a plugin stops.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::oneshot;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::Running;
 use super::watch::ABANDON_GRACE;
@@ -69,22 +72,107 @@ impl Host {
     /// The plugin starts from the `state` it left when it last stopped (a
     /// disable and enable), and its counts go on from where they were.
     pub(crate) async fn launch(&self, def: PluginDef, queue: Arc<Queue>) -> Result<(), StartError> {
+        match self.boot(&def, &queue).await {
+            Ok(booted) => {
+                self.admit(def, queue, booted);
+                Ok(())
+            }
+            Err(failed) => {
+                self.fail(&def.manifest.name, &queue, &failed.detail);
+                Err(failed.error)
+            }
+        }
+    }
+
+    /// Starts every staged plugin of `staged` (in start order: each after
+    /// the plugins it depends on) and runs its `init`, several at once.
+    ///
+    /// A plugin's thread starts once every plugin it depends on has run
+    /// `init`; one whose dependency failed does not start and fails with
+    /// [`StartError::Dependency`] naming the first failed one of its
+    /// `dependencies`. At most [`start_concurrency`] inits run at a time.
+    /// Results are settled (announced, registered, or failed and taken off
+    /// the bus) in `staged` order, so the running set, the announcements
+    /// and the returned list keep the start order whatever order the inits
+    /// end in.
+    pub(crate) async fn launch_all(
+        &self,
+        staged: Vec<(PluginDef, Arc<Queue>)>,
+    ) -> Vec<(String, Result<(), StartError>)> {
+        let permits = Semaphore::new(start_concurrency());
+        let mut gates = HashMap::new();
+        let mut senders = Vec::with_capacity(staged.len());
+        for (def, _) in &staged {
+            let (tx, rx) = watch::channel(None::<bool>);
+            gates.insert(def.manifest.name.clone(), rx);
+            senders.push(tx);
+        }
+        let (permits, gates) = (&permits, &gates);
+        let mut pending: FuturesUnordered<_> = staged
+            .into_iter()
+            .zip(senders)
+            .enumerate()
+            .map(|(i, ((def, queue), gate))| async move {
+                let booted = match failed_dependency(&def, gates).await {
+                    Some(dep) => {
+                        let error = StartError::Dependency(dep);
+                        let detail = error.to_string();
+                        Err(BootFailure { error, detail })
+                    }
+                    None => {
+                        let _permit = permits.acquire().await;
+                        self.boot(&def, &queue).await
+                    }
+                };
+                let _ = gate.send(Some(booted.is_ok()));
+                (i, def, queue, booted)
+            })
+            .collect();
+        let mut done: Vec<Option<Booting>> = std::iter::repeat_with(|| None)
+            .take(pending.len())
+            .collect();
+        let mut settled = Vec::with_capacity(done.len());
+        while let Some((i, def, queue, booted)) = pending.next().await {
+            done[i] = Some((def, queue, booted));
+            while let Some((def, queue, booted)) =
+                done.get_mut(settled.len()).and_then(Option::take)
+            {
+                let name = def.manifest.name.clone();
+                let result = match booted {
+                    Ok(booted) => {
+                        self.admit(def, queue, booted);
+                        Ok(())
+                    }
+                    Err(failed) => {
+                        self.fail(&name, &queue, &failed.detail);
+                        Err(failed.error)
+                    }
+                };
+                settled.push((name, result));
+            }
+        }
+        settled
+    }
+
+    /// Spawns plugin `def`'s thread and waits for its `init` (within its
+    /// time limit: one that ignores it is abandoned).
+    async fn boot(&self, def: &PluginDef, queue: &Arc<Queue>) -> Result<Booted, BootFailure> {
         let inner = &self.inner;
-        let name = def.manifest.name.clone();
+        let name = &def.manifest.name;
         let registry = &inner.plugins;
         if registry.start_watching() {
             super::watch::spawn(self);
         }
-        let stats = registry.stats_of(&name);
+        let stats = registry.stats_of(name);
         // A new run starts well, whatever the last one ended as.
         stats.set_health(actor::Health::Running);
         stats
             .consecutive_errors
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        let state = registry.state_of(&name);
+        let state = registry.state_of(name);
         let shadow = Arc::new(ShadowSlot::default());
         let spawned = actor::spawn(
-            &def,
+            def,
             actor::Wiring {
                 bus: inner.bus.clone(),
                 services: inner.services.clone(),
@@ -96,34 +184,39 @@ impl Host {
             state,
             Start::First,
         );
-        let mut actor = match spawned {
-            Ok(a) => a,
-            Err(e) => {
-                let error = StartError::Thread(e.to_string());
-                self.fail(&name, &queue, &error.to_string());
-                return Err(error);
-            }
-        };
-        // `init` has a time limit; one that ignores it is abandoned.
+        let mut actor = spawned.map_err(|e| {
+            let error = StartError::Thread(e.to_string());
+            let detail = error.to_string();
+            BootFailure { error, detail }
+        })?;
         let limit = def.manifest.limits.event_timeout() + ABANDON_GRACE;
-        let result = match tokio::time::timeout(limit, &mut actor.ready).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err((StartError::Plugin(e.to_string()), e.detailed())),
-            Ok(Err(_)) => Err((
+        let (error, detail) = match tokio::time::timeout(limit, &mut actor.ready).await {
+            Ok(Ok(Ok(()))) => {
+                return Ok(Booted {
+                    actor,
+                    stats,
+                    shadow,
+                });
+            }
+            Ok(Ok(Err(e))) => (StartError::Plugin(e.to_string()), e.detailed()),
+            Ok(Err(_)) => (
                 StartError::ThreadStopped,
                 StartError::ThreadStopped.to_string(),
-            )),
+            ),
             Err(_) => {
                 actor.in_hook.abandon();
                 let error = StartError::InitTimeout(def.manifest.limits.event_timeout_ms);
                 let detail = error.to_string();
-                Err((error, detail))
+                (error, detail)
             }
         };
-        if let Err((error, detail)) = result {
-            self.fail(&name, &queue, &detail);
-            return Err(error);
-        }
+        Err(BootFailure { error, detail })
+    }
+
+    /// A plugin whose `init` ran joins the running set, announced started.
+    fn admit(&self, def: PluginDef, queue: Arc<Queue>, booted: Booted) {
+        let inner = &self.inner;
+        let name = def.manifest.name.clone();
         tracing::info!(plugin = %name, version = %def.manifest.version, runtime = %def.runtime, "plugin started");
         inner.services.metrics().lifecycle_event(&name, "started");
         inner.bus.announce(&HostEvent::Started { plugin: &name });
@@ -132,17 +225,16 @@ impl Host {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(def.dir.clone());
-        registry.lock().push(Running {
+        inner.plugins.lock().push(Running {
             name,
             dir: def.dir.clone(),
             def,
             queue,
-            actor,
-            stats,
-            shadow,
+            actor: booted.actor,
+            stats: booted.stats,
+            shadow: booted.shadow,
             rollout: None,
         });
-        Ok(())
     }
 
     /// Stops one running plugin: it leaves the bus, handles what is already
@@ -533,3 +625,53 @@ impl Host {
 
 /// How often a stopping plugin's hook is looked at.
 const WATCH_TICK: Duration = Duration::from_millis(50);
+
+/// A plugin thread whose `init` has returned, not yet in the running set.
+struct Booted {
+    actor: actor::Actor,
+    stats: Arc<actor::Stats>,
+    shadow: Arc<ShadowSlot>,
+}
+
+/// Why a plugin did not boot: the error, and the text announced and logged
+/// (a script error with its traceback).
+struct BootFailure {
+    error: StartError,
+    detail: String,
+}
+
+/// A plugin of [`Host::launch_all`] whose boot ended, waiting for its turn
+/// to be settled.
+type Booting = (PluginDef, Arc<Queue>, Result<Booted, BootFailure>);
+
+/// How many plugins run `init` at once at start: enough to keep every core
+/// busy while other threads are being created or wait for their `init` to
+/// be noticed, few enough that a thousand plugins do not all compete at once.
+pub(crate) fn start_concurrency() -> usize {
+    const PER_CORE: usize = 4;
+    std::thread::available_parallelism().map_or(1, usize::from) * PER_CORE
+}
+
+/// Waits until every plugin `def` depends on has booted (or failed to);
+/// the first of its `dependencies` that failed, if any.
+async fn failed_dependency(
+    def: &PluginDef,
+    gates: &HashMap<String, watch::Receiver<Option<bool>>>,
+) -> Option<String> {
+    let mut failed = None;
+    for dep in &def.manifest.dependencies {
+        // Only startable plugins are staged, so every dependency has a gate.
+        let Some(gate) = gates.get(&dep.name) else {
+            continue;
+        };
+        let mut gate = gate.clone();
+        let started = match gate.wait_for(Option::is_some).await {
+            Ok(outcome) => *outcome == Some(true),
+            Err(_) => false,
+        };
+        if !started && failed.is_none() {
+            failed = Some(dep.name.clone());
+        }
+    }
+    failed
+}

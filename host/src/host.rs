@@ -331,7 +331,7 @@ impl Host {
     /// events they publish, share one trace. With telemetry off nothing is
     /// added.
     pub async fn publish_event(&self, mut event: Event) -> Result<String, PublishError> {
-        self.admit(&mut event)?;
+        self.check_published(&mut event)?;
         Ok(self.inner.bus.publish_async(event).await)
     }
 
@@ -340,12 +340,12 @@ impl Host {
     /// a subscriber's `block` queue is full. Never call it from async code:
     /// it would hold up a runtime thread.
     pub fn publish_event_blocking(&self, mut event: Event) -> Result<String, PublishError> {
-        self.admit(&mut event)?;
+        self.check_published(&mut event)?;
         Ok(self.inner.bus.publish_app_blocking(event))
     }
 
     /// The checks and trace context of an event published by the application.
-    fn admit(&self, event: &mut Event) -> Result<(), PublishError> {
+    fn check_published(&self, event: &mut Event) -> Result<(), PublishError> {
         topic::validate_topic(&event.topic)?;
         if crate::host_events::is_reserved(&event.topic) {
             return Err(PublishError::Reserved(event.topic.clone()));

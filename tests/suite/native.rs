@@ -373,7 +373,7 @@ fn a_wrong_abi_version_is_refused_naming_both_versions_and_the_file() {
     let version = env!("CARGO_PKG_VERSION");
     let series: Vec<&str> = version.split('.').collect();
     let expected = format!(
-        "{file}: ABI version 1, but this host speaks ABI version 4 \
+        "{file}: ABI version 1, but this host speaks ABI version 5 \
          (plughost-sdk 0.1.0 built it; rebuild the plugin against plughost-sdk {}.{}.x)",
         series[0], series[1]
     );

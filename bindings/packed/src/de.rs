@@ -156,7 +156,10 @@ struct Pairs<'a, 'de> {
 impl<'de> de::MapAccess<'de> for Pairs<'_, 'de> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         if self.left == 0 {
             return Ok(None);
         }
@@ -165,7 +168,8 @@ impl<'de> de::MapAccess<'de> for Pairs<'_, 'de> {
         }
         self.left -= 1;
         let key = self.de.reader.key();
-        seed.deserialize(BorrowedStrDeserializer::new(key)).map(Some)
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
@@ -259,10 +263,16 @@ mod tests {
         let bytes = pack_value(&v);
         let r: Reading<'_> = from_slice(&bytes).unwrap();
         assert_eq!(r.name, "sensor");
-        assert_eq!(r.ratio, 2.0, "an integer reads as a float where one is wanted");
+        assert_eq!(
+            r.ratio, 2.0,
+            "an integer reads as a float where one is wanted"
+        );
         assert_eq!(r.kind, Kind::Named { x: 4 });
         let inside = bytes.as_ptr_range();
-        assert!(inside.contains(&r.location.city.as_ptr()), "borrowed, not copied");
+        assert!(
+            inside.contains(&r.location.city.as_ptr()),
+            "borrowed, not copied"
+        );
         // And round trips through the serializer.
         let again: Reading<'_> = from_slice(&bytes).unwrap();
         let packed = to_vec(&again).unwrap();
@@ -291,13 +301,21 @@ mod tests {
             count: i64,
         }
         let e = from_slice::<Two>(&bytes).unwrap_err();
-        assert!(e.message().contains("invalid type: floating point `1.5`"), "{e}");
+        assert!(
+            e.message().contains("invalid type: floating point `1.5`"),
+            "{e}"
+        );
         // Right after the float (keys are sorted: `count` comes first): the
         // object's tag and count, the key's length and bytes, the float.
         assert_eq!(e.offset(), Some(5 + 4 + 5 + 9));
         let e = from_slice::<Two>(&bytes[..bytes.len() - 3]).unwrap_err();
         assert!(e.to_string().contains("(at byte"), "{e}");
         assert!(from_slice::<Value>(&[]).is_err());
-        assert!(from_slice::<Value>(&[0, 0]).unwrap_err().to_string().contains("bytes after"));
+        assert!(
+            from_slice::<Value>(&[0, 0])
+                .unwrap_err()
+                .to_string()
+                .contains("bytes after")
+        );
     }
 }

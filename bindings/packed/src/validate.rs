@@ -144,7 +144,11 @@ pub fn validate(bytes: &[u8]) -> Result<(), PackedError> {
             tag::ARRAY | tag::OBJECT => {
                 let n = c.u32(from)?;
                 // Each item takes at least one byte, each pair five.
-                let least = if t == tag::OBJECT { n.saturating_mul(5) } else { n };
+                let least = if t == tag::OBJECT {
+                    n.saturating_mul(5)
+                } else {
+                    n
+                };
                 if least > c.left() {
                     return Err(PackedError::Truncated { offset: from });
                 }
@@ -155,7 +159,12 @@ pub fn validate(bytes: &[u8]) -> Result<(), PackedError> {
                     open.push((n, t == tag::OBJECT));
                 }
             }
-            other => return Err(PackedError::UnknownTag { offset: from, tag: other }),
+            other => {
+                return Err(PackedError::UnknownTag {
+                    offset: from,
+                    tag: other,
+                });
+            }
         }
         // The next item of the innermost container not done yet.
         let more = loop {
@@ -205,14 +214,37 @@ mod tests {
         let ok = to_value(&json!({"k": "v"}));
         let cases: [(&[u8], PackedError); 9] = [
             (&[], PackedError::Empty),
-            (b"{}", PackedError::UnknownTag { offset: 0, tag: b'{' }),
+            (
+                b"{}",
+                PackedError::UnknownTag {
+                    offset: 0,
+                    tag: b'{',
+                },
+            ),
             (&[3, 1, 2], PackedError::Truncated { offset: 0 }),
-            (&[5, 2, 0, 0, 0, 0xff, 0xfe], PackedError::NotUtf8 { offset: 0 }),
-            (&[5, 255, 255, 255, 255, b'a'], PackedError::Truncated { offset: 0 }),
-            (&[6, 255, 255, 255, 127, 0], PackedError::Truncated { offset: 0 }),
+            (
+                &[5, 2, 0, 0, 0, 0xff, 0xfe],
+                PackedError::NotUtf8 { offset: 0 },
+            ),
+            (
+                &[5, 255, 255, 255, 255, b'a'],
+                PackedError::Truncated { offset: 0 },
+            ),
+            (
+                &[6, 255, 255, 255, 127, 0],
+                PackedError::Truncated { offset: 0 },
+            ),
             (&[6, 1, 0, 0, 0, 0, 0], PackedError::Trailing { offset: 6 }),
-            (&[7, 1, 0, 0, 0, 1, 0, 0, 0, 0xc3, 0], PackedError::NotUtf8 { offset: 5 }),
-            (&ok[..ok.len() - 1], PackedError::Truncated { offset: ok.len() - 6 }),
+            (
+                &[7, 1, 0, 0, 0, 1, 0, 0, 0, 0xc3, 0],
+                PackedError::NotUtf8 { offset: 5 },
+            ),
+            (
+                &ok[..ok.len() - 1],
+                PackedError::Truncated {
+                    offset: ok.len() - 6,
+                },
+            ),
         ];
         for (bytes, want) in cases {
             assert_eq!(validate(bytes), Err(want), "{bytes:?}");
@@ -236,7 +268,9 @@ mod tests {
         assert_eq!(validate(&deep(MAX_DEPTH)), Ok(()));
         assert_eq!(
             validate(&deep(MAX_DEPTH + 1)),
-            Err(PackedError::TooDeep { offset: 5 * MAX_DEPTH })
+            Err(PackedError::TooDeep {
+                offset: 5 * MAX_DEPTH
+            })
         );
         // A million levels of garbage: refused, not a stack overflow.
         let mut bytes = [6u8, 1, 0, 0, 0].repeat(1_000_000);

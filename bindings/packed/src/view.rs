@@ -247,7 +247,10 @@ mod tests {
         let keys: Vec<_> = p.entries().map(|(k, _)| k).collect();
         // In the order written (a `serde_json` map sorts its keys).
         assert_eq!(keys, ["f", "list", "n", "name", "ok", "skip"]);
-        assert_eq!(p.get("skip").unwrap().to_value(), json!({"deep": [1, [2, {"x": 3}]]}));
+        assert_eq!(
+            p.get("skip").unwrap().to_value(),
+            json!({"deep": [1, [2, {"x": 3}]]})
+        );
         assert_eq!(serde_json::to_value(p).unwrap(), p.to_value());
         assert!(PayloadRef::new(&[]).is_null());
         assert_eq!(PayloadRef::new(&[]).items().count(), 0);

@@ -171,10 +171,16 @@ mod tests {
         let e = unsafe { Event::from_view(&view) }.unwrap();
         assert_eq!(e.topic, "text.raw");
         assert_eq!(e.payload["text"], "hi");
-        assert_eq!(e.payload_ref().get("text").and_then(|t| t.as_str()), Some("hi"));
+        assert_eq!(
+            e.payload_ref().get("text").and_then(|t| t.as_str()),
+            Some("hi")
+        );
         assert_eq!(e.correlation_id, None);
         assert_eq!(&e.headers["traceparent"], "00-x");
-        assert_eq!(serde_json::to_value(e.headers).unwrap(), json!({"traceparent": "00-x"}));
+        assert_eq!(
+            serde_json::to_value(e.headers).unwrap(),
+            json!({"traceparent": "00-x"})
+        );
     }
 
     #[test]

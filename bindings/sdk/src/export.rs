@@ -9,8 +9,8 @@ use std::ffi::c_void;
 use serde_json::Value;
 
 use crate::abi::{
-    ABI_VERSION, Buf, CallResult, EventView, HostVTable, PluginVTable, SDK_VERSION,
-    STATUS_RESTART, Str,
+    ABI_VERSION, Buf, CallResult, EventView, HostVTable, PluginVTable, SDK_VERSION, STATUS_RESTART,
+    Str,
 };
 use crate::panic::guard;
 use crate::{ConfigChange, Event, Host, Plugin, TimerId};

@@ -293,9 +293,12 @@ impl PluginInstance for NativePlugin {
         *self.ctx().current.borrow_mut() = Some(event.clone());
         // SAFETY: this plugin's live instance; the view and everything it
         // borrows (the event, `headers`, `payload`) outlive the call.
-        let r = self.call_with(self.instance, HookName::OnEvent, |vt, i| unsafe {
-            (vt.on_event)(i, &view)
-        }, reply::outcome);
+        let r = self.call_with(
+            self.instance,
+            HookName::OnEvent,
+            |vt, i| unsafe { (vt.on_event)(i, &view) },
+            reply::outcome,
+        );
         *self.ctx().current.borrow_mut() = None;
         match r? {
             Some(outcome) => Ok(outcome),

@@ -225,16 +225,29 @@ mod tests {
             (&[kind::ACK, 1], "unknown outcome kind 0"),
             (&[kind::RETRY, 1, 2], "a retry is 1 byte, or 9 with a delay"),
             (&[kind::FORWARD, 1], "a forward without a topic"),
-            (&[kind::FORWARD, 9, 0, 0, 0, b'a'], "topic runs past the data"),
+            (
+                &[kind::FORWARD, 9, 0, 0, 0, b'a'],
+                "topic runs past the data",
+            ),
             (&[kind::FORWARD, 1, 0, 0, 0, 0xff, 0], "topic is not UTF-8"),
-            (&[kind::FORWARD, 1, 0, 0, 0, b'a', 6, 9, 0, 0, 0], "not a packed value"),
-            (&[kind::REPLY, b'{', b'}'], "not a packed value: byte 0: unknown tag 0x7b"),
+            (
+                &[kind::FORWARD, 1, 0, 0, 0, b'a', 6, 9, 0, 0, 0],
+                "not a packed value",
+            ),
+            (
+                &[kind::REPLY, b'{', b'}'],
+                "not a packed value: byte 0: unknown tag 0x7b",
+            ),
         ];
         for (data, says) in cases {
             let e = outcome(data).unwrap_err();
             assert_eq!(e.kind, ErrorKind::BadReturn, "{data:?}");
             assert!(e.message.contains(says), "{data:?}: {}", e.message);
-            assert!(e.message.starts_with("on_event returned a bad outcome"), "{}", e.message);
+            assert!(
+                e.message.starts_with("on_event returned a bad outcome"),
+                "{}",
+                e.message
+            );
         }
     }
 

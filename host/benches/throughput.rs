@@ -50,8 +50,10 @@
 //!
 //! - `PLUGHOST_BENCH_EVENTS=N`: events per run (default 100,000);
 //! - `PLUGHOST_BENCH_RUNTIMES=lua,native` (any of `lua`, `rhai`, `native`):
-//!   only those runtimes' rows, in that order, in this one process, and no
-//!   telemetry section: the ratios between runtimes come from one run;
+//!   only those runtimes' rows, in that order, in this one process, then
+//!   row (1) of the first against each other's, from the sections above and
+//!   again alternating the two (best of 5 each), and no telemetry section:
+//!   the ratios between runtimes come from one run;
 //! - `PLUGHOST_BENCH_ONLY_HOST=lua|rhai|native`: row (1) alone, once, for
 //!   a profiler;
 //! - `PLUGHOST_BENCH_ONLY_BARE=lua|rhai|rhai-limited|native|native-packed`:
@@ -555,13 +557,24 @@ fn main() {
             ten,
             ten * 10.0,
         );
-        ones.push((name, one));
+        ones.push((rt, name, one));
     }
-    if let Some(&(first, first_rate)) = ones.first() {
-        for (name, rate) in &ones[1..] {
+    if let Some(&(first_rt, first, first_rate)) = ones.first() {
+        for &(rt, name, rate) in &ones[1..] {
             println!(
                 "(1) one {name} plugin / one {first} plugin: {:.2}x",
                 rate / first_rate
+            );
+            // The two again, alternating, so that a change in the machine's
+            // load between the sections above weighs on both alike.
+            let (mut a, mut b) = (0.0f64, 0.0f64);
+            for _ in 0..5 {
+                a = a.max(through_host(first_rt, 1, n));
+                b = b.max(through_host(rt, 1, n));
+            }
+            println!(
+                "(1) the same, alternating, best of 5: {first} {a:.0}, {name} {b:.0} events/s: {:.2}x",
+                b / a
             );
         }
     }

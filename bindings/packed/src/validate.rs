@@ -114,6 +114,13 @@ impl Cursor<'_> {
     }
 }
 
+/// The containers [`validate`] is inside of, innermost last: the first
+/// `len` of `walked`, each with its items left and whether it is an object.
+struct Open {
+    walked: [(usize, bool); MAX_DEPTH],
+    len: usize,
+}
+
 /// Checks that `bytes` are exactly one packed value: known tags, lengths
 /// and counts within the buffer, UTF-8 strings and keys, finite floats, at
 /// most [`MAX_DEPTH`] levels, nothing after. A value that passes reads the
@@ -123,8 +130,12 @@ pub fn validate(bytes: &[u8]) -> Result<(), PackedError> {
         return Err(PackedError::Empty);
     }
     let mut c = Cursor { bytes, at: 0 };
-    // The containers being walked: items left, and whether keys come first.
-    let mut open: Vec<(usize, bool)> = Vec::new();
+    // The containers being walked: items left, and whether keys come first
+    // (on the stack: validating a payload allocates nothing).
+    let mut open = Open {
+        walked: [(0, false); MAX_DEPTH],
+        len: 0,
+    };
     loop {
         let from = c.at;
         let t = c.take(1, from)?[0];
@@ -153,10 +164,11 @@ pub fn validate(bytes: &[u8]) -> Result<(), PackedError> {
                     return Err(PackedError::Truncated { offset: from });
                 }
                 if n > 0 {
-                    if open.len() >= MAX_DEPTH {
+                    if open.len == MAX_DEPTH {
                         return Err(PackedError::TooDeep { offset: from });
                     }
-                    open.push((n, t == tag::OBJECT));
+                    open.walked[open.len] = (n, t == tag::OBJECT);
+                    open.len += 1;
                 }
             }
             other => {
@@ -168,11 +180,9 @@ pub fn validate(bytes: &[u8]) -> Result<(), PackedError> {
         }
         // The next item of the innermost container not done yet.
         let more = loop {
-            match open.last_mut() {
+            match open.len.checked_sub(1).map(|i| &mut open.walked[i]) {
                 None => break false,
-                Some((0, _)) => {
-                    open.pop();
-                }
+                Some((0, _)) => open.len -= 1,
                 Some((left, keyed)) => {
                     *left -= 1;
                     if *keyed {

@@ -299,8 +299,10 @@ fn a_plugin_reads_and_publishes_its_own_serde_types() {
     run.expect_code(0);
     assert_eq!(
         run.payloads("bench.out"),
-        [json!({"name": "SENSOR-É", "count": 42, "ratio": 0.5, "active": false,
-                "origin": {"city": "Lyon", "zip": "69001"}})],
+        [
+            json!({"name": "SENSOR-É", "count": 42, "ratio": 0.5, "active": false,
+                "origin": {"city": "Lyon", "zip": "69001"}})
+        ],
         "{run}"
     );
     let dl = run.dead_letters();

@@ -26,7 +26,7 @@
 //!   packed bytes across the C ABI, the plugin reads them into a
 //!   `Reading<'_>` (`event.payload_as()`, strings borrowed, no JSON tree),
 //!   calls `derive`, and packs the `Derived` straight into its publish
-//!   buffer (`host.publish("bench.out", &derived)`); the host validates
+//!   buffer (`host.publish("bench.out", derived)`); the host validates
 //!   those bytes, makes the event, and the bus delivers it to the
 //!   benchmark's subscriber;
 //! - (2) the bare Rust loop: `derive` on `Reading`s built in memory before

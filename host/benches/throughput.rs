@@ -1,7 +1,7 @@
 //! Throughput benchmark: events per second through Lua, Rhai and native
 //! (Rust) plugins on the bus, against the same function called in a loop on
-//! a bare interpreter (for native: the same Rust function on
-//! `serde_json::Value`s).
+//! a bare interpreter (for native: the same Rust function on structs in
+//! memory).
 //!
 //! Run with `cargo bench -p plughost --bench throughput`. Every figure is
 //! measured in this one process, and reported as a ratio to the bare loop:
@@ -13,12 +13,30 @@
 //!
 //! and the same three for Rhai (the bare loop: `rhai::serde::to_dynamic`,
 //! `Engine::call_fn`, `rhai::serde::from_dynamic`; and, for comparison,
-//! that loop again under the limits every Rhai plugin runs with), and for a
-//! native plugin
-//! (the `derive` behaviour of `tests/fixtures/native/behaviours/`, built
-//! with `cargo build --release` before it is measured; the bare loop: the
-//! same `derive` function, compiled into this benchmark, from a
-//! `serde_json::Value` payload to a `serde_json::Value`, parsing nothing).
+//! that loop again under the limits every Rhai plugin runs with).
+//!
+//! The native rows run the `derive` behaviour of
+//! `tests/fixtures/native/behaviours/` (built with `cargo build --release`
+//! before anything is measured), whose work is
+//! `tests/fixtures/native/behaviours/src/derive.rs`, compiled into this
+//! benchmark too:
+//!
+//! - (1) one native plugin: per event, the host packs the `serde_json::Value`
+//!   payload (at publish), the plugin's thread lends the event's fields and
+//!   packed bytes across the C ABI, the plugin reads them into a
+//!   `Reading<'_>` (`event.payload_as()`, strings borrowed, no JSON tree),
+//!   calls `derive`, and packs the `Derived` straight into its publish
+//!   buffer (`host.publish("bench.out", derived)`); the host validates
+//!   those bytes, makes the event, and the bus delivers it to the
+//!   benchmark's subscriber;
+//! - (2) the bare Rust loop: `derive` on `Reading`s built in memory before
+//!   the clock starts (as the Lua loop has its payloads as `Value`s in
+//!   memory), reading each result's `count`: no packing, no parsing;
+//! - (2b) the same, with what a plugin adds on its own side of the boundary:
+//!   `plughost_packed::from_slice::<Reading>` from bytes packed before the
+//!   clock starts, `derive`, `plughost_packed::to_writer` into one reused
+//!   `Writer`; for comparison, not the bar;
+//! - (3) ten native plugins on one topic, each doing (1)'s work.
 //!
 //! Then the telemetry section: one Lua plugin (row 1) with telemetry off
 //! (`HostBuilder::telemetry(false)`), in process (the default: metrics in
@@ -27,6 +45,21 @@
 //! installs it, and metrics through a periodic reader every 200 ms, to a
 //! loopback port where nothing listens), each as a ratio to "off". The
 //! exporting runs come last: the span layer is installed process-wide.
+//!
+//! Switches (environment variables):
+//!
+//! - `PLUGHOST_BENCH_EVENTS=N`: events per run (default 100,000);
+//! - `PLUGHOST_BENCH_RUNTIMES=lua,native` (any of `lua`, `rhai`, `native`):
+//!   only those runtimes' rows, in that order, in this one process, then
+//!   row (1) of the first against each other's, from the sections above and
+//!   again alternating the two (best of 5 each), and no telemetry section:
+//!   the ratios between runtimes come from one run;
+//! - `PLUGHOST_BENCH_ONLY_HOST=lua|rhai|native`: row (1) alone, once, for
+//!   a profiler;
+//! - `PLUGHOST_BENCH_ONLY_BARE=lua|rhai|rhai-limited|native|native-packed`:
+//!   a bare loop alone;
+//! - `PLUGHOST_BENCH_ONLY_TELEMETRY=1`: the telemetry section alone;
+//! - `PLUGHOST_BENCH_SPANS_NOWHERE=1`: see the telemetry section.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,6 +73,8 @@ use serde_json::{Value, json};
 /// The native plugin's work: the very file its crate compiles.
 #[path = "../../tests/fixtures/native/behaviours/src/derive.rs"]
 mod derive;
+
+use derive::{Place, Reading};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -181,14 +216,50 @@ fn bare_rhai_limited(n: u64) -> f64 {
     n as f64 / secs
 }
 
-/// The same work in Rust, called in a loop on `serde_json::Value`s.
+/// [`payload`] as the native plugin reads it.
+fn reading(i: u64) -> Reading<'static> {
+    Reading {
+        name: "sensor-a",
+        count: i as i64,
+        ratio: 0.5,
+        active: true,
+        location: Place {
+            city: "Lyon",
+            zip: "69001",
+        },
+    }
+}
+
+/// The same work in Rust, called in a loop on [`Reading`]s in memory.
 fn bare_native(n: u64) -> f64 {
-    let inputs: Vec<Value> = (0..n).map(payload).collect();
+    let inputs: Vec<Reading> = (0..n).map(reading).collect();
     let start = Instant::now();
     let mut check = 0i64;
     for p in &inputs {
-        let v = derive::derive(std::hint::black_box(p));
-        check += v["count"].as_i64().unwrap();
+        let out = derive::derive(std::hint::black_box(p));
+        check += std::hint::black_box(out).count;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert!(check > 0);
+    n as f64 / secs
+}
+
+/// [`bare_native`] from packed bytes to packed bytes: what the plugin does
+/// on its side of the boundary, without the boundary and the host.
+fn bare_native_packed(n: u64) -> f64 {
+    let inputs: Vec<Vec<u8>> = (0..n)
+        .map(|i| plughost_packed::pack_value(&payload(i)))
+        .collect();
+    let mut out = plughost_packed::Writer::new();
+    let start = Instant::now();
+    let mut check = 0i64;
+    for bytes in &inputs {
+        let p: Reading = plughost_packed::from_slice(std::hint::black_box(bytes)).unwrap();
+        let derived = derive::derive(&p);
+        out.clear();
+        plughost_packed::to_writer(&mut out, &derived).unwrap();
+        check += derived.count;
+        std::hint::black_box(out.as_bytes());
     }
     let secs = start.elapsed().as_secs_f64();
     assert!(check > 0);
@@ -403,6 +474,7 @@ fn main() {
             "rhai" => bare_rhai(n),
             "rhai-limited" => bare_rhai_limited(n),
             "native" => bare_native(n),
+            "native-packed" => bare_native_packed(n),
             _ => bare_loop(n),
         };
         println!("{rate:.0} events/s");
@@ -419,7 +491,21 @@ fn main() {
         println!("{:.0} events/s", through_host(rt, 1, n));
         return;
     }
-    for (rt, name) in [(Rt::Lua, "Lua"), (Rt::Rhai, "Rhai"), (Rt::Native, "native")] {
+    let all = [(Rt::Lua, "Lua"), (Rt::Rhai, "Rhai"), (Rt::Native, "native")];
+    let chosen = std::env::var("PLUGHOST_BENCH_RUNTIMES").ok();
+    let runtimes: Vec<(Rt, &str)> = match &chosen {
+        Some(list) => list
+            .split(',')
+            .map(|name| {
+                *all.iter()
+                    .find(|(_, n)| n.eq_ignore_ascii_case(name.trim()))
+                    .unwrap_or_else(|| panic!("PLUGHOST_BENCH_RUNTIMES: unknown runtime `{name}`"))
+            })
+            .collect(),
+        None => all.to_vec(),
+    };
+    let mut ones = Vec::new();
+    for (rt, name) in runtimes {
         if rt == Rt::Native {
             // Built before anything is measured.
             native_library();
@@ -446,9 +532,17 @@ fn main() {
         let bare_what = match rt {
             Rt::Lua => "(2) bare mlua loop (to_value/call/from_value)".to_owned(),
             Rt::Rhai => "(2) bare rhai loop (to_dynamic/call_fn/from_dynamic)".to_owned(),
-            Rt::Native => "(2) bare Rust loop (derive on serde_json::Value)".to_owned(),
+            Rt::Native => "(2) bare Rust loop (derive on structs in memory)".to_owned(),
         };
         row(bare_what, bare_rate, bare_rate);
+        if rt == Rt::Native {
+            let packed = best_of(3, || bare_native_packed(n));
+            row(
+                "(2b) the same, from and to packed bytes".to_owned(),
+                packed,
+                packed,
+            );
+        }
         if rt == Rt::Rhai {
             let limited = best_of(3, || bare_rhai_limited(n));
             row(
@@ -463,6 +557,28 @@ fn main() {
             ten,
             ten * 10.0,
         );
+        ones.push((rt, name, one));
     }
-    telemetry_section(n);
+    if let Some(&(first_rt, first, first_rate)) = ones.first() {
+        for &(rt, name, rate) in &ones[1..] {
+            println!(
+                "(1) one {name} plugin / one {first} plugin: {:.2}x",
+                rate / first_rate
+            );
+            // The two again, alternating, so that a change in the machine's
+            // load between the sections above weighs on both alike.
+            let (mut a, mut b) = (0.0f64, 0.0f64);
+            for _ in 0..5 {
+                a = a.max(through_host(first_rt, 1, n));
+                b = b.max(through_host(rt, 1, n));
+            }
+            println!(
+                "(1) the same, alternating, best of 5: {first} {a:.0}, {name} {b:.0} events/s: {:.2}x",
+                b / a
+            );
+        }
+    }
+    if chosen.is_none() {
+        telemetry_section(n);
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, Run, ev};
+use crate::support::{Fixture, Run, Runtime, ev};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -276,6 +276,42 @@ fn outcomes_flow_through_a_native_plugin() {
     );
 }
 
+/// The throughput benchmark's native plugin (the `derive` behaviour) reads
+/// the payload into its own borrowing struct and publishes its own
+/// `Serialize` struct: the subscriber gets the derived JSON, and a payload
+/// that does not fit the struct is dead-lettered with serde's message.
+#[test]
+fn a_plugin_reads_and_publishes_its_own_serde_types() {
+    let f = Fixture::new();
+    f.plugin(
+        Runtime::Native,
+        "derive",
+        "subscriptions: [bench.in]\npublications: [bench.out]\n",
+        "derive",
+    );
+    let reading = json!({"name": "sensor-é", "count": 41, "ratio": 0.25, "active": true,
+                         "location": {"city": "Lyon", "zip": "69001"}});
+    let input = [
+        ev("bench.in", reading),
+        ev("bench.in", json!({"name": "no count"})),
+    ];
+    let run = f.run(&input);
+    run.expect_code(0);
+    assert_eq!(
+        run.payloads("bench.out"),
+        [
+            json!({"name": "SENSOR-É", "count": 42, "ratio": 0.5, "active": false,
+                "origin": {"city": "Lyon", "zip": "69001"}})
+        ],
+        "{run}"
+    );
+    let dl = run.dead_letters();
+    assert_eq!(dl.len(), 1, "{run}");
+    assert_eq!(dl[0]["event"]["payload"]["name"], "no count");
+    let error = dl[0]["error"].as_str().unwrap();
+    assert!(error.contains("missing field `count`"), "{error}");
+}
+
 /// A panic in `on_event` is dead-lettered with its message and position,
 /// and the next event is handled, in the `profile` build.
 fn a_panic_is_dead_lettered(profile: &str) {
@@ -373,7 +409,7 @@ fn a_wrong_abi_version_is_refused_naming_both_versions_and_the_file() {
     let version = env!("CARGO_PKG_VERSION");
     let series: Vec<&str> = version.split('.').collect();
     let expected = format!(
-        "{file}: ABI version 1, but this host speaks ABI version 4 \
+        "{file}: ABI version 1, but this host speaks ABI version 5 \
          (plughost-sdk 0.1.0 built it; rebuild the plugin against plughost-sdk {}.{}.x)",
         series[0], series[1]
     );

@@ -453,7 +453,7 @@ fn rebuilding_a_native_plugin_reloads_it_between_events() {
     let failed = h.wait_host("reload_failed", 1);
     let error = failed["error"].as_str().unwrap();
     assert!(
-        error.contains("ABI version 1, but this host speaks ABI version 4")
+        error.contains("ABI version 1, but this host speaks ABI version 5")
             && error.contains(&library_file(CRATE)),
         "{error}"
     );

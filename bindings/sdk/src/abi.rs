@@ -33,9 +33,9 @@
 //!
 //! # Requests
 //!
-//! `request(ctx, topic, payload, timeout_ms)` publishes a JSON `payload` on
+//! `request(ctx, topic, payload, timeout_ms)` publishes a packed `payload` on
 //! `topic` as a request and blocks until the first reply: the data of
-//! success is the reply's payload as JSON. It fails (an error message) when
+//! success is the reply's payload, packed. It fails (an error message) when
 //! no reply came within `timeout_ms` (more than 0) or within what is left of
 //! the hook's time limit (`limits.event_timeout_ms`), whichever is sooner,
 //! at once when nothing subscribes to `topic` or when the plugin itself
@@ -56,8 +56,22 @@
 //!
 //! # Data
 //!
-//! Structured values cross as UTF-8 JSON: the event handed to `on_event`, the
-//! outcome it returns, payloads, config and state. A [`Str`] is borrowed for
+//! Structured values (payloads, config, state, a registered function's
+//! arguments and result, log fields, metric and span attributes) cross as
+//! *packed* bytes: the format of the `plughost-packed` crate (re-exported as
+//! [`packed`](crate::packed)), a tag byte per value, little-endian numbers,
+//! `u32` lengths and counts, exactly one value per buffer. An empty buffer
+//! is an absent optional value (no fields, no attributes). The host checks
+//! every packed buffer a plugin hands it ([`validate`](crate::packed::validate))
+//! before it trusts it, and refuses one that does not pass with an error
+//! for that call. Text (topics, names, messages) is UTF-8.
+//!
+//! `on_event` gets an [`EventView`]: the event's fields as [`Str`]s and its
+//! headers as an array of [`Str`] pairs, all borrowed from the host for the
+//! duration of the call, and its payload packed. No JSON is parsed or
+//! printed on either side.
+//!
+//! A [`Str`] is borrowed for
 //! the duration of one call. A [`Buf`] is owned by the side that allocated it
 //! and freed only by that side: a buffer the plugin returns is handed back to
 //! [`PluginVTable::free`], one the host returns to [`HostVTable::free`].
@@ -73,12 +87,16 @@
 //!
 //! # Outcomes
 //!
-//! `on_event` returns one of these JSON objects:
-//! `{"outcome": "ack"}`, `{"outcome": "retry", "delay_ms": 250}` (or `null`
-//! for the manifest's backoff), `{"outcome": "forward", "topic": "a.b",
-//! "payload": …}`, `{"outcome": "drop", "reason": "…"}`, `{"outcome":
-//! "reply", "payload": …}` (since ABI 4: answers the request being handled,
-//! and acknowledges).
+//! The data of `on_event`'s success is its outcome: empty for `ack`,
+//! else a kind byte ([`outcome`]) followed by its fields:
+//!
+//! | kind | then |
+//! | --- | --- |
+//! | [`outcome::ACK`] | nothing |
+//! | [`outcome::RETRY`] | 1 byte: 1 when a delay follows, 0 for the manifest's backoff; then the delay in milliseconds, `u64` little-endian |
+//! | [`outcome::FORWARD`] | the topic's byte length (`u32` little-endian) and UTF-8 bytes, then the packed payload |
+//! | [`outcome::DROP`] | the reason, UTF-8 (empty for none) |
+//! | [`outcome::REPLY`] | the packed payload (answers the request being handled, and acknowledges) |
 //!
 //! # Versioning
 //!
@@ -93,11 +111,12 @@
 //! | 2 | timers: `HostVTable::timer_add` and `timer_cancel`, `PluginVTable::on_timer` |
 //! | 3 | [`STATUS_FATAL`]: a plugin that cannot go on |
 //! | 4 | requests: `HostVTable::request`, the `reply` outcome |
+//! | 5 | packed data instead of JSON text; `on_event` takes an [`EventView`]; outcomes as a kind byte |
 
 use std::ffi::{c_char, c_void};
 
 /// The version of this ABI. A host loads only libraries built with the same.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The version of the `plughost-sdk` crate this module belongs to.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -156,6 +175,47 @@ pub mod metric {
     pub const GAUGE: u32 = 1;
     /// A distribution.
     pub const HISTOGRAM: u32 = 2;
+}
+
+/// The kinds of `on_event`'s outcome, its data's first byte (see
+/// [Outcomes](self#outcomes)); no data at all is [`ACK`](outcome::ACK) too.
+pub mod outcome {
+    /// Handled.
+    pub const ACK: u8 = 0;
+    /// Deliver again, after a delay or the manifest's backoff.
+    pub const RETRY: u8 = 1;
+    /// Publish a payload on a topic in the plugin's name, and acknowledge.
+    pub const FORWARD: u8 = 2;
+    /// Dead-letter the event with a reason.
+    pub const DROP: u8 = 3;
+    /// Answer the request being handled, and acknowledge.
+    pub const REPLY: u8 = 4;
+}
+
+/// The event `on_event` handles, borrowed from the host for the duration
+/// of the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct EventView {
+    /// Its id (a ULID).
+    pub id: Str,
+    /// The topic it was published on.
+    pub topic: Str,
+    /// The publishing plugin's name, or `host`.
+    pub source: Str,
+    /// When it was published, RFC 3339 UTC with milliseconds.
+    pub timestamp: Str,
+    /// The correlation id, when `has_correlation_id` is not 0.
+    pub correlation_id: Str,
+    /// 1 when the event has a correlation id, else 0.
+    pub has_correlation_id: u32,
+    /// `header_count` pairs of [`Str`]s: name, value, name, value, …
+    /// (null when there are none).
+    pub headers: *const Str,
+    /// The number of header pairs (`headers` holds twice as many `Str`s).
+    pub header_count: usize,
+    /// The payload, packed.
+    pub payload: Str,
 }
 
 /// Borrowed UTF-8 bytes, valid for the duration of one call.
@@ -301,11 +361,11 @@ pub struct HostVTable {
     pub abi_version: u32,
     /// The host's context, passed back as the first argument of every call.
     pub ctx: *mut c_void,
-    /// Publishes a JSON `payload` on `topic`; the data of success is the new
+    /// Publishes a packed `payload` on `topic`; the data of success is the new
     /// event's id. While `on_event` runs, the new event carries the handled
     /// event's correlation id.
     pub publish: unsafe extern "C" fn(ctx: *mut c_void, topic: Str, payload: Str) -> CallResult,
-    /// Records a log line: a [`level`], the message, a JSON object of fields
+    /// Records a log line: a [`level`], the message, a packed object of fields
     /// (empty for none), and the plugin source file and line (empty and 0
     /// when unknown).
     pub log: unsafe extern "C" fn(
@@ -316,7 +376,7 @@ pub struct HostVTable {
         file: Str,
         line: u32,
     ),
-    /// Records a metric: a [`metric`] kind, the name, the value and a JSON
+    /// Records a metric: a [`metric`] kind, the name, the value and a packed
     /// object of attributes (empty for none).
     pub metric: unsafe extern "C" fn(
         ctx: *mut c_void,
@@ -325,19 +385,19 @@ pub struct HostVTable {
         value: f64,
         attributes: Str,
     ) -> CallResult,
-    /// Opens a child span of the current event's span, with a JSON object of
+    /// Opens a child span of the current event's span, with a packed object of
     /// attributes (empty for none); returns a handle for `span_exit`.
     pub span_enter: unsafe extern "C" fn(ctx: *mut c_void, name: Str, attributes: Str) -> u64,
     /// Closes a span opened by `span_enter`.
     pub span_exit: unsafe extern "C" fn(ctx: *mut c_void, span: u64),
-    /// The plugin's config as JSON.
+    /// The plugin's config, packed.
     pub config: unsafe extern "C" fn(ctx: *mut c_void) -> CallResult,
-    /// The plugin's state as JSON (an object unless the plugin stored another value).
+    /// The plugin's state, packed (an object unless the plugin stored another value).
     pub state: unsafe extern "C" fn(ctx: *mut c_void) -> CallResult,
-    /// Replaces the plugin's state with a JSON value; it survives reloads.
+    /// Replaces the plugin's state with a packed value; it survives reloads.
     pub set_state: unsafe extern "C" fn(ctx: *mut c_void, state: Str) -> CallResult,
-    /// Calls a function the embedding application registered, with a JSON
-    /// array of arguments; the data of success is the JSON result.
+    /// Calls a function the embedding application registered, with a packed
+    /// array of arguments; the data of success is the result, packed.
     pub call_function: unsafe extern "C" fn(ctx: *mut c_void, name: Str, args: Str) -> CallResult,
     /// Schedules a timer `after_ms` milliseconds from now, repeating every
     /// `after_ms` (at least 1) when `repeat` is not 0; returns its id, never
@@ -348,9 +408,9 @@ pub struct HostVTable {
     pub timer_cancel: unsafe extern "C" fn(ctx: *mut c_void, id: u64) -> u32,
     /// Frees a buffer the host returned.
     pub free: unsafe extern "C" fn(buf: Buf),
-    /// Publishes a JSON `payload` on `topic` as a request and waits for the
+    /// Publishes a packed `payload` on `topic` as a request and waits for the
     /// first reply, at most `timeout_ms` and never past the hook's time
-    /// limit; the data of success is the reply's payload as JSON (see
+    /// limit; the data of success is the reply's payload, packed (see
     /// [Requests](self#requests)).
     pub request: unsafe extern "C" fn(
         ctx: *mut c_void,
@@ -375,10 +435,11 @@ pub struct PluginVTable {
         unsafe extern "C" fn(host: *const HostVTable, instance: *mut *mut c_void) -> CallResult,
     /// Runs `init`.
     pub init: unsafe extern "C" fn(instance: *mut c_void) -> CallResult,
-    /// Runs `on_event` with the event as JSON; the data of success is the
-    /// outcome as JSON (see the module docs).
-    pub on_event: unsafe extern "C" fn(instance: *mut c_void, event: Str) -> CallResult,
-    /// Runs `on_config` with the new config as JSON; [`STATUS_RESTART`] asks
+    /// Runs `on_event` with the event, valid for the call; the data of
+    /// success is the outcome (see [Outcomes](self#outcomes)).
+    pub on_event:
+        unsafe extern "C" fn(instance: *mut c_void, event: *const EventView) -> CallResult,
+    /// Runs `on_config` with the new config, packed; [`STATUS_RESTART`] asks
     /// the host to restart the plugin instead.
     pub on_config: unsafe extern "C" fn(instance: *mut c_void, config: Str) -> CallResult,
     /// Runs `on_timer` for the timer `id` that [`HostVTable::timer_add`]

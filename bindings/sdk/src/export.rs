@@ -9,7 +9,8 @@ use std::ffi::c_void;
 use serde_json::Value;
 
 use crate::abi::{
-    ABI_VERSION, Buf, CallResult, HostVTable, PluginVTable, SDK_VERSION, STATUS_RESTART, Str,
+    ABI_VERSION, Buf, CallResult, EventView, HostVTable, PluginVTable, SDK_VERSION, STATUS_RESTART,
+    Str,
 };
 use crate::panic::guard;
 use crate::{ConfigChange, Event, Host, Plugin, TimerId};
@@ -56,7 +57,8 @@ fn unit(r: Result<(), String>) -> CallResult {
 fn parse(bytes: Str, what: &str) -> Result<Value, String> {
     // SAFETY: the host's argument, valid for the duration of this call.
     let bytes = unsafe { bytes.as_bytes() };
-    serde_json::from_slice(bytes).map_err(|e| format!("the host sent a bad {what}: {e}"))
+    plughost_packed::validate(bytes).map_err(|e| format!("the host sent a bad {what}: {e}"))?;
+    Ok(plughost_packed::unpack_value(bytes))
 }
 
 unsafe extern "C" fn create<T: Plugin + Default>(
@@ -94,17 +96,25 @@ unsafe extern "C" fn init<T: Plugin>(instance: *mut c_void) -> CallResult {
     })
 }
 
-unsafe extern "C" fn on_event<T: Plugin>(instance: *mut c_void, event: Str) -> CallResult {
+unsafe extern "C" fn on_event<T: Plugin>(
+    instance: *mut c_void,
+    event: *const EventView,
+) -> CallResult {
     guard(|| {
         // SAFETY: the host passes an instance made by `create::<T>`.
         let s = unsafe { slot::<T>(instance) };
-        // SAFETY: the host's argument, valid for the duration of this call.
-        let event = match Event::from_json(unsafe { event.as_bytes() }) {
+        if event.is_null() {
+            return CallResult::error("on_event: null event from the host");
+        }
+        // SAFETY: checked non-null; the host's view and everything it points
+        // to are valid for the duration of this call, which `event` does not outlive.
+        let event = match unsafe { Event::from_view(&*event) } {
             Ok(e) => e,
             Err(m) => return CallResult::error(&m),
         };
         match s.plugin.on_event(&s.host, &event) {
-            Ok(outcome) => CallResult::ok(outcome.to_json().to_string().into_bytes()),
+            // No data is `ack`: the usual outcome allocates nothing.
+            Ok(outcome) => CallResult::ok(outcome.encode()),
             Err(message) => CallResult::error(&message),
         }
     })

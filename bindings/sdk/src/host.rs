@@ -2,12 +2,16 @@
 //! services a script gets as `bus` (publish and request), `config`, `state`, `log`, `telemetry`,
 //! `timer` and `host`.
 //!
-//! Each method turns its arguments into JSON, calls through the
-//! [`HostVTable`], and hands the host's buffer back to the host to free.
+//! Each method packs its arguments (serde straight into packed bytes, in a
+//! buffer the host handle reuses), calls through the [`HostVTable`], and
+//! hands the host's buffer back to the host to free.
 
+use std::cell::RefCell;
 use std::panic::Location;
 use std::time::Duration;
 
+use plughost_packed::Writer;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::abi::{self, CallResult, HostVTable, STATUS_OK, Str};
@@ -55,6 +59,8 @@ pub struct TimerId(pub(crate) u64);
 #[derive(Debug)]
 pub struct Host {
     vt: HostVTable,
+    /// The buffer arguments are packed into, reused from call to call.
+    buf: RefCell<Writer>,
 }
 
 impl Host {
@@ -65,23 +71,43 @@ impl Host {
     /// `vt` must be the table the host passed to `create`, with its `ctx`
     /// still alive.
     pub(crate) unsafe fn from_vtable(vt: HostVTable) -> Host {
-        Host { vt }
+        Host {
+            vt,
+            buf: RefCell::new(Writer::new()),
+        }
+    }
+
+    /// Packs `value` and calls `f` with the bytes.
+    fn packed<T: Serialize + ?Sized, R>(
+        &self,
+        value: &T,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, String> {
+        // A `Serialize` impl that calls back into the host gets a buffer of its own.
+        let mut fresh = Writer::new();
+        let mut borrowed = self.buf.try_borrow_mut();
+        let w = match borrowed.as_deref_mut() {
+            Ok(w) => w,
+            Err(_) => &mut fresh,
+        };
+        w.clear();
+        plughost_packed::to_writer(w, value).map_err(|e| format!("cannot pack the value: {e}"))?;
+        Ok(f(w.as_bytes()))
     }
 
     /// Publishes `payload` on `topic` in the plugin's name and returns the
     /// new event's id. While `on_event` runs, the new event carries the
     /// handled event's correlation id. Fails for an invalid topic, a
     /// `plughost.` topic, or one outside the manifest's `publications`.
-    pub fn publish(&self, topic: &str, payload: Value) -> Result<String, String> {
-        let payload = payload.to_string();
-        // SAFETY: the host's function, with its ctx and arguments valid for the call.
-        let r = unsafe {
-            (self.vt.publish)(
-                self.vt.ctx,
-                Str::new(topic.as_bytes()),
-                Str::new(payload.as_bytes()),
-            )
-        };
+    ///
+    /// `payload` is anything `Serialize`: a `serde_json::Value`
+    /// (`json!({...})`), or the plugin's own `#[derive(Serialize)]` type,
+    /// which is packed directly, without a JSON tree.
+    pub fn publish(&self, topic: &str, payload: impl Serialize) -> Result<String, String> {
+        let r = self.packed(&payload, |bytes| {
+            // SAFETY: the host's function, with its ctx and arguments valid for the call.
+            unsafe { (self.vt.publish)(self.vt.ctx, Str::new(topic.as_bytes()), Str::new(bytes)) }
+        })?;
         self.text(r)
     }
 
@@ -94,19 +120,20 @@ impl Host {
     /// no reply came in time, at once when nothing subscribes to `topic`
     /// or when this plugin itself does (it would wait for itself), and for
     /// the reasons [`Host::publish`] fails.
-    pub fn request(&self, topic: &str, payload: Value, timeout: Duration) -> Result<Value, String> {
-        let payload = payload.to_string();
+    pub fn request(
+        &self,
+        topic: &str,
+        payload: impl Serialize,
+        timeout: Duration,
+    ) -> Result<Value, String> {
         let ms = u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-        // SAFETY: the host's function, with its ctx and arguments valid for the call.
-        let r = unsafe {
-            (self.vt.request)(
-                self.vt.ctx,
-                Str::new(topic.as_bytes()),
-                Str::new(payload.as_bytes()),
-                ms,
-            )
-        };
-        self.json(r)
+        let r = self.packed(&payload, |bytes| {
+            // SAFETY: the host's function, with its ctx and arguments valid for the call.
+            unsafe {
+                (self.vt.request)(self.vt.ctx, Str::new(topic.as_bytes()), Str::new(bytes), ms)
+            }
+        })?;
+        self.value(r)
     }
 
     /// Logs `message` at `level`, with this call's file and line.
@@ -160,14 +187,14 @@ impl Host {
             Level::Warn => abi::level::WARN,
             Level::Error => abi::level::ERROR,
         };
-        let fields = fields.map(Value::to_string).unwrap_or_default();
+        let fields = fields.map(plughost_packed::pack_value).unwrap_or_default();
         // SAFETY: the host's function, with its ctx and arguments valid for the call.
         unsafe {
             (self.vt.log)(
                 self.vt.ctx,
                 level,
                 Str::new(message.as_bytes()),
-                Str::new(fields.as_bytes()),
+                Str::new(&fields),
                 Str::new(at.file().as_bytes()),
                 at.line(),
             );
@@ -192,7 +219,7 @@ impl Host {
             MetricKind::Gauge => abi::metric::GAUGE,
             MetricKind::Histogram => abi::metric::HISTOGRAM,
         };
-        let attributes = json_or_empty(attributes);
+        let attributes = packed_or_empty(attributes);
         // SAFETY: the host's function, with its ctx and arguments valid for the call.
         let r = unsafe {
             (self.vt.metric)(
@@ -200,7 +227,7 @@ impl Host {
                 kind,
                 Str::new(name.as_bytes()),
                 value,
-                Str::new(attributes.as_bytes()),
+                Str::new(&attributes),
             )
         };
         self.text(r).map(drop)
@@ -232,13 +259,13 @@ impl Host {
                 unsafe { (self.0.span_exit)(self.0.ctx, self.1) }
             }
         }
-        let attributes = json_or_empty(attributes);
+        let attributes = packed_or_empty(attributes);
         // SAFETY: the host's function, with its ctx and arguments valid for the call.
         let id = unsafe {
             (self.vt.span_enter)(
                 self.vt.ctx,
                 Str::new(name.as_bytes()),
-                Str::new(attributes.as_bytes()),
+                Str::new(&attributes),
             )
         };
         let _open = Open(&self.vt, id);
@@ -249,7 +276,7 @@ impl Host {
     pub fn config(&self) -> Value {
         // SAFETY: the host's function, with its ctx valid for the call.
         let r = unsafe { (self.vt.config)(self.vt.ctx) };
-        self.json(r).unwrap_or_default()
+        self.value(r).unwrap_or_default()
     }
 
     /// The plugin's state: plain data that survives reloads (an empty object
@@ -257,31 +284,29 @@ impl Host {
     pub fn state(&self) -> Value {
         // SAFETY: the host's function, with its ctx valid for the call.
         let r = unsafe { (self.vt.state)(self.vt.ctx) };
-        self.json(r).unwrap_or_default()
+        self.value(r).unwrap_or_default()
     }
 
     /// Replaces the plugin's state. The host keeps it across reloads, and
     /// keeps it even when the hook that set it fails afterwards.
-    pub fn set_state(&self, state: Value) -> Result<(), String> {
-        let state = state.to_string();
-        // SAFETY: the host's function, with its ctx and arguments valid for the call.
-        let r = unsafe { (self.vt.set_state)(self.vt.ctx, Str::new(state.as_bytes())) };
+    pub fn set_state(&self, state: impl Serialize) -> Result<(), String> {
+        let r = self.packed(&state, |bytes| {
+            // SAFETY: the host's function, with its ctx and arguments valid for the call.
+            unsafe { (self.vt.set_state)(self.vt.ctx, Str::new(bytes)) }
+        })?;
         self.text(r).map(drop)
     }
 
     /// Calls a function the embedding application registered
     /// (`host.NAME(...)` in Lua).
     pub fn call(&self, function: &str, args: &[Value]) -> Result<Value, String> {
-        let args = Value::Array(args.to_vec()).to_string();
-        // SAFETY: the host's function, with its ctx and arguments valid for the call.
-        let r = unsafe {
-            (self.vt.call_function)(
-                self.vt.ctx,
-                Str::new(function.as_bytes()),
-                Str::new(args.as_bytes()),
-            )
-        };
-        self.json(r)
+        let r = self.packed(args, |bytes| {
+            // SAFETY: the host's function, with its ctx and arguments valid for the call.
+            unsafe {
+                (self.vt.call_function)(self.vt.ctx, Str::new(function.as_bytes()), Str::new(bytes))
+            }
+        })?;
+        self.value(r)
     }
 
     /// Schedules a timer that fires once, `delay` from now (in whole
@@ -328,19 +353,31 @@ impl Host {
         }
     }
 
-    fn json(&self, r: CallResult) -> Result<Value, String> {
-        let text = self.text(r)?;
-        if text.is_empty() {
-            return Ok(Value::Null);
+    /// Takes a host result's data as a packed value (no data is `null`),
+    /// and frees the host's buffer.
+    fn value(&self, r: CallResult) -> Result<Value, String> {
+        if r.status != STATUS_OK {
+            return self.text(r).and(Ok(Value::Null));
         }
-        serde_json::from_str(&text).map_err(|e| format!("the host sent bad JSON: {e}"))
+        // SAFETY: the host made `data` and has not freed it; it is decoded
+        // before the buffer goes back to the host's `free`, once.
+        let bytes = unsafe { r.data.as_bytes() };
+        let value = match plughost_packed::validate(bytes) {
+            Ok(()) => Ok(plughost_packed::unpack_value(bytes)),
+            Err(_) if bytes.is_empty() => Ok(Value::Null),
+            Err(e) => Err(format!("the host sent a bad packed value: {e}")),
+        };
+        // SAFETY: as above.
+        unsafe { (self.vt.free)(r.data) };
+        value
     }
 }
 
-fn json_or_empty(v: &Value) -> String {
+/// An optional object argument packed: `null` is none (no bytes).
+fn packed_or_empty(v: &Value) -> Vec<u8> {
     if v.is_null() {
-        String::new()
+        Vec::new()
     } else {
-        v.to_string()
+        plughost_packed::pack_value(v)
     }
 }

@@ -57,11 +57,21 @@ pub mod export;
 mod host;
 mod outcome;
 mod panic;
+mod payload;
 
-pub use event::Event;
+pub use event::{Event, Headers};
 pub use host::{Host, Level, MetricKind, TimerId};
 pub use outcome::{ConfigChange, Outcome};
 pub use panic::fatal;
+pub use payload::{EventPayload, Packed};
+/// The packed payload format: its [`Writer`](packed::Writer),
+/// [`Reader`](packed::Reader), serde [`to_vec`](packed::to_vec) and
+/// [`from_slice`](packed::from_slice), [`validate`](packed::validate).
+pub use plughost_packed as packed;
+pub use plughost_packed::PayloadRef;
+/// `serde`, for `#[derive(Serialize, Deserialize)]` on a plugin's own types
+/// (with serde's `derive` feature in the plugin's `Cargo.toml`).
+pub use serde;
 /// The JSON values payloads, config and state are made of.
 pub use serde_json::{self, Value};
 

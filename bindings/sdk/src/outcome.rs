@@ -1,7 +1,11 @@
 //! What `on_event` asks the host to do with the event, as for scripts'
-//! `outcome.retry/forward/drop/reply`.
+//! `outcome.retry/forward/drop/reply`, and its encoding for the host (see
+//! [Outcomes](crate::abi#outcomes)).
 
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::Packed;
+use crate::abi::outcome as kind;
 
 /// The result of handling one event.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -14,19 +18,20 @@ pub enum Outcome {
     /// deliveries the event is dead-lettered.
     Retry(Option<u64>),
     /// Publish this payload on this topic in the plugin's name, and acknowledge.
-    Forward(String, Value),
+    Forward(String, Packed),
     /// Dead-letter the event with this reason.
     Drop(String),
     /// Answer the request being handled with this payload (the requester's
     /// [`Host::request`](crate::Host::request) returns it), and
     /// acknowledge. For an event that is no request, only acknowledge.
-    Reply(Value),
+    Reply(Packed),
 }
 
 impl Outcome {
-    /// [`Outcome::Forward`].
-    pub fn forward(topic: impl Into<String>, payload: Value) -> Outcome {
-        Outcome::Forward(topic.into(), payload)
+    /// [`Outcome::Forward`], with a JSON value or a [`Packed`] one
+    /// (`Packed::new(&my_struct)?` packs the plugin's own type).
+    pub fn forward(topic: impl Into<String>, payload: impl Into<Packed>) -> Outcome {
+        Outcome::Forward(topic.into(), payload.into())
     }
 
     /// [`Outcome::Drop`].
@@ -34,21 +39,58 @@ impl Outcome {
         Outcome::Drop(reason.into())
     }
 
-    /// [`Outcome::Reply`].
-    pub fn reply(payload: Value) -> Outcome {
-        Outcome::Reply(payload)
+    /// [`Outcome::Reply`], with a JSON value or a [`Packed`] one.
+    pub fn reply(payload: impl Into<Packed>) -> Outcome {
+        Outcome::Reply(payload.into())
     }
 
-    /// The JSON the host reads (see [`abi`](crate::abi)).
+    /// The bytes the host reads: none for [`Outcome::Ack`], else a kind
+    /// byte and its fields.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Outcome::Ack => Vec::new(),
+            Outcome::Retry(ms) => {
+                let mut out = vec![kind::RETRY, u8::from(ms.is_some())];
+                if let Some(ms) = ms {
+                    out.extend_from_slice(&ms.to_le_bytes());
+                }
+                out
+            }
+            Outcome::Forward(topic, payload) => {
+                let len = u32::try_from(topic.len()).unwrap_or(u32::MAX);
+                let mut out = Vec::with_capacity(5 + topic.len() + payload.bytes().len());
+                out.push(kind::FORWARD);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(topic.as_bytes());
+                out.extend_from_slice(payload.bytes());
+                out
+            }
+            Outcome::Drop(reason) => {
+                let mut out = vec![kind::DROP];
+                out.extend_from_slice(reason.as_bytes());
+                out
+            }
+            Outcome::Reply(payload) => {
+                let mut out = Vec::with_capacity(1 + payload.bytes().len());
+                out.push(kind::REPLY);
+                out.extend_from_slice(payload.bytes());
+                out
+            }
+        }
+    }
+
+    /// The outcome as the JSON object a script's outcome table would print
+    /// as (for logs and tests).
     pub fn to_json(&self) -> Value {
+        use serde_json::json;
         match self {
             Outcome::Ack => json!({"outcome": "ack"}),
             Outcome::Retry(ms) => json!({"outcome": "retry", "delay_ms": ms}),
             Outcome::Forward(topic, payload) => {
-                json!({"outcome": "forward", "topic": topic, "payload": payload})
+                json!({"outcome": "forward", "topic": topic, "payload": payload.to_value()})
             }
             Outcome::Drop(reason) => json!({"outcome": "drop", "reason": reason}),
-            Outcome::Reply(payload) => json!({"outcome": "reply", "payload": payload}),
+            Outcome::Reply(payload) => json!({"outcome": "reply", "payload": payload.to_value()}),
         }
     }
 }
@@ -68,22 +110,22 @@ pub enum ConfigChange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn outcomes_as_json() {
-        assert_eq!(Outcome::Ack.to_json(), json!({"outcome": "ack"}));
-        assert_eq!(
-            Outcome::Retry(None).to_json(),
-            json!({"outcome": "retry", "delay_ms": null})
-        );
-        assert_eq!(
-            Outcome::forward("a.b", json!(1)).to_json(),
-            json!({"outcome": "forward", "topic": "a.b", "payload": 1})
-        );
-        assert_eq!(
-            Outcome::drop("no").to_json(),
-            json!({"outcome": "drop", "reason": "no"})
-        );
+    fn outcomes_encode_as_a_kind_byte_and_fields() {
+        assert_eq!(Outcome::Ack.encode(), b"");
+        assert_eq!(Outcome::Retry(None).encode(), [kind::RETRY, 0]);
+        let mut retry = vec![kind::RETRY, 1];
+        retry.extend_from_slice(&250u64.to_le_bytes());
+        assert_eq!(Outcome::Retry(Some(250)).encode(), retry);
+        let forward = Outcome::forward("a.b", json!(1)).encode();
+        assert_eq!(&forward[..8], [kind::FORWARD, 3, 0, 0, 0, b'a', b'.', b'b']);
+        assert_eq!(plughost_packed::unpack_value(&forward[8..]), json!(1));
+        assert_eq!(Outcome::drop("no").encode(), [kind::DROP, b'n', b'o']);
+        let reply = Outcome::reply(json!({"n": 1})).encode();
+        assert_eq!(reply[0], kind::REPLY);
+        assert_eq!(plughost_packed::unpack_value(&reply[1..]), json!({"n": 1}));
         assert_eq!(
             Outcome::reply(json!({"n": 1})).to_json(),
             json!({"outcome": "reply", "payload": {"n": 1}})

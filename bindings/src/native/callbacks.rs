@@ -161,15 +161,23 @@ fn text<'a>(s: Str, what: &str) -> Result<&'a str, String> {
     std::str::from_utf8(unsafe { s.as_bytes() }).map_err(|_| format!("{what} is not UTF-8"))
 }
 
-/// An optional JSON object argument: empty is none, a non-object becomes
-/// `{"value": …}` when `wrap`, else an error.
-fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, String> {
+/// A packed argument, checked before anything trusts it. Its error keeps
+/// the words "is not JSON": a packed value is a JSON value's encoding.
+fn checked<'a>(s: Str, what: &str) -> Result<&'a [u8], String> {
     // SAFETY: the plugin's argument, valid for the duration of the call.
     let bytes = unsafe { s.as_bytes() };
-    if bytes.is_empty() {
+    crate::payload::validate(bytes)
+        .map_err(|e| format!("{what} is not JSON (not a packed value: {e})"))?;
+    Ok(bytes)
+}
+
+/// An optional packed object argument: empty is none, a non-object becomes
+/// `{"value": …}` when `wrap`, else an error.
+fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, String> {
+    if s.len == 0 {
         return Ok(None);
     }
-    match serde_json::from_slice(bytes).map_err(|e| format!("{what} is not JSON: {e}"))? {
+    match plughost_packed::unpack_value(checked(s, what)?) {
         Value::Null => Ok(None),
         Value::Object(map) => Ok(Some(map)),
         other if wrap => Ok(Some(Map::from_iter([("value".to_owned(), other)]))),
@@ -177,9 +185,22 @@ fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, 
     }
 }
 
+/// A packed argument as a JSON value.
 fn json(s: Str, what: &str) -> Result<Value, String> {
-    // SAFETY: the plugin's argument, valid for the duration of the call.
-    serde_json::from_slice(unsafe { s.as_bytes() }).map_err(|e| format!("{what} is not JSON: {e}"))
+    checked(s, what).map(plughost_packed::unpack_value)
+}
+
+/// A packed argument as a payload: the checked bytes, copied once.
+fn checked_payload(s: Str, what: &str) -> Result<Payload, String> {
+    checked(s, what).map(|bytes| Payload::from_packed(bytes.to_vec()))
+}
+
+/// A value as packed bytes for the plugin (a packed payload as it is).
+fn packed(p: &Payload) -> Vec<u8> {
+    match p.packed() {
+        Some(bytes) => bytes.to_vec(),
+        None => plughost_packed::pack_value(p.value()),
+    }
 }
 
 pub(super) unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str) -> CallResult {
@@ -187,7 +208,7 @@ pub(super) unsafe extern "C" fn publish(c: *mut c_void, topic: Str, payload: Str
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
         let topic = text(topic, "topic")?;
-        let payload = Payload::from(json(payload, "payload")?);
+        let payload = checked_payload(payload, "payload")?;
         c.core()
             .publish(topic, payload)
             .map(String::into_bytes)
@@ -205,12 +226,12 @@ pub(super) unsafe extern "C" fn request(
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
         let topic = text(topic, "topic")?;
-        let payload = Payload::from(json(payload, "payload")?);
+        let payload = checked_payload(payload, "payload")?;
         let reply = c
             .core()
             .request(topic, payload, timeout_ms as f64, c.time_left())
             .map_err(|e| e.to_string())?;
-        serde_json::to_vec(reply.value()).map_err(|e| e.to_string())
+        Ok(packed(&reply))
     })
 }
 
@@ -307,7 +328,7 @@ pub(super) unsafe extern "C" fn config(c: *mut c_void) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
-        serde_json::to_vec(&*c.config.borrow()).map_err(|e| e.to_string())
+        Ok(plughost_packed::pack_value(&c.config.borrow()))
     })
 }
 
@@ -315,7 +336,7 @@ pub(super) unsafe extern "C" fn state(c: *mut c_void) -> CallResult {
     answer(|| {
         // SAFETY: called by the plugin with the ctx we gave it, during a hook.
         let c = unsafe { ctx(c) };
-        serde_json::to_vec(&*c.state.borrow()).map_err(|e| e.to_string())
+        Ok(plughost_packed::pack_value(&c.state.borrow()))
     })
 }
 
@@ -342,7 +363,7 @@ pub(super) unsafe extern "C" fn call_function(c: *mut c_void, name: Str, args: S
             .core()
             .call_function(name, args)
             .map_err(|e| e.to_string())?;
-        serde_json::to_vec(&result).map_err(|e| e.to_string())
+        Ok(plughost_packed::pack_value(&result))
     })
 }
 

@@ -5,7 +5,10 @@
 //! (`library.rs`), gives the plugin a table of host callbacks
 //! (`callbacks.rs`), each refusing a `ctx` other than the one of the call
 //! running on its thread (`gate.rs`), and creates one instance; each hook is then one call
-//! through the plugin's table, its data JSON, its result read by `reply.rs`. A panic in
+//! through the plugin's table, its result read by `reply.rs`. Data crosses packed
+//! (`plughost-packed`): an event is an `EventView` of borrowed fields and its packed
+//! payload, as the bus carries it; what the plugin hands back is validated before the
+//! host trusts it. A panic in
 //! the plugin is caught on the plugin's side and arrives as that call's
 //! error, positioned at the `panic!`. Where `entry` names a crate, [`locate`]
 //! finds its library in cargo's target directory.
@@ -39,7 +42,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use plughost_sdk::abi::{CallResult, PluginVTable, Str};
+use plughost_sdk::abi::{CallResult, EventView, PluginVTable, Str};
 use serde_json::Value;
 
 use self::callbacks::HostCtx;
@@ -165,6 +168,25 @@ impl NativePlugin {
         reply::read(self.vt(), r, hook, &self.shown)
     }
 
+    /// Calls one hook of `instance` and reads its successful data with
+    /// `read` straight from the plugin's buffer (no copy); `None` when the
+    /// hook asked for a restart.
+    fn call_with<T>(
+        &self,
+        instance: *mut c_void,
+        hook: HookName,
+        f: impl FnOnce(&PluginVTable, *mut c_void) -> CallResult,
+        read: impl FnOnce(&[u8]) -> Result<T, ScriptError>,
+    ) -> Result<Option<T>, ScriptError> {
+        let entered = gate::enter(self.ctx);
+        self.ctx().hook_started(Some(Instant::now()));
+        let r = f(self.vt(), instance);
+        self.ctx().hook_started(None);
+        drop(entered);
+        self.ctx().close_spans();
+        reply::read_with(self.vt(), r, hook, &self.shown, read)
+    }
+
     fn destroy(&self, instance: *mut c_void) {
         if !instance.is_null() {
             let _entered = gate::enter(self.ctx);
@@ -235,18 +257,52 @@ impl PluginInstance for NativePlugin {
     }
 
     fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
-        let json = event.to_json_line();
+        // A payload published on the bus is packed already; one that is not
+        // (delivered some other way) is packed here, for this call.
+        let packed_here;
+        let payload: &[u8] = match event.payload.packed() {
+            Some(bytes) => bytes,
+            None => {
+                packed_here = plughost_packed::pack_value(event.payload.value());
+                &packed_here
+            }
+        };
+        let headers: Vec<Str> = event
+            .headers
+            .iter()
+            .flat_map(|(k, v)| [Str::new(k.as_bytes()), Str::new(v.as_bytes())])
+            .collect();
+        let view = EventView {
+            id: Str::new(event.id.as_bytes()),
+            topic: Str::new(event.topic.as_bytes()),
+            source: Str::new(event.source.as_bytes()),
+            timestamp: Str::new(event.timestamp.as_bytes()),
+            correlation_id: event
+                .correlation_id
+                .as_deref()
+                .map_or(Str::EMPTY, |c| Str::new(c.as_bytes())),
+            has_correlation_id: u32::from(event.correlation_id.is_some()),
+            headers: if headers.is_empty() {
+                std::ptr::null()
+            } else {
+                headers.as_ptr()
+            },
+            header_count: event.headers.len(),
+            payload: Str::new(payload),
+        };
         *self.ctx().current.borrow_mut() = Some(event.clone());
-        // SAFETY: this plugin's live instance; the event JSON outlives the call.
-        let r = self.call(self.instance, HookName::OnEvent, |vt, i| unsafe {
-            (vt.on_event)(i, Str::new(json.as_bytes()))
-        });
+        // SAFETY: this plugin's live instance; the view and everything it
+        // borrows (the event, `headers`, `payload`) outlive the call.
+        let r = self.call_with(
+            self.instance,
+            HookName::OnEvent,
+            |vt, i| unsafe { (vt.on_event)(i, &view) },
+            reply::outcome,
+        );
         *self.ctx().current.borrow_mut() = None;
         match r? {
-            Reply::Done(data) => {
-                reply::outcome(&data).map_err(|e| e.or_file(&self.shown).in_hook(HookName::OnEvent))
-            }
-            Reply::Restart => Ok(Outcome::Ack),
+            Some(outcome) => Ok(outcome),
+            None => Ok(Outcome::Ack),
         }
     }
 
@@ -258,13 +314,13 @@ impl PluginInstance for NativePlugin {
 
     fn on_config(&mut self, config: &Value) -> Result<(), ScriptError> {
         let previous = self.ctx().config.replace(config.clone());
-        let json = config.to_string();
-        // SAFETY: this plugin's live instance; the config JSON outlives the call.
+        let packed = plughost_packed::pack_value(config);
+        // SAFETY: this plugin's live instance; the packed config outlives the call.
         let r = self.call(self.instance, HookName::OnConfig, |vt, i| unsafe {
-            (vt.on_config)(i, Str::new(json.as_bytes()))
+            (vt.on_config)(i, Str::new(&packed))
         })?;
         match r {
-            Reply::Done(_) => Ok(()),
+            Reply::Done => Ok(()),
             Reply::Restart => self.restart().inspect_err(|_| {
                 // The old instance keeps running with the config it knew.
                 self.ctx().config.replace(previous);

@@ -1,9 +1,11 @@
 //! Reading what a plugin's hook returned: its status and data, the panic it
-//! reported, the outcome of `on_event`, each turned into host values or a
+//! reported, the outcome of `on_event` (a kind byte and packed fields,
+//! checked before they are trusted), each turned into host values or a
 //! positioned [`ScriptError`].
 
 use plughost_sdk::abi::{
     CallResult, PluginVTable, STATUS_ERROR, STATUS_FATAL, STATUS_OK, STATUS_PANIC, STATUS_RESTART,
+    outcome as kind,
 };
 use serde_json::Value;
 
@@ -12,14 +14,14 @@ use crate::{ErrorKind, HookName, Outcome, Payload, ScriptError};
 /// A successful hook call.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// Done; the data (empty for hooks without a result).
-    Done(Vec<u8>),
+    /// Done (the hooks read this way have no result data).
+    Done,
     /// `on_config` asked for a restart.
     Restart,
 }
 
-/// Copies a hook's result out of the plugin's buffer, frees the buffer on
-/// the plugin's side, and turns a failure into a [`ScriptError`] in `hook`
+/// Reads a hook's status, frees the plugin's buffer on the plugin's side,
+/// and turns a failure into a [`ScriptError`] in `hook`
 /// of `file` (the library as shown).
 pub(crate) fn read(
     vt: &PluginVTable,
@@ -27,19 +29,43 @@ pub(crate) fn read(
     hook: HookName,
     file: &str,
 ) -> Result<Reply, ScriptError> {
-    // SAFETY: the plugin made this buffer and has not freed it; we copy it
-    // before handing it back to the plugin's `free`, once.
-    let data = unsafe { r.data.as_bytes() }.to_vec();
-    // SAFETY: as above.
-    unsafe { (vt.free)(r.data) };
+    Ok(match read_with(vt, r, hook, file, |_| Ok(()))? {
+        Some(()) => Reply::Done,
+        None => Reply::Restart,
+    })
+}
+
+/// Reads a hook's result: on success, `f` reads the data straight from the
+/// plugin's buffer (`None`: `on_config` asked for a restart); then the
+/// buffer goes back to the plugin's `free`, once, whatever happened.
+pub(crate) fn read_with<T>(
+    vt: &PluginVTable,
+    r: CallResult,
+    hook: HookName,
+    file: &str,
+    f: impl FnOnce(&[u8]) -> Result<T, ScriptError>,
+) -> Result<Option<T>, ScriptError> {
     let fail = |e: ScriptError| Err(e.or_file(file).in_hook(hook));
-    match r.status {
-        STATUS_OK => Ok(Reply::Done(data)),
-        STATUS_RESTART if hook == HookName::OnConfig => Ok(Reply::Restart),
-        STATUS_ERROR => fail(ScriptError::new(ErrorKind::Runtime, bounded(&data))),
-        STATUS_PANIC => fail(panic_error(&data, file)),
+    // A null pointer with a length is no buffer: it reads as nothing, which
+    // for a result that means something is a lie.
+    let lie = r.data.ptr.is_null() && r.data.len != 0;
+    // SAFETY: the plugin made this buffer and has not freed it; it is read
+    // here before it goes back to the plugin's `free`, once, below.
+    let data = unsafe { r.data.as_bytes() };
+    let read = match r.status {
+        STATUS_OK if lie && hook == HookName::OnEvent => fail(ScriptError::new(
+            ErrorKind::BadReturn,
+            format!(
+                "on_event returned a bad outcome: a null data pointer with a length of {}",
+                r.data.len
+            ),
+        )),
+        STATUS_OK => f(data).map(Some).or_else(fail),
+        STATUS_RESTART if hook == HookName::OnConfig => Ok(None),
+        STATUS_ERROR => fail(ScriptError::new(ErrorKind::Runtime, bounded(data))),
+        STATUS_PANIC => fail(panic_error(data, file)),
         STATUS_FATAL => {
-            let mut e = panic_error(&data, file);
+            let mut e = panic_error(data, file);
             e.kind = ErrorKind::Crash;
             e.message = e
                 .message
@@ -52,7 +78,10 @@ pub(crate) fn read(
             ErrorKind::BadReturn,
             format!("the plugin returned unknown status {other}"),
         )),
-    }
+    };
+    // SAFETY: as above; `data` is not used after this.
+    unsafe { (vt.free)(r.data) };
+    read
 }
 
 /// The most of a plugin's message the host keeps: an error or panic
@@ -95,7 +124,9 @@ fn panic_error(data: &[u8], library: &str) -> ScriptError {
     e
 }
 
-/// Reads `on_event`'s outcome JSON (see `plughost_sdk::abi`).
+/// Reads `on_event`'s outcome: no data is `ack`, else a kind byte and its
+/// fields (see `plughost_sdk::abi`'s Outcomes). A payload is validated
+/// before it is trusted, then copied once into the event it becomes.
 pub(crate) fn outcome(data: &[u8]) -> Result<Outcome, ScriptError> {
     let bad = |why: String| {
         ScriptError::new(
@@ -103,24 +134,49 @@ pub(crate) fn outcome(data: &[u8]) -> Result<Outcome, ScriptError> {
             format!("on_event returned a bad outcome: {why}"),
         )
     };
-    let mut v: Value = serde_json::from_slice(data).map_err(|e| bad(e.to_string()))?;
-    let kind = v["outcome"].as_str().unwrap_or_default().to_owned();
-    match kind.as_str() {
-        "ack" => Ok(Outcome::Ack),
-        "retry" => Ok(Outcome::Retry {
-            delay_ms: v["delay_ms"].as_u64(),
-        }),
-        "forward" => {
-            let topic = v["topic"]
-                .as_str()
-                .ok_or_else(|| bad("forward without a topic".into()))?
-                .to_owned();
-            let payload = Payload::from(v["payload"].take());
-            Ok(crate::core::forward(topic, payload))
+    let payload = |bytes: &[u8]| {
+        crate::payload::validate(bytes)
+            .map(|()| Payload::from_packed(bytes.to_vec()))
+            .map_err(|e| bad(format!("the payload is not a packed value: {e}")))
+    };
+    let Some((&k, rest)) = data.split_first() else {
+        return Ok(Outcome::Ack);
+    };
+    match k {
+        kind::ACK if rest.is_empty() => Ok(Outcome::Ack),
+        kind::RETRY => match rest {
+            [0] => Ok(Outcome::Retry { delay_ms: None }),
+            [1, ms @ ..] if ms.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(ms);
+                Ok(Outcome::Retry {
+                    delay_ms: Some(u64::from_le_bytes(b)),
+                })
+            }
+            _ => Err(bad("a retry is 1 byte, or 9 with a delay".into())),
+        },
+        kind::FORWARD => {
+            let (len, rest) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| bad("a forward without a topic".into()))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            if len > rest.len() {
+                return Err(bad("a forward's topic runs past the data".into()));
+            }
+            let (topic, body) = rest.split_at(len);
+            let topic = std::str::from_utf8(topic)
+                .map_err(|_| bad("a forward's topic is not UTF-8".into()))?;
+            Ok(crate::core::forward(topic.to_owned(), payload(body)?))
         }
-        "drop" => Ok(crate::core::drop(v["reason"].as_str().map(str::to_owned))),
-        "reply" => Ok(crate::core::reply(Payload::from(v["payload"].take()))),
-        other => Err(bad(format!("unknown outcome `{other}`"))),
+        kind::DROP => {
+            let reason = std::str::from_utf8(rest)
+                .map_err(|_| bad("a drop's reason is not UTF-8".into()))?;
+            Ok(crate::core::drop(
+                (!reason.is_empty()).then(|| bounded(reason.as_bytes())),
+            ))
+        }
+        kind::REPLY => Ok(crate::core::reply(payload(rest)?)),
+        other => Err(bad(format!("unknown outcome kind {other}"))),
     }
 }
 
@@ -131,27 +187,68 @@ mod tests {
 
     #[test]
     fn outcomes_read_back() {
-        let read = |v: Value| outcome(v.to_string().as_bytes());
-        assert_eq!(read(json!({"outcome": "ack"})).unwrap(), Outcome::Ack);
+        use plughost_sdk::Outcome as Sdk;
+        let read = |o: Sdk| outcome(&o.encode());
+        assert_eq!(read(Sdk::Ack).unwrap(), Outcome::Ack);
+        assert_eq!(outcome(&[kind::ACK]).unwrap(), Outcome::Ack);
         assert_eq!(
-            read(json!({"outcome": "retry", "delay_ms": 5})).unwrap(),
+            read(Sdk::Retry(Some(5))).unwrap(),
             Outcome::Retry { delay_ms: Some(5) }
         );
         assert_eq!(
-            read(json!({"outcome": "forward", "topic": "a", "payload": [1]})).unwrap(),
+            read(Sdk::Retry(None)).unwrap(),
+            Outcome::Retry { delay_ms: None }
+        );
+        assert_eq!(
+            read(Sdk::forward("a", json!([1]))).unwrap(),
             Outcome::Forward {
                 topic: "a".into(),
                 payload: json!([1]).into()
             }
         );
         assert_eq!(
-            read(json!({"outcome": "reply", "payload": {"n": 2}})).unwrap(),
+            read(Sdk::reply(json!({"n": 2}))).unwrap(),
             Outcome::Reply {
                 payload: json!({"n": 2}).into()
             }
         );
-        let e = read(json!({"outcome": "maybe"})).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::BadReturn);
+        assert_eq!(
+            read(Sdk::drop("why")).unwrap(),
+            crate::core::drop(Some("why".into()))
+        );
+    }
+
+    #[test]
+    fn a_malformed_outcome_is_a_bad_return_never_trusted() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"this is not json", "unknown outcome kind 116"),
+            (&[kind::ACK, 1], "unknown outcome kind 0"),
+            (&[kind::RETRY, 1, 2], "a retry is 1 byte, or 9 with a delay"),
+            (&[kind::FORWARD, 1], "a forward without a topic"),
+            (
+                &[kind::FORWARD, 9, 0, 0, 0, b'a'],
+                "topic runs past the data",
+            ),
+            (&[kind::FORWARD, 1, 0, 0, 0, 0xff, 0], "topic is not UTF-8"),
+            (
+                &[kind::FORWARD, 1, 0, 0, 0, b'a', 6, 9, 0, 0, 0],
+                "not a packed value",
+            ),
+            (
+                &[kind::REPLY, b'{', b'}'],
+                "not a packed value: byte 0: unknown tag 0x7b",
+            ),
+        ];
+        for (data, says) in cases {
+            let e = outcome(data).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadReturn, "{data:?}");
+            assert!(e.message.contains(says), "{data:?}: {}", e.message);
+            assert!(
+                e.message.starts_with("on_event returned a bad outcome"),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Plugin for Probe {
 
     fn on_event(&mut self, host: &Host, event: &plughost_sdk::Event) -> Result<SdkOutcome, String> {
         self.events += 1;
-        match event.topic.as_str() {
+        match event.topic {
             "publish" => {
                 let id = host.publish("out", json!({"events": self.events}))?;
                 host.info(&format!("published {id}"));

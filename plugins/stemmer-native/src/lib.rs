@@ -51,7 +51,8 @@ impl Plugin for Stemmer {
     }
 
     fn on_event(&mut self, host: &Host, event: &Event) -> Result<Outcome, String> {
-        let Some(text) = event.payload["text"].as_str() else {
+        // A borrowed view: reads the one field, decodes nothing else.
+        let Some(text) = event.payload.view().get("text").and_then(|t| t.as_str()) else {
             return Ok(Outcome::drop("payload.text must be a string"));
         };
         let stems: Vec<String> = words(text)

@@ -185,6 +185,26 @@ fn ok_with_data_that_is_not_utf8_is_a_bad_outcome() {
     dead_letters_each("ok_not_utf8", 3, "on_event returned a bad outcome");
 }
 
+/// A `reply` whose payload claims an array of 2^32 - 1 items and holds
+/// none: the host validates the packed bytes before it trusts them, so each
+/// event is dead-lettered saying why, and the attacker (which sees all 3
+/// events) and its neighbour go on.
+#[test]
+fn ok_with_a_payload_that_is_not_packed_is_a_bad_outcome() {
+    let run = dead_letters_each(
+        "ok_bad_packed",
+        3,
+        "on_event returned a bad outcome: the payload is not a packed value",
+    );
+    for d in run.dead_letters() {
+        let error = d["error"].as_str().unwrap();
+        assert!(
+            error.contains("the buffer ends inside a value"),
+            "says where the bytes fail: {error}"
+        );
+    }
+}
+
 /// A null data pointer with a length is read as no data: the host never
 /// reads through it.
 #[test]
@@ -304,7 +324,7 @@ fn refused_at_load(handshake: &str, says: &[&str]) {
 fn an_abi_version_of_zero_is_refused() {
     refused_at_load(
         "abi_zero",
-        &["ABI version 0, but this host speaks ABI version 4", "6.6.6"],
+        &["ABI version 0, but this host speaks ABI version 5", "6.6.6"],
     );
 }
 
@@ -315,7 +335,7 @@ fn an_abi_version_of_u32_max_with_a_garbled_sdk_version_is_refused() {
     refused_at_load(
         "abi_max",
         &[
-            "ABI version 4294967295, but this host speaks ABI version 4",
+            "ABI version 4294967295, but this host speaks ABI version 5",
             "plughost-sdk of unknown version",
         ],
     );

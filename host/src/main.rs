@@ -20,7 +20,7 @@ use plughost::telemetry::export::Export;
 /// Events are many small allocations freed on another thread than the one
 /// that made them (a line parsed on the input thread, handled on a plugin's):
 /// mimalloc's per-thread free lists take them far faster than the system
-/// allocator (docs/performance.md, "The command line").
+/// allocator (docs/performance/cli.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -2,7 +2,7 @@
 //!
 //! This is the hot path of every event: a payload goes in as a table and a
 //! published table comes back out. Walking the values directly is several
-//! times cheaper than mlua's serde bridge (see `docs/performance.md`).
+//! times cheaper than mlua's serde bridge (see `docs/performance/throughput.md`).
 //! Rules: `null` is `nil`; integers stay integers; a table whose keys are
 //! exactly `1..n` is an array; any other table is an object with its keys
 //! sorted (so output is deterministic); an empty table is `{}` unless it came

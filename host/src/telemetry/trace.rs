@@ -74,7 +74,7 @@ fn is_hex(s: &str) -> bool {
 /// sampled without an installed sampler).
 /// The host adds one to the events it publishes only when exporting:
 /// carrying it costs 15–20 % of one Lua plugin's throughput
-/// (docs/performance.md), for spans nobody would keep otherwise.
+/// (docs/performance/telemetry.md), for spans nobody would keep otherwise.
 /// The span it names is never exported; it only makes the spans below it
 /// (the delivery spans of one published event) share a trace.
 pub fn new_root() -> String {

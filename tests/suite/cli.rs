@@ -571,6 +571,66 @@ fn input_from_a_file(rt: Runtime) {
     assert!(run.stderr.contains(&format!("{file}:2:")), "{run}");
 }
 
+/// Every input line comes out of `--tap` as it went in: payloads of every
+/// JSON type (escapes, unicode, floats, nesting), headers and correlation
+/// ids; in order, each with an id of its own, over enough lines that the tap
+/// writes them in batches.
+#[test]
+fn tapped_input_keeps_every_value_in_order() {
+    let fx = Fixture::new();
+    let samples = [
+        json!({"s": "é \" \\ \n \u{1} 😀", "n": -3, "f": 1.5e-7, "big": 9007199254740993i64}),
+        json!([true, false, null, [], {}, [[1]], {"a": {"b": {"c": "d"}}}]),
+        json!("plain"),
+        json!(0.1),
+        json!(null),
+    ];
+    let mut input = String::new();
+    let mut want = Vec::new();
+    for i in 0..3_000 {
+        let payload = samples[i % samples.len()].clone();
+        let mut line = json!({"topic": format!("in.{}", i % 7), "payload": payload});
+        if i % 3 == 0 {
+            line["headers"] = json!({"k": format!("v{i}"), "traceparent-like": "x"});
+            line["correlation_id"] = json!(format!("c{i}"));
+        }
+        input.push_str(&line.to_string());
+        input.push('\n');
+        want.push(line);
+    }
+    let run = run_binary(
+        &[
+            "run",
+            "--plugins",
+            dir(&fx),
+            "--input",
+            "-",
+            "--tap",
+            "in.>",
+            "--exit-when-idle",
+        ],
+        Some(&input),
+    );
+    run.expect_code(0);
+    let got = run.events();
+    assert_eq!(got.len(), want.len(), "{run}");
+    let mut ids = std::collections::HashSet::new();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g["topic"], w["topic"]);
+        assert_eq!(g["payload"], w["payload"]);
+        assert_eq!(g["headers"], w.get("headers").cloned().unwrap_or(json!({})));
+        assert_eq!(
+            g["correlation_id"],
+            w.get("correlation_id").cloned().unwrap_or(Value::Null)
+        );
+        assert_eq!(g["source"], "host");
+        assert!(
+            ids.insert(g["id"].as_str().unwrap().to_owned()),
+            "ids repeat"
+        );
+    }
+}
+
 /// Answers every input on `out.a` and `other.b`.
 const TWO_OUTPUTS: Src = Src {
     lua: r#"

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::input::{self, InputStats};
+use crate::Host;
+use crate::admin::{AdminSettings, Bound};
+use crate::telemetry::export::Export;
 
 /// The read buffer of `--input`: large, so a file is read in few system calls.
 const INPUT_BUFFER: usize = 256 * 1024;
 
 /// How much tap output is gathered before it is written.
 const TAP_BATCH_BYTES: usize = 64 * 1024;
-use crate::Host;
-use crate::admin::{AdminSettings, Bound};
-use crate::telemetry::export::Export;
 
 /// Where `--input` reads from.
 #[derive(Debug, Clone, PartialEq, Eq)]

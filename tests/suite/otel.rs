@@ -962,6 +962,70 @@ fn a_ratio_keeps_about_its_share_of_whole_traces() {
     assert_eq!(b, work, "and B's own span");
 }
 
+/// A trace the sampler drops goes down the chain with the `traceparent` it
+/// came in with, flags `00` (an unsampled span is never recorded, so it
+/// gets no span id of its own), so every plugin drops it, and no span of it
+/// is exported: under a parent-based sampler, a header already unsampled
+/// passes on as it is; under `always_off`, a sampled one passes on with
+/// its ids and flags `00`.
+#[test]
+fn a_dropped_trace_goes_on_with_the_traceparent_it_came_in_with() {
+    const IDS: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+    for (sampler, flags) in [("parentbased_always_on", "00"), ("always_off", "01")] {
+        let collector = Collector::start();
+        let fx = two_plugins();
+        let endpoint = collector.endpoint();
+        let mut line = ev("in", serde_json::json!({"n": 1}));
+        line["headers"] = serde_json::json!({"traceparent": format!("{IDS}-{flags}")});
+        let args = [
+            "run",
+            "--input",
+            "-",
+            "--tap",
+            "mid",
+            "--tap",
+            "out",
+            "--exit-when-idle",
+            "--plugins",
+            fx.path().to_str().unwrap(),
+        ];
+        let run: Run = run_binary_with_env(
+            &args,
+            Some(&format!("{line}\n")),
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_TRACES_SAMPLER", sampler),
+            ],
+        );
+        run.expect_code(0);
+        for topic in ["mid", "out"] {
+            let events = run.on(topic);
+            assert_eq!(events.len(), 1, "{sampler}: one {topic}\n{run}");
+            assert_eq!(
+                events[0]["headers"]["traceparent"],
+                format!("{IDS}-00"),
+                "{sampler}: {topic} carries the trace on, unsampled\n{run}"
+            );
+        }
+        let got = wait_for(&collector, |r| r.metric_names().contains("plugin.messages"));
+        assert!(
+            got.metric_names().contains("plugin.messages"),
+            "{sampler}: metrics arrive\n{run}\n{}",
+            collector.output()
+        );
+        // Lifecycle spans are roots of their own; none of the event's trace.
+        let of_the_event: Vec<&Span> = got
+            .spans
+            .iter()
+            .filter(|s| IDS.contains(&s.trace_id) || s.name == "plugin.event")
+            .collect();
+        assert!(
+            of_the_event.is_empty(),
+            "{sampler}: no span of the event's trace: {of_the_event:?}"
+        );
+    }
+}
+
 /// A collector that is not there is one warning naming the endpoint, over
 /// a run of many span batches; not silence, not one per batch.
 #[test]

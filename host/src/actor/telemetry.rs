@@ -59,13 +59,21 @@ impl<'a> Telemetry<'a> {
             return tracing::Span::none();
         }
         // Without a parent, the tracer decides on the trace id it draws.
-        if let Some(sampling) = sampler::installed()
-            && let Some(parent) = trace::extract(&event.headers)
-            && !sampling.samples(Some(&parent), parent.trace_id())
-        {
-            trace::enter_unsampled(Some(&parent));
-            return tracing::Span::none();
-        }
+        // The header is parsed once, for the decision and the parent both.
+        let parent = match sampler::installed() {
+            Some(sampling) => {
+                let parent = trace::extract_with_text(&event.headers);
+                if let Some((text, sc)) = &parent
+                    && !sampling.samples(Some(sc), sc.trace_id())
+                {
+                    trace::enter_unsampled(text, sc);
+                    return tracing::Span::none();
+                }
+                parent.map(|(_, sc)| sc)
+            }
+            // Read below, only when the span records.
+            None => None,
+        };
         let span = tracing::info_span!(
             target: "plughost::delivery",
             "plugin.event",
@@ -78,7 +86,11 @@ impl<'a> Telemetry<'a> {
             error = Empty,
             otel.status_code = Empty,
         );
-        trace::set_parent(&span, &event.headers);
+        if !span.is_disabled()
+            && let Some(parent) = parent.or_else(|| trace::extract(&event.headers))
+        {
+            trace::set_parent(&span, parent);
+        }
         span
     }
 

@@ -10,8 +10,8 @@
 
 use std::sync::OnceLock;
 
-use opentelemetry::trace::{SpanContext, SpanKind, TraceId};
-use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample};
+use opentelemetry::trace::{SpanContext, TraceId};
+use opentelemetry_sdk::trace::Sampler;
 
 /// A sampler named by `OTEL_TRACES_SAMPLER`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,17 +121,18 @@ impl Sampling {
     }
 }
 
-/// The SDK's own trace-id ratio decision, so the host and the tracer agree.
+/// The SDK's own trace-id ratio decision (`TraceIdRatioBased`: the trace
+/// id's low 63 bits against the ratio's share of 2^63), so the host and the
+/// tracer agree; computed here rather than through `should_sample`, which
+/// builds a whole sampling result for each event the host publishes.
 fn ratio_samples(ratio: f64, trace_id: TraceId) -> bool {
-    let result = Sampler::TraceIdRatioBased(ratio).should_sample(
-        None,
-        trace_id,
-        "",
-        &SpanKind::Internal,
-        &[],
-        &[],
-    );
-    result.decision == SamplingDecision::RecordAndSample
+    if ratio >= 1.0 {
+        return true;
+    }
+    // The SDK's own conversion of the ratio to a bound, kept bit for bit.
+    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+    let low = u128::from_be_bytes(trace_id.to_bytes()) as u64;
+    (low >> 1) < bound
 }
 
 static INSTALLED: OnceLock<Sampling> = OnceLock::new();
@@ -149,7 +150,8 @@ pub fn installed() -> Option<Sampling> {
 #[cfg(test)]
 mod tests {
     use opentelemetry::Context;
-    use opentelemetry::trace::{SpanId, TraceContextExt, TraceFlags, TraceState};
+    use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, TraceFlags, TraceState};
+    use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
 
     use super::*;
 
@@ -226,6 +228,9 @@ mod tests {
             Sampling::AlwaysOn,
             Sampling::AlwaysOff,
             Sampling::Ratio(0.3),
+            Sampling::Ratio(0.0),
+            Sampling::Ratio(1.0),
+            Sampling::Ratio(0.999),
             Sampling::ParentBased(Root::AlwaysOn),
             Sampling::ParentBased(Root::AlwaysOff),
             Sampling::ParentBased(Root::Ratio(0.3)),

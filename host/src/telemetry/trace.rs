@@ -8,12 +8,14 @@
 //! OpenTelemetry layer is installed, that is when exporting).
 //!
 //! A delivery the sampler drops has no span at all (it would cost a
-//! `tracing` span through the OpenTelemetry layer for nothing): its trace
-//! context, flags `00`, is kept for the delivery's thread by
-//! [`enter_unsampled`], so what the plugin publishes carries it on and the
-//! next plugin down the chain takes the same decision.
+//! `tracing` span through the OpenTelemetry layer for nothing): its
+//! parent's `traceparent`, flags `00`, is kept for the delivery's thread by
+//! [`enter_unsampled`], so what the plugin publishes carries it on as it is
+//! and the next plugin down the chain takes the same decision. Parsing and
+//! formatting are byte-level, not `core::fmt`: with export on, they run for
+//! every event published, sampled or not.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use opentelemetry::Context;
@@ -23,38 +25,49 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The header holding the trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
+/// The length of a version `00` `traceparent`.
+const LEN: usize = 55;
+
 /// Formats `sc` as a `traceparent` value.
 pub fn format(sc: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    )
+    write(sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
+}
+
+/// `00-{trace id}-{span id}-{flags}`, in lowercase hex, without going
+/// through `core::fmt` (this runs for every event the host publishes when
+/// exporting).
+fn write(trace_id: TraceId, span_id: SpanId, flags: u8) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    let fields = [
+        (3, &trace_id.to_bytes()[..]),
+        (36, &span_id.to_bytes()[..]),
+        (53, &[flags][..]),
+    ];
+    for (start, bytes) in fields {
+        for (i, b) in bytes.iter().enumerate() {
+            out[start + 2 * i] = DIGITS[usize::from(b >> 4)];
+            out[start + 2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+    }
+    String::from_utf8(out.to_vec()).expect("hex digits and dashes are ASCII")
 }
 
 /// Parses a `traceparent` value (version `00`, or a later one read as `00`).
 pub fn parse(value: &str) -> Option<SpanContext> {
-    let mut parts = value.trim().split('-');
-    let version = parts.next()?;
-    let trace = parts.next()?;
-    let span = parts.next()?;
-    let flags = parts.next()?;
-    if version.len() != 2 || version == "ff" || !is_hex(version) {
+    let v = value.trim().as_bytes();
+    if v.len() < LEN || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
         return None;
     }
-    if version == "00" && parts.next().is_some() {
+    let version = hex(&v[..2])?;
+    // Version 00 has exactly four fields; a later one may have more,
+    // each after a `-`.
+    if version == 0xff || (v.len() > LEN && (version == 0 || v[LEN] != b'-')) {
         return None;
     }
-    if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
-        return None;
-    }
-    if !is_hex(trace) || !is_hex(span) || !is_hex(flags) {
-        return None;
-    }
-    let trace_id = TraceId::from_hex(trace).ok()?;
-    let span_id = SpanId::from_hex(span).ok()?;
-    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let trace_id = TraceId::from(hex(&v[3..35])?);
+    let span_id = SpanId::from(u64::try_from(hex(&v[36..52])?).ok()?);
+    let flags = u8::try_from(hex(&v[53..LEN])?).ok()?;
     let sc = SpanContext::new(
         trace_id,
         span_id,
@@ -65,9 +78,35 @@ pub fn parse(value: &str) -> Option<SpanContext> {
     sc.is_valid().then_some(sc)
 }
 
-fn is_hex(s: &str) -> bool {
-    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+/// The value of lowercase hex `digits` (at most 32 of them); `None` for
+/// anything else.
+fn hex(digits: &[u8]) -> Option<u128> {
+    let mut acc = 0u128;
+    for &b in digits {
+        let d = HEX_VALUE[usize::from(b)];
+        if d > 0xf {
+            return None;
+        }
+        acc = acc << 4 | u128::from(d);
+    }
+    Some(acc)
 }
+
+/// Each byte's value as a lowercase hex digit, `0xff` when it is none.
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// A `traceparent` for a new trace: random trace and span ids, sampled
 /// as the installed sampler decides for a root span (flags `01` or `00`;
@@ -82,34 +121,42 @@ pub fn new_root() -> String {
     let ids = RandomIdGenerator::default();
     let trace_id = ids.new_trace_id();
     let sampled = super::sampler::installed().is_none_or(|s| s.samples(None, trace_id));
-    let flags = if sampled { "01" } else { "00" };
-    format!("00-{trace_id}-{}-{flags}", ids.new_span_id())
+    write(trace_id, ids.new_span_id(), u8::from(sampled))
 }
 
 thread_local! {
-    /// The trace context of the unsampled delivery running on this thread.
-    static UNSAMPLED: Cell<Option<(TraceId, SpanId)>> = const { Cell::new(None) };
+    /// The `traceparent` the unsampled delivery running on this thread
+    /// passes on; empty when none runs (its buffer is kept, so a delivery
+    /// allocates nothing for it).
+    static UNSAMPLED: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Marks the delivery starting on this thread as unsampled, in the trace of
-/// `parent` (or a new trace): what it publishes carries that trace with
-/// flags `00` and a span id of its own.
-pub fn enter_unsampled(parent: Option<&SpanContext>) {
-    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
-    let ids = RandomIdGenerator::default();
-    let trace_id = parent.map_or_else(|| ids.new_trace_id(), SpanContext::trace_id);
-    UNSAMPLED.with(|u| u.set(Some((trace_id, ids.new_span_id()))));
+/// `parent` (parsed from `header`, its `traceparent`): what it publishes
+/// carries that trace on with flags `00`. An unsampled span is never
+/// recorded, so it gets no span id of its own: what it publishes carries
+/// `header` as it is when that already says `00-…-00` (the usual case,
+/// under a parent-based sampler), else the parent's ids with flags `00`.
+pub fn enter_unsampled(header: &str, parent: &SpanContext) {
+    UNSAMPLED.with_borrow_mut(|u| {
+        u.clear();
+        if header.len() == LEN && header.starts_with("00-") && header.ends_with("-00") {
+            u.push_str(header);
+        } else {
+            u.push_str(&write(parent.trace_id(), parent.span_id(), 0));
+        }
+    });
 }
 
 /// Ends what [`enter_unsampled`] started on this thread.
 pub fn leave_unsampled() {
-    UNSAMPLED.with(|u| u.set(None));
+    UNSAMPLED.with_borrow_mut(String::clear);
 }
 
 /// Whether the delivery running on this thread is unsampled (so a script's
 /// span inside it is not recorded either).
 pub fn in_unsampled() -> bool {
-    UNSAMPLED.with(|u| u.get().is_some())
+    UNSAMPLED.with_borrow(|u| !u.is_empty())
 }
 
 /// Writes `sc` into `headers` (when valid).
@@ -121,33 +168,38 @@ pub fn inject(headers: &mut BTreeMap<String, String>, sc: &SpanContext) {
 
 /// The span context in `headers`, if any valid one.
 pub fn extract(headers: &BTreeMap<String, String>) -> Option<SpanContext> {
-    headers.get(TRACEPARENT).and_then(|v| parse(v))
+    extract_with_text(headers).map(|(_, sc)| sc)
 }
 
-/// Writes the current `tracing` span's context into `headers`, when it has
-/// one; else the unsampled delivery's (see [`enter_unsampled`]).
+/// The span context in `headers`, if any valid one, with the
+/// `traceparent` text it was read from.
+pub fn extract_with_text(headers: &BTreeMap<String, String>) -> Option<(&str, SpanContext)> {
+    let text = headers.get(TRACEPARENT)?;
+    parse(text).map(|sc| (text.as_str(), sc))
+}
+
+/// Writes the trace context of the unsampled delivery running on this
+/// thread (see [`enter_unsampled`]) into `headers`; else the current
+/// `tracing` span's, when it has one.
 pub fn inject_current(headers: &mut BTreeMap<String, String>) {
+    if let Some(passed) = UNSAMPLED.with_borrow(|u| (!u.is_empty()).then(|| u.clone())) {
+        headers.insert(TRACEPARENT.to_owned(), passed);
+        return;
+    }
     let span = tracing::Span::current();
     if span.is_disabled() {
-        if let Some((trace_id, span_id)) = UNSAMPLED.with(Cell::get) {
-            let flags = TraceFlags::default();
-            let sc = SpanContext::new(trace_id, span_id, flags, false, TraceState::default());
-            inject(headers, &sc);
-        }
         return;
     }
     let cx = span.context();
     inject(headers, cx.span().span_context());
 }
 
-/// Makes the event's trace context (from `headers`) the parent of `span`.
-pub fn set_parent(span: &tracing::Span, headers: &BTreeMap<String, String>) {
+/// Makes `parent` (an event's trace context) the parent of `span`.
+pub fn set_parent(span: &tracing::Span, parent: SpanContext) {
     if span.is_disabled() {
         return;
     }
-    if let Some(sc) = extract(headers) {
-        let _ = span.set_parent(Context::new().with_remote_span_context(sc));
-    }
+    let _ = span.set_parent(Context::new().with_remote_span_context(parent));
 }
 
 #[cfg(test)]
@@ -209,7 +261,7 @@ mod tests {
         let mut outgoing = BTreeMap::new();
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("plugin.event");
-            set_parent(&span, &incoming);
+            set_parent(&span, extract(&incoming).expect("a parent"));
             let _entered = span.enter();
             inject_current(&mut outgoing);
         });
@@ -230,28 +282,131 @@ mod tests {
     }
 
     #[test]
-    fn an_unsampled_delivery_carries_its_trace_on_unsampled() {
-        let parent = parse(GOOD).unwrap();
-        enter_unsampled(Some(&parent));
+    fn an_unsampled_delivery_passes_its_parents_header_on() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        let parent = parse(header).unwrap();
+        enter_unsampled(header, &parent);
         assert!(in_unsampled());
         let mut headers = BTreeMap::new();
         inject_current(&mut headers);
         leave_unsampled();
-        let child = extract(&headers).expect("a traceparent");
-        assert_eq!(child.trace_id(), parent.trace_id());
-        assert_ne!(child.span_id(), parent.span_id());
-        assert!(!child.is_sampled());
-        assert!(headers[TRACEPARENT].ends_with("-00"));
+        // No span id of its own: the unsampled span is never recorded.
+        assert_eq!(headers[TRACEPARENT], header);
         assert!(!in_unsampled());
         let mut after = BTreeMap::new();
         inject_current(&mut after);
         assert!(after.is_empty());
-        // Without a parent, a new trace, unsampled too.
-        enter_unsampled(None);
-        let mut root = BTreeMap::new();
-        inject_current(&mut root);
-        leave_unsampled();
-        assert!(!extract(&root).expect("a traceparent").is_sampled());
+    }
+
+    /// A parent the sampler drops though it says `sampled` (`traceidratio`,
+    /// `always_off`), or one written otherwise than `00-…-00`, goes on with
+    /// its ids and flags `00`, so the next plugin drops it too.
+    #[test]
+    fn an_unsampled_delivery_passes_its_trace_on_unsampled() {
+        for header in [
+            GOOD,
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-02",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more",
+        ] {
+            let parent = parse(header).unwrap();
+            enter_unsampled(header, &parent);
+            let mut headers = BTreeMap::new();
+            inject_current(&mut headers);
+            leave_unsampled();
+            assert_eq!(
+                headers[TRACEPARENT], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+                "{header}"
+            );
+        }
+    }
+
+    /// The `traceparent` reading of the split-and-`from_hex` parser this
+    /// one replaced, as the reference for what is accepted.
+    fn reference(value: &str) -> Option<SpanContext> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if version.len() != 2 || version == "ff" || !hex(version) {
+            return None;
+        }
+        if version == "00" && parts.next().is_some() {
+            return None;
+        }
+        if trace.len() != 32 || span.len() != 16 || flags.len() != 2 {
+            return None;
+        }
+        if !hex(trace) || !hex(span) || !hex(flags) {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        let sc = SpanContext::new(
+            TraceId::from_hex(trace).ok()?,
+            SpanId::from_hex(span).ok()?,
+            TraceFlags::new(flags & 1),
+            true,
+            TraceState::default(),
+        );
+        sc.is_valid().then_some(sc)
+    }
+
+    /// Every one-byte change of a few good values (any byte at any place,
+    /// a byte more, a byte less) is read as the reference reads it.
+    #[test]
+    fn parses_as_the_reference_does() {
+        let seeds = [
+            GOOD,
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-more",
+            "fe-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-",
+        ];
+        let bytes = b"0123456789abcdefABCDEFxz- +";
+        for seed in seeds {
+            let seed = seed.as_bytes();
+            let mut tried = 0;
+            for at in 0..=seed.len() {
+                let mut variants = vec![[&seed[..at], &seed[(at + 1).min(seed.len())..]].concat()];
+                for b in bytes {
+                    let mut replaced = seed.to_vec();
+                    if at < seed.len() {
+                        replaced[at] = *b;
+                        variants.push(replaced);
+                    }
+                    variants.push([&seed[..at], &[*b], &seed[at..]].concat());
+                }
+                for v in variants {
+                    let v = String::from_utf8(v).unwrap();
+                    assert_eq!(parse(&v), reference(&v), "{v:?}");
+                    tried += 1;
+                }
+            }
+            assert!(tried > 2_000, "{tried}");
+        }
+    }
+
+    #[test]
+    fn formats_as_core_fmt_does() {
+        for i in 1..200u128 {
+            let trace_id = TraceId::from(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+            let span_id = SpanId::from(
+                u64::try_from(i)
+                    .unwrap()
+                    .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            for flags in [0u8, 1, 0x0f, 0xa0] {
+                let sc = SpanContext::new(
+                    trace_id,
+                    span_id,
+                    TraceFlags::new(flags),
+                    false,
+                    TraceState::default(),
+                );
+                assert_eq!(
+                    format(&sc),
+                    std::format!("00-{trace_id}-{span_id}-{flags:02x}")
+                );
+            }
+        }
     }
 
     #[test]

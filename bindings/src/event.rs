@@ -62,14 +62,15 @@ impl Event {
         payload: impl Into<Payload>,
         source: impl Into<String>,
     ) -> Event {
-        // One look at the clock for both the id and the timestamp.
-        let now = SystemTime::now();
+        // One look at the clock for both the id and the timestamp, and one
+        // conversion to milliseconds: the timestamp is the id's own time.
+        let id = ulid::Ulid::from_datetime(SystemTime::now());
         Event {
-            id: ulid::Ulid::from_datetime(now).to_string(),
+            id: id.to_string(),
             topic: topic.into(),
             payload: payload.into(),
             source: source.into(),
-            timestamp: timestamp_at(now),
+            timestamp: timestamp_at_ms(id.timestamp_ms()),
             correlation_id: None,
             headers: BTreeMap::new(),
             hops: 0,
@@ -114,23 +115,25 @@ pub fn new_id() -> String {
 
 /// The current time as RFC 3339 UTC with milliseconds (`2026-11-21T12:00:00.000Z`).
 pub fn now_timestamp() -> String {
-    timestamp_at(SystemTime::now())
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    timestamp_at_ms(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
-/// `now` as RFC 3339 UTC with milliseconds.
-fn timestamp_at(now: SystemTime) -> String {
+/// The time `ms` milliseconds after the Unix epoch as RFC 3339 UTC with
+/// milliseconds.
+fn timestamp_at_ms(ms: u64) -> String {
     // Formatting a date costs more than the rest of an event; events come in
     // bursts, so each thread keeps the text of the last millisecond it saw.
     thread_local! {
-        static LAST: std::cell::RefCell<(u128, String)> = const { std::cell::RefCell::new((0, String::new())) };
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((0, String::new())) };
     }
-    let ms = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
     LAST.with_borrow_mut(|(last_ms, text)| {
         if *last_ms != ms || text.is_empty() {
             *last_ms = ms;
-            *text = humantime::format_rfc3339_millis(now).to_string();
+            let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            *text = humantime::format_rfc3339_millis(at).to_string();
         }
         text.clone()
     })
@@ -158,6 +161,29 @@ mod tests {
         request.reply_to = Some("_INBOX.x.y".into());
         assert_eq!(request.caused("b", Value::Null, "p").reply_to, None);
         assert!(request.to_value().get("reply_to").is_none());
+    }
+
+    #[test]
+    fn the_timestamp_is_the_ids_own_millisecond() {
+        for _ in 0..100 {
+            let e = Event::new("t", Value::Null, HOST_SOURCE);
+            let ms = ulid::Ulid::from_string(&e.id).unwrap().timestamp_ms();
+            let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+            assert_eq!(
+                e.timestamp,
+                humantime::format_rfc3339_millis(at).to_string()
+            );
+        }
+        assert_eq!(timestamp_at_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            timestamp_at_ms(1_795_262_400_123),
+            "2026-11-21T12:00:00.123Z"
+        );
+        // The cache of the last millisecond gives the same text again.
+        assert_eq!(
+            timestamp_at_ms(1_795_262_400_123),
+            "2026-11-21T12:00:00.123Z"
+        );
     }
 
     #[test]

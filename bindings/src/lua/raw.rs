@@ -112,7 +112,12 @@ unsafe fn read_str<'a>(state: *mut ffi::lua_State, idx: c_int) -> std::borrow::C
         let mut len = 0usize;
         let ptr = ffi::lua_tolstring(state, idx, &mut len);
         let bytes = std::slice::from_raw_parts(ptr as *const u8, len);
-        String::from_utf8_lossy(bytes)
+        // Valid text (nearly every key and string) is checked in one pass;
+        // only invalid text takes the replacing path.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        }
     }
 }
 
@@ -357,6 +362,21 @@ mod tests {
         assert_eq!(
             to_payload(&lua, &t).unwrap_err().message("payload"),
             "a function cannot be converted to JSON (at payload.items[2])"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_keys_and_strings_is_replaced_as_before() {
+        let lua = Lua::new();
+        super::super::convert::install(&lua).unwrap();
+        let t: LuaValue = lua
+            .load(r#"return {["k\255"] = "v\200x", ok = "caf\195\169"}"#)
+            .eval()
+            .unwrap();
+        let packed = to_payload(&lua, &t).unwrap();
+        assert_eq!(
+            packed.into_value(),
+            json!({"k\u{FFFD}": "v\u{FFFD}x", "ok": "café"})
         );
     }
 

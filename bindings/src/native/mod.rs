@@ -267,11 +267,11 @@ impl PluginInstance for NativePlugin {
                 &packed_here
             }
         };
-        let headers: Vec<Str> = event
-            .headers
-            .iter()
-            .flat_map(|(k, v)| [Str::new(k.as_bytes()), Str::new(v.as_bytes())])
-            .collect();
+        // Sized at once: collecting a `flat_map` would grow the vector.
+        let mut headers: Vec<Str> = Vec::with_capacity(event.headers.len() * 2);
+        for (k, v) in &event.headers {
+            headers.extend([Str::new(k.as_bytes()), Str::new(v.as_bytes())]);
+        }
         let view = EventView {
             id: Str::new(event.id.as_bytes()),
             topic: Str::new(event.topic.as_bytes()),

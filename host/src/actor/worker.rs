@@ -101,7 +101,7 @@ impl<'a> Worker<'a> {
     pub(super) fn handle(
         &mut self,
         plugin: &mut dyn PluginInstance,
-        d: Delivery,
+        mut d: Delivery,
     ) -> Option<Result<Option<String>, ScriptError>> {
         let span = self.telemetry.span(&d.event);
         let _entered = span.enter();
@@ -124,24 +124,23 @@ impl<'a> Worker<'a> {
             return None;
         }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-        let event = d.event.clone();
         if let Some(rec) = recorded {
             self.shadow.offer(ShadowItem {
-                event: event.clone(),
+                event: d.event.clone(),
                 published: rec.publishes,
                 outcome: Seen::of(&result),
                 requests: rec.requests,
             });
         }
-        let receipt = self.bus.take_receipt(self.name, &event.id);
+        let receipt = self.bus.take_receipt(self.name, &d.event.id);
         let stored = receipt.is_some();
-        let (action, error) = self.carry_out(result, d, receipt, &span);
+        let (action, error) = self.carry_out(result, &mut d, receipt, &span);
         if !span.is_disabled() {
             span.record("outcome", Action::NAMES[action]);
         }
         // Recorded before the event counts as done, so a reader that waited
         // for the host to be idle sees it.
-        self.telemetry.record(&event.topic, elapsed_ms, action);
+        self.telemetry.record(&d.event.topic, elapsed_ms, action);
         if action != Action::RETRY || stored {
             self.bus.done();
         }
@@ -154,7 +153,7 @@ impl<'a> Worker<'a> {
     fn carry_out(
         &mut self,
         result: Result<plughost_bindings::Outcome, ScriptError>,
-        mut d: Delivery,
+        d: &mut Delivery,
         mut receipt: Option<Receipt>,
         span: &tracing::Span,
     ) -> (usize, Option<String>) {
@@ -176,7 +175,7 @@ impl<'a> Worker<'a> {
                 if let Err(refused) = published {
                     // A refused forward is an error (SPEC §12).
                     let error = format!("outcome.forward: {refused}");
-                    self.dead_letter(&d, &error, span, receipt);
+                    self.dead_letter(d, &error, span, receipt);
                     return (Action::DEAD_LETTER, Some(error));
                 }
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -196,13 +195,13 @@ impl<'a> Worker<'a> {
                 self.in_hook.retries().insert(
                     (Instant::now() + after, self.seq),
                     Delivery {
-                        event: d.event,
+                        event: d.event.clone(),
                         attempt,
                     },
                 );
             }
             Action::DeadLetter { error } => {
-                self.dead_letter(&d, &error, span, receipt);
+                self.dead_letter(d, &error, span, receipt);
                 return (index, raised.then_some(error));
             }
             Action::Reply { payload } => {

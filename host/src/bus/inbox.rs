@@ -40,6 +40,11 @@ impl Inbox {
         true
     }
 
+    /// Whether the reader is gone (the inbox takes no more events).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
     /// Wakes the reader.
     pub fn wake(&self) {
         self.waker.wake();

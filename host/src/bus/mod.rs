@@ -337,20 +337,23 @@ impl Bus {
     /// wakes the readers later, in a batch; other callers wake them now.
     fn notify_subscribers(&self, event: &Arc<Event>, defer: bool) {
         let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        subs.retain(|s| {
+        // A plain pass: the list is rewritten only when a reader is gone.
+        let mut gone = false;
+        for s in subs.iter() {
             if !s.patterns.matches(&event.topic) {
-                return true;
+                continue;
             }
-            let open = s.inbox.push(event.clone());
-            if open {
-                if defer {
-                    inbox::defer_wake(&s.inbox);
-                } else {
-                    s.inbox.wake();
-                }
+            if !s.inbox.push(event.clone()) {
+                gone = true;
+            } else if defer {
+                inbox::defer_wake(&s.inbox);
+            } else {
+                s.inbox.wake();
             }
-            open
-        });
+        }
+        if gone {
+            subs.retain(|s| !s.inbox.is_closed());
+        }
     }
 
     /// Publishes from a plugin thread (or any non-async caller): waits while a

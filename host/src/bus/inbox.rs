@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use futures::task::AtomicWaker;
 use plughost_bindings::Event;
 
-/// Deferred wake-ups are flushed after this many, even while busy.
+/// Deferred wake-ups are flushed after this many events, even while busy.
 const MAX_DEFERRED: usize = 32;
 
 /// Events waiting for one subscriber.
@@ -64,35 +64,49 @@ impl Inbox {
     }
 }
 
+/// This thread's deferred wake-ups: the inboxes to wake, and how many
+/// events were put in them since the last flush.
+#[derive(Default)]
+struct Deferred {
+    inboxes: Vec<Arc<Inbox>>,
+    events: usize,
+}
+
 thread_local! {
-    static DEFERRED: RefCell<Vec<Arc<Inbox>>> = const { RefCell::new(Vec::new()) };
+    static DEFERRED: RefCell<Deferred> = RefCell::new(Deferred::default());
 }
 
 /// Wakes `inbox`'s reader later, from this thread (see [`flush_deferred`]).
+/// After [`MAX_DEFERRED`] events the wake-ups are flushed anyway, so a
+/// reader keeps up with a plugin whose queue never runs dry.
 pub fn defer_wake(inbox: &Arc<Inbox>) {
-    let full = DEFERRED.with_borrow_mut(|list| {
-        if !list.iter().any(|i| Arc::ptr_eq(i, inbox)) {
-            list.push(inbox.clone());
+    let full = DEFERRED.with_borrow_mut(|d| {
+        if !d.inboxes.iter().any(|i| Arc::ptr_eq(i, inbox)) {
+            d.inboxes.push(inbox.clone());
         }
-        list.len()
+        d.events += 1;
+        d.events >= MAX_DEFERRED
     });
-    if full >= MAX_DEFERRED {
+    if full {
         flush_deferred();
     }
 }
 
 /// Performs this thread's deferred wake-ups.
 pub fn flush_deferred() {
-    let list = DEFERRED.with_borrow_mut(std::mem::take);
+    let list = DEFERRED.with_borrow_mut(|d| {
+        d.events = 0;
+        std::mem::take(&mut d.inboxes)
+    });
     for inbox in &list {
         inbox.wake();
     }
     // Keep the allocation for the next batch.
-    DEFERRED.with_borrow_mut(|l| {
-        if l.is_empty() {
+    DEFERRED.with_borrow_mut(|d| {
+        if d.inboxes.is_empty() {
             let mut list = list;
             list.clear();
-            *l = list;
+            d.inboxes = list;
         }
     });
 }
@@ -176,5 +190,30 @@ mod tests {
         writer.join().unwrap();
         inbox.close();
         assert_eq!(reader.await.unwrap(), 100);
+    }
+
+    /// Counts the times it is woken.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl futures::task::ArcWake for Count {
+        fn wake_by_ref(me: &Arc<Self>) {
+            me.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_busy_writer_wakes_its_one_reader_every_few_events() {
+        let inbox = Arc::new(Inbox::default());
+        let mut stream = EventStream::new(inbox.clone());
+        let count = Arc::new(Count(Default::default()));
+        let waker = futures::task::waker(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(stream.poll_next_unpin(&mut cx).is_pending());
+        // Never flushed by the writer: one inbox, many events.
+        for _ in 0..MAX_DEFERRED {
+            inbox.push(Arc::new(Event::new("t", Value::Null, "p")));
+            defer_wake(&inbox);
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken while still busy");
     }
 }

@@ -16,8 +16,10 @@ use std::task::{Context, Poll};
 use futures::task::AtomicWaker;
 use plughost_bindings::Event;
 
-/// Deferred wake-ups are flushed after this many events, even while busy.
-const MAX_DEFERRED: usize = 32;
+/// Deferred wake-ups are flushed after this many events, even while busy:
+/// under a millisecond of a busy plugin, and few enough wake-ups that a
+/// reader takes events in batches.
+const MAX_DEFERRED: usize = 256;
 
 /// Events waiting for one subscriber.
 #[derive(Debug, Default)]

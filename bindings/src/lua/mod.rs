@@ -17,6 +17,7 @@ mod raw;
 mod reentry;
 mod require;
 mod sandbox;
+mod stack;
 mod system_alloc;
 mod telemetry;
 mod timer;
@@ -174,6 +175,8 @@ impl PluginInstance for LuaPlugin {
         // temporaries) is freed now, not when the first events come: an
         // idle plugin holds only what it keeps.
         let _ = self.lua.gc_collect();
+        // Loading was the deepest this thread goes while idle.
+        stack::release_below_here();
         result
     }
 

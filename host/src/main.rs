@@ -20,9 +20,68 @@ use plughost::telemetry::export::Export;
 /// Events are many small allocations freed on another thread than the one
 /// that made them (a line parsed on the input thread, handled on a plugin's):
 /// mimalloc's per-thread free lists take them far faster than the system
-/// allocator (docs/performance/cli.md).
+/// allocator (docs/performance/cli.md). A Lua plugin's thread builds its
+/// state on the system allocator, whose shared arenas reuse what one load
+/// frees for the next: mimalloc would keep every page a load touched
+/// resident on each idle plugin's thread (docs/performance/scale.md).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: Split = Split;
+
+/// mimalloc, or the system allocator on a thread that asks for it
+/// ([`plughost_bindings::lua::on_system_allocator`]). A block goes back to
+/// the allocator that owns it, whichever thread frees it: mimalloc knows its
+/// own blocks (`mi_is_in_heap_region`, a look-up in its page map), every
+/// other block is the system allocator's.
+struct Split;
+
+/// Whether mimalloc owns `ptr`.
+#[inline]
+fn mimalloc_owns(ptr: *mut u8) -> bool {
+    // SAFETY: a read-only look-up of an address in mimalloc's page map;
+    // any address may be asked about.
+    unsafe { libmimalloc_sys::mi_is_in_heap_region(ptr.cast()) }
+}
+
+// SAFETY: each block is allocated by exactly one of the two allocators and
+// freed or resized by the same one (`mimalloc_owns`); both uphold the
+// `GlobalAlloc` contract for the layouts they are given.
+unsafe impl std::alloc::GlobalAlloc for Split {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if plughost_bindings::lua::on_system_allocator() {
+            unsafe { std::alloc::System.alloc(layout) }
+        } else {
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if plughost_bindings::lua::on_system_allocator() {
+            unsafe { std::alloc::System.alloc_zeroed(layout) }
+        } else {
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if mimalloc_owns(ptr) {
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        } else {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if mimalloc_owns(ptr) {
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        } else {
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(

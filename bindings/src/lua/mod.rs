@@ -17,6 +17,8 @@ mod raw;
 mod reentry;
 mod require;
 mod sandbox;
+mod stack;
+mod system_alloc;
 mod telemetry;
 mod timer;
 mod watch;
@@ -31,6 +33,8 @@ use std::time::Instant;
 
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Value as LuaValue};
 use serde_json::Value;
+
+pub use self::system_alloc::{on_system_allocator, use_system_allocator};
 
 use self::context::{Context, Ctx};
 use self::error::to_script_error;
@@ -171,10 +175,15 @@ impl PluginInstance for LuaPlugin {
         // temporaries) is freed now, not when the first events come: an
         // idle plugin holds only what it keeps.
         let _ = self.lua.gc_collect();
+        // Loading was the deepest this thread goes while idle.
+        stack::release_below_here();
         result
     }
 
     fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
+        // The plugin is at work: its thread goes back to the host's fast
+        // allocator (an idle one never does, see `system_alloc.rs`).
+        use_system_allocator(false);
         let Some(f) = &self.hooks.on_event else {
             return Ok(Outcome::Ack);
         };
@@ -229,6 +238,7 @@ impl PluginInstance for LuaPlugin {
     }
 
     fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
+        use_system_allocator(false);
         let f = self.ctx.timers.borrow_mut().take_due(now)?;
         Some(self.call(&f, (), HookName::Timer))
     }

@@ -252,6 +252,7 @@ pub(crate) fn spawn(
     let def = def.clone();
     let in_hook = Arc::new(InHook::default());
     let hook = in_hook.clone();
+    let lua = def.runtime == plughost_bindings::RuntimeKind::Lua;
     let thread = std::thread::Builder::new()
         .name(if candidate.load(Ordering::Relaxed) {
             format!("candidate:{}", def.manifest.name)
@@ -259,6 +260,10 @@ pub(crate) fn spawn(
             format!("plugin:{}", def.manifest.name)
         })
         .spawn(move || {
+            // A Lua state is built on the system allocator: what loading
+            // frees is reused by the next plugin's load instead of staying
+            // resident on this thread; the plugin's `init` switches back.
+            plughost_bindings::lua::use_system_allocator(lua);
             in_hook::set_current(hook.clone());
             let ctx = Ctx {
                 bus: &bus,

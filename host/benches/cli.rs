@@ -29,21 +29,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "shared/work.rs"]
+mod work;
+use work::DERIVE;
+
 use mlua::{Function, Lua, LuaSerdeExt};
 use serde_json::Value;
-
-/// The work, shared by the plugin, the bare loop and the plain script.
-const DERIVE: &str = r#"
-local function derive(p)
-  return {
-    name = string.upper(p.name),
-    count = p.count + 1,
-    ratio = p.ratio * 2.0,
-    active = not p.active,
-    origin = { city = p.location.city, zip = p.location.zip },
-  }
-end
-"#;
 
 /// The environment variable that makes this binary the bare loop.
 const BARE: &str = "PLUGHOST_BENCH_CLI_BARE";

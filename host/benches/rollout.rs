@@ -40,38 +40,17 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "shared/work.rs"]
+mod work;
+use work::DERIVE;
+use work::DERIVE_RHAI;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use plughost::Host;
 use plughost::rollout::RolloutStatus;
 use serde_json::{Value, json};
-
-/// The work, as in the throughput benchmark.
-const DERIVE: &str = r#"
-local function derive(p)
-  return {
-    name = string.upper(p.name),
-    count = p.count + 1,
-    ratio = p.ratio * 2.0,
-    active = not p.active,
-    origin = { city = p.location.city, zip = p.location.zip },
-  }
-end
-"#;
-
-/// The same work in Rhai.
-const DERIVE_RHAI: &str = r#"
-fn derive(p) {
-    #{
-        name: p.name.to_upper(),
-        count: p.count + 1,
-        ratio: p.ratio * 2.0,
-        active: !p.active,
-        origin: #{ city: p.location.city, zip: p.location.zip },
-    }
-}
-"#;
 
 /// The plugin's name, and its folder's.
 const PLUGIN: &str = "bench";

@@ -64,6 +64,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[path = "shared/work.rs"]
+mod work;
+use work::DERIVE;
+use work::DERIVE_RHAI;
+
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -77,32 +82,6 @@ mod derive;
 use derive::{Place, Reading};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// The work, shared by the plugin and the bare loop.
-const DERIVE: &str = r#"
-local function derive(p)
-  return {
-    name = string.upper(p.name),
-    count = p.count + 1,
-    ratio = p.ratio * 2.0,
-    active = not p.active,
-    origin = { city = p.location.city, zip = p.location.zip },
-  }
-end
-"#;
-
-/// The same work in Rhai.
-const DERIVE_RHAI: &str = r#"
-fn derive(p) {
-    #{
-        name: p.name.to_upper(),
-        count: p.count + 1,
-        ratio: p.ratio * 2.0,
-        active: !p.active,
-        origin: #{ city: p.location.city, zip: p.location.zip },
-    }
-}
-"#;
 
 /// A runtime under test.
 #[derive(Clone, Copy, Debug, PartialEq)]

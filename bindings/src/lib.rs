@@ -38,6 +38,7 @@ pub mod payload;
 pub mod plugin;
 pub mod rhai;
 mod runtime_kind;
+pub mod system_alloc;
 pub mod timers;
 mod watchdog;
 

@@ -20,15 +20,15 @@ use plughost::telemetry::export::Export;
 /// Events are many small allocations freed on another thread than the one
 /// that made them (a line parsed on the input thread, handled on a plugin's):
 /// mimalloc's per-thread free lists take them far faster than the system
-/// allocator (docs/performance/cli.md). A Lua plugin's thread builds its
-/// state on the system allocator, whose shared arenas reuse what one load
+/// allocator (docs/performance/cli.md). A script plugin's thread builds its
+/// interpreter on the system allocator, whose shared arenas reuse what one load
 /// frees for the next: mimalloc would keep every page a load touched
 /// resident on each idle plugin's thread (docs/performance/scale.md).
 #[global_allocator]
 static ALLOC: Split = Split;
 
 /// mimalloc, or the system allocator on a thread that asks for it
-/// ([`plughost_bindings::lua::on_system_allocator`]). A block goes back to
+/// ([`plughost_bindings::system_alloc::on_system_allocator`]). A block goes back to
 /// the allocator that owns it, whichever thread frees it: mimalloc knows its
 /// own blocks (`mi_is_in_heap_region`, a look-up in its page map), every
 /// other block is the system allocator's.
@@ -48,7 +48,7 @@ fn mimalloc_owns(ptr: *mut u8) -> bool {
 unsafe impl std::alloc::GlobalAlloc for Split {
     #[inline]
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if plughost_bindings::lua::on_system_allocator() {
+        if plughost_bindings::system_alloc::on_system_allocator() {
             unsafe { std::alloc::System.alloc(layout) }
         } else {
             unsafe { mimalloc::MiMalloc.alloc(layout) }
@@ -57,7 +57,7 @@ unsafe impl std::alloc::GlobalAlloc for Split {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if plughost_bindings::lua::on_system_allocator() {
+        if plughost_bindings::system_alloc::on_system_allocator() {
             unsafe { std::alloc::System.alloc_zeroed(layout) }
         } else {
             unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }

@@ -18,7 +18,6 @@ mod reentry;
 mod require;
 mod sandbox;
 mod stack;
-mod system_alloc;
 mod telemetry;
 mod timer;
 mod watch;
@@ -34,10 +33,9 @@ use std::time::Instant;
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, Value as LuaValue};
 use serde_json::Value;
 
-pub use self::system_alloc::{on_system_allocator, use_system_allocator};
-
 use self::context::{Context, Ctx};
 use self::error::to_script_error;
+use crate::system_alloc::use_system_allocator;
 use crate::{
     ErrorKind, Event, HookName, Outcome, PluginInstance, PluginSpec, ScriptError, SharedHost,
 };

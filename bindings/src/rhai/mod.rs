@@ -401,6 +401,9 @@ impl PluginInstance for RhaiPlugin {
     }
 
     fn on_event(&mut self, event: &Arc<Event>) -> Result<Outcome, ScriptError> {
+        // The plugin is at work: its thread goes back to the host's fast
+        // allocator (an idle one never does, see `system_alloc.rs`).
+        crate::system_alloc::use_system_allocator(false);
         if self.hooks.on_event.is_none() {
             return Ok(Outcome::Ack);
         }
@@ -437,6 +440,7 @@ impl PluginInstance for RhaiPlugin {
     }
 
     fn run_due_timer(&mut self, now: Instant) -> Option<Result<(), ScriptError>> {
+        crate::system_alloc::use_system_allocator(false);
         let f = self.ctx.timers.borrow_mut().take_due(now)?;
         // A script function (a closure or `Fn("name")`) runs like a hook, so it
         // sees the script's imports; anything else through its pointer.

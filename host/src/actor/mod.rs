@@ -252,7 +252,7 @@ pub(crate) fn spawn(
     let def = def.clone();
     let in_hook = Arc::new(InHook::default());
     let hook = in_hook.clone();
-    let lua = def.runtime == plughost_bindings::RuntimeKind::Lua;
+    let script = def.runtime != plughost_bindings::RuntimeKind::Native;
     let thread = std::thread::Builder::new()
         .name(if candidate.load(Ordering::Relaxed) {
             format!("candidate:{}", def.manifest.name)
@@ -260,10 +260,11 @@ pub(crate) fn spawn(
             format!("plugin:{}", def.manifest.name)
         })
         .spawn(move || {
-            // A Lua state is built on the system allocator: what loading
-            // frees is reused by the next plugin's load instead of staying
-            // resident on this thread; the plugin's `init` switches back.
-            plughost_bindings::lua::use_system_allocator(lua);
+            // A script plugin's interpreter is built on the system
+            // allocator: what loading frees is reused by the next plugin's
+            // load instead of staying resident on this thread; its first
+            // event or timer switches back.
+            plughost_bindings::system_alloc::use_system_allocator(script);
             in_hook::set_current(hook.clone());
             let ctx = Ctx {
                 bus: &bus,

@@ -1,13 +1,14 @@
-//! Which allocator a thread building a Lua state should use.
+//! Which allocator a thread building an interpreter should use.
 //!
-//! A plugin thread that loads a Lua state allocates and frees many
-//! temporaries (the parser's, the prelude's) and keeps about 35 KB. An
+//! A plugin thread that loads a Lua state or a Rhai engine allocates and
+//! frees many temporaries (the parser's, the prelude's, the standard
+//! package's) and keeps far less (a Lua state about 35 KB). An
 //! allocator with per-thread pages (mimalloc) keeps every page those
 //! temporaries touched resident on that thread after they are freed, about
 //! 80 KB per idle plugin; the system allocator's shared arenas hand the same
 //! memory to the next plugin that loads. This flag is how a host's global
-//! allocator learns that the current thread is building a state: the host
-//! raises it when a Lua plugin's thread starts ([`use_system_allocator`]),
+//! allocator learns that the current thread is building an interpreter: the
+//! host raises it when a script plugin's thread starts ([`use_system_allocator`]),
 //! and the plugin lowers it when it first handles an event or a timer: an
 //! idle plugin's thread never touches the fast allocator's per-thread pages
 //! (what the host does after `init`, such as recording metrics, allocates
@@ -31,7 +32,7 @@ pub fn on_system_allocator() -> bool {
 }
 
 /// Makes this thread allocate from the system allocator (`true`) until its
-/// Lua plugin first handles an event or a timer, or from the host's own
+/// script plugin first handles an event or a timer, or from the host's own
 /// again (`false`).
 pub fn use_system_allocator(on: bool) {
     let _ = SYSTEM.try_with(|s| s.set(on));

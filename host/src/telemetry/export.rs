@@ -157,7 +157,7 @@ pub struct Export {
 
 impl Export {
     /// Starts the export the environment asks for, if any.
-    pub fn from_env() -> Result<Option<Export>, String> {
+    pub fn from_env() -> Result<Option<Export>, ExportError> {
         Export::from_env_and(&TelemetryConfig::default())
     }
 
@@ -165,7 +165,7 @@ impl Export {
     /// ask for, if any; the variables win (see [`Config::from_lookup_and`]).
     /// Also fixes the service name of [`resource`] and the sampler of the
     /// delivery spans ([`sampler::install`]) for the process.
-    pub fn from_env_and(file: &TelemetryConfig) -> Result<Option<Export>, String> {
+    pub fn from_env_and(file: &TelemetryConfig) -> Result<Option<Export>, ExportError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let _ = SERVICE_NAME.set(service_name(&env, file));
         let Some(config) = Config::from_lookup_and(env, file) else {
@@ -178,8 +178,8 @@ impl Export {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let mut grpc_runtime = None;
         let (spans, metrics, grpc_endpoint) = if config.protocol == Protocol::Grpc {
-            let rt = grpc::runtime().map_err(|e| e.to_string())?;
-            let built = grpc::exporters(&config, &var, &rt).map_err(|e| e.to_string())?;
+            let rt = grpc::runtime()?;
+            let built = grpc::exporters(&config, &var, &rt)?;
             grpc_runtime = Some(rt);
             (built.spans, built.metrics, Some(built.traces_endpoint))
         } else {
@@ -258,6 +258,39 @@ enum Client {
     Https(HttpsClient),
 }
 
+/// Why OTLP export could not be set up (the host then runs without it).
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The gRPC exporters could not be built.
+    #[error(transparent)]
+    Grpc(#[from] super::grpc::GrpcError),
+    /// The HTTPS client could not be built (its CA file, its TLS setup).
+    #[error("OTLP HTTPS client for {endpoint}: {error}")]
+    Https {
+        /// The endpoint it was for.
+        endpoint: String,
+        /// Why.
+        error: super::https::TlsError,
+    },
+    /// The thread building the HTTP client could not start.
+    #[error("OTLP HTTP client: {0}")]
+    ClientThread(std::io::Error),
+    /// The thread building the HTTP client panicked.
+    #[error("OTLP HTTP client: its thread panicked")]
+    ClientPanicked,
+    /// The HTTP client could not be built.
+    #[error("OTLP HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    /// An exporter refused its configuration.
+    #[error("OTLP {signal} exporter: {error}")]
+    Build {
+        /// `trace` or `metric`.
+        signal: &'static str,
+        /// What the exporter said.
+        error: opentelemetry_otlp::ExporterBuildError,
+    },
+}
+
 impl Client {
     /// The client for `signal` (`TRACES`, `METRICS`): its endpoint is
     /// `file_url` (from the host config), else its own variable, else the
@@ -267,7 +300,7 @@ impl Client {
         var: &impl Fn(&str) -> Option<String>,
         signal: &str,
         file_url: Option<&str>,
-    ) -> Result<Client, String> {
+    ) -> Result<Client, ExportError> {
         let endpoint = file_url
             .map(str::to_owned)
             .or_else(|| var(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")))
@@ -280,7 +313,7 @@ impl Client {
             .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE"));
         HttpsClient::new(ca.as_deref().map(std::path::Path::new), EXPORT_TIMEOUT)
             .map(Client::Https)
-            .map_err(|e| format!("OTLP HTTPS client for {endpoint}: {e}"))
+            .map_err(|error| ExportError::Https { endpoint, error })
     }
 
     /// Gives `builder` this client, watched (see `super::watch`).
@@ -302,7 +335,7 @@ pub(super) fn is_https(endpoint: &str) -> bool {
 
 /// The exporters' blocking HTTP client, built on a thread of its own (a
 /// blocking client cannot be built inside an async runtime).
-fn http_client() -> Result<reqwest::blocking::Client, String> {
+fn http_client() -> Result<reqwest::blocking::Client, ExportError> {
     std::thread::Builder::new()
         .name("otlp-client".into())
         .spawn(|| {
@@ -310,10 +343,10 @@ fn http_client() -> Result<reqwest::blocking::Client, String> {
                 .timeout(EXPORT_TIMEOUT)
                 .build()
         })
-        .map_err(|e| format!("OTLP HTTP client: {e}"))?
+        .map_err(ExportError::ClientThread)?
         .join()
-        .map_err(|_| "OTLP HTTP client: its thread panicked".to_owned())?
-        .map_err(|e| format!("OTLP HTTP client: {e}"))
+        .map_err(|_| ExportError::ClientPanicked)?
+        .map_err(ExportError::HttpClient)
 }
 
 impl Drop for Export {
@@ -330,25 +363,27 @@ impl Drop for Export {
 fn http_exporters(
     config: &Config,
     var: &impl Fn(&str) -> Option<String>,
-) -> Result<(SpanExporter, MetricExporter), String> {
+) -> Result<(SpanExporter, MetricExporter), ExportError> {
     let mut spans = Client::for_signal(var, "TRACES", config.traces_endpoint.as_deref())?
         .install(SpanExporter::builder().with_http())
         .with_protocol(config.protocol);
     if let Some(url) = &config.traces_endpoint {
         spans = spans.with_endpoint(url);
     }
-    let spans = spans
-        .build()
-        .map_err(|e| format!("OTLP trace exporter: {e}"))?;
+    let spans = spans.build().map_err(|error| ExportError::Build {
+        signal: "trace",
+        error,
+    })?;
     let mut metrics = Client::for_signal(var, "METRICS", config.metrics_endpoint.as_deref())?
         .install(MetricExporter::builder().with_http())
         .with_protocol(config.protocol);
     if let Some(url) = &config.metrics_endpoint {
         metrics = metrics.with_endpoint(url);
     }
-    let metrics = metrics
-        .build()
-        .map_err(|e| format!("OTLP metric exporter: {e}"))?;
+    let metrics = metrics.build().map_err(|error| ExportError::Build {
+        signal: "metric",
+        error,
+    })?;
     Ok((spans, metrics))
 }
 

@@ -40,42 +40,21 @@ pub(crate) fn release_below_here() {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::ffi::{c_int, c_long, c_void};
-
-    /// `pthread_attr_t`, opaque: 56 bytes on x86-64 and 64 on aarch64
-    /// (glibc and musl); this is room enough for every Linux target.
-    #[repr(C, align(16))]
-    struct Attr([u8; 128]);
-
-    const MADV_DONTNEED: c_int = 4;
-    const SC_PAGESIZE: c_int = 30;
-
-    unsafe extern "C" {
-        fn pthread_self() -> usize;
-        fn pthread_getattr_np(thread: usize, attr: *mut Attr) -> c_int;
-        fn pthread_attr_getstack(
-            attr: *const Attr,
-            addr: *mut *mut c_void,
-            size: *mut usize,
-        ) -> c_int;
-        fn pthread_attr_destroy(attr: *mut Attr) -> c_int;
-        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
-        fn sysconf(name: c_int) -> c_long;
-    }
+    use std::mem::MaybeUninit;
 
     /// The lowest usable address of this thread's stack (above its guard).
     pub(super) fn stack_low() -> Option<usize> {
-        let mut attr = Attr([0; 128]);
-        let mut addr: *mut c_void = std::ptr::null_mut();
+        let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
         let mut size = 0usize;
-        // SAFETY: `attr` is large enough for a `pthread_attr_t`, filled in
-        // by `pthread_getattr_np` before it is read, and destroyed once.
+        // SAFETY: `pthread_getattr_np` initialises `attr` when it returns 0;
+        // it is read only then, and destroyed once.
         unsafe {
-            if pthread_getattr_np(pthread_self(), &mut attr) != 0 {
+            if libc::pthread_getattr_np(libc::pthread_self(), attr.as_mut_ptr()) != 0 {
                 return None;
             }
-            let got = pthread_attr_getstack(&attr, &mut addr, &mut size);
-            pthread_attr_destroy(&mut attr);
+            let got = libc::pthread_attr_getstack(attr.as_ptr(), &mut addr, &mut size);
+            libc::pthread_attr_destroy(attr.as_mut_ptr());
             (got == 0 && !addr.is_null()).then_some(addr as usize)
         }
     }
@@ -83,7 +62,7 @@ mod linux {
     /// The size of a memory page.
     pub(super) fn page_size() -> usize {
         // SAFETY: `sysconf` reads a constant of the system.
-        match unsafe { sysconf(SC_PAGESIZE) } {
+        match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
             n if n > 0 => n as usize,
             _ => 4096,
         }
@@ -96,7 +75,7 @@ mod linux {
         // stack pointer, above its guard page): nothing refers to it, and
         // the kernel hands back zeroed pages when it is touched again.
         unsafe {
-            madvise(start as *mut c_void, len, MADV_DONTNEED);
+            libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
         }
     }
 }

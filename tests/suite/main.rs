@@ -18,6 +18,7 @@ mod live;
 mod native;
 mod native_reload;
 mod new;
+mod newcomer;
 mod otel;
 mod outcomes;
 mod prometheus;

@@ -189,19 +189,12 @@ pub async fn run_with_cluster(
         ..RunReport::default()
     };
     // Errors of folders the catalog refused are in `failed` too.
-    if opts.exit_when_idle && opts.input.is_some() {
-        tracing::info!(
-            started = report.started.len(),
-            failed = report.failed.len(),
-            "plughost running until the input is done and every queue empty"
-        );
-    } else {
-        tracing::info!(
-            started = report.started.len(),
-            failed = report.failed.len(),
-            "plughost running; Ctrl-C to stop"
-        );
-    }
+    tracing::info!(
+        started = report.started.len(),
+        failed = report.failed.len(),
+        "{}",
+        running_line(opts.exit_when_idle, opts.input.is_some())
+    );
 
     let admin = admin.map(|bound| {
         if let Ok(addr) = bound.local_addr() {
@@ -259,6 +252,20 @@ pub async fn run_with_cluster(
         let _ = tap.await;
     }
     Ok(run_report)
+}
+
+/// The line logged once plugins started: what will stop this run. With
+/// `exit_when_idle` that is never only Ctrl-C: the end of the input, or (with
+/// no input to wait for) the shutdown future alone, which the line says.
+fn running_line(exit_when_idle: bool, has_input: bool) -> &'static str {
+    match (exit_when_idle, has_input) {
+        (true, true) => "plughost running until the input is done and every queue empty",
+        (true, false) => {
+            "plughost running until stopped: exit-when-idle waits for an input to finish, \
+             and there is none"
+        }
+        (false, _) => "plughost running; Ctrl-C to stop",
+    }
 }
 
 /// Waits for the reason to stop: a signal, or (with `exit_when_idle`) the

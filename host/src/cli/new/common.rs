@@ -180,6 +180,13 @@ pub(super) fn readme(name: &str, runtime: RuntimeKind, plugins_dir: &Path) -> St
         RuntimeKind::Rhai => ("Rhai", "main.rhai", "docs/rhai.md"),
         RuntimeKind::Native => ("Rust", "src/lib.rs", "docs/native.md"),
     };
+    // `plughost_sdk::Plugin` has no default for `on_event`; a script may leave any hook out.
+    let optional = match runtime {
+        RuntimeKind::Native => {
+            "`on_event` is required (`plughost_sdk::Plugin` has no\n  default for it); every other hook is optional."
+        }
+        RuntimeKind::Lua | RuntimeKind::Rhai => "Every hook is optional.",
+    };
     let dir = dir_argument(plugins_dir);
     let plugins_flag = dir
         .as_ref()
@@ -203,7 +210,7 @@ string is dropped, which dead-letters it.
   `publications`, and `config`; uncomment `limits` or `retry` to change them.
 - `{script}`: the hooks. `init` runs once after load (and after each reload),
   `on_event` for each event, `on_config` when only `config` changed, `shutdown`
-  before the plugin stops. Every hook is optional.
+  before the plugin stops. {optional}
 
 The bindings (publish, config, state, log, telemetry, timers) are described in
 {doc} in the plughost repository.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use plughost::RuntimeKind;
 use plughost::admin::AdminSettings;
 use plughost::cli::client::{self, Change, Client, ClientError};
@@ -162,7 +162,7 @@ enum Command {
     Publish {
         /// The topic, e.g. `text.raw`.
         topic: String,
-        /// The payload as JSON, e.g. '{"text": "hi"}' [default: null].
+        /// The payload as JSON, e.g. '{"text": "hi"}'.
         #[arg(default_value = "null")]
         payload: String,
         #[command(flatten)]
@@ -257,6 +257,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         expect: Option<PathBuf>,
     },
+    /// Print the shell completion script for SHELL on stdout, e.g.
+    /// `plughost completions bash > /etc/bash_completion.d/plughost`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout, e.g. `plughost man > plughost.1`.
+    Man,
 }
 
 /// Where a running host's admin endpoint is.
@@ -343,6 +352,31 @@ fn print_stdout(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// `plughost completions SHELL`: the completion script, from the same
+/// command definition the parser uses.
+fn completions(shell: clap_complete::Shell) -> i32 {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "plughost", &mut script);
+    print_stdout(&String::from_utf8_lossy(&script));
+    exit::OK
+}
+
+/// `plughost man`: the man page in roff, from the same command definition
+/// the parser uses.
+fn man_page() -> i32 {
+    let mut page = Vec::new();
+    match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+        Ok(()) => {
+            print_stdout(&String::from_utf8_lossy(&page));
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("plughost: cannot render the man page: {e}");
+            exit::ERRORS
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -584,6 +618,8 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Command::Completions { shell } => completions(shell),
+        Command::Man => man_page(),
     };
     ExitCode::from(code as u8)
 }

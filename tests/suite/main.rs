@@ -7,6 +7,7 @@ mod admin;
 mod authoring;
 mod bindings;
 mod cli;
+mod cli_polish;
 mod client;
 mod cluster;
 mod config;

@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
 use crate::admin::DEFAULT_TOKEN_ENV;
@@ -23,6 +24,15 @@ pub const ADDRESS_ENV: &str = "PLUGHOST_ADMIN";
 
 /// How long one request may take (a reload waits for `init`).
 const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What is percent-encoded in one URL path segment: everything but RFC
+/// 3986's unreserved characters, so `/`, `?`, `#`, `%` and the rest reach
+/// the host as part of the segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -112,7 +122,10 @@ impl Client {
                 "the payload is not JSON: {e} (e.g. '{{\"n\": 1}}')"
             ))
         })?;
-        let answer = self.post(&format!("/events/{topic}"), payload.as_bytes().to_vec())?;
+        let answer = self.post(
+            &format!("/events/{}", segment(topic)),
+            payload.as_bytes().to_vec(),
+        )?;
         answer["id"].as_str().map(str::to_owned).ok_or_else(|| {
             ClientError::Failed(format!("the host answered without an id: {answer}"))
         })
@@ -336,6 +349,11 @@ fn check_name(name: &str) -> Result<(), ClientError> {
     }
 }
 
+/// `text` as one URL path segment, percent-encoded (the admin routes decode it).
+fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
 /// `http://HOST:PORT` from an address with or without the scheme.
 fn base_url(addr: &str) -> Result<String, ClientError> {
     let addr = addr.trim().trim_end_matches('/');
@@ -383,6 +401,14 @@ mod tests {
             base_url("https://h:1"),
             Err(ClientError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn a_topic_is_one_percent_encoded_path_segment() {
+        assert_eq!(segment("text.raw"), "text.raw");
+        assert_eq!(segment("a-b_c~d"), "a-b_c~d");
+        assert_eq!(segment("in.a/b?c#d%e"), "in.a%2Fb%3Fc%23d%25e");
+        assert_eq!(segment("in.é"), "in.%C3%A9");
     }
 
     #[test]

@@ -155,25 +155,53 @@ fn answer(f: impl FnOnce() -> Result<Vec<u8>, String>) -> CallResult {
     }
 }
 
-/// An argument as text.
-fn text<'a>(s: Str, what: &str) -> Result<&'a str, String> {
-    // SAFETY: the plugin's argument, valid for the duration of the call.
-    std::str::from_utf8(unsafe { s.as_bytes() }).map_err(|_| format!("{what} is not UTF-8"))
+/// An argument the plugin handed the host that it cannot take; its text is
+/// what the plugin's call returns as its error.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    /// Text that is not UTF-8.
+    #[error("{what} is not UTF-8")]
+    NotUtf8 { what: String },
+    /// Bytes that are not a packed value. The words "is not JSON" stay: a
+    /// packed value is a JSON value's encoding.
+    #[error("{what} is not JSON (not a packed value: {error})")]
+    NotPacked {
+        what: String,
+        error: crate::payload::PackedError,
+    },
+    /// A value where an object of name: value was asked for.
+    #[error("{what} must be an object of name: value")]
+    NotObject { what: String },
 }
 
-/// A packed argument, checked before anything trusts it. Its error keeps
-/// the words "is not JSON": a packed value is a JSON value's encoding.
-fn checked<'a>(s: Str, what: &str) -> Result<&'a [u8], String> {
+impl From<ArgError> for String {
+    fn from(e: ArgError) -> String {
+        e.to_string()
+    }
+}
+
+/// An argument as text.
+fn text<'a>(s: Str, what: &str) -> Result<&'a str, ArgError> {
+    // SAFETY: the plugin's argument, valid for the duration of the call.
+    std::str::from_utf8(unsafe { s.as_bytes() }).map_err(|_| ArgError::NotUtf8 {
+        what: what.to_owned(),
+    })
+}
+
+/// A packed argument, checked before anything trusts it.
+fn checked<'a>(s: Str, what: &str) -> Result<&'a [u8], ArgError> {
     // SAFETY: the plugin's argument, valid for the duration of the call.
     let bytes = unsafe { s.as_bytes() };
-    crate::payload::validate(bytes)
-        .map_err(|e| format!("{what} is not JSON (not a packed value: {e})"))?;
+    crate::payload::validate(bytes).map_err(|error| ArgError::NotPacked {
+        what: what.to_owned(),
+        error,
+    })?;
     Ok(bytes)
 }
 
 /// An optional packed object argument: empty is none, a non-object becomes
 /// `{"value": …}` when `wrap`, else an error.
-fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, String> {
+fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, ArgError> {
     if s.len == 0 {
         return Ok(None);
     }
@@ -181,17 +209,19 @@ fn object(s: Str, what: &str, wrap: bool) -> Result<Option<Map<String, Value>>, 
         Value::Null => Ok(None),
         Value::Object(map) => Ok(Some(map)),
         other if wrap => Ok(Some(Map::from_iter([("value".to_owned(), other)]))),
-        _ => Err(format!("{what} must be an object of name: value")),
+        _ => Err(ArgError::NotObject {
+            what: what.to_owned(),
+        }),
     }
 }
 
 /// A packed argument as a JSON value.
-fn json(s: Str, what: &str) -> Result<Value, String> {
+fn json(s: Str, what: &str) -> Result<Value, ArgError> {
     checked(s, what).map(plughost_packed::unpack_value)
 }
 
 /// A packed argument as a payload: the checked bytes, copied once.
-fn checked_payload(s: Str, what: &str) -> Result<Payload, String> {
+fn checked_payload(s: Str, what: &str) -> Result<Payload, ArgError> {
     checked(s, what).map(|bytes| Payload::from_packed(bytes.to_vec()))
 }
 

@@ -24,8 +24,6 @@ use crate::telemetry::Metrics;
 use crate::telemetry::trace;
 use crate::topic::{self, PatternSet};
 
-pub use crate::host_events::HOST_TOPIC_PREFIX;
-
 /// The host services shared by every plugin.
 #[derive(Debug)]
 pub struct Services {

@@ -84,7 +84,7 @@ pub fn parse_line(text: &str) -> Result<Option<Event>, LineError> {
         column: topic_col(),
         message: e.to_string(),
     })?;
-    if line.topic.starts_with(crate::services::HOST_TOPIC_PREFIX) {
+    if crate::host_events::is_reserved(&line.topic) {
         return Err(LineError {
             column: topic_col(),
             message: format!("topic `{}` is reserved for the host", line.topic),

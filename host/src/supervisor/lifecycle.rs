@@ -72,7 +72,19 @@ impl Host {
     /// The plugin starts from the `state` it left when it last stopped (a
     /// disable and enable), and its counts go on from where they were.
     pub(crate) async fn launch(&self, def: PluginDef, queue: Arc<Queue>) -> Result<(), StartError> {
-        match self.boot(&def, &queue).await {
+        let booted = self.boot(&def, &queue).await;
+        self.settle(def, queue, booted)
+    }
+
+    /// Admits a booted plugin, or fails one that did not boot (its events
+    /// dead-lettered, its queue off the bus).
+    fn settle(
+        &self,
+        def: PluginDef,
+        queue: Arc<Queue>,
+        booted: Result<Booted, BootFailure>,
+    ) -> Result<(), StartError> {
+        match booted {
             Ok(booted) => {
                 self.admit(def, queue, booted);
                 Ok(())
@@ -138,17 +150,7 @@ impl Host {
                 done.get_mut(settled.len()).and_then(Option::take)
             {
                 let name = def.manifest.name.clone();
-                let result = match booted {
-                    Ok(booted) => {
-                        self.admit(def, queue, booted);
-                        Ok(())
-                    }
-                    Err(failed) => {
-                        self.fail(&name, &queue, &failed.detail);
-                        Err(failed.error)
-                    }
-                };
-                settled.push((name, result));
+                settled.push((name, self.settle(def, queue, booted)));
             }
         }
         settled

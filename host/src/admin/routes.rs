@@ -43,6 +43,8 @@ pub(crate) fn router(state: Shared) -> Router {
             state.clone(),
             super::auth::require_token,
         ))
+        // After the token layer: `GET /` checks the token itself, refusing with a sign-in page.
+        .route("/", get(super::dashboard::page))
         .layer(axum::middleware::from_fn(
             super::extract::limit_declared_length,
         ))

@@ -1,0 +1,204 @@
+//! The dashboard at `GET /` (SPEC §15): one page built into the binary, its
+//! HTML, CSS and script inline (the files under `admin/dashboard/`), with no
+//! external asset, that follows `GET /overview/stream` and updates live.
+//!
+//! With a token set, `GET /` without a valid `Authorization: Bearer` answers
+//! 401 with a small sign-in page: it asks for the token once, keeps it in the
+//! tab's `sessionStorage`, fetches `/` again with it and writes the dashboard
+//! in its place; the dashboard then sends it on every request. Both pages
+//! carry one strict `Content-Security-Policy` that allows exactly their
+//! inline script and style (by SHA-256), same-origin `fetch` and nothing
+//! else, so a page cannot be framed, load a remote asset or post a form.
+
+use std::sync::{Arc, LazyLock};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::auth::constant_time_eq;
+
+/// The dashboard's HTML, with `/*STYLE*/` and `/*SCRIPT*/` to fill.
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+/// The sign-in page's HTML, with the same two places to fill.
+const LOGIN_HTML: &str = include_str!("dashboard/login.html");
+/// The style both pages share.
+const STYLE: &str = include_str!("dashboard/style.css");
+/// The dashboard's script.
+const APP_JS: &str = include_str!("dashboard/app.js");
+/// The sign-in page's script.
+const LOGIN_JS: &str = include_str!("dashboard/login.js");
+
+/// The two pages as served, and the policy they share.
+struct Pages {
+    dashboard: String,
+    login: String,
+    policy: String,
+}
+
+static PAGES: LazyLock<Pages> = LazyLock::new(|| Pages {
+    dashboard: fill(INDEX_HTML, STYLE, APP_JS),
+    login: fill(LOGIN_HTML, STYLE, LOGIN_JS),
+    policy: policy(&[APP_JS, LOGIN_JS], &[STYLE]),
+});
+
+/// `html` with its style and script placeholders replaced.
+fn fill(html: &str, style: &str, script: &str) -> String {
+    html.replacen("/*STYLE*/", style, 1)
+        .replacen("/*SCRIPT*/", script, 1)
+}
+
+/// The CSP source expression allowing an inline block whose text is `body`.
+fn hash_source(body: &str) -> String {
+    let digest = Sha256::digest(body.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The Content-Security-Policy allowing exactly `scripts` and `styles`
+/// inline, `fetch` to this origin, and the blank icon; nothing else. The
+/// sign-in page writes the dashboard into its own document, which keeps the
+/// sign-in page's policy: so one policy names both pages' scripts.
+fn policy(scripts: &[&str], styles: &[&str]) -> String {
+    let list = |blocks: &[&str]| {
+        blocks
+            .iter()
+            .map(|b| hash_source(b))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        list(scripts),
+        list(styles)
+    )
+}
+
+/// Whether `headers` carry `Authorization: Bearer TOKEN` with the host's
+/// token, as the admin middleware reads it (`admin::auth`).
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// `body` as an HTML answer with `status` and the page's security headers.
+fn html(status: StatusCode, body: &'static str) -> Response {
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    if let Ok(policy) = HeaderValue::from_str(&PAGES.policy) {
+        h.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// `GET /`: the dashboard, or (a token set, none valid given) the 401
+/// sign-in page. This route checks the token itself, with the same rule as
+/// the admin middleware, so that its refusal is a page and not JSON.
+pub(super) async fn page(State(state): State<Arc<super::State>>, headers: HeaderMap) -> Response {
+    let pages: &'static Pages = &PAGES;
+    match &state.token {
+        Some(token) if !bearer_matches(&headers, token) => {
+            let mut response = html(StatusCode::UNAUTHORIZED, &pages.login);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+        _ => html(StatusCode::OK, &pages.dashboard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text of every `<open …>…</close>` block in `html`.
+    fn blocks<'a>(html: &'a str, open: &str, close: &str) -> Vec<&'a str> {
+        let mut out = Vec::new();
+        let mut rest = html;
+        while let Some(start) = rest.find(open) {
+            let after = &rest[start..];
+            let body_start = after.find('>').expect("a closed tag") + 1;
+            let end = after.find(close).expect("a closing tag");
+            out.push(&after[body_start..end]);
+            rest = &after[end + close.len()..];
+        }
+        out
+    }
+
+    #[test]
+    fn every_inline_block_is_allowed_by_the_policy_and_nothing_else_is() {
+        for page in [&PAGES.dashboard, &PAGES.login] {
+            assert!(!page.contains("/*STYLE*/") && !page.contains("/*SCRIPT*/"));
+            let scripts = blocks(page, "<script", "</script>");
+            let styles = blocks(page, "<style", "</style>");
+            assert_eq!((scripts.len(), styles.len()), (1, 1));
+            for block in scripts.iter().chain(&styles) {
+                assert!(PAGES.policy.contains(&hash_source(block)), "{block:.60}");
+            }
+        }
+        assert!(PAGES.policy.starts_with("default-src 'none'; "));
+        assert!(!PAGES.policy.contains("unsafe"), "{}", PAGES.policy);
+        assert!(PAGES.policy.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn a_hash_source_is_the_base64_sha256_of_the_text() {
+        // echo -n 'alert(1)' | openssl dgst -sha256 -binary | base64
+        assert_eq!(
+            hash_source("alert(1)"),
+            "'sha256-bhHHL3z2vDgxUt0W3dWQOrprscmda2Y5pLsLg4GF+pI='"
+        );
+    }
+
+    #[test]
+    fn the_pages_name_no_remote_url_and_set_no_html_from_data() {
+        for page in [&PAGES.dashboard, &PAGES.login] {
+            let lower = page.to_lowercase();
+            assert!(!lower.contains("http://") && !lower.contains("https://"));
+            assert!(!lower.contains("//cdn") && !lower.contains("@import"));
+            assert!(!page.contains("innerHTML") && !page.contains("outerHTML"));
+            assert!(!page.contains("insertAdjacentHTML") && !page.contains("eval("));
+        }
+        assert!(!PAGES.dashboard.contains("EventSource"));
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_with_the_token_counts() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            h
+        };
+        assert!(bearer_matches(&with("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(&with("Bearer s3cret  "), "s3cret"));
+        assert!(!bearer_matches(&with("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(&with("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(&with("s3cret"), "s3cret"));
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    }
+}

@@ -1,0 +1,741 @@
+//! SPEC §15, the dashboard at `GET /`, in a real browser: Debian's headless
+//! Chromium driven over the DevTools protocol (chromiumoxide) against the real
+//! `plughost run --admin`. The page comes from the binary and asks nothing of
+//! any other origin; it shows every plugin and, without a reload, a rate that
+//! rises once events flow; its Promote and Rollback buttons end a rollout;
+//! its Replay button delivers a dead letter again once the plugin is fixed;
+//! with a token set, `GET /` is a 401 sign-in page that takes the token once
+//! and refuses a wrong one. Plain HTTP checks the answers' headers.
+//!
+//! One browser serves the whole test binary (started on first use, killed
+//! with its process group at exit); each test opens its own page. Every wait
+//! polls the DOM with a deadline. Without Chromium the tests fail, saying how
+//! to install it. `PLUGHOST_DASHBOARD_SCREENSHOT=PATH` makes
+//! [`the_dashboard_shows_a_busy_host_at_a_glance`] save a screenshot there
+//! (`docs/dashboard.png` is made so).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use chromiumoxide::Page;
+use chromiumoxide::browser::Browser;
+use chromiumoxide::page::ScreenshotParams;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::admin::{Answer, request, wait_ready};
+use crate::live::{LIMIT, Live};
+use crate::support::{Fixture, Runtime, free_port};
+
+/// How long a page may take to show what a step waits for.
+const PAGE_LIMIT: Duration = Duration::from_secs(20);
+
+/// The token of the token tests.
+const TOKEN: &str = "dash-s3cret";
+
+// ---- the browser ---------------------------------------------------------
+
+/// The test binary's browser and the runtime its connection lives on.
+struct Chrome {
+    rt: tokio::runtime::Runtime,
+    browser: Browser,
+}
+
+/// The browser's process group, killed when the test binary exits.
+static CHROME_GROUP: AtomicI32 = AtomicI32::new(0);
+/// Its profile folder, removed at exit.
+static CHROME_PROFILE: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn kill_chrome() {
+    let group = CHROME_GROUP.load(Ordering::SeqCst);
+    if group > 0 {
+        // SAFETY: kill(2) on a process group this binary started.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    if let Some(dir) = CHROME_PROFILE.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The shared browser, started on first use.
+fn chrome() -> &'static Chrome {
+    static CHROME: OnceLock<Chrome> = OnceLock::new();
+    CHROME.get_or_init(start_chrome)
+}
+
+/// Starts Chromium headless (its own process group, a fresh profile, no
+/// background traffic) and connects to its DevTools endpoint.
+fn start_chrome() -> Chrome {
+    let exe = std::env::var("PLUGHOST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&exe).is_file(),
+        "the dashboard tests need Chromium at {exe} (set PLUGHOST_CHROMIUM to use another); \
+         install it with `apt-get install chromium` (scripts/test does)"
+    );
+    let profile = tempfile::Builder::new()
+        .prefix("plughost-chromium-")
+        .tempdir()
+        .expect("a temp dir")
+        .keep();
+    let _ = CHROME_PROFILE.set(profile.clone());
+    let mut child = Command::new(&exe)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1440,900",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+    let group = i32::try_from(child.id()).expect("a pid");
+    if CHROME_GROUP.swap(group, Ordering::SeqCst) == 0 {
+        // SAFETY: registers a plain `extern "C" fn` once.
+        unsafe { libc::atexit(kill_chrome) };
+    }
+    // Chromium names its DevTools address on stderr; the rest is drained.
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(LIMIT)
+        .unwrap_or_else(|_| panic!("{exe} named no DevTools address within {LIMIT:?}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let browser = rt.block_on(async {
+        let (browser, mut handler) = tokio::time::timeout(LIMIT, Browser::connect(url))
+            .await
+            .expect("DevTools connects in time")
+            .expect("DevTools connects");
+        tokio::spawn(async move { while handler.next().await.is_some() {} });
+        browser
+    });
+    Chrome { rt, browser }
+}
+
+/// A page of the shared browser, at `url`.
+fn open(url: &str) -> Page {
+    let c = chrome();
+    c.rt.block_on(async {
+        tokio::time::timeout(PAGE_LIMIT, c.browser.new_page(url))
+            .await
+            .unwrap_or_else(|_| panic!("{url} did not load within {PAGE_LIMIT:?}"))
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    })
+}
+
+/// The value of the JavaScript expression `js` on `page`.
+fn eval(page: &Page, js: &str) -> Value {
+    chrome().rt.block_on(async {
+        let result = tokio::time::timeout(LIMIT, page.evaluate(js))
+            .await
+            .unwrap_or_else(|_| panic!("`{js}` did not answer within {LIMIT:?}"))
+            .unwrap_or_else(|e| panic!("`{js}`: {e}"));
+        result.value().cloned().unwrap_or(Value::Null)
+    })
+}
+
+/// Polls `js` until it is neither `null`, `false` nor `undefined`, and
+/// returns it; fails, with the page's text, after [`PAGE_LIMIT`].
+fn wait_until(page: &Page, what: &str, js: &str) -> Value {
+    let deadline = Instant::now() + PAGE_LIMIT;
+    loop {
+        let v = eval(page, js);
+        if !matches!(v, Value::Null | Value::Bool(false)) {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            let text = eval(page, "document.body ? document.body.innerText : ''");
+            panic!("{what}: not within {PAGE_LIMIT:?}; the page shows:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Clicks the element `selector` with the mouse, as a person would.
+fn click(page: &Page, selector: &str) {
+    chrome().rt.block_on(async {
+        let element = page
+            .find_element(selector)
+            .await
+            .unwrap_or_else(|e| panic!("no `{selector}` to click: {e}"));
+        element
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking `{selector}`: {e}"));
+    });
+}
+
+/// Types `text` into the element `selector`.
+fn type_into(page: &Page, selector: &str, text: &str) {
+    chrome().rt.block_on(async {
+        let element = page
+            .find_element(selector)
+            .await
+            .unwrap_or_else(|e| panic!("no `{selector}` to type into: {e}"));
+        element.click().await.expect("focus");
+        element.type_str(text).await.expect("typing");
+    });
+}
+
+fn close(page: Page) {
+    let _ = chrome()
+        .rt
+        .block_on(async { tokio::time::timeout(LIMIT, page.close()).await });
+}
+
+/// The plugin names the page's table shows, in order.
+const ROW_NAMES: &str =
+    "JSON.stringify([...document.querySelectorAll('#plugins tbody tr')].map(r => r.dataset.plugin))";
+
+/// The text of `field` in plugin `name`'s row (`null` while there is no row).
+fn cell(name: &str, field: &str) -> String {
+    format!(
+        "(() => {{ const r = [...document.querySelectorAll('#plugins tbody tr')].find(r => r.dataset.plugin === {name:?}); \
+         return r ? r.querySelector('td[data-field={field}]').textContent : null; }})()"
+    )
+}
+
+// ---- the host ------------------------------------------------------------
+
+/// A running host with its admin endpoint.
+struct Host {
+    fx: Fixture,
+    live: Live,
+    port: u16,
+    /// Extra request headers (the bearer token, when set).
+    auth: Vec<String>,
+}
+
+impl Host {
+    /// Runs `plughost run` on `fx` with the admin endpoint, every event
+    /// tapped, and `env`; returns once the endpoint answers.
+    fn start(fx: Fixture, env: &[(&str, &str)]) -> Host {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = fx.path().to_str().unwrap().to_owned();
+        let live = Live::spawn_with_env(
+            &["run", "--plugins", &dir, "--tap", "out.>", "--admin", &addr],
+            env,
+        );
+        let auth: Vec<String> = env
+            .iter()
+            .find(|(k, _)| *k == "PLUGHOST_ADMIN_TOKEN")
+            .map(|(_, t)| vec![format!("Authorization: Bearer {t}")])
+            .unwrap_or_default();
+        let headers: Vec<&str> = auth.iter().map(String::as_str).collect();
+        let ready = wait_ready(port, &headers);
+        assert_eq!(ready.status, 200, "{ready:?}");
+        Host {
+            fx,
+            live,
+            port,
+            auth,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> Answer {
+        let headers: Vec<&str> = self.auth.iter().map(String::as_str).collect();
+        request(self.port, method, path, &headers, body)
+    }
+
+    /// Publishes `payload` on `topic` through `POST /events/{topic}`.
+    fn publish(&self, topic: &str, payload: &Value) -> Answer {
+        let a = self.call("POST", &format!("/events/{topic}"), payload.to_string().as_bytes());
+        assert!(a.status < 300, "publish {topic}: {a:?}");
+        a
+    }
+
+    /// Waits, bounded, until `GET path` satisfies `pred`; returns it.
+    fn wait_get(&self, what: &str, path: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + PAGE_LIMIT;
+        loop {
+            let a = self.call("GET", path, b"");
+            if a.status == 200 && pred(&a.body) {
+                return a.body;
+            }
+            assert!(Instant::now() < deadline, "{what}: last GET {path}: {a:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(self) {
+        self.live.signal("TERM");
+        let run = self.live.finish();
+        assert_eq!(run.code, 0, "{run}");
+        drop(self.fx);
+    }
+}
+
+/// An HTTP answer with its head kept: status, lower-cased headers, body.
+struct Raw {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Raw {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` with `headers`, the answer's head kept.
+fn raw_get(port: u16, path: &str, headers: &[&str]) -> Raw {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("an answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Raw {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// Every `http://` or `https://` URL in `text`.
+fn urls(text: &str) -> Vec<String> {
+    let lower = text.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for scheme in ["http://", "https://"] {
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(scheme) {
+            let start = from + at;
+            let end = lower[start..]
+                .find(|c: char| c.is_whitespace() || "\"'<>)".contains(c))
+                .map_or(lower.len(), |e| start + e);
+            found.push(text[start..end].to_owned());
+            from = end;
+        }
+    }
+    found
+}
+
+const ECHO: &str = "function on_event(e) bus.publish('out.echoed', e.payload) end\n";
+const ECHO_RHAI: &str = "fn on_event(e) { bus::publish(\"out.echoed\", e.payload); }\n";
+
+/// `echo` (Lua) and `shout` (Rhai) running, `idle` disabled.
+fn three_plugins() -> Fixture {
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "echo", "subscriptions: [in.*]\n", ECHO);
+    fx.plugin(Runtime::Rhai, "shout", "subscriptions: [in.*]\n", ECHO_RHAI);
+    fx.plugin(
+        Runtime::Lua,
+        "idle",
+        "subscriptions: [in.*]\nenabled: false\n",
+        ECHO,
+    );
+    fx
+}
+
+// ---- plain HTTP ----------------------------------------------------------
+
+#[test]
+fn get_root_is_the_page_with_strict_headers_and_with_a_token_a_401_sign_in_page() {
+    // No token: the dashboard itself.
+    let open_host = Host::start(three_plugins(), &[]);
+    let page = raw_get(open_host.port, "/", &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
+    assert!(csp.contains("connect-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert!(page.body.contains("id=\"plugins\""), "{}", page.body);
+    assert_eq!(urls(&page.body), Vec::<String>::new(), "no remote URL");
+    open_host.stop();
+
+    // A token: the sign-in page, 401, unless the bearer token is right.
+    let host = Host::start(three_plugins(), &[("PLUGHOST_ADMIN_TOKEN", TOKEN)]);
+    for headers in [
+        &[][..],
+        &["Authorization: Bearer wrong"][..],
+        &[&*format!("Authorization: Basic {TOKEN}")][..],
+    ] {
+        let login = raw_get(host.port, "/", headers);
+        assert_eq!(login.status, 401, "{headers:?}: {}", login.body);
+        assert_eq!(
+            login.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(login.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(login.header("x-frame-options"), Some("DENY"));
+        assert!(login.header("content-security-policy").is_some());
+        assert!(login.body.contains("<form id=\"login\""), "{}", login.body);
+        assert!(!login.body.contains("id=\"plugins\""), "no dashboard without the token");
+        assert_eq!(urls(&login.body), Vec::<String>::new());
+    }
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    let page = raw_get(host.port, "/", &[&bearer]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("id=\"plugins\""));
+    // The rest of the API still refuses as JSON.
+    let health = request(host.port, "GET", "/health", &[], b"");
+    assert_eq!(health.status, 401, "{health:?}");
+    host.stop();
+}
+
+// ---- in the browser ------------------------------------------------------
+
+#[test]
+fn the_page_loads_from_the_binary_alone_and_shows_every_plugin() {
+    let host = Host::start(three_plugins(), &[]);
+    let page = open(&host.url());
+    let names = wait_until(
+        &page,
+        "every plugin in the table",
+        &format!("(() => {{ const n = {ROW_NAMES}; return n === '[\"echo\",\"idle\",\"shout\"]' && n; }})()"),
+    );
+    assert_eq!(names, json!("[\"echo\",\"idle\",\"shout\"]"));
+    assert_eq!(eval(&page, &cell("idle", "state")), json!("disabled"));
+    assert_eq!(eval(&page, &cell("echo", "state")), json!("running"));
+    assert_eq!(eval(&page, &cell("echo", "runtime")), json!("lua"));
+    assert_eq!(eval(&page, &cell("shout", "runtime")), json!("rhai"));
+    assert_eq!(eval(&page, "document.getElementById('status').textContent"), json!("ok"));
+
+    // Nothing the page asked for left this host's origin.
+    let origin = format!("http://127.0.0.1:{}/", host.port);
+    let asked = eval(
+        &page,
+        "JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))",
+    );
+    let asked: Vec<String> = serde_json::from_str(asked.as_str().unwrap()).unwrap();
+    assert!(
+        asked.iter().any(|u| u.ends_with("/overview/stream")),
+        "{asked:?}"
+    );
+    for url in &asked {
+        assert!(url.starts_with(&origin), "{url} is not on {origin}");
+    }
+    let html = eval(&page, "document.documentElement.outerHTML");
+    assert_eq!(urls(html.as_str().unwrap()), Vec::<String>::new());
+    close(page);
+    host.stop();
+}
+
+#[test]
+fn the_rate_rises_when_events_flow_without_a_reload() {
+    let host = Host::start(three_plugins(), &[]);
+    let page = open(&host.url());
+    wait_until(&page, "echo's row", &cell("echo", "events_per_s"));
+    eval(&page, "window.__sameDocument = 'yes'");
+    let rate = format!("parseFloat({}) > 0", cell("echo", "events_per_s"));
+    let deadline = Instant::now() + PAGE_LIMIT;
+    let mut n = 0;
+    while eval(&page, &rate) != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "echo's events/s never rose above 0: {}",
+            eval(&page, &cell("echo", "events_per_s"))
+        );
+        for _ in 0..5 {
+            n += 1;
+            host.publish("in.tick", &json!({"n": n}));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let handled = wait_until(
+        &page,
+        "echo's handled count",
+        &format!("(() => {{ const h = parseInt({}); return h > 0 && h; }})()", cell("echo", "handled")),
+    );
+    assert!(handled.as_i64().unwrap() <= n, "{handled} > {n}");
+    assert_eq!(eval(&page, "window.__sameDocument"), json!("yes"), "the page reloaded");
+    close(page);
+    host.stop();
+}
+
+/// `parity`'s manifest at `version`, rolled out in the shadow.
+fn parity_manifest(version: &str) -> String {
+    format!("name: parity\nversion: {version}\nsubscriptions: [in.*]\nrollout: {{strategy: shadow}}\n")
+}
+
+/// `parity`'s source, publishing `word`.
+fn parity_src(word: &str) -> String {
+    format!("function on_event(e) bus.publish('out.parity', {{ word = '{word}' }}) end\n")
+}
+
+/// Writes `parity` at `version` saying `word` (a save: the watcher brings it in).
+fn save_parity(fx: &Fixture, version: &str, word: &str) {
+    fx.file("parity/main.lua", &parity_src(word));
+    fx.file("parity/plugin.yaml", &parity_manifest(version));
+}
+
+/// Waits for `parity`'s rollout card from 1.0.0 (or `from`) to `to`.
+fn wait_card(page: &Page, from: &str, to: &str) {
+    wait_until(
+        page,
+        &format!("the rollout card {from} → {to}"),
+        &format!(
+            "(() => {{ const c = [...document.querySelectorAll('#rollouts .card')].find(c => c.dataset.rollout === 'parity'); \
+             return !!c && c.querySelector('.versions').textContent === 'shadow  {from} → {to}'; }})()"
+        ),
+    );
+}
+
+const NO_CARD: &str = "document.querySelectorAll('#rollouts .card').length === 0";
+
+#[test]
+fn promote_and_rollback_buttons_end_a_rollout() {
+    let fx = Fixture::new();
+    save_parity(&fx, "1.0.0", "one");
+    let host = Host::start(fx, &[]);
+    let page = open(&host.url());
+    wait_until(&page, "parity's row", &cell("parity", "version"));
+    assert_eq!(eval(&page, NO_CARD), json!(true));
+
+    // A shadow rollout to 1.1.0: its card, with counts that move.
+    save_parity(&host.fx, "1.1.0", "two");
+    wait_card(&page, "1.0.0", "1.1.0");
+    host.publish("in.x", &json!({}));
+    wait_until(
+        &page,
+        "the compared count",
+        "(() => { const b = document.querySelector('#rollouts b[data-count=compared]'); return b && b.textContent === '1'; })()",
+    );
+
+    // Promote asks first; No leaves the rollout running.
+    click(&page, "#rollouts button[data-action=promote]");
+    wait_until(&page, "the question", "!!document.querySelector('#rollouts .confirm')");
+    click(&page, "#rollouts button[data-confirm=no]");
+    wait_until(&page, "the question gone", "!document.querySelector('#rollouts .confirm')");
+    let now = host.call("GET", "/plugins/parity", b"");
+    assert_eq!(now.body["version"], "1.0.0", "{now:?}");
+    assert!(now.body["rollout"].is_object(), "{now:?}");
+
+    // Yes promotes: the host runs 1.1.0, and the page says so.
+    click(&page, "#rollouts button[data-action=promote]");
+    click(&page, "#rollouts button[data-confirm=yes]");
+    let after = host.wait_get("the promotion", "/plugins/parity", |p| {
+        p["version"] == "1.1.0" && p["rollout"].is_null()
+    });
+    assert_eq!(after["version"], "1.1.0");
+    wait_until(&page, "the card gone", NO_CARD);
+    wait_until(
+        &page,
+        "1.1.0 in the table",
+        &format!("{} === '1.1.0'", cell("parity", "version")),
+    );
+    let said = wait_until(&page, "the answer", "document.querySelector('#log li')?.textContent");
+    assert!(said.as_str().unwrap().contains("promote parity: 200"), "{said}");
+
+    // Another rollout, rolled back: 1.1.0 stays.
+    save_parity(&host.fx, "1.2.0", "three");
+    wait_card(&page, "1.1.0", "1.2.0");
+    click(&page, "#rollouts button[data-action=rollback]");
+    click(&page, "#rollouts button[data-confirm=yes]");
+    let after = host.wait_get("the rollback", "/plugins/parity", |p| p["rollout"].is_null());
+    assert_eq!(after["version"], "1.1.0", "{after}");
+    wait_until(&page, "the card gone", NO_CARD);
+    let said = wait_until(&page, "the answer", "document.querySelector('#log li')?.textContent");
+    assert!(said.as_str().unwrap().contains("rollback parity: 200"), "{said}");
+    assert_eq!(eval(&page, &cell("parity", "version")), json!("1.1.0"));
+    close(page);
+    host.stop();
+}
+
+/// `flaky` raises on every event until it is fixed.
+const FLAKY_BROKEN: &str = "function on_event(e) error('flaky is broken') end\n";
+/// `flaky` fixed: says which event it handled.
+const FLAKY_FIXED: &str = "function on_event(e) bus.publish('out.fixed', { id = e.id }) end\n";
+
+/// The first dead letter row's id, once there is one.
+const FIRST_DEAD: &str =
+    "(() => { const r = document.querySelector('#dead-letters tbody tr'); return r && r.dataset.deadLetter; })()";
+
+#[test]
+fn a_dead_letter_shows_and_its_replay_button_redelivers_it_once_fixed() {
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "flaky", "subscriptions: [in.*]\n", FLAKY_BROKEN);
+    let mut host = Host::start(fx, &[]);
+    let page = open(&host.url());
+    wait_until(&page, "flaky's row", &cell("flaky", "state"));
+    host.publish("in.job", &json!({"n": 7}));
+    let id = wait_until(&page, "the dead letter", FIRST_DEAD);
+    let id = id.as_str().unwrap().to_owned();
+    let row = eval(
+        &page,
+        "[...document.querySelector('#dead-letters tbody tr').cells].map(c => c.textContent).join('|')",
+    );
+    let row = row.as_str().unwrap();
+    assert!(row.contains("|flaky|in.job|"), "{row}");
+    assert!(row.contains("flaky is broken"), "{row}");
+    let kept = host.call("GET", "/dead_letters", b"");
+    assert_eq!(kept.body[0]["id"], json!(id), "{kept:?}");
+    let event_id = kept.body[0]["event"]["id"].clone();
+    // The last error shows in the plugin's row too.
+    wait_until(
+        &page,
+        "flaky's last error",
+        &format!("({}).includes('flaky is broken')", cell("flaky", "last_error")),
+    );
+
+    // Fixed on disk, then replayed from the page.
+    host.fx.file("flaky/main.lua", FLAKY_FIXED);
+    host.wait_get("the fix reloaded", "/plugins/flaky", |p| {
+        p["reloads"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["result"] == "ok"))
+    });
+    click(&page, "#dead-letters button[data-action=replay]");
+    click(&page, "#dead-letters button[data-confirm=yes]");
+    let done = host
+        .live
+        .wait_for("the replayed event handled", |e| e["topic"] == "out.fixed");
+    assert_eq!(done["payload"]["id"], event_id, "{done}");
+    let said = wait_until(&page, "the answer", "document.querySelector('#log li')?.textContent");
+    assert!(said.as_str().unwrap().contains(": 200"), "{said}");
+    wait_until(
+        &page,
+        "the dead letter gone",
+        "document.querySelectorAll('#dead-letters tbody tr').length === 0",
+    );
+    close(page);
+    host.stop();
+}
+
+#[test]
+fn with_a_token_the_page_asks_once_refuses_a_wrong_one_and_then_shows_the_host() {
+    let host = Host::start(three_plugins(), &[("PLUGHOST_ADMIN_TOKEN", TOKEN)]);
+    let page = open(&host.url());
+    wait_until(&page, "the sign-in form", "!!document.getElementById('login')");
+    assert_eq!(eval(&page, "!!document.getElementById('plugins')"), json!(false));
+
+    // A wrong token: an error, and the form again.
+    type_into(&page, "#token", "not-the-token");
+    click(&page, "#sign-in");
+    let error = wait_until(
+        &page,
+        "the refusal",
+        "(() => { const e = document.getElementById('login-error'); return !e.hidden && e.textContent; })()",
+    );
+    assert!(error.as_str().unwrap().contains("refused"), "{error}");
+    assert_eq!(eval(&page, "sessionStorage.length"), json!(0));
+
+    // The right one: the dashboard, live, with the token kept in the tab.
+    type_into(&page, "#token", TOKEN);
+    click(&page, "#sign-in");
+    wait_until(
+        &page,
+        "every plugin after signing in",
+        &format!("{ROW_NAMES} === '[\"echo\",\"idle\",\"shout\"]'"),
+    );
+    assert_eq!(
+        eval(&page, "sessionStorage.getItem('plughost.admin.token')"),
+        json!(TOKEN)
+    );
+    // A reload asks nothing: the tab's token opens the dashboard again.
+    eval(&page, "location.reload()");
+    wait_until(
+        &page,
+        "the dashboard after a reload",
+        &format!("{ROW_NAMES} === '[\"echo\",\"idle\",\"shout\"]'"),
+    );
+    close(page);
+    host.stop();
+}
+
+#[test]
+fn the_dashboard_shows_a_busy_host_at_a_glance() {
+    let fx = three_plugins();
+    fx.plugin(Runtime::Lua, "flaky", "subscriptions: [in.job]\n", FLAKY_BROKEN);
+    save_parity(&fx, "1.0.0", "one");
+    let host = Host::start(fx, &[]);
+    let page = open(&host.url());
+    wait_until(
+        &page,
+        "every plugin",
+        &format!("{ROW_NAMES} === '[\"echo\",\"flaky\",\"idle\",\"parity\",\"shout\"]'"),
+    );
+    save_parity(&host.fx, "1.1.0", "two");
+    wait_card(&page, "1.0.0", "1.1.0");
+    host.publish("in.job", &json!({"order": 42}));
+    wait_until(&page, "the dead letter", FIRST_DEAD);
+    let rates = format!(
+        "parseFloat({}) > 0 && parseFloat({}) > 0",
+        cell("echo", "events_per_s"),
+        cell("parity", "events_per_s")
+    );
+    let deadline = Instant::now() + PAGE_LIMIT;
+    let mut n = 0;
+    while eval(&page, &rates) != json!(true) {
+        assert!(Instant::now() < deadline, "the rates never rose");
+        for _ in 0..4 {
+            n += 1;
+            host.publish("in.tick", &json!({"n": n}));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Ok(path) = std::env::var("PLUGHOST_DASHBOARD_SCREENSHOT") {
+        // Let a few more updates settle the rates and counts.
+        for _ in 0..15 {
+            host.publish("in.tick", &json!({"n": n}));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let png = chrome().rt.block_on(async {
+            page.screenshot(ScreenshotParams::builder().full_page(true).build())
+                .await
+                .expect("a screenshot")
+        });
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{path}: {e}"));
+    }
+    close(page);
+    host.stop();
+}

@@ -37,6 +37,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/plugins/{name}/rollout", post(super::rollout::set_percent))
         .route("/events/{topic}", post(publish))
         .route("/metrics", get(metrics))
+        .route("/overview", get(super::overview::overview))
+        .route("/overview/stream", get(super::overview::overview_stream))
+        .route("/stream", get(super::stream::stream))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -47,6 +50,10 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/", get(super::dashboard::page))
         .layer(axum::middleware::from_fn(
             super::extract::limit_declared_length,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::guard::browser_rules,
         ))
         .with_state(state)
 }
@@ -285,7 +292,7 @@ pub(super) fn unknown(name: &str) -> ApiError {
 }
 
 /// Every plugin name: the catalog's, then running ones it does not know (added live).
-fn names(state: &AdminState) -> Vec<String> {
+pub(super) fn names(state: &AdminState) -> Vec<String> {
     let mut names: Vec<String> = state
         .host
         .catalog()

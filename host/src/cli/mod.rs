@@ -9,4 +9,6 @@ pub mod list;
 pub mod logging;
 pub mod new;
 pub mod run;
+pub mod tap;
 pub mod test;
+pub mod top;

@@ -11,6 +11,7 @@ mod cli_polish;
 mod client;
 mod cluster;
 mod config;
+mod dead_letters;
 mod examples;
 mod hostile;
 mod library;

@@ -9,6 +9,7 @@
 //! with the host, after it has drained; `/health` answers 503 meanwhile.
 
 pub(crate) mod auth;
+mod dead_letters;
 mod errors;
 mod extract;
 mod rollout;

@@ -37,6 +37,11 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/plugins/{name}/rollout", post(super::rollout::set_percent))
         .route("/events/{topic}", post(publish))
         .route("/metrics", get(metrics))
+        .route("/dead_letters", get(super::dead_letters::list))
+        .route(
+            "/dead_letters/{id}/replay",
+            post(super::dead_letters::replay),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

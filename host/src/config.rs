@@ -46,7 +46,15 @@ pub const FILE_NAME: &str = "plughost.yaml";
 const KEYS: &[&str] = &["plugins", "drain_timeout", "admin", "telemetry", "cluster"];
 
 /// The keys under `admin:`.
-const ADMIN_KEYS: &[&str] = &["listen", "token_env"];
+const ADMIN_KEYS: &[&str] = &[
+    "listen",
+    "token_env",
+    "dead_letters",
+    "dead_letters_max_bytes",
+];
+
+/// The most dead letters `admin.dead_letters` may keep.
+pub const MAX_DEAD_LETTERS: u64 = 1_000_000;
 
 /// The keys under `telemetry:`.
 const TELEMETRY_KEYS: &[&str] = &["otlp_endpoint", "protocol", "service_name"];
@@ -76,6 +84,10 @@ pub struct AdminConfig {
     pub listen: String,
     /// The name of the environment variable holding the bearer token.
     pub token_env: Option<String>,
+    /// How many dead letters the host keeps (`None`: the default, 1000).
+    pub dead_letters: Option<usize>,
+    /// How many bytes of dead letters the host keeps (`None`: the default, 64 MiB).
+    pub dead_letters_max_bytes: Option<usize>,
 }
 
 /// `telemetry:` of the host config.
@@ -103,6 +115,17 @@ impl HostConfig {
         } else {
             vec![PathBuf::from("plugins")]
         }
+    }
+
+    /// The dead-letter store's bounds: the file's `admin.dead_letters` and
+    /// `admin.dead_letters_max_bytes`, each defaulted when left out.
+    pub fn dead_letter_limits(&self) -> crate::dead_letters::Limits {
+        let mut limits = crate::dead_letters::Limits::default();
+        if let Some(admin) = &self.admin {
+            limits.count = admin.dead_letters.unwrap_or(limits.count);
+            limits.max_bytes = admin.dead_letters_max_bytes.unwrap_or(limits.max_bytes);
+        }
+        limits
     }
 
     /// The drain timeout: the flag's when given, else the file's, else 10 s.
@@ -252,6 +275,8 @@ fn admin(check: &mut Check<'_>, key: &Node, node: &Node) -> Option<AdminConfig> 
     let entries = check.mapping("admin", node)?;
     let mut listen = None;
     let mut token_env = None;
+    let mut dead_letters = None;
+    let mut dead_letters_max_bytes = None;
     let mut ok = true;
     for (k, value) in entries {
         match k.as_str() {
@@ -279,11 +304,24 @@ fn admin(check: &mut Check<'_>, key: &Node, node: &Node) -> Option<AdminConfig> 
                 }
                 None => ok = false,
             },
+            Some("dead_letters") => {
+                dead_letters = check
+                    .integer("admin.dead_letters", value, 0, MAX_DEAD_LETTERS)
+                    .map(|n| n as usize);
+            }
+            Some("dead_letters_max_bytes") => {
+                dead_letters_max_bytes = byte_size(check, "admin.dead_letters_max_bytes", value);
+            }
             _ => check.unknown_key(Some("admin"), k, ADMIN_KEYS),
         }
     }
     match listen {
-        Some(listen) => Some(AdminConfig { listen, token_env }),
+        Some(listen) => Some(AdminConfig {
+            listen,
+            token_env,
+            dead_letters,
+            dead_letters_max_bytes,
+        }),
         None => {
             if ok {
                 check.report(
@@ -294,6 +332,54 @@ fn admin(check: &mut Check<'_>, key: &Node, node: &Node) -> Option<AdminConfig> 
             None
         }
     }
+}
+
+/// A size in bytes: an integer, or a string with a unit (`64MiB`, `512 KiB`,
+/// `1GB`, `4096B`).
+fn byte_size(check: &mut Check<'_>, label: &str, node: &Node) -> Option<usize> {
+    let parsed = match &node.kind {
+        Kind::UInt(n) => Some(*n),
+        Kind::Str(s) => parse_size(s),
+        _ => {
+            check.wrong_type(label, node, "a size such as `64MiB` or a number of bytes");
+            return None;
+        }
+    };
+    match parsed.and_then(|n| usize::try_from(n).ok()) {
+        Some(n) => Some(n),
+        None => {
+            let message = format!(
+                "{label}: `{}` is not a size (write a number of bytes, or e.g. `64MiB`, `512KiB`, `1GB`)",
+                check.text(node)
+            );
+            check.report(Some(node.pos), message);
+            None
+        }
+    }
+}
+
+/// `64MiB`, `512 KiB`, `1GB`, `10B`, `300`: the bytes; `None` when it is
+/// no size or overflows.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    if digits == 0 {
+        return None;
+    }
+    let number: u64 = text[..digits].parse().ok()?;
+    let factor: u64 = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" => 1 << 10,
+        "mb" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 fn is_env_name(s: &str) -> bool {
@@ -388,6 +474,8 @@ mod tests {
             Some(AdminConfig {
                 listen: "127.0.0.1:9090".into(),
                 token_env: Some("PLUGHOST_TOKEN".into()),
+                dead_letters: None,
+                dead_letters_max_bytes: None,
             })
         );
         assert_eq!(
@@ -521,6 +609,50 @@ mod tests {
             e[0].starts_with("plughost.yaml:3:14: admin.token_env: `1X`"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn dead_letter_bounds_are_read_and_checked() {
+        let c = ok(
+            "admin:\n  listen: 127.0.0.1:1\n  dead_letters: 0\n  dead_letters_max_bytes: 64MiB\n",
+        );
+        let limits = c.dead_letter_limits();
+        assert_eq!(limits.count, 0);
+        assert_eq!(limits.max_bytes, 64 * 1024 * 1024);
+        let c = ok("admin:\n  listen: 127.0.0.1:1\n  dead_letters_max_bytes: 4096\n");
+        assert_eq!(
+            c.dead_letter_limits().count,
+            crate::dead_letters::DEFAULT_COUNT
+        );
+        assert_eq!(c.dead_letter_limits().max_bytes, 4096);
+        assert_eq!(
+            HostConfig::default().dead_letter_limits(),
+            crate::dead_letters::Limits::default()
+        );
+        assert_eq!(
+            errors(
+                "admin:\n  listen: 127.0.0.1:1\n  dead_letters: -1\n  dead_letters_max_bytes: lots\n  dead_leters: 3\n"
+            ),
+            [
+                "plughost.yaml:3:17: admin.dead_letters: must be at least 0, found `-1`",
+                "plughost.yaml:4:27: admin.dead_letters_max_bytes: `lots` is not a size (write a number of bytes, or e.g. `64MiB`, `512KiB`, `1GB`)",
+                "plughost.yaml:5:3: unknown key `dead_leters` in `admin` (did you mean `dead_letters`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+        assert_eq!(parse_size("2gib"), Some(2 << 30));
+        assert_eq!(parse_size("10B"), Some(10));
+        assert_eq!(parse_size("300"), Some(300));
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_size("1.5MiB"), None);
+        assert_eq!(parse_size("3 parsecs"), None);
+        assert_eq!(parse_size("99999999999999999999GiB"), None);
     }
 
     #[test]

@@ -105,6 +105,7 @@ pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod dead_letters;
 pub(crate) mod delivery;
 pub(crate) mod deps;
 pub mod discovery;

@@ -255,6 +255,9 @@ enum Command {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// List or replay a running host's last dead letters.
+    #[command(name = "dead-letters", subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Scaffold a working plugin folder DIR/NAME.
     New {
         /// The plugin's name: lowercase letters, digits, `_` and `-`.
@@ -287,6 +290,72 @@ enum Command {
     },
     /// Print the man page (roff) on stdout, e.g. `plughost man > plughost.1`.
     Man,
+}
+
+/// `plughost dead-letters …`.
+#[derive(Subcommand, Debug)]
+enum DeadLettersCommand {
+    /// List the kept dead letters, oldest first: id, plugin, topic, attempts, error.
+    List {
+        /// Only this plugin's.
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        /// Print the host's JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Deliver each dead letter's event again to the plugin that dead-lettered
+    /// it (once fixed); prints each replayed event's id.
+    Replay {
+        /// Dead letter ids, as `list` shows them.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+/// Runs `plughost dead-letters list|replay`; returns the exit code.
+fn dead_letters(command: DeadLettersCommand) -> i32 {
+    use plughost::cli::dead_letters as dl;
+    match command {
+        DeadLettersCommand::List {
+            plugin,
+            json,
+            target,
+        } => client_command(
+            &target,
+            |c| dl::list(c, plugin.as_deref()),
+            |letters| {
+                if json {
+                    format!("{}\n", serde_json::Value::Array(letters))
+                } else {
+                    dl::table(&letters)
+                }
+            },
+        ),
+        DeadLettersCommand::Replay { ids, target } => {
+            let client = match target.client() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("plughost: {e}");
+                    return exit::USAGE;
+                }
+            };
+            let report = dl::replay_all(&client, &ids);
+            print_stdout(&report.replayed);
+            for failure in &report.failed {
+                eprintln!("plughost: {failure}");
+            }
+            match (report.failed.is_empty(), report.usage) {
+                (true, _) => exit::OK,
+                (false, false) => exit::ERRORS,
+                (false, true) => exit::USAGE,
+            }
+        }
+    }
 }
 
 /// Where a running host's admin endpoint is.
@@ -485,8 +554,8 @@ fn main() -> ExitCode {
                         // Listen before anything runs: a signal that arrives
                         // while plugins start must stop the host cleanly.
                         let signal = plughost::cli::run::shutdown_signal();
-                        let cluster = host_config.cluster.clone();
-                        match plughost::cli::run::run_with_cluster(opts, cluster, signal).await {
+                        let settings = plughost::cli::run::HostSettings::from_config(&host_config);
+                        match plughost::cli::run::run_with_settings(opts, settings, signal).await {
                             Ok(report) if report.had_errors() => exit::ERRORS,
                             Ok(_) => exit::OK,
                             Err(e) => {
@@ -651,6 +720,7 @@ fn main() -> ExitCode {
                 }
             }
         },
+        Command::DeadLetters(command) => dead_letters(command),
         Command::Completions { shell } => completions(shell),
         Command::Man => man_page(),
     };

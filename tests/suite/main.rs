@@ -12,6 +12,7 @@ mod client;
 mod cluster;
 mod config;
 mod dashboard;
+mod dead_letters;
 mod examples;
 mod hostile;
 mod library;

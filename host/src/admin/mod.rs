@@ -14,6 +14,7 @@
 
 pub(crate) mod auth;
 mod dashboard;
+mod dead_letters;
 mod errors;
 mod extract;
 mod guard;

@@ -40,6 +40,11 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/overview", get(super::overview::overview))
         .route("/overview/stream", get(super::overview::overview_stream))
         .route("/stream", get(super::stream::stream))
+        .route("/dead_letters", get(super::dead_letters::list))
+        .route(
+            "/dead_letters/{id}/replay",
+            post(super::dead_letters::replay),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

@@ -36,6 +36,10 @@
 //! (the worker settles it), and an event the plugin could not take or
 //! finish for reasons not its own is handed back ([`Bus::unhandled`]).
 //!
+//! Every dead letter is also kept in the host's dead-letter store
+//! ([`Bus::dead_letters`], SPEC §15); [`Bus::replay`] delivers a kept one's
+//! event again to its plugin alone.
+//!
 //! Requests (`bus.request`) wait for their reply in the bus's reply
 //! registry (`replies`): [`Bus::expect_reply`] registers one, and
 //! [`Bus::answer`] delivers a reply here or hands it to the cluster.
@@ -94,6 +98,19 @@ pub enum Refused {
         hops: u32,
     },
 }
+/// What [`Bus::replay`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// The event is in the plugin's queue.
+    Queued,
+    /// The plugin has no route, or stopped meanwhile.
+    NotRunning,
+    /// The plugin is suspended and its queue full.
+    Suspended,
+    /// The plugin's queue is full and drops new events.
+    QueueFull,
+}
+
 /// A plugin's place on the bus.
 #[derive(Debug)]
 pub struct Route {
@@ -226,6 +243,8 @@ pub struct Bus {
     routes_changed: tokio::sync::watch::Sender<u64>,
     /// This process's instance id and its requests waiting for a reply.
     replies: replies::Replies,
+    /// The last dead letters, for listing and replay.
+    dead_letters: crate::dead_letters::DeadLetters,
 }
 
 impl std::fmt::Debug for Bus {
@@ -542,11 +561,51 @@ impl Bus {
         };
         let mut letter = event.caused(letter.topic(), letter.payload(), HOST_SOURCE);
         crate::telemetry::trace::inject_current(&mut letter.headers);
+        // Kept before it is published: whoever sees the letter can look it up.
+        self.dead_letters
+            .record(&letter.id, plugin, event, attempts, error);
         let routes = self.matching_routes(&letter.topic);
         self.deliver_blocking(letter, Some(plugin), routes, &[], true);
         // A stored delivery that ends as a dead letter is done for the stream too.
         if let Some(receipt) = self.take_receipt(plugin, &event.id) {
             receipt.terminate();
+        }
+    }
+
+    /// The host's dead-letter store.
+    pub fn dead_letters(&self) -> &crate::dead_letters::DeadLetters {
+        &self.dead_letters
+    }
+
+    /// Delivers `event` again to `plugin` alone (no other route, no
+    /// application subscriber, no export), as its first attempt, through
+    /// the queue any event to it would take (a gradual rollout's share
+    /// included); waits for room in a full `block` queue.
+    pub(crate) async fn replay(&self, plugin: &str, mut event: Event) -> Replay {
+        let Some(route) = self.route(plugin) else {
+            return Replay::NotRunning;
+        };
+        event.payload.pack_in_place();
+        let event = Arc::new(event);
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let outcome = route.queue_for(&event).push_async(event.clone()).await;
+        match self.retry_closed(&route, outcome) {
+            Push::Closed(_) => {
+                self.done();
+                Replay::NotRunning
+            }
+            Push::Refused(_) => {
+                self.done();
+                Replay::Suspended
+            }
+            Push::DroppedNewest(_) => {
+                self.done();
+                Replay::QueueFull
+            }
+            other => {
+                self.account(&route, other);
+                Replay::Queued
+            }
         }
     }
 

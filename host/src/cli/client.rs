@@ -172,7 +172,14 @@ impl Client {
         self.send(request)
     }
 
-    fn post(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+    /// `GET path` (with its query, if any): the host's JSON answer.
+    pub(crate) fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let request = self.http.get(format!("{}{path}", self.base));
+        self.send(request)
+    }
+
+    /// `POST path` with a JSON `body`: the host's JSON answer.
+    pub(crate) fn post(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let request = self
             .http

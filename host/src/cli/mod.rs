@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod client;
+pub mod dead_letters;
 pub mod expect;
 pub mod input;
 pub mod list;

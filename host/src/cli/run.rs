@@ -127,15 +127,50 @@ pub async fn run_with_cluster(
     cluster: Option<crate::cluster::ClusterConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
+    let settings = HostSettings {
+        cluster,
+        ..HostSettings::default()
+    };
+    run_with_settings(opts, settings, shutdown).await
+}
+
+/// What the host config sets for the host `plughost run` builds, beyond
+/// [`RunOptions`].
+#[derive(Debug, Clone, Default)]
+pub struct HostSettings {
+    /// The cluster to join (SPEC §14, `cluster:`), when given.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The dead-letter store's bounds (`admin.dead_letters`,
+    /// `admin.dead_letters_max_bytes`).
+    pub dead_letters: crate::dead_letters::Limits,
+}
+
+impl HostSettings {
+    /// The settings a host config gives.
+    pub fn from_config(config: &crate::config::HostConfig) -> Self {
+        HostSettings {
+            cluster: config.cluster.clone(),
+            dead_letters: config.dead_letter_limits(),
+        }
+    }
+}
+
+/// [`run`], with the host built as `settings` say.
+pub async fn run_with_settings(
+    opts: RunOptions,
+    settings: HostSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, RunError> {
     let signal = shutdown;
     let mut builder = Host::builder().plugins_dirs(opts.plugins.clone());
     if let Some(reader) = opts.export.as_ref().and_then(|e| e.take_metric_reader()) {
         builder = builder.metric_export(reader);
     }
-    if let Some(cluster) = cluster {
+    if let Some(cluster) = settings.cluster {
         builder = builder.cluster(cluster);
     }
     let host = builder.build()?;
+    host.dead_letters().set_limits(settings.dead_letters);
     for e in host.catalog().errors() {
         tracing::error!("{e}");
     }

@@ -1,0 +1,340 @@
+//! The dead-letter store (SPEC §15), end to end with the real binary:
+//! `GET /dead_letters` lists what a plugin failed, a fixed plugin takes the
+//! original event again through `plughost dead-letters replay` (alone: no
+//! other subscriber sees it twice), the count bound of `admin.dead_letters`,
+//! a payload over 1 MiB kept truncated and refused for replay, and a replay
+//! refused while the plugin is disabled.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::admin::{request, wait_ready};
+use crate::live::Live;
+use crate::support::{Fixture, Runtime, free_port, run_binary};
+
+/// Fails every event, naming its payload's `n`.
+const FAILING: &str = "function on_event(e) error('cannot handle ' .. tostring(e.payload.n)) end\n";
+
+/// Never suspended, whatever it fails: the tests count every dead letter.
+const NEVER_SUSPENDED: &str = "supervision:\n  max_consecutive_errors: 0\n";
+
+/// A host on `fx` with the admin endpoint on `port`, tapping `tap`.
+fn host(fx: &Fixture, port: u16, tap: &str) -> Live {
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--tap", tap]);
+    wait_ready(port, &[]);
+    live
+}
+
+fn publish(port: u16, topic: &str, payload: Value) -> String {
+    let answer = request(
+        port,
+        "POST",
+        &format!("/events/{topic}"),
+        &[],
+        payload.to_string().as_bytes(),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body["id"].as_str().expect("an event id").to_owned()
+}
+
+fn letters(port: u16, query: &str) -> Vec<Value> {
+    let answer = request(port, "GET", &format!("/dead_letters{query}"), &[], b"");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.body.as_array().expect("an array").clone()
+}
+
+/// Waits for the `plughost.dead_letter` event of event `event_id`; returns its id.
+fn dead_letter_of(live: &mut Live, event_id: &str) -> String {
+    let letter = live.wait_for("the dead letter", |e| {
+        e["topic"] == "plughost.dead_letter" && e["payload"]["event"]["id"] == event_id
+    });
+    letter["id"].as_str().expect("a dead letter id").to_owned()
+}
+
+fn cli(port: u16, args: &[&str]) -> crate::support::Run {
+    let addr = format!("127.0.0.1:{port}");
+    let mut all = vec!["dead-letters"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--admin", &addr]);
+    run_binary(&all, None)
+}
+
+#[test]
+fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
+    let fx = Fixture::new();
+    let entry = fx.plugin(
+        Runtime::Lua,
+        "picky",
+        "subscriptions: [orders.*]\n",
+        FAILING,
+    );
+    fx.plugin(
+        Runtime::Lua,
+        "watcher",
+        "subscriptions: [orders.*]\n",
+        "function on_event(e) bus.publish('seen.by_watcher', {id = e.id}) end\n",
+    );
+    let port = free_port();
+    let mut live = host(&fx, port, ">");
+
+    let event_id = publish(port, "orders.created", json!({"n": 7}));
+    let letter_id = dead_letter_of(&mut live, &event_id);
+    live.wait_for("the watcher's handling", |e| {
+        e["topic"] == "seen.by_watcher" && e["payload"]["id"] == event_id.as_str()
+    });
+
+    let kept = letters(port, "");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let l = &kept[0];
+    assert_eq!(l["id"], letter_id.as_str());
+    assert_eq!(l["plugin"], "picky");
+    assert_eq!(l["event"]["id"], event_id.as_str());
+    assert_eq!(l["event"]["topic"], "orders.created");
+    assert_eq!(l["event"]["payload"], json!({"n": 7}));
+    assert_eq!(l["attempts"], 1);
+    assert_eq!(l["truncated"], false);
+    let error = l["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("main.lua:1:") && error.contains("cannot handle 7"),
+        "{error}"
+    );
+    assert_eq!(letters(port, "?plugin=picky").len(), 1);
+    assert!(letters(port, "?plugin=watcher").is_empty());
+
+    let table = cli(port, &["list"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(
+        table.stdout.contains(&letter_id)
+            && table.stdout.contains("picky")
+            && table.stdout.contains("orders.created")
+            && table.stdout.contains("cannot handle 7"),
+        "{}",
+        table.stdout
+    );
+    let listed = cli(port, &["list", "--json", "--plugin", "picky"]);
+    let listed: Value = serde_json::from_str(listed.stdout.trim()).expect("JSON");
+    assert_eq!(listed, json!(kept));
+
+    // The fix, saved: live reload picks it up.
+    std::fs::write(
+        &entry,
+        "function on_event(e) bus.publish('fixed.orders', {id = e.id, n = e.payload.n}) end\n",
+    )
+    .unwrap();
+    live.wait_for("the fixed version", |e| {
+        e["topic"] == "plughost.plugin.reloaded" && e["payload"]["plugin"] == "picky"
+    });
+
+    let replayed = cli(port, &["replay", &letter_id]);
+    assert_eq!(replayed.code, 0, "{replayed:?}");
+    assert_eq!(replayed.stdout.trim(), event_id);
+    let fixed = live.wait_for("the fixed plugin's result", |e| {
+        e["topic"] == "fixed.orders"
+    });
+    assert_eq!(fixed["payload"], json!({"id": event_id, "n": 7}));
+    // Anything the replay would have sent elsewhere has had time to show.
+    live.read_for(Duration::from_millis(300));
+    let events = live.events();
+    let seen = |topic: &str, id_at: &dyn Fn(&Value) -> &Value| {
+        events
+            .iter()
+            .filter(|e| e["topic"] == topic && id_at(e) == event_id.as_str())
+            .count()
+    };
+    assert_eq!(
+        seen("seen.by_watcher", &|e| &e["payload"]["id"]),
+        1,
+        "the other subscriber saw it twice"
+    );
+    assert_eq!(
+        seen("orders.created", &|e| &e["id"]),
+        1,
+        "the tap saw it twice"
+    );
+    assert!(
+        letters(port, "").is_empty(),
+        "the replayed letter is still kept"
+    );
+
+    let again = cli(port, &["replay", &letter_id]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("no dead letter with id"), "{again:?}");
+    let unknown = request(
+        port,
+        "POST",
+        "/dead_letters/01NOSUCHLETTER/replay",
+        &[],
+        b"",
+    );
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert!(unknown.body["error"].as_str().is_some(), "{unknown:?}");
+
+    live.signal("TERM");
+    live.finish();
+}
+
+#[test]
+fn the_count_bound_keeps_the_newest_letters() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "failing",
+        &format!("subscriptions: [jobs.*]\n{NEVER_SUSPENDED}"),
+        FAILING,
+    );
+    let port = free_port();
+    let conf = tempfile::tempdir().unwrap();
+    let config = conf.path().join("plughost.yaml");
+    std::fs::write(
+        &config,
+        format!("admin:\n  listen: 127.0.0.1:{port}\n  dead_letters: 3\n"),
+    )
+    .unwrap();
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let mut live = Live::spawn(&[
+        "run",
+        "--plugins",
+        &plugins,
+        "--config",
+        config.to_str().unwrap(),
+        "--tap",
+        ">",
+    ]);
+    wait_ready(port, &[]);
+    let ids: Vec<String> = (1..=5)
+        .map(|n| publish(port, "jobs.run", json!({"n": n})))
+        .collect();
+    for id in &ids {
+        dead_letter_of(&mut live, id);
+    }
+    let kept = letters(port, "");
+    let kept_ns: Vec<&Value> = kept.iter().map(|l| &l["event"]["payload"]["n"]).collect();
+    assert_eq!(kept_ns, [&json!(3), &json!(4), &json!(5)], "{kept:?}");
+    live.signal("TERM");
+    live.finish();
+}
+
+#[test]
+fn a_payload_over_one_mib_is_kept_truncated_and_not_replayed() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "maker",
+        "subscriptions: [make.big]\n",
+        "function on_event(e) bus.publish('blob.in', {data = string.rep('x', 1100000)}) end\n",
+    );
+    fx.plugin(Runtime::Lua, "sink", "subscriptions: [blob.in]\n", FAILING);
+    let port = free_port();
+    // The tap would print the megabyte twice: only the dead letters.
+    let mut live = host(&fx, port, "plughost.dead_letter");
+    publish(port, "make.big", json!({}));
+    live.wait_for("the big dead letter", |e| {
+        e["topic"] == "plughost.dead_letter" && e["payload"]["plugin"] == "sink"
+    });
+
+    let kept = letters(port, "");
+    assert_eq!(kept.len(), 1, "{}", kept.len());
+    let l = &kept[0];
+    assert_eq!(l["truncated"], true);
+    assert_eq!(l["event"]["topic"], "blob.in");
+    let prefix = l["event"]["payload"].as_str().expect("a string prefix");
+    assert!(
+        prefix.starts_with("{\"data\":\"xxxx"),
+        "{}",
+        &prefix[..40.min(prefix.len())]
+    );
+    assert!(prefix.len() < 1024 * 1024, "{}", prefix.len());
+
+    let id = l["id"].as_str().unwrap();
+    let refused = request(
+        port,
+        "POST",
+        &format!("/dead_letters/{id}/replay"),
+        &[],
+        b"",
+    );
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("truncated"),
+        "{refused:?}"
+    );
+    let cli_refused = cli(port, &["replay", id]);
+    assert_eq!(cli_refused.code, 1, "{cli_refused:?}");
+    assert!(cli_refused.stderr.contains("truncated"), "{cli_refused:?}");
+    assert_eq!(
+        letters(port, "").len(),
+        1,
+        "a refused replay keeps the letter"
+    );
+    live.signal("TERM");
+    live.finish();
+}
+
+#[test]
+fn a_replay_waits_for_a_disabled_plugin_and_a_failure_again_is_a_new_letter() {
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        &format!("subscriptions: [work.*]\n{NEVER_SUSPENDED}"),
+        FAILING,
+    );
+    let port = free_port();
+    let mut live = host(&fx, port, ">");
+    let event_id = publish(port, "work.item", json!({"n": 1}));
+    let first = dead_letter_of(&mut live, &event_id);
+
+    let disabled = request(port, "POST", "/plugins/flaky/disable", &[], b"");
+    assert_eq!(disabled.status, 200, "{disabled:?}");
+    let refused = request(
+        port,
+        "POST",
+        &format!("/dead_letters/{first}/replay"),
+        &[],
+        b"",
+    );
+    assert_eq!(refused.status, 409, "{refused:?}");
+    let message = refused.body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("`flaky` is disabled"), "{message}");
+    assert_eq!(
+        letters(port, "").len(),
+        1,
+        "a refused replay keeps the letter"
+    );
+
+    let enabled = request(port, "POST", "/plugins/flaky/enable", &[], b"");
+    assert_eq!(enabled.status, 200, "{enabled:?}");
+    let replayed = request(
+        port,
+        "POST",
+        &format!("/dead_letters/{first}/replay"),
+        &[],
+        b"",
+    );
+    assert_eq!(replayed.status, 200, "{replayed:?}");
+    assert_eq!(
+        replayed.body,
+        json!({"id": first, "plugin": "flaky", "event_id": event_id})
+    );
+    // Still failing: the same event is a new dead letter, with a new id.
+    let second = live.wait_for("the second dead letter", |e| {
+        e["topic"] == "plughost.dead_letter"
+            && e["payload"]["event"]["id"] == event_id.as_str()
+            && e["id"] != first.as_str()
+    });
+    let kept = letters(port, "");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["id"], second["id"]);
+    assert_eq!(
+        kept[0]["attempts"], 1,
+        "the replay's attempt count starts again"
+    );
+    live.signal("TERM");
+    live.finish();
+}

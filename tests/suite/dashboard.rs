@@ -152,15 +152,21 @@ fn open(url: &str) -> Page {
     })
 }
 
+/// The value of the JavaScript expression `js` on `page`, or why there is
+/// none (e.g. the page is between two documents).
+fn try_eval(page: &Page, js: &str) -> Result<Value, String> {
+    chrome().rt.block_on(async {
+        match tokio::time::timeout(LIMIT, page.evaluate(js)).await {
+            Err(_) => Err(format!("`{js}` did not answer within {LIMIT:?}")),
+            Ok(Err(e)) => Err(format!("`{js}`: {e}")),
+            Ok(Ok(result)) => Ok(result.value().cloned().unwrap_or(Value::Null)),
+        }
+    })
+}
+
 /// The value of the JavaScript expression `js` on `page`.
 fn eval(page: &Page, js: &str) -> Value {
-    chrome().rt.block_on(async {
-        let result = tokio::time::timeout(LIMIT, page.evaluate(js))
-            .await
-            .unwrap_or_else(|_| panic!("`{js}` did not answer within {LIMIT:?}"))
-            .unwrap_or_else(|e| panic!("`{js}`: {e}"));
-        result.value().cloned().unwrap_or(Value::Null)
-    })
+    try_eval(page, js).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Polls `js` until it is neither `null`, `false` nor `undefined`, and
@@ -168,13 +174,16 @@ fn eval(page: &Page, js: &str) -> Value {
 fn wait_until(page: &Page, what: &str, js: &str) -> Value {
     let deadline = Instant::now() + PAGE_LIMIT;
     loop {
-        let v = eval(page, js);
-        if !matches!(v, Value::Null | Value::Bool(false)) {
-            return v;
+        // An error (a document being replaced) is only "not yet".
+        let v = try_eval(page, js);
+        if let Ok(v) = &v
+            && !matches!(v, Value::Null | Value::Bool(false))
+        {
+            return v.clone();
         }
         if Instant::now() >= deadline {
-            let text = eval(page, "document.body ? document.body.innerText : ''");
-            panic!("{what}: not within {PAGE_LIMIT:?}; the page shows:\n{text}");
+            let text = try_eval(page, "document.body ? document.body.innerText : ''");
+            panic!("{what}: not within {PAGE_LIMIT:?} (last: {v:?}); the page shows:\n{text:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -457,10 +466,8 @@ fn the_page_loads_from_the_binary_alone_and_shows_every_plugin() {
         "JSON.stringify(performance.getEntriesByType('resource').map(e => e.name))",
     );
     let asked: Vec<String> = serde_json::from_str(asked.as_str().unwrap()).unwrap();
-    assert!(
-        asked.iter().any(|u| u.ends_with("/overview/stream")),
-        "{asked:?}"
-    );
+    // (The feed still open, `/overview/stream` is not among them yet: the badge says it is read.)
+    assert_eq!(eval(&page, "document.getElementById('link').textContent"), json!("live"));
     for url in &asked {
         assert!(url.starts_with(&origin), "{url} is not on {origin}");
     }
@@ -620,11 +627,11 @@ fn a_dead_letter_shows_and_its_replay_button_redelivers_it_once_fixed() {
     let kept = host.call("GET", "/dead_letters", b"");
     assert_eq!(kept.body[0]["id"], json!(id), "{kept:?}");
     let event_id = kept.body[0]["event"]["id"].clone();
-    // The last error shows in the plugin's row too.
+    // The error counts in the plugin's row too.
     wait_until(
         &page,
-        "flaky's last error",
-        &format!("({}).includes('flaky is broken')", cell("flaky", "last_error")),
+        "flaky's error count",
+        &format!("{} === '1'", cell("flaky", "errors")),
     );
 
     // Fixed on disk, then replayed from the page.
@@ -682,7 +689,7 @@ fn with_a_token_the_page_asks_once_refuses_a_wrong_one_and_then_shows_the_host()
         json!(TOKEN)
     );
     // A reload asks nothing: the tab's token opens the dashboard again.
-    eval(&page, "location.reload()");
+    let _ = try_eval(&page, "location.reload()");
     wait_until(
         &page,
         "the dashboard after a reload",

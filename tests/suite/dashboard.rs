@@ -5,7 +5,8 @@
 //! rises once events flow; its Promote and Rollback buttons end a rollout;
 //! its Replay button delivers a dead letter again once the plugin is fixed;
 //! with a token set, `GET /` is a 401 sign-in page that takes the token once
-//! and refuses a wrong one. Plain HTTP checks the answers' headers.
+//! and refuses a wrong one; it reconnects by itself when the host comes
+//! back. Plain HTTP checks the answers' headers.
 //!
 //! One browser serves the whole test binary (started on first use, killed
 //! with its process group at exit); each test opens its own page. Every wait
@@ -45,6 +46,8 @@ const TOKEN: &str = "dash-s3cret";
 struct Chrome {
     rt: tokio::runtime::Runtime,
     browser: Browser,
+    /// The browser's process: it runs until the binary exits ([`kill_chrome`]).
+    _process: std::process::Child,
 }
 
 /// The browser's process group, killed when the test binary exits.
@@ -138,7 +141,11 @@ fn start_chrome() -> Chrome {
         tokio::spawn(async move { while handler.next().await.is_some() {} });
         browser
     });
-    Chrome { rt, browser }
+    Chrome {
+        rt,
+        browser,
+        _process: child,
+    }
 }
 
 /// A page of the shared browser, at `url`.
@@ -222,8 +229,7 @@ fn close(page: Page) {
 }
 
 /// The plugin names the page's table shows, in order.
-const ROW_NAMES: &str =
-    "JSON.stringify([...document.querySelectorAll('#plugins tbody tr')].map(r => r.dataset.plugin))";
+const ROW_NAMES: &str = "JSON.stringify([...document.querySelectorAll('#plugins tbody tr')].map(r => r.dataset.plugin))";
 
 /// The text of `field` in plugin `name`'s row (`null` while there is no row).
 fn cell(name: &str, field: &str) -> String {
@@ -248,7 +254,11 @@ impl Host {
     /// Runs `plughost run` on `fx` with the admin endpoint, every event
     /// tapped, and `env`; returns once the endpoint answers.
     fn start(fx: Fixture, env: &[(&str, &str)]) -> Host {
-        let port = free_port();
+        Host::start_on(fx, env, free_port())
+    }
+
+    /// [`Host::start`] on `port`.
+    fn start_on(fx: Fixture, env: &[(&str, &str)], port: u16) -> Host {
         let addr = format!("127.0.0.1:{port}");
         let dir = fx.path().to_str().unwrap().to_owned();
         let live = Live::spawn_with_env(
@@ -282,7 +292,11 @@ impl Host {
 
     /// Publishes `payload` on `topic` through `POST /events/{topic}`.
     fn publish(&self, topic: &str, payload: &Value) -> Answer {
-        let a = self.call("POST", &format!("/events/{topic}"), payload.to_string().as_bytes());
+        let a = self.call(
+            "POST",
+            &format!("/events/{topic}"),
+            payload.to_string().as_bytes(),
+        );
         assert!(a.status < 300, "publish {topic}: {a:?}");
         a
     }
@@ -328,7 +342,8 @@ impl Raw {
 fn raw_get(port: u16, path: &str, headers: &[&str]) -> Raw {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connects");
     stream.set_read_timeout(Some(LIMIT)).unwrap();
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    let mut head =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for h in headers {
         head.push_str(h);
         head.push_str("\r\n");
@@ -403,8 +418,14 @@ fn get_root_is_the_page_with_strict_headers_and_with_a_token_a_401_sign_in_page(
         Some("text/html; charset=utf-8")
     );
     let csp = page.header("content-security-policy").expect("a CSP");
-    assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
-    assert!(csp.contains("connect-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.starts_with("default-src 'none'; script-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("connect-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("cache-control"), Some("no-store"));
     assert!(page.body.contains("id=\"plugins\""), "{}", page.body);
@@ -428,7 +449,10 @@ fn get_root_is_the_page_with_strict_headers_and_with_a_token_a_401_sign_in_page(
         assert_eq!(login.header("x-frame-options"), Some("DENY"));
         assert!(login.header("content-security-policy").is_some());
         assert!(login.body.contains("<form id=\"login\""), "{}", login.body);
-        assert!(!login.body.contains("id=\"plugins\""), "no dashboard without the token");
+        assert!(
+            !login.body.contains("id=\"plugins\""),
+            "no dashboard without the token"
+        );
         assert_eq!(urls(&login.body), Vec::<String>::new());
     }
     let bearer = format!("Authorization: Bearer {TOKEN}");
@@ -450,14 +474,19 @@ fn the_page_loads_from_the_binary_alone_and_shows_every_plugin() {
     let names = wait_until(
         &page,
         "every plugin in the table",
-        &format!("(() => {{ const n = {ROW_NAMES}; return n === '[\"echo\",\"idle\",\"shout\"]' && n; }})()"),
+        &format!(
+            "(() => {{ const n = {ROW_NAMES}; return n === '[\"echo\",\"idle\",\"shout\"]' && n; }})()"
+        ),
     );
     assert_eq!(names, json!("[\"echo\",\"idle\",\"shout\"]"));
     assert_eq!(eval(&page, &cell("idle", "state")), json!("disabled"));
     assert_eq!(eval(&page, &cell("echo", "state")), json!("running"));
     assert_eq!(eval(&page, &cell("echo", "runtime")), json!("lua"));
     assert_eq!(eval(&page, &cell("shout", "runtime")), json!("rhai"));
-    assert_eq!(eval(&page, "document.getElementById('status').textContent"), json!("ok"));
+    assert_eq!(
+        eval(&page, "document.getElementById('status').textContent"),
+        json!("ok")
+    );
 
     // Nothing the page asked for left this host's origin.
     let origin = format!("http://127.0.0.1:{}/", host.port);
@@ -467,7 +496,10 @@ fn the_page_loads_from_the_binary_alone_and_shows_every_plugin() {
     );
     let asked: Vec<String> = serde_json::from_str(asked.as_str().unwrap()).unwrap();
     // (The feed still open, `/overview/stream` is not among them yet: the badge says it is read.)
-    assert_eq!(eval(&page, "document.getElementById('link').textContent"), json!("live"));
+    assert_eq!(
+        eval(&page, "document.getElementById('link').textContent"),
+        json!("live")
+    );
     for url in &asked {
         assert!(url.starts_with(&origin), "{url} is not on {origin}");
     }
@@ -501,17 +533,66 @@ fn the_rate_rises_when_events_flow_without_a_reload() {
     let handled = wait_until(
         &page,
         "echo's handled count",
-        &format!("(() => {{ const h = parseInt({}); return h > 0 && h; }})()", cell("echo", "handled")),
+        &format!(
+            "(() => {{ const h = parseInt({}); return h > 0 && h; }})()",
+            cell("echo", "handled")
+        ),
     );
     assert!(handled.as_i64().unwrap() <= n, "{handled} > {n}");
-    assert_eq!(eval(&page, "window.__sameDocument"), json!("yes"), "the page reloaded");
+    assert_eq!(
+        eval(&page, "window.__sameDocument"),
+        json!("yes"),
+        "the page reloaded"
+    );
     close(page);
     host.stop();
 }
 
+#[test]
+fn the_page_reconnects_by_itself_when_the_host_comes_back() {
+    let first = Host::start(three_plugins(), &[]);
+    let port = first.port;
+    let page = open(&first.url());
+    wait_until(&page, "the first host's plugins", &cell("echo", "state"));
+    eval(&page, "window.__sameDocument = 'yes'");
+    first.stop();
+    wait_until(
+        &page,
+        "the feed lost",
+        "document.getElementById('link').textContent === 'reconnecting'",
+    );
+
+    // Another host on the same address, with another plugin.
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "second", "subscriptions: [in.*]\n", ECHO);
+    let second = Host::start_on(fx, &[], port);
+    wait_until(
+        &page,
+        "the second host's plugins",
+        &format!("{ROW_NAMES} === '[\"second\"]'"),
+    );
+    assert_eq!(
+        eval(&page, "document.getElementById('link').textContent"),
+        json!("live")
+    );
+    assert_eq!(
+        eval(&page, "document.getElementById('notice').hidden"),
+        json!(true)
+    );
+    assert_eq!(
+        eval(&page, "window.__sameDocument"),
+        json!("yes"),
+        "the page reloaded"
+    );
+    close(page);
+    second.stop();
+}
+
 /// `parity`'s manifest at `version`, rolled out in the shadow.
 fn parity_manifest(version: &str) -> String {
-    format!("name: parity\nversion: {version}\nsubscriptions: [in.*]\nrollout: {{strategy: shadow}}\n")
+    format!(
+        "name: parity\nversion: {version}\nsubscriptions: [in.*]\nrollout: {{strategy: shadow}}\n"
+    )
 }
 
 /// `parity`'s source, publishing `word`.
@@ -560,9 +641,17 @@ fn promote_and_rollback_buttons_end_a_rollout() {
 
     // Promote asks first; No leaves the rollout running.
     click(&page, "#rollouts button[data-action=promote]");
-    wait_until(&page, "the question", "!!document.querySelector('#rollouts .confirm')");
+    wait_until(
+        &page,
+        "the question",
+        "!!document.querySelector('#rollouts .confirm')",
+    );
     click(&page, "#rollouts button[data-confirm=no]");
-    wait_until(&page, "the question gone", "!document.querySelector('#rollouts .confirm')");
+    wait_until(
+        &page,
+        "the question gone",
+        "!document.querySelector('#rollouts .confirm')",
+    );
     let now = host.call("GET", "/plugins/parity", b"");
     assert_eq!(now.body["version"], "1.0.0", "{now:?}");
     assert!(now.body["rollout"].is_object(), "{now:?}");
@@ -580,19 +669,35 @@ fn promote_and_rollback_buttons_end_a_rollout() {
         "1.1.0 in the table",
         &format!("{} === '1.1.0'", cell("parity", "version")),
     );
-    let said = wait_until(&page, "the answer", "document.querySelector('#log li')?.textContent");
-    assert!(said.as_str().unwrap().contains("promote parity: 200"), "{said}");
+    let said = wait_until(
+        &page,
+        "the answer",
+        "document.querySelector('#log li')?.textContent",
+    );
+    assert!(
+        said.as_str().unwrap().contains("promote parity: 200"),
+        "{said}"
+    );
 
     // Another rollout, rolled back: 1.1.0 stays.
     save_parity(&host.fx, "1.2.0", "three");
     wait_card(&page, "1.1.0", "1.2.0");
     click(&page, "#rollouts button[data-action=rollback]");
     click(&page, "#rollouts button[data-confirm=yes]");
-    let after = host.wait_get("the rollback", "/plugins/parity", |p| p["rollout"].is_null());
+    let after = host.wait_get("the rollback", "/plugins/parity", |p| {
+        p["rollout"].is_null()
+    });
     assert_eq!(after["version"], "1.1.0", "{after}");
     wait_until(&page, "the card gone", NO_CARD);
-    let said = wait_until(&page, "the answer", "document.querySelector('#log li')?.textContent");
-    assert!(said.as_str().unwrap().contains("rollback parity: 200"), "{said}");
+    let said = wait_until(
+        &page,
+        "the answer",
+        "document.querySelector('#log li')?.textContent",
+    );
+    assert!(
+        said.as_str().unwrap().contains("rollback parity: 200"),
+        "{said}"
+    );
     assert_eq!(eval(&page, &cell("parity", "version")), json!("1.1.0"));
     close(page);
     host.stop();
@@ -604,13 +709,17 @@ const FLAKY_BROKEN: &str = "function on_event(e) error('flaky is broken') end\n"
 const FLAKY_FIXED: &str = "function on_event(e) bus.publish('out.fixed', { id = e.id }) end\n";
 
 /// The first dead letter row's id, once there is one.
-const FIRST_DEAD: &str =
-    "(() => { const r = document.querySelector('#dead-letters tbody tr'); return r && r.dataset.deadLetter; })()";
+const FIRST_DEAD: &str = "(() => { const r = document.querySelector('#dead-letters tbody tr'); return r && r.dataset.deadLetter; })()";
 
 #[test]
 fn a_dead_letter_shows_and_its_replay_button_redelivers_it_once_fixed() {
     let fx = Fixture::new();
-    fx.plugin(Runtime::Lua, "flaky", "subscriptions: [in.*]\n", FLAKY_BROKEN);
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        "subscriptions: [in.*]\n",
+        FLAKY_BROKEN,
+    );
     let mut host = Host::start(fx, &[]);
     let page = open(&host.url());
     wait_until(&page, "flaky's row", &cell("flaky", "state"));
@@ -647,7 +756,11 @@ fn a_dead_letter_shows_and_its_replay_button_redelivers_it_once_fixed() {
         .live
         .wait_for("the replayed event handled", |e| e["topic"] == "out.fixed");
     assert_eq!(done["payload"]["id"], event_id, "{done}");
-    let said = wait_until(&page, "the answer", "document.querySelector('#log li')?.textContent");
+    let said = wait_until(
+        &page,
+        "the answer",
+        "document.querySelector('#log li')?.textContent",
+    );
     assert!(said.as_str().unwrap().contains(": 200"), "{said}");
     wait_until(
         &page,
@@ -662,8 +775,15 @@ fn a_dead_letter_shows_and_its_replay_button_redelivers_it_once_fixed() {
 fn with_a_token_the_page_asks_once_refuses_a_wrong_one_and_then_shows_the_host() {
     let host = Host::start(three_plugins(), &[("PLUGHOST_ADMIN_TOKEN", TOKEN)]);
     let page = open(&host.url());
-    wait_until(&page, "the sign-in form", "!!document.getElementById('login')");
-    assert_eq!(eval(&page, "!!document.getElementById('plugins')"), json!(false));
+    wait_until(
+        &page,
+        "the sign-in form",
+        "!!document.getElementById('login')",
+    );
+    assert_eq!(
+        eval(&page, "!!document.getElementById('plugins')"),
+        json!(false)
+    );
 
     // A wrong token: an error, and the form again.
     type_into(&page, "#token", "not-the-token");
@@ -702,7 +822,12 @@ fn with_a_token_the_page_asks_once_refuses_a_wrong_one_and_then_shows_the_host()
 #[test]
 fn the_dashboard_shows_a_busy_host_at_a_glance() {
     let fx = three_plugins();
-    fx.plugin(Runtime::Lua, "flaky", "subscriptions: [in.job]\n", FLAKY_BROKEN);
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        "subscriptions: [in.job]\n",
+        FLAKY_BROKEN,
+    );
     save_parity(&fx, "1.0.0", "one");
     let host = Host::start(fx, &[]);
     let page = open(&host.url());

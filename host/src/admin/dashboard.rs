@@ -122,10 +122,9 @@ pub(super) async fn page(State(state): State<Arc<super::State>>, headers: Header
     match &state.token {
         Some(token) if !bearer_matches(&headers, token) => {
             let mut response = html(StatusCode::UNAUTHORIZED, &pages.login);
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
         _ => html(StatusCode::OK, &pages.dashboard),

@@ -74,6 +74,7 @@ function log(text, ok) {
   const li = el("li", ok ? "ok" : "error", new Date().toLocaleTimeString() + "  " + text);
   const list = $("log");
   list.insertBefore(li, list.firstChild);
+  $("no-actions").hidden = true;
   while (list.children.length > 50) list.removeChild(list.lastChild);
 }
 

@@ -704,7 +704,9 @@ fn promote_and_rollback_buttons_end_a_rollout() {
 }
 
 /// `flaky` raises on every event until it is fixed.
-const FLAKY_BROKEN: &str = "function on_event(e) error('flaky is broken') end\n";
+/// Its error carries markup, which the page must show as text.
+const FLAKY_BROKEN: &str =
+    "function on_event(e) error('flaky is broken <img src=x id=injected>') end\n";
 /// `flaky` fixed: says which event it handled.
 const FLAKY_FIXED: &str = "function on_event(e) bus.publish('out.fixed', { id = e.id }) end\n";
 
@@ -732,7 +734,14 @@ fn a_dead_letter_shows_and_its_replay_button_redelivers_it_once_fixed() {
     );
     let row = row.as_str().unwrap();
     assert!(row.contains("|flaky|in.job|"), "{row}");
-    assert!(row.contains("flaky is broken"), "{row}");
+    assert!(
+        row.contains("flaky is broken <img src=x id=injected>"),
+        "{row}"
+    );
+    assert_eq!(
+        eval(&page, "document.getElementById('injected')"),
+        Value::Null
+    );
     let kept = host.call("GET", "/dead_letters", b"");
     assert_eq!(kept.body[0]["id"], json!(id), "{kept:?}");
     let event_id = kept.body[0]["event"]["id"].clone();

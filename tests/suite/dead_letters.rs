@@ -276,19 +276,23 @@ fn a_payload_over_one_mib_is_kept_truncated_and_not_replayed() {
     live.finish();
 }
 
+/// Asks for a retry every time, saying so first: each delivery shows.
+const RETRYING: &str = "function on_event(e) bus.publish('tried.work', {n = e.payload.n}) return outcome.retry(1) end\n";
+
 #[test]
 fn a_replay_waits_for_a_disabled_plugin_and_a_failure_again_is_a_new_letter() {
     let fx = Fixture::new();
     fx.plugin(
         Runtime::Lua,
         "flaky",
-        &format!("subscriptions: [work.*]\n{NEVER_SUSPENDED}"),
-        FAILING,
+        &format!("subscriptions: [work.*]\nretry:\n  max_attempts: 2\n{NEVER_SUSPENDED}"),
+        RETRYING,
     );
     let port = free_port();
     let mut live = host(&fx, port, ">");
     let event_id = publish(port, "work.item", json!({"n": 1}));
     let first = dead_letter_of(&mut live, &event_id);
+    assert_eq!(letters(port, "")[0]["attempts"], 2);
 
     let disabled = request(port, "POST", "/plugins/flaky/disable", &[], b"");
     assert_eq!(disabled.status, 200, "{disabled:?}");
@@ -322,19 +326,23 @@ fn a_replay_waits_for_a_disabled_plugin_and_a_failure_again_is_a_new_letter() {
         replayed.body,
         json!({"id": first, "plugin": "flaky", "event_id": event_id})
     );
-    // Still failing: the same event is a new dead letter, with a new id.
+    // Still failing: the same event is a new dead letter, with a new id,
+    // after as many deliveries as the first time (the count starts again).
     let second = live.wait_for("the second dead letter", |e| {
         e["topic"] == "plughost.dead_letter"
             && e["payload"]["event"]["id"] == event_id.as_str()
             && e["id"] != first.as_str()
     });
+    let tries = live
+        .events()
+        .iter()
+        .filter(|e| e["topic"] == "tried.work")
+        .count();
+    assert_eq!(tries, 4, "two deliveries, then two again after the replay");
     let kept = letters(port, "");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["id"], second["id"]);
-    assert_eq!(
-        kept[0]["attempts"], 1,
-        "the replay's attempt count starts again"
-    );
+    assert_eq!(kept[0]["attempts"], 2);
     live.signal("TERM");
     live.finish();
 }

@@ -346,3 +346,73 @@ fn a_replay_waits_for_a_disabled_plugin_and_a_failure_again_is_a_new_letter() {
     live.signal("TERM");
     live.finish();
 }
+
+/// The embedding API: `Host::dead_letters()` lists, `Host::replay_dead_letter`
+/// answers each refusal as a typed [`ReplayError`], the bounds are set on
+/// the store, and a host that shut down replays nothing.
+#[test]
+fn an_application_lists_and_replays_through_the_host() {
+    use futures::StreamExt;
+    use plughost::Host;
+    use plughost::dead_letters::{Limits, ReplayError};
+
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        &format!("subscriptions: [work.*]\n{NEVER_SUSPENDED}"),
+        FAILING,
+    );
+    crate::support::tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        host.dead_letters().set_limits(Limits {
+            count: 2,
+            max_bytes: 1024 * 1024,
+        });
+        let mut letters_seen = host.subscribe("plughost.dead_letter").unwrap();
+        host.start().await;
+        let mut event_ids = Vec::new();
+        for n in 1..=3 {
+            event_ids.push(host.publish("work.item", json!({"n": n})).await.unwrap());
+        }
+        for _ in 0..3 {
+            tokio::time::timeout(crate::live::LIMIT, letters_seen.next())
+                .await
+                .expect("a dead letter in time")
+                .expect("stream open");
+        }
+        let kept = host.dead_letters().list(Some("flaky"));
+        let kept_events: Vec<&str> = kept.iter().map(|l| l.event.id.as_str()).collect();
+        assert_eq!(
+            kept_events,
+            [&event_ids[1], &event_ids[2]],
+            "the newest two"
+        );
+        assert_eq!(host.dead_letters().counts(), (2, 3));
+
+        assert_eq!(
+            host.replay_dead_letter("nope").await,
+            Err(ReplayError::Unknown("nope".into()))
+        );
+        host.set_enabled("flaky", false, false).await.unwrap();
+        let id = kept[0].id.clone();
+        match host.replay_dead_letter(&id).await {
+            Err(ReplayError::NotRunning { plugin, state, .. }) => {
+                assert_eq!((plugin.as_str(), state), ("flaky", "disabled"));
+            }
+            other => panic!("{other:?}"),
+        }
+        host.set_enabled("flaky", true, false).await.unwrap();
+        let done = host.replay_dead_letter(&id).await.expect("replayed");
+        assert_eq!(done.event_id, event_ids[1]);
+        assert!(host.dead_letters().get(&id).is_none());
+
+        host.shutdown(Duration::from_secs(5)).await;
+        let left = host.dead_letters().list(None);
+        let any = left.first().expect("the replay failed again: a new letter");
+        assert_eq!(
+            host.replay_dead_letter(&any.id).await,
+            Err(ReplayError::ShuttingDown)
+        );
+    });
+}

@@ -320,7 +320,10 @@ fn dead_letters(command: DeadLettersCommand) -> i32 {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("plughost: {e}");
-                    return exit::USAGE;
+                    return match e {
+                        ClientError::Usage(_) => exit::USAGE,
+                        ClientError::Failed(_) => exit::ERRORS,
+                    };
                 }
             };
             let report = dl::replay_all(&client, &ids);

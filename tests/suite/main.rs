@@ -34,3 +34,4 @@ mod schema;
 mod supervision;
 mod support;
 mod telemetry;
+mod watch;

@@ -602,9 +602,11 @@ fn main() -> ExitCode {
                 (false, one) => client::status_of(one),
             },
         ),
-        Command::Tap { patterns, target } => {
-            client_command(&target, |c| plughost::cli::tap::run(c, &patterns), |()| String::new())
-        }
+        Command::Tap { patterns, target } => client_command(
+            &target,
+            |c| plughost::cli::tap::run(c, &patterns),
+            |()| String::new(),
+        ),
         Command::Top {
             once,
             interval,

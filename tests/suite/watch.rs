@@ -307,7 +307,15 @@ fn a_slow_client_loses_events_and_never_slows_the_bus() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let plugins = fx.path().to_str().unwrap().to_owned();
-    let mut live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--input", "-"]);
+    let mut live = Live::spawn(&[
+        "run",
+        "--plugins",
+        &plugins,
+        "--admin",
+        &addr,
+        "--input",
+        "-",
+    ]);
     wait_ready(port, &[]);
     // Subscribed to everything, and never read while the events flow.
     let mut sse = Sse::open(port, "/stream?topics=%3E", &[]).expect("200");
@@ -379,7 +387,11 @@ fn tap_prints_a_running_hosts_events_as_json_lines() {
     // The host stops: the stream ends and tap exits 0.
     live.signal("TERM");
     live.finish().expect_code(0);
-    assert_eq!(tap.exit_code(), Some(0), "tap after the host ended the stream");
+    assert_eq!(
+        tap.exit_code(),
+        Some(0),
+        "tap after the host ended the stream"
+    );
 
     // Nothing listening: exit 1, with a message.
     let gone = run_binary_with_env(
@@ -464,16 +476,31 @@ fn the_overview_has_every_field_and_recent_processing_times() {
     for n in 0..20 {
         publish(port, "in.a", &json!({"n": n}));
     }
-    let o = overview_until(port, LIMIT, "20 handled", |o| entry(o, "echo")["handled"] == 20);
+    let o = overview_until(port, LIMIT, "20 handled", |o| {
+        entry(o, "echo")["handled"] == 20
+    });
     assert_eq!(o["status"], "ok");
     assert_eq!(o["version"], env!("CARGO_PKG_VERSION"));
     assert!(o["uptime_ms"].as_u64().is_some(), "{o}");
     assert_eq!(o["cluster"], Value::Null);
     let echo = entry(&o, "echo");
     for key in [
-        "name", "version", "runtime", "state", "enabled", "queue_depth", "events_per_s",
-        "errors", "errors_per_s", "handled", "p50_ms", "p99_ms", "restarts", "last_error",
-        "last_reload", "rollout",
+        "name",
+        "version",
+        "runtime",
+        "state",
+        "enabled",
+        "queue_depth",
+        "events_per_s",
+        "errors",
+        "errors_per_s",
+        "handled",
+        "p50_ms",
+        "p99_ms",
+        "restarts",
+        "last_error",
+        "last_reload",
+        "rollout",
     ] {
         assert!(echo.get(key).is_some(), "no {key}: {echo}");
     }
@@ -496,7 +523,10 @@ fn the_overview_has_every_field_and_recent_processing_times() {
         let snap: Value = serde_json::from_str(&data["data: ".len()..]).unwrap();
         assert_eq!(entry(&snap, "echo")["handled"], 20, "{snap}");
     }
-    assert!(started.elapsed() >= Duration::from_millis(500), "a second apart");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "a second apart"
+    );
     live.signal("TERM");
     live.finish().expect_code(0);
 }
@@ -508,20 +538,34 @@ fn browsers_are_held_to_the_endpoints_own_address_and_origin() {
     wait_ready(port, &[]);
     // DNS rebinding: a foreign Host is refused, whatever the route.
     for path in ["/health", "/overview", "/stream?topics=%3E"] {
-        let a = raw(port, &format!("GET {path} HTTP/1.1\r\nHost: evil.example"), b"");
+        let a = raw(
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: evil.example"),
+            b"",
+        );
         assert_eq!(a.status, 400, "{path}: {a:?}");
         assert!(
-            a.body["error"].as_str().unwrap_or_default().contains("evil.example"),
+            a.body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("evil.example"),
             "{a:?}"
         );
     }
     let other_port = raw(
         port,
-        &format!("GET /health HTTP/1.1\r\nHost: localhost:{}", port.wrapping_add(1)),
+        &format!(
+            "GET /health HTTP/1.1\r\nHost: localhost:{}",
+            port.wrapping_add(1)
+        ),
         b"",
     );
     assert_eq!(other_port.status, 400, "{other_port:?}");
-    for host in [format!("localhost:{port}"), format!("LOCALHOST:{port}"), "localhost".into()] {
+    for host in [
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        "localhost".into(),
+    ] {
         let a = raw(port, &format!("GET /health HTTP/1.1\r\nHost: {host}"), b"");
         assert_eq!(a.status, 200, "{host}: {a:?}");
     }
@@ -550,10 +594,20 @@ fn browsers_are_held_to_the_endpoints_own_address_and_origin() {
         b"{\"same\": true}",
     );
     assert_eq!(same.status, 200, "{same:?}");
-    let cli = raw(port, &format!("POST /events/in.cli HTTP/1.1\r\n{host}"), b"{}");
+    let cli = raw(
+        port,
+        &format!("POST /events/in.cli HTTP/1.1\r\n{host}"),
+        b"{}",
+    );
     assert_eq!(cli.status, 200, "{cli:?}");
-    let o = overview_until(port, LIMIT, "2 handled", |o| entry(o, "echo")["handled"] == 2);
-    assert_eq!(entry(&o, "echo")["handled"], 2, "the refused event was published");
+    let o = overview_until(port, LIMIT, "2 handled", |o| {
+        entry(o, "echo")["handled"] == 2
+    });
+    assert_eq!(
+        entry(&o, "echo")["handled"],
+        2,
+        "the refused event was published"
+    );
     live.signal("TERM");
     let run = live.finish();
     run.expect_code(0);

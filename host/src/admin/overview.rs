@@ -85,14 +85,11 @@ fn plugin(state: &AdminState, name: &str) -> Option<Value> {
         .host
         .stats(name)
         .map(|stats| state.sampler.recent(name, &stats));
-    let last_reload = d["reloads"]
-        .as_array()
-        .and_then(|r| r.last())
-        .map(|r| {
-            json!({
-                "at": r["at"], "version": r["version"], "result": r["result"], "error": r["error"],
-            })
-        });
+    let last_reload = d["reloads"].as_array().and_then(|r| r.last()).map(|r| {
+        json!({
+            "at": r["at"], "version": r["version"], "result": r["result"], "error": r["error"],
+        })
+    });
     Some(json!({
         "name": name,
         "version": d["version"],

@@ -46,9 +46,9 @@ pub fn run(client: &Client, patterns: &[String]) -> Result<(), ClientError> {
     let mut line = String::new();
     loop {
         line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| {
-            ClientError::Failed(format!("the event stream broke off: {e}"))
-        })?;
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| ClientError::Failed(format!("the event stream broke off: {e}")))?;
         if read == 0 {
             // The host ended the stream: it is shutting down.
             let _ = out.flush();

@@ -401,6 +401,19 @@ fn tap_prints_a_running_hosts_events_as_json_lines() {
     );
     gone.expect_code(1);
     assert!(gone.stderr.contains("cannot reach"), "{}", gone.stderr);
+    // A malformed pattern: a usage error, before anything is sent.
+    let bad = run_binary_with_env(
+        &[
+            "tap",
+            "text>",
+            "--admin",
+            &format!("127.0.0.1:{}", free_port()),
+        ],
+        None,
+        &[],
+    );
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("`text>`"), "{}", bad.stderr);
 }
 
 #[test]

@@ -643,3 +643,48 @@ fn the_token_guards_the_stream_and_the_overview() {
     live.signal("TERM");
     live.finish().expect_code(0);
 }
+
+#[test]
+fn top_redraws_the_screen_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give plughost top a terminal");
+        return;
+    }
+    let port = free_port();
+    let (_fx, live) = echo_host(port, &[]);
+    wait_ready(port, &[]);
+    let command = format!("{} top --interval 200ms --admin 127.0.0.1:{port}", binary());
+    let mut script = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn script");
+    let mut out = script.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + LIMIT;
+    let mut screen = Vec::new();
+    let clears = |s: &[u8]| s.windows(7).filter(|w| w == b"\x1b[H\x1b[2J").count();
+    while clears(&screen) < 2 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(bytes) => screen.extend(bytes),
+            Err(_) => break,
+        }
+    }
+    let _ = script.kill();
+    let _ = script.wait();
+    let text = String::from_utf8_lossy(&screen);
+    assert!(clears(&screen) >= 2, "top did not redraw:\n{text}");
+    assert!(text.contains("echo"), "{text}");
+    live.signal("TERM");
+    live.finish().expect_code(0);
+}

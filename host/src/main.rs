@@ -237,6 +237,27 @@ enum Command {
     /// List or replay a running host's last dead letters.
     #[command(name = "dead-letters", subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Print a running host's bus events matching any PATTERN as JSON lines
+    /// (`GET /stream`), until the host stops.
+    Tap {
+        /// A topic pattern (`*` one token, `>` the rest), e.g. `text.*`.
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<String>,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Show a running host's plugins live: state, events/s, errors, queue
+    /// depth, p50/p99 processing time, restarts and rollouts.
+    Top {
+        /// Print the table once and exit.
+        #[arg(long)]
+        once: bool,
+        /// How often the table is refreshed, e.g. `500ms` or `2s`.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime_duration)]
+        interval: Duration,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Scaffold a working plugin folder DIR/NAME.
     New {
         /// The plugin's name: lowercase letters, digits, `_` and `-`.
@@ -652,6 +673,20 @@ fn main() -> ExitCode {
                 }
                 (false, one) => client::status_of(one),
             },
+        ),
+        Command::Tap { patterns, target } => client_command(
+            &target,
+            |c| plughost::cli::tap::run(c, &patterns),
+            |()| String::new(),
+        ),
+        Command::Top {
+            once,
+            interval,
+            target,
+        } => client_command(
+            &target,
+            |c| plughost::cli::top::run(c, once, interval),
+            |()| String::new(),
         ),
         Command::New { name, runtime, dir } => {
             let runtime = match runtime {

@@ -102,6 +102,12 @@ fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
         "{error}"
     );
     assert_eq!(letters(port, "?plugin=picky").len(), 1);
+    // The overview (the dashboard's and `top`'s source) carries it too.
+    let overview = request(port, "GET", "/overview", &[], b"");
+    assert_eq!(overview.status, 200, "{overview:?}");
+    let shown = &overview.body["dead_letters"];
+    assert_eq!((shown["kept"].clone(), shown["total"].clone()), (json!(1), json!(1)));
+    assert_eq!(shown["recent"], json!(kept), "{shown}");
     assert!(letters(port, "?plugin=watcher").is_empty());
 
     let table = cli(port, &["list"]);

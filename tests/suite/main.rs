@@ -35,3 +35,4 @@ mod schema;
 mod supervision;
 mod support;
 mod telemetry;
+mod watch;

@@ -17,9 +17,11 @@
 //! - `worker`: one delivery handled and its outcome carried out.
 //! - `telemetry`: per-topic instruments and the delivery span.
 //! - `in_hook`: the hook in progress, shared with the watch.
+//! - `latency`: the histogram of hook processing times in [`Stats`].
 
 mod crash;
 mod in_hook;
+pub(crate) mod latency;
 mod run;
 mod telemetry;
 mod worker;
@@ -118,6 +120,8 @@ pub struct Stats {
     /// Recent crashes, for the restart intensity (shared by every thread
     /// the plugin runs on).
     crashes: Mutex<policy::Restarts>,
+    /// How long each `on_event` call took (the admin endpoint's p50/p99).
+    pub(crate) latency: latency::Histogram,
 }
 
 impl Stats {

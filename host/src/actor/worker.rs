@@ -123,7 +123,9 @@ impl<'a> Worker<'a> {
         if !self.in_hook.leave() {
             return None;
         }
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        let elapsed = started.elapsed();
+        self.stats.latency.record(elapsed);
+        let elapsed_ms = elapsed.as_secs_f64() * 1e3;
         if let Some(rec) = recorded {
             self.shadow.offer(ShadowItem {
                 event: d.event.clone(),

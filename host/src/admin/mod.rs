@@ -7,17 +7,25 @@
 //! `GET /metrics` (Prometheus text). Errors are JSON `{"error": "..."}`. It listens on loopback by default; a non-loopback
 //! address needs a bearer token (checked in constant time). The server stops
 //! with the host, after it has drained; `/health` answers 503 meanwhile.
+//!
+//! Watching (SPEC §15): `GET /overview` and `GET /overview/stream` (`overview`,
+//! fed by the `sampler` task this server runs), `GET /stream?topics=` (`stream`),
+//! and the browser rules every route obeys (`guard`).
 
 pub(crate) mod auth;
 mod dead_letters;
 mod errors;
 mod extract;
+mod guard;
+mod overview;
 mod rollout;
 mod routes;
+mod sampler;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::Host;
@@ -98,6 +106,16 @@ pub(crate) struct State {
     pub(crate) shutting_down: AtomicBool,
     /// The last error seen per plugin (start failures, failed reloads).
     pub(crate) last_errors: Mutex<HashMap<String, String>>,
+    /// The address bound, for the browser rules.
+    pub(crate) listen: SocketAddr,
+    /// When the server started serving (the overview's uptime).
+    pub(crate) started: std::time::Instant,
+    /// Recent rates and processing times per plugin.
+    pub(crate) sampler: sampler::Sampler,
+    /// Events `/stream` clients lost because they read too slowly.
+    pub(crate) stream_lost: AtomicU64,
+    /// Turns `true` when the server stops: the streams end.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
@@ -122,6 +140,7 @@ impl State {
 #[derive(Debug)]
 pub struct Bound {
     listener: tokio::net::TcpListener,
+    listen: SocketAddr,
     token: Option<String>,
 }
 
@@ -130,6 +149,7 @@ impl Bound {
     pub async fn bind(settings: &AdminSettings) -> std::io::Result<Bound> {
         let listener = tokio::net::TcpListener::bind(settings.listen).await?;
         Ok(Bound {
+            listen: listener.local_addr()?,
             listener,
             token: settings.token.clone(),
         })
@@ -137,7 +157,7 @@ impl Bound {
 
     /// The address bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.listen)
     }
 
     /// Serves `host` until [`AdminServer::stop`]. `failed` are the start
@@ -148,7 +168,13 @@ impl Bound {
             token: self.token,
             shutting_down: AtomicBool::new(false),
             last_errors: Mutex::new(failed.iter().cloned().collect()),
+            listen: self.listen,
+            started: std::time::Instant::now(),
+            sampler: sampler::Sampler::default(),
+            stream_lost: AtomicU64::new(0),
+            stopping: tokio::sync::watch::channel(false).0,
         });
+        let sampling = tokio::spawn(sample(state.clone()));
         let app = routes::router(state.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -163,7 +189,18 @@ impl Bound {
             state,
             stop: Some(stop),
             task,
+            sampling,
         }
+    }
+}
+
+/// The sampler task: samples every plugin each [`sampler::PERIOD`] until aborted.
+async fn sample(state: Arc<State>) {
+    let mut every = tokio::time::interval(sampler::PERIOD);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        state.sampler.tick(&state.host);
     }
 }
 
@@ -173,6 +210,7 @@ pub struct AdminServer {
     state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    sampling: tokio::task::JoinHandle<()>,
 }
 
 impl AdminServer {
@@ -184,6 +222,9 @@ impl AdminServer {
     /// Stops accepting connections and waits (a bounded time) for those in flight.
     pub async fn stop(mut self) {
         self.shutting_down();
+        self.sampling.abort();
+        // The streams end, so the graceful shutdown does not wait for them.
+        self.state.stopping.send_replace(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -42,6 +42,9 @@ pub(crate) fn router(state: Shared) -> Router {
             "/dead_letters/{id}/replay",
             post(super::dead_letters::replay),
         )
+        .route("/overview", get(super::overview::overview))
+        .route("/overview/stream", get(super::overview::overview_stream))
+        .route("/stream", get(super::stream::stream))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
@@ -50,6 +53,10 @@ pub(crate) fn router(state: Shared) -> Router {
         ))
         .layer(axum::middleware::from_fn(
             super::extract::limit_declared_length,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::guard::browser_rules,
         ))
         .with_state(state)
 }
@@ -288,7 +295,7 @@ pub(super) fn unknown(name: &str) -> ApiError {
 }
 
 /// Every plugin name: the catalog's, then running ones it does not know (added live).
-fn names(state: &AdminState) -> Vec<String> {
+pub(super) fn names(state: &AdminState) -> Vec<String> {
     let mut names: Vec<String> = state
         .host
         .catalog()

@@ -215,6 +215,58 @@ impl Client {
             status.as_u16()
         )))
     }
+
+    /// What `GET /overview` answers: every plugin's state, rates, errors,
+    /// queue depth and processing times (SPEC §15).
+    pub fn overview(&self) -> Result<Value, ClientError> {
+        let request = self.http.get(format!("{}/overview", self.base));
+        self.send(request)
+    }
+
+    /// `GET /stream?topics=…` for `patterns`, opened: the response's body
+    /// is the Server-Sent Events stream, read as it comes (no time limit).
+    pub fn event_stream(
+        &self,
+        patterns: &[String],
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let topics: Vec<String> = patterns.iter().map(|p| segment(p)).collect();
+        self.open_stream(&format!("/stream?topics={}", topics.join(",")))
+    }
+
+    /// GETs `path`, whose answer is a stream, on a client of its own with
+    /// no overall time limit (only connecting is bounded); an error status
+    /// is read as the host's JSON error.
+    fn open_stream(&self, path: &str) -> Result<reqwest::blocking::Response, ClientError> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClientError::Failed(format!("cannot make an HTTP client: {e}")))?;
+        let mut request = http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().map_err(|e| {
+            ClientError::Failed(format!(
+                "cannot reach the admin endpoint at {}: {}",
+                self.base,
+                root_cause(&e)
+            ))
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let message = body["error"]
+            .as_str()
+            .map_or_else(|| body.to_string(), str::to_owned);
+        Err(ClientError::Failed(format!(
+            "{message} (HTTP {})",
+            status.as_u16()
+        )))
+    }
 }
 
 /// `plughost status`'s table: one line per plugin with its supervision

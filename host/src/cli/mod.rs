@@ -10,4 +10,6 @@ pub mod list;
 pub mod logging;
 pub mod new;
 pub mod run;
+pub mod tap;
 pub mod test;
+pub mod top;

@@ -13,6 +13,8 @@
 //! - `core`: the runtime-neutral bindings (publish, functions, log, metrics,
 //!   spans, timer delays, outcomes), their checks and messages written once;
 //!   each runtime only converts values and positions errors.
+//! - `helpers`: the script helpers `json`, `time`, `regex` (SPEC §4), written
+//!   once; each runtime only converts values and positions errors.
 //! - [`timers`]: the pure timer schedule behind `timer.after/every`.
 //! - [`modpath`]: `require`/`import` resolution confined to the plugin folder.
 //! - [`lua`]: the Lua runtime (mlua), one small module per binding.
@@ -27,6 +29,7 @@
 mod budget;
 mod convert_error;
 mod core;
+mod helpers;
 pub mod error;
 pub mod event;
 pub mod host_api;

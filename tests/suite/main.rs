@@ -12,6 +12,7 @@ mod client;
 mod cluster;
 mod config;
 mod examples;
+mod helpers;
 mod hostile;
 mod library;
 mod lifecycle;

@@ -29,9 +29,9 @@
 mod budget;
 mod convert_error;
 mod core;
-mod helpers;
 pub mod error;
 pub mod event;
+mod helpers;
 pub mod host_api;
 pub mod lua;
 pub mod modpath;

@@ -5,8 +5,8 @@
 use serde_json::json;
 
 use crate::behaviours;
-use crate::support::{Runtime, Src, ev};
 use crate::support::Fixture;
+use crate::support::{Runtime, Src, ev};
 
 behaviours!(
     every_helper_answers_the_same_in_both_runtimes,
@@ -223,11 +223,19 @@ fn helper_errors_are_caught_by_the_script_saying_what_and_where(rt: Runtime) {
         ),
     ];
     for (key, want) in wants {
-        assert!(text(key).contains(&want), "{key}: {:?} lacks {want:?}\n{run}", text(key));
+        assert!(
+            text(key).contains(&want),
+            "{key}: {:?} lacks {want:?}\n{run}",
+            text(key)
+        );
     }
     // Lua's errors name the calling line, as every binding's do.
     if rt == Runtime::Lua {
-        assert!(text("decode").contains("/p/main.lua:"), "{}", text("decode"));
+        assert!(
+            text("decode").contains("/p/main.lua:"),
+            "{}",
+            text("decode")
+        );
     }
     assert!(run.dead_letters().is_empty(), "{run}");
 }
@@ -296,7 +304,11 @@ fn a_loop_of_regex_replace_is_stopped_by_the_time_limit(rt: Runtime) {
     let error = dl[0]["error"].as_str().unwrap();
     assert!(error.contains("time limit exceeded"), "{error}");
     assert!(error.contains("limits.event_timeout_ms"), "{error}");
-    assert_eq!(run.payloads("handled"), vec![json!({"kind": "ok"})], "{run}");
+    assert_eq!(
+        run.payloads("handled"),
+        vec![json!({"kind": "ok"})],
+        "{run}"
+    );
 }
 
 const HUGE_DOCUMENT: Src = Src {
@@ -346,5 +358,9 @@ fn decoding_a_huge_document_hits_the_memory_limit(rt: Runtime) {
         assert!(error.contains("json::decode arrays too large"), "{error}");
     }
     assert!(run.on("survived").is_empty(), "{run}");
-    assert_eq!(run.payloads("handled"), vec![json!({"kind": "ok"})], "{run}");
+    assert_eq!(
+        run.payloads("handled"),
+        vec![json!({"kind": "ok"})],
+        "{run}"
+    );
 }

@@ -71,9 +71,8 @@ pub(crate) fn encode(helper: &str, value: &Value, max: usize) -> Result<String, 
         max,
     };
     match serde_json::to_writer(&mut out, value) {
-        Ok(()) => Ok(String::from_utf8(out.buf).unwrap_or_else(|e| {
-            String::from_utf8_lossy(e.as_bytes()).into_owned()
-        })),
+        Ok(()) => Ok(String::from_utf8(out.buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
         Err(e) if e.is_io() => Err(HelperError::TooLarge {
             helper: helper.to_owned(),
             what: "JSON text",
@@ -157,22 +156,36 @@ mod tests {
 
     #[test]
     fn a_decode_error_names_line_and_column() {
-        let err = decode("json.decode", b"{\n  \"a\": 1,\n  \"b\": ?\n}", Bounds::default())
-            .unwrap_err();
+        let err = decode(
+            "json.decode",
+            b"{\n  \"a\": 1,\n  \"b\": ?\n}",
+            Bounds::default(),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "json.decode: line 3, column 8: expected value"
         );
         let err = decode("json::decode", b"[1, 2", Bounds::default()).unwrap_err();
-        assert!(err.to_string().starts_with("json::decode: line 1, column 5: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("json::decode: line 1, column 5: "),
+            "{err}"
+        );
     }
 
     #[test]
     fn values_roundtrip_compactly() {
         let v = json!({"a": [1, 2.5, null, true], "b": {"c": "é\n"}, "e": [], "o": {}});
         let text = encode("json.encode", &v, 1 << 20).unwrap();
-        assert_eq!(text, r#"{"a":[1,2.5,null,true],"b":{"c":"é\n"},"e":[],"o":{}}"#);
-        assert_eq!(decode("json.decode", text.as_bytes(), Bounds::default()).unwrap(), v);
+        assert_eq!(
+            text,
+            r#"{"a":[1,2.5,null,true],"b":{"c":"é\n"},"e":[],"o":{}}"#
+        );
+        assert_eq!(
+            decode("json.decode", text.as_bytes(), Bounds::default()).unwrap(),
+            v
+        );
     }
 
     #[test]
@@ -181,7 +194,10 @@ mod tests {
         assert!(decode("json.decode", ok.as_bytes(), Bounds::default()).is_ok());
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
         let err = decode("json.decode", deep.as_bytes(), Bounds::default()).unwrap_err();
-        assert_eq!(err.to_string(), "json.decode: nested more than 64 levels deep");
+        assert_eq!(
+            err.to_string(),
+            "json.decode: nested more than 64 levels deep"
+        );
     }
 
     #[test]

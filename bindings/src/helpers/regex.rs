@@ -89,9 +89,9 @@ pub(crate) fn compile(pattern: &str) -> Result<Regex, HelperError> {
         .build()
         .map_err(|e| {
             refuse(match e {
-                regex::Error::CompiledTooBig(limit) => format!(
-                    "the compiled pattern is larger than its limit of {limit} bytes"
-                ),
+                regex::Error::CompiledTooBig(limit) => {
+                    format!("the compiled pattern is larger than its limit of {limit} bytes")
+                }
                 other => other.to_string(),
             })
         })
@@ -149,7 +149,10 @@ pub(crate) fn replace(
     if refs > 0 {
         for caps in re.captures_iter(haystack) {
             let whole = caps.get(0).expect("group 0 is the whole match");
-            b.gap(whole.start(), with.len().saturating_add(refs.saturating_mul(whole.len())))?;
+            b.gap(
+                whole.start(),
+                with.len().saturating_add(refs.saturating_mul(whole.len())),
+            )?;
             caps.expand(with, &mut b.out);
             b.after(whole.end())?;
         }
@@ -181,7 +184,13 @@ impl Builder<'_> {
     /// bytes still fit.
     fn gap(&mut self, start: usize, next: usize) -> Result<(), HelperError> {
         let gap = &self.haystack[self.last..start];
-        if self.out.len().saturating_add(gap.len()).saturating_add(next) > self.max {
+        if self
+            .out
+            .len()
+            .saturating_add(gap.len())
+            .saturating_add(next)
+            > self.max
+        {
             return Err(HelperError::TooLarge {
                 helper: self.helper.to_owned(),
                 what: "result",
@@ -245,16 +254,29 @@ mod tests {
             replace("r", &re("o"), "foo", "0", 1 << 20, &never).unwrap(),
             "f00"
         );
-        assert_eq!(replace("r", &re("z"), "foo", "$$", 1 << 20, &never).unwrap(), "foo");
-        assert_eq!(replace("r", &re(""), "ab", "-", 1 << 20, &never).unwrap(), "-a-b-");
+        assert_eq!(
+            replace("r", &re("z"), "foo", "$$", 1 << 20, &never).unwrap(),
+            "foo"
+        );
+        assert_eq!(
+            replace("r", &re(""), "ab", "-", 1 << 20, &never).unwrap(),
+            "-a-b-"
+        );
     }
 
     #[test]
     fn a_result_past_the_cap_is_refused_before_it_is_built() {
         let never = || false;
         let with = "y".repeat(1000);
-        let err = replace("regex.replace", &re("x"), &"x".repeat(10_000), &with, 100_000, &never)
-            .unwrap_err();
+        let err = replace(
+            "regex.replace",
+            &re("x"),
+            &"x".repeat(10_000),
+            &with,
+            100_000,
+            &never,
+        )
+        .unwrap_err();
         assert!(err.is_memory(), "{err}");
         assert!(replace("r", &re("x"), "xx", "yy", 4, &never).is_ok());
         assert!(replace("r", &re("x"), "xx", "yyy", 5, &never).is_err());

@@ -106,11 +106,18 @@ mod tests {
 
     #[test]
     fn parses_rfc3339_honouring_offsets() {
-        assert_eq!(parse("t", "2024-05-01T12:00:00.123Z", None).unwrap(), 1_714_564_800_123);
-        assert_eq!(parse("t", "2024-05-01T14:00:00+02:00", None).unwrap(), 1_714_564_800_000);
+        assert_eq!(
+            parse("t", "2024-05-01T12:00:00.123Z", None).unwrap(),
+            1_714_564_800_123
+        );
+        assert_eq!(
+            parse("t", "2024-05-01T14:00:00+02:00", None).unwrap(),
+            1_714_564_800_000
+        );
         let err = parse("time.parse", "yesterday", None).unwrap_err();
         assert!(
-            err.to_string().starts_with("time.parse: \"yesterday\" is not an RFC 3339 time"),
+            err.to_string()
+                .starts_with("time.parse: \"yesterday\" is not an RFC 3339 time"),
             "{err}"
         );
     }
@@ -126,7 +133,10 @@ mod tests {
             1_714_564_800_000
         );
         let err = parse("time.parse", "2024/05/xx", Some("%Y/%m/%d")).unwrap_err();
-        assert!(err.to_string().contains("does not match \"%Y/%m/%d\""), "{err}");
+        assert!(
+            err.to_string().contains("does not match \"%Y/%m/%d\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -144,7 +154,10 @@ mod tests {
                 Err(e) => e,
                 Ok(text) => panic!("{fmt:?} made {text:?}"),
             };
-            assert!(err.to_string().starts_with("time.format: bad format"), "{fmt}: {err}");
+            assert!(
+                err.to_string().starts_with("time.format: bad format"),
+                "{fmt}: {err}"
+            );
         }
         let long = "%Y".repeat(MAX_FORMAT);
         assert!(format("t", 0, Some(&long)).is_err());

@@ -183,8 +183,7 @@ fn register_time(lua: &Lua, h: &Helpers) -> mlua::Result<()> {
         "parse",
         lua.create_function(move |lua, (text, fmt): (LuaString, Option<LuaString>)| {
             let fmt = fmt.as_ref().map(|f| f.to_str()).transpose()?;
-            time::parse("time.parse", &text.to_str()?, fmt.as_deref())
-                .map_err(|e| c.error(lua, e))
+            time::parse("time.parse", &text.to_str()?, fmt.as_deref()).map_err(|e| c.error(lua, e))
         })?,
     )?;
     lua.globals().set("time", t)

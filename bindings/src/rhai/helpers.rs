@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, FuncRegistration, INT, Module, NativeCallContext};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, INT, Module, NativeCallContext,
+};
 
 use super::context::{Ctx, convert_error, throw};
 use super::convert::{to_dynamic, to_value};

@@ -13,6 +13,7 @@ mod cluster;
 mod config;
 mod dead_letters;
 mod examples;
+mod helpers;
 mod hostile;
 mod library;
 mod lifecycle;

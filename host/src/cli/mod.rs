@@ -9,4 +9,5 @@ pub mod list;
 pub mod logging;
 pub mod new;
 pub mod run;
+pub mod schema;
 pub mod test;

@@ -44,7 +44,10 @@ fn validator(name: &str) -> jsonschema::Validator {
 /// YAML text as JSON, read as the parsers read it (YAML 1.2 booleans).
 fn yaml_to_json(text: &str) -> Value {
     let options = serde_saphyr::options! { strict_booleans: true };
-    if text.lines().all(|l| l.trim().is_empty() || l.starts_with('#')) {
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.starts_with('#'))
+    {
         return Value::Null;
     }
     serde_saphyr::from_str_with_options::<Value>(text, options)
@@ -154,7 +157,10 @@ fn scaffolds_follow_the_schema_and_name_it() {
         let text = std::fs::read_to_string(&manifest).unwrap();
         let errors = schema_errors(&plugin, &text);
         assert!(errors.is_empty(), "{runtime}: {errors:#?}\n{text}");
-        assert_eq!(modeline_target(&manifest), folder.join("plugin.schema.json"));
+        assert_eq!(
+            modeline_target(&manifest),
+            folder.join("plugin.schema.json")
+        );
         assert_eq!(
             std::fs::read_to_string(folder.join("plugin.schema.json")).unwrap(),
             printed("plugin"),
@@ -168,7 +174,7 @@ fn scaffolds_follow_the_schema_and_name_it() {
 
 const HEAD: &str = "name: t\nversion: 1.0.0\n";
 
-/// Manifests (after [`HEAD`] unless they start with `name:`) the parser accepts.
+/// Manifests (after [`HEAD`] unless they start with `name:`, `- ` or `#`) the parser accepts.
 const GOOD_MANIFESTS: &[&str] = &[
     "",
     "description: ~\nenabled:\nconfig:\nlimits:\nrollout:\n",
@@ -196,7 +202,7 @@ const GOOD_MANIFESTS: &[&str] = &[
     "name: a_b-9\nversion: 2.0.0-rc.1+build.5\n",
 ];
 
-/// Manifests (after [`HEAD`] unless they start with `name:`) the parser
+/// Manifests (after [`HEAD`] unless they start with `name:`, `- ` or `#`) the parser
 /// refuses, each for one reason a schema can tell.
 const BAD_MANIFESTS: &[&str] = &[
     // Unknown keys.
@@ -281,11 +287,11 @@ const BAD_MANIFESTS: &[&str] = &[
     "name: ~\nversion: 1.0.0\n",
     "name:\n  - t\nversion: 1.0.0\n",
     "- a\n",
-    "",
+    "# an empty file\n",
 ];
 
 fn manifest_text(case: &str) -> String {
-    if case.starts_with("name:") || case.starts_with("- ") || case.is_empty() {
+    if ["name:", "- ", "#"].iter().any(|p| case.starts_with(p)) {
         case.to_owned()
     } else {
         format!("{HEAD}{case}")
@@ -316,7 +322,6 @@ fn what_the_manifest_parser_accepts_the_schema_accepts() {
 fn what_the_plugin_schema_refuses_the_parser_refuses() {
     let plugin = validator("plugin.schema.json");
     for case in BAD_MANIFESTS {
-        // `""` stands for an empty file; HEAD is not added to it.
         let text = manifest_text(case);
         assert!(
             !schema_errors(&plugin, &text).is_empty(),

@@ -545,3 +545,105 @@ fn the_host_schema_knows_the_dead_letter_store() {
     assert_eq!(admin["dead_letters"]["default"], 1000);
     assert_eq!(admin["dead_letters_max_bytes"]["default"], 64 * 1024 * 1024);
 }
+
+// ---------------------------------------------------------------------------
+// A native scaffold outside any checkout (SPEC §8)
+
+/// Runs `command`, killed once `limit` has passed; its status and stderr.
+fn bounded(
+    mut command: std::process::Command,
+    limit: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    (status, reader.join().unwrap_or_default())
+}
+
+/// `plughost new --runtime native` in a temp dir outside this repository:
+/// the crate depends on the SDK `plughost` was built from, by absolute path
+/// (no such crate is published), builds with `cargo build`, and the plugin
+/// passes `check` and its own `plughost test`.
+#[test]
+fn a_native_scaffold_builds_outside_the_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    assert!(!root.starts_with(Path::new(ROOT).canonicalize().unwrap()));
+    let dir = root.join("plugins");
+    let folder = scaffold(&dir, "greeter", "native");
+
+    let cargo_toml = std::fs::read_to_string(folder.join("Cargo.toml")).unwrap();
+    let sdk = cargo_toml
+        .lines()
+        .find_map(|l| l.strip_prefix("plughost-sdk = { path = \""))
+        .and_then(|rest| rest.strip_suffix("\" }"))
+        .unwrap_or_else(|| panic!("no path dependency on plughost-sdk:\n{cargo_toml}"));
+    assert!(Path::new(sdk).is_absolute(), "{sdk}");
+    assert_eq!(
+        Path::new(sdk).canonicalize().unwrap(),
+        Path::new(ROOT).join("bindings/sdk").canonicalize().unwrap()
+    );
+
+    // The workspace's lock file pins what the crate shares with it, so the
+    // build needs no registry; the target dir is the one tests/suite/new.rs
+    // builds its scaffold into, so the SDK is compiled once for both.
+    std::fs::copy(
+        Path::new(ROOT).join("Cargo.lock"),
+        folder.join("Cargo.lock"),
+    )
+    .unwrap();
+    let target = Path::new(ROOT).join("target/new-scaffolds-build");
+    let mut cargo =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(&folder)
+        .env("CARGO_TARGET_DIR", &target);
+    let (status, stderr) = bounded(cargo, std::time::Duration::from_secs(600));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "cargo build of the native scaffold outside the repository failed ({status:?}):\n{stderr}"
+    );
+
+    let env = [("CARGO_TARGET_DIR", target.to_str().unwrap())];
+    let check = crate::support::run_binary_with_env(&["check", dir.to_str().unwrap()], None, &env);
+    check.expect_code(0);
+    assert_eq!(check.stdout, "", "{check}");
+    let folder_arg = folder.to_str().unwrap();
+    let events = folder.join("tests/events.jsonl");
+    let expect = folder.join("tests/expect.jsonl");
+    let test = crate::support::run_binary_with_env(
+        &[
+            "test",
+            folder_arg,
+            "--events",
+            events.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+        ],
+        None,
+        &env,
+    );
+    test.expect_code(0);
+}

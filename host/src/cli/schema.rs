@@ -70,11 +70,11 @@ mod tests {
                         continue;
                     }
                     let here = format!("{path}/{key}");
-                    if key == "properties" || key == "definitions" {
-                        if let Value::Object(props) = value {
-                            for (name, prop) in props {
-                                out.push((format!("{here}/{name}"), prop));
-                            }
+                    if let ("properties" | "definitions", Value::Object(props)) =
+                        (key.as_str(), value)
+                    {
+                        for (name, prop) in props {
+                            out.push((format!("{here}/{name}"), prop));
                         }
                     }
                     properties(value, &here, out);

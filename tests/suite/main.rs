@@ -33,6 +33,7 @@ mod rollout_live;
 mod sandbox;
 mod scale;
 mod schema;
+mod schema_cmd;
 mod supervision;
 mod support;
 mod telemetry;

@@ -168,6 +168,21 @@ pub trait HostApi: Send + Sync + 'static {
         name: &str,
         args: Vec<Value>,
     ) -> Result<Value, HostCallError>;
+
+    /// The wall clock as `time.now_ms()` gives it to `plugin`: milliseconds
+    /// since the Unix epoch. The host records what the running version read
+    /// while a shadow candidate watches, and the candidate's host answers
+    /// the same readings, so a comparison does not differ by the clock.
+    fn now_ms(&self, plugin: &PluginInfo) -> i64 {
+        let _ = plugin;
+        wall_clock_ms()
+    }
+}
+
+/// The wall clock: milliseconds since the Unix epoch (what
+/// [`HostApi::now_ms`] answers unless a host replays readings).
+pub fn wall_clock_ms() -> i64 {
+    crate::helpers::time::now_ms()
 }
 
 /// A shared handle to the host services.

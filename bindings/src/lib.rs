@@ -13,6 +13,8 @@
 //! - `core`: the runtime-neutral bindings (publish, functions, log, metrics,
 //!   spans, timer delays, outcomes), their checks and messages written once;
 //!   each runtime only converts values and positions errors.
+//! - `helpers`: the script helpers `json`, `time`, `regex` (SPEC §4), written
+//!   once; each runtime only converts values and positions errors.
 //! - [`timers`]: the pure timer schedule behind `timer.after/every`.
 //! - [`modpath`]: `require`/`import` resolution confined to the plugin folder.
 //! - [`lua`]: the Lua runtime (mlua), one small module per binding.
@@ -29,6 +31,7 @@ mod convert_error;
 mod core;
 pub mod error;
 pub mod event;
+mod helpers;
 pub mod host_api;
 pub mod lua;
 pub mod modpath;

@@ -83,16 +83,26 @@ impl DeadLetter {
         crate::json::write(&event.payload, &mut json);
         let truncated = json.len() > MAX_EVENT_BYTES;
         let mut event = event.clone();
-        if truncated {
+        event.payload = if truncated {
             let text = String::from_utf8_lossy(&json);
-            event.payload = Payload::from(Value::String(prefix(&text, TRUNCATED_PREFIX).into()));
-        }
-        // A payload kept packed may be smaller; its JSON is what is counted.
-        let payload_bytes = if truncated {
-            TRUNCATED_PREFIX.min(json.len())
+            packed(Value::String(prefix(&text, TRUNCATED_PREFIX).into()))
         } else {
-            json.len()
+            match event.payload.packed() {
+                Some(bytes) => Payload::from_packed(bytes.to_vec()),
+                None => packed(event.payload.value().clone()),
+            }
         };
+        // Kept packed (no decoded tree beside it); counted as the larger
+        // of its packed and JSON forms, so the bound holds for both.
+        let payload_bytes = event
+            .payload
+            .packed()
+            .map_or(0, <[u8]>::len)
+            .max(if truncated {
+                TRUNCATED_PREFIX.min(json.len())
+            } else {
+                json.len()
+            });
         let headers: usize = event.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
         let bytes = payload_bytes
             + headers
@@ -124,16 +134,28 @@ impl DeadLetter {
 
     /// The letter as `GET /dead_letters` answers it.
     pub fn to_json(&self) -> Value {
+        // Written from the packed payload: reading it as a value would
+        // keep a decoded copy in the store.
+        let mut text = Vec::new();
+        crate::json::write_event(&self.event, &mut text);
+        let event: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
         json!({
             "id": self.id,
             "plugin": self.plugin,
-            "event": self.event.to_value(),
+            "event": event,
             "error": self.error,
             "attempts": self.attempts,
             "at": humantime::format_rfc3339_millis(self.at).to_string(),
             "truncated": self.truncated,
         })
     }
+}
+
+/// `value` as a packed payload.
+fn packed(value: Value) -> Payload {
+    let mut payload = Payload::from(value);
+    payload.pack_in_place();
+    payload
 }
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a
@@ -494,6 +516,8 @@ mod tests {
         assert_eq!(j["error"], "p/main.lua:2:1: boom");
         assert_eq!(j["attempts"], 3);
         assert_eq!(j["truncated"], false);
+        // Kept packed, and listing it decodes nothing into the store.
+        assert!(l.event.payload.packed().is_some());
         assert!(j["at"].as_str().is_some_and(|s| s.ends_with('Z')), "{j}");
     }
 }

@@ -60,6 +60,8 @@
 //! - [`host_events`]: every `plughost.*` topic and its payload, defined once.
 //! - [`cli::expect`]: `plughost test --expect`: output lines matched and aligned, the diff.
 //! - `json`: payloads and events as JSON text and back, with no JSON tree.
+//! - [`dead_letters`]: the bounded store of the last dead letters (SPEC §15);
+//!   their replay sits beside it.
 //!
 //! Around it:
 //!

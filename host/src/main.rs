@@ -13,7 +13,7 @@ use plughost::admin::AdminSettings;
 use plughost::cli::client::{self, Change, Client, ClientError};
 use plughost::cli::logging::{self, LogFormat};
 use plughost::cli::run::{InputSource, RunOptions, exit};
-use plughost::cli::{check, list, new};
+use plughost::cli::{check, list, new, schema};
 use plughost::config::{self, HostConfig};
 use plughost::telemetry::export::Export;
 
@@ -234,6 +234,9 @@ enum Command {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// List or replay a running host's last dead letters.
+    #[command(name = "dead-letters", subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Print a running host's bus events matching any PATTERN as JSON lines
     /// (`GET /stream`), until the host stops.
     Tap {
@@ -255,9 +258,6 @@ enum Command {
         #[command(flatten)]
         target: AdminTarget,
     },
-    /// List or replay a running host's last dead letters.
-    #[command(name = "dead-letters", subcommand)]
-    DeadLetters(DeadLettersCommand),
     /// Scaffold a working plugin folder DIR/NAME.
     New {
         /// The plugin's name: lowercase letters, digits, `_` and `-`.
@@ -290,6 +290,22 @@ enum Command {
     },
     /// Print the man page (roff) on stdout, e.g. `plughost man > plughost.1`.
     Man,
+    /// Print the JSON Schema (draft-07) of plugin.yaml or plughost.yaml on
+    /// stdout, for editors, e.g. `plughost schema plugin > plugin.schema.json`.
+    Schema {
+        /// The file the schema describes.
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
+}
+
+/// The files `plughost schema` has a schema of.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum SchemaOf {
+    /// A plugin's manifest, plugin.yaml.
+    Plugin,
+    /// The host config, plughost.yaml.
+    Host,
 }
 
 /// `plughost dead-letters …`.
@@ -341,7 +357,10 @@ fn dead_letters(command: DeadLettersCommand) -> i32 {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("plughost: {e}");
-                    return exit::USAGE;
+                    return match e {
+                        ClientError::Usage(_) => exit::USAGE,
+                        ClientError::Failed(_) => exit::ERRORS,
+                    };
                 }
             };
             let report = dl::replay_all(&client, &ids);
@@ -671,9 +690,11 @@ fn main() -> ExitCode {
                 (false, one) => client::status_of(one),
             },
         ),
-        Command::Tap { patterns, target } => {
-            client_command(&target, |c| plughost::cli::tap::run(c, &patterns), |()| String::new())
-        }
+        Command::Tap { patterns, target } => client_command(
+            &target,
+            |c| plughost::cli::tap::run(c, &patterns),
+            |()| String::new(),
+        ),
         Command::Top {
             once,
             interval,
@@ -723,6 +744,16 @@ fn main() -> ExitCode {
         Command::DeadLetters(command) => dead_letters(command),
         Command::Completions { shell } => completions(shell),
         Command::Man => man_page(),
+        Command::Schema { of } => {
+            print_stdout(
+                match of {
+                    SchemaOf::Plugin => schema::SchemaFile::Plugin,
+                    SchemaOf::Host => schema::SchemaFile::Host,
+                }
+                .text(),
+            );
+            exit::OK
+        }
     };
     ExitCode::from(code as u8)
 }

@@ -102,6 +102,12 @@ fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
         "{error}"
     );
     assert_eq!(letters(port, "?plugin=picky").len(), 1);
+    // The overview (the dashboard's and `top`'s source) carries it too.
+    let overview = request(port, "GET", "/overview", &[], b"");
+    assert_eq!(overview.status, 200, "{overview:?}");
+    let shown = &overview.body["dead_letters"];
+    assert_eq!((shown["kept"].clone(), shown["total"].clone()), (json!(1), json!(1)));
+    assert_eq!(shown["recent"], json!(kept), "{shown}");
     assert!(letters(port, "?plugin=watcher").is_empty());
 
     let table = cli(port, &["list"]);
@@ -276,19 +282,23 @@ fn a_payload_over_one_mib_is_kept_truncated_and_not_replayed() {
     live.finish();
 }
 
+/// Asks for a retry every time, saying so first: each delivery shows.
+const RETRYING: &str = "function on_event(e) bus.publish('tried.work', {n = e.payload.n}) return outcome.retry(1) end\n";
+
 #[test]
 fn a_replay_waits_for_a_disabled_plugin_and_a_failure_again_is_a_new_letter() {
     let fx = Fixture::new();
     fx.plugin(
         Runtime::Lua,
         "flaky",
-        &format!("subscriptions: [work.*]\n{NEVER_SUSPENDED}"),
-        FAILING,
+        &format!("subscriptions: [work.*]\nretry:\n  max_attempts: 2\n{NEVER_SUSPENDED}"),
+        RETRYING,
     );
     let port = free_port();
     let mut live = host(&fx, port, ">");
     let event_id = publish(port, "work.item", json!({"n": 1}));
     let first = dead_letter_of(&mut live, &event_id);
+    assert_eq!(letters(port, "")[0]["attempts"], 2);
 
     let disabled = request(port, "POST", "/plugins/flaky/disable", &[], b"");
     assert_eq!(disabled.status, 200, "{disabled:?}");
@@ -322,19 +332,93 @@ fn a_replay_waits_for_a_disabled_plugin_and_a_failure_again_is_a_new_letter() {
         replayed.body,
         json!({"id": first, "plugin": "flaky", "event_id": event_id})
     );
-    // Still failing: the same event is a new dead letter, with a new id.
+    // Still failing: the same event is a new dead letter, with a new id,
+    // after as many deliveries as the first time (the count starts again).
     let second = live.wait_for("the second dead letter", |e| {
         e["topic"] == "plughost.dead_letter"
             && e["payload"]["event"]["id"] == event_id.as_str()
             && e["id"] != first.as_str()
     });
+    let tries = live
+        .events()
+        .iter()
+        .filter(|e| e["topic"] == "tried.work")
+        .count();
+    assert_eq!(tries, 4, "two deliveries, then two again after the replay");
     let kept = letters(port, "");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert_eq!(kept[0]["id"], second["id"]);
-    assert_eq!(
-        kept[0]["attempts"], 1,
-        "the replay's attempt count starts again"
-    );
+    assert_eq!(kept[0]["attempts"], 2);
     live.signal("TERM");
     live.finish();
+}
+
+/// The embedding API: `Host::dead_letters()` lists, `Host::replay_dead_letter`
+/// answers each refusal as a typed [`ReplayError`], the bounds are set on
+/// the store, and a host that shut down replays nothing.
+#[test]
+fn an_application_lists_and_replays_through_the_host() {
+    use futures::StreamExt;
+    use plughost::Host;
+    use plughost::dead_letters::{Limits, ReplayError};
+
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "flaky",
+        &format!("subscriptions: [work.*]\n{NEVER_SUSPENDED}"),
+        FAILING,
+    );
+    crate::support::tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        host.dead_letters().set_limits(Limits {
+            count: 2,
+            max_bytes: 1024 * 1024,
+        });
+        let mut letters_seen = host.subscribe("plughost.dead_letter").unwrap();
+        host.start().await;
+        let mut event_ids = Vec::new();
+        for n in 1..=3 {
+            event_ids.push(host.publish("work.item", json!({"n": n})).await.unwrap());
+        }
+        for _ in 0..3 {
+            tokio::time::timeout(crate::live::LIMIT, letters_seen.next())
+                .await
+                .expect("a dead letter in time")
+                .expect("stream open");
+        }
+        let kept = host.dead_letters().list(Some("flaky"));
+        let kept_events: Vec<&str> = kept.iter().map(|l| l.event.id.as_str()).collect();
+        assert_eq!(
+            kept_events,
+            [&event_ids[1], &event_ids[2]],
+            "the newest two"
+        );
+        assert_eq!(host.dead_letters().counts(), (2, 3));
+
+        assert_eq!(
+            host.replay_dead_letter("nope").await,
+            Err(ReplayError::Unknown("nope".into()))
+        );
+        host.set_enabled("flaky", false, false).await.unwrap();
+        let id = kept[0].id.clone();
+        match host.replay_dead_letter(&id).await {
+            Err(ReplayError::NotRunning { plugin, state, .. }) => {
+                assert_eq!((plugin.as_str(), state), ("flaky", "disabled"));
+            }
+            other => panic!("{other:?}"),
+        }
+        host.set_enabled("flaky", true, false).await.unwrap();
+        let done = host.replay_dead_letter(&id).await.expect("replayed");
+        assert_eq!(done.event_id, event_ids[1]);
+        assert!(host.dead_letters().get(&id).is_none());
+
+        host.shutdown(Duration::from_secs(5)).await;
+        let left = host.dead_letters().list(None);
+        let any = left.first().expect("the replay failed again: a new letter");
+        assert_eq!(
+            host.replay_dead_letter(&any.id).await,
+            Err(ReplayError::ShuttingDown)
+        );
+    });
 }

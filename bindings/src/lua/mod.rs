@@ -9,6 +9,7 @@ mod bus;
 mod context;
 mod convert;
 mod error;
+mod helpers;
 mod log;
 mod nesting;
 mod outcome;
@@ -88,6 +89,7 @@ impl LuaPlugin {
             log::register(&lua, &ctx)?;
             telemetry::register(&lua, &ctx)?;
             timer::register(&lua, &ctx)?;
+            helpers::register(&lua, &ctx, spec.limits.memory_bytes)?;
             outcome::register(&lua)?;
             require::register(&lua, &ctx)?;
             let config = convert::to_lua(&lua, &spec.config)?;

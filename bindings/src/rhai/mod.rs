@@ -20,6 +20,7 @@ mod context;
 mod convert;
 mod error;
 mod event;
+mod helpers;
 mod hook;
 mod log;
 mod outcome;
@@ -175,6 +176,7 @@ fn build_engine(spec: &PluginSpec, ctx: &Ctx) -> Engine {
     log::register(&mut engine, ctx);
     telemetry::register(&mut engine, ctx);
     timer::register(&mut engine, ctx);
+    helpers::register(&mut engine, ctx);
     outcome::register(&mut engine);
     event::register(&mut engine);
     engine

@@ -71,9 +71,28 @@ pub(super) fn snapshot(state: &AdminState) -> Value {
         "version": env!("CARGO_PKG_VERSION"),
         "plugins": plugins,
         "stream_lost": state.stream_lost.load(Ordering::Relaxed),
+        "dead_letters": dead_letters(state),
         "cluster": state.host.cluster_status().map(|c| json!(c)),
     })
 }
+
+/// How many dead letters are kept and were ever recorded, and the newest
+/// few (newest first), as `GET /dead_letters` shows them.
+fn dead_letters(state: &AdminState) -> Value {
+    let store = state.host.dead_letters();
+    let (kept, total) = store.counts();
+    let recent: Vec<Value> = store
+        .list(None)
+        .iter()
+        .rev()
+        .take(RECENT_DEAD_LETTERS)
+        .map(|letter| letter.to_json())
+        .collect();
+    json!({"kept": kept, "total": total, "recent": recent})
+}
+
+/// How many dead letters the overview carries.
+const RECENT_DEAD_LETTERS: usize = 20;
 
 /// One plugin's entry; `None` for a plugin the host no longer knows.
 fn plugin(state: &AdminState, name: &str) -> Option<Value> {
@@ -85,14 +104,11 @@ fn plugin(state: &AdminState, name: &str) -> Option<Value> {
         .host
         .stats(name)
         .map(|stats| state.sampler.recent(name, &stats));
-    let last_reload = d["reloads"]
-        .as_array()
-        .and_then(|r| r.last())
-        .map(|r| {
-            json!({
-                "at": r["at"], "version": r["version"], "result": r["result"], "error": r["error"],
-            })
-        });
+    let last_reload = d["reloads"].as_array().and_then(|r| r.last()).map(|r| {
+        json!({
+            "at": r["at"], "version": r["version"], "result": r["result"], "error": r["error"],
+        })
+    });
     Some(json!({
         "name": name,
         "version": d["version"],

@@ -37,14 +37,14 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/plugins/{name}/rollout", post(super::rollout::set_percent))
         .route("/events/{topic}", post(publish))
         .route("/metrics", get(metrics))
-        .route("/overview", get(super::overview::overview))
-        .route("/overview/stream", get(super::overview::overview_stream))
-        .route("/stream", get(super::stream::stream))
         .route("/dead_letters", get(super::dead_letters::list))
         .route(
             "/dead_letters/{id}/replay",
             post(super::dead_letters::replay),
         )
+        .route("/overview", get(super::overview::overview))
+        .route("/overview/stream", get(super::overview::overview_stream))
+        .route("/stream", get(super::stream::stream))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

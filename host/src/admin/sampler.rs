@@ -44,7 +44,9 @@ impl Sample {
         let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         Sample {
             at,
-            handled: n(&stats.acked) + n(&stats.forwarded) + n(&stats.retried)
+            handled: n(&stats.acked)
+                + n(&stats.forwarded)
+                + n(&stats.retried)
                 + n(&stats.dead_lettered),
             errors: n(&stats.errors),
             latency: stats.latency.snapshot(),
@@ -218,7 +220,12 @@ mod tests {
         idle.push(at(t0, 0, 0, 0, &counts));
         assert_eq!(idle.recent(&at(t0, 30, 0, 0, &counts)).p50_ms, None);
         // No history at all: the lifetime counts.
-        assert!(History::default().recent(&at(t0, 0, 0, 0, &slow)).p50_ms.is_some());
+        assert!(
+            History::default()
+                .recent(&at(t0, 0, 0, 0, &slow))
+                .p50_ms
+                .is_some()
+        );
     }
 
     #[test]
@@ -229,6 +236,9 @@ mod tests {
             h.push(at(t0, s, s, 0, &[]));
         }
         assert_eq!(h.samples.len(), KEEP);
-        assert_eq!(h.samples.front().map(|s| s.handled), Some(200 - KEEP as u64));
+        assert_eq!(
+            h.samples.front().map(|s| s.handled),
+            Some(200 - KEEP as u64)
+        );
     }
 }

@@ -54,7 +54,11 @@ pub(crate) enum TopicsError {
 /// comma-separated patterns, percent-decoded and validated.
 pub(crate) fn topics(query: Option<&str>) -> Result<Vec<String>, TopicsError> {
     let mut patterns = Vec::new();
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key != "topics" {
             return Err(TopicsError::Unknown(key.to_owned()));

@@ -11,5 +11,6 @@ pub mod logging;
 pub mod new;
 pub mod run;
 pub mod tap;
+pub mod schema;
 pub mod test;
 pub mod top;

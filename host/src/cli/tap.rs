@@ -2,7 +2,8 @@
 //!
 //! It reads the admin endpoint's `GET /stream?topics=…` (SPEC §15) and
 //! prints each event's JSON as one line, exactly as `run --tap` does,
-//! flushing once per batch read (whatever arrived together). Events the
+//! flushing once per batch read (whatever arrived together). A malformed
+//! pattern is a usage error, found before anything is sent. Events the
 //! host dropped because this reader was slow are reported on stderr. It
 //! ends with the stream: `Ok` when the host ends it (shutdown) or stdout
 //! is closed (`| head`), an error when the host cannot be reached or the
@@ -40,15 +41,19 @@ pub fn parse_line(line: &str) -> Line<'_> {
 
 /// Prints the events matching `patterns` until the stream ends.
 pub fn run(client: &Client, patterns: &[String]) -> Result<(), ClientError> {
+    // A malformed pattern is a usage error, found before anything is sent.
+    for pattern in patterns {
+        crate::topic::Pattern::parse(pattern).map_err(|e| ClientError::Usage(e.to_string()))?;
+    }
     let response = client.event_stream(patterns)?;
     let mut reader = BufReader::with_capacity(64 * 1024, response);
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
     let mut line = String::new();
     loop {
         line.clear();
-        let read = reader.read_line(&mut line).map_err(|e| {
-            ClientError::Failed(format!("the event stream broke off: {e}"))
-        })?;
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|e| ClientError::Failed(format!("the event stream broke off: {e}")))?;
         if read == 0 {
             // The host ended the stream: it is shutting down.
             let _ = out.flush();

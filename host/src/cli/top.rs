@@ -56,7 +56,9 @@ pub fn run(client: &Client, once: bool, interval: Duration) -> Result<(), Client
 /// The whole screen for `overview`: a header line, the table, each
 /// rollout's line, and the cluster's state when there is one.
 pub fn screen(overview: &Value) -> String {
-    let plugins = overview["plugins"].as_array().map_or(&[][..], Vec::as_slice);
+    let plugins = overview["plugins"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
     let mut out = format!(
         "plughost {}  up {}  {}  {} plugins\n",
         overview["version"].as_str().unwrap_or("?"),
@@ -67,8 +69,9 @@ pub fn screen(overview: &Value) -> String {
     out.push_str(&table(plugins));
     out.push_str(&client::rollout_lines(plugins));
     if let Some(cluster) = overview.get("cluster").filter(|c| c.is_object()) {
-        out.push_str(&client::cluster_line(&serde_json::json!({ "cluster": cluster }))
-            .unwrap_or_default());
+        out.push_str(
+            &client::cluster_line(&serde_json::json!({ "cluster": cluster })).unwrap_or_default(),
+        );
     }
     if let Some(kept) = overview["dead_letters"]["kept"].as_u64() {
         out.push_str(&format!("dead letters kept: {kept}\n"));
@@ -183,7 +186,10 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("PLUGIN  STATE    EVENTS/S"), "{t}");
-        assert!(lines[1].starts_with("echo    running      1234       3"), "{t}");
+        assert!(
+            lines[1].starts_with("echo    running      1234       3"),
+            "{t}"
+        );
         assert!(lines[1].contains("120µs"), "{t}");
         assert!(lines[1].contains("1.2ms"), "{t}");
         assert!(lines[2].contains("2.2") && lines[2].contains(" - "), "{t}");
@@ -203,10 +209,16 @@ mod tests {
             "plugins": [plugin("a", 1.0, None, shadow), plugin("g", 1.0, None, gradual)],
             "cluster": null,
         }));
-        assert!(s.starts_with("plughost 0.9.0  up 2m05s  ok  2 plugins\n"), "{s}");
+        assert!(
+            s.starts_with("plughost 0.9.0  up 2m05s  ok  2 plugins\n"),
+            "{s}"
+        );
         assert!(s.contains("running (shadow)"), "{s}");
         assert!(s.contains("running (gradual 20%)"), "{s}");
-        assert!(s.contains("a: rollout shadow 1.0.0 → 1.1.0: 5 compared"), "{s}");
+        assert!(
+            s.contains("a: rollout shadow 1.0.0 → 1.1.0: 5 compared"),
+            "{s}"
+        );
         assert!(s.contains("g: rollout gradual 1.0.0 → 2.0.0 20%"), "{s}");
         assert!(!s.contains("cluster"), "{s}");
     }

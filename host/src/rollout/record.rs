@@ -1,7 +1,8 @@
 //! What the running version did for one event while a shadow candidate
-//! watches (SPEC §13): its publishes and its requests' answers, recorded
-//! on the plugin's own thread as the host carries them out, so the
-//! candidate can be compared with it and replay its requests.
+//! watches (SPEC §13): its publishes, its requests' answers and its clock
+//! readings (`time.now_ms()`), recorded on the plugin's own thread as the
+//! host carries them out, so the candidate can be compared with it and
+//! replay what it got from the outside world.
 
 use std::cell::RefCell;
 
@@ -13,14 +14,25 @@ use crate::services::RequestError;
 /// What one `bus.request` got: the reply's payload, or why none.
 pub(crate) type Answer = Result<Value, RequestError>;
 
+/// What the running version got from the host for one event, each kind in
+/// the order it asked: replayed to a shadow candidate, which would get
+/// other answers from the world (a later clock, another reply).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Replies {
+    /// Each `bus.request`'s answer.
+    pub answers: Vec<Answer>,
+    /// Each `time.now_ms()` reading.
+    pub clock: Vec<i64>,
+}
+
 /// One event's record.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Recording {
     /// Topics and payloads published, in order (still packed: decoding
     /// them is the candidate's thread's work, not the running version's).
     pub publishes: Vec<(String, Payload)>,
-    /// Each `bus.request`'s answer, in order.
-    pub requests: Vec<Answer>,
+    /// What its requests and clock readings got.
+    pub requests: Replies,
 }
 
 thread_local! {
@@ -50,7 +62,23 @@ pub(crate) fn publish(topic: &str, payload: impl FnOnce() -> Payload) {
 pub(crate) fn request(answer: Answer) {
     RECORDING.with(|r| {
         if let Some(rec) = r.borrow_mut().as_mut() {
-            rec.requests.push(answer);
+            rec.requests.answers.push(answer);
+        }
+    });
+}
+
+/// Records a `time.now_ms()` reading, when this thread records.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "called by `Services::now_ms` (services.rs), which lands at the merge"
+    )
+)]
+pub(crate) fn clock(ms: i64) {
+    RECORDING.with(|r| {
+        if let Some(rec) = r.borrow_mut().as_mut() {
+            rec.requests.clock.push(ms);
         }
     });
 }
@@ -78,8 +106,10 @@ mod tests {
             ms: 5,
         };
         request(Err(timeout.clone()));
+        clock(1_714_564_800_123);
         let other = std::thread::spawn(|| {
             publish("b", || json!(2).into());
+            clock(1);
             take()
         });
         assert!(other.join().unwrap().is_none());
@@ -87,7 +117,8 @@ mod tests {
         assert_eq!(rec.publishes.len(), 1);
         assert_eq!(rec.publishes[0].0, "a");
         assert_eq!(rec.publishes[0].1.value(), &json!(1));
-        assert_eq!(rec.requests, [Err(timeout)]);
+        assert_eq!(rec.requests.answers, [Err(timeout)]);
+        assert_eq!(rec.requests.clock, [1_714_564_800_123]);
         assert!(!is_on());
     }
 }

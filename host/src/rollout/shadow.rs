@@ -7,6 +7,7 @@
 //! (counted). The candidate's thread runs it with [`ShadowApi`] as its host:
 //! publishes are captured (checked as real ones are, never reaching the
 //! bus), `bus.request` answers what the running version's same request got,
+//! `time.now_ms()` reads what the running version's clock read,
 //! application functions are refused unless registered shadow-safe, metrics
 //! are dropped, and timers never run. A difference is published as `plughost.plugin.shadow_diff` (the
 //! first 100; the rest are counted).
@@ -24,7 +25,7 @@ use plughost_bindings::{
 use serde_json::{Map, Value};
 
 use super::compare::{Observed, Seen};
-use super::record::Answer;
+use super::record::{Answer, Replies};
 use crate::bus::Bus;
 use crate::catalog::PluginDef;
 use crate::host_events::HostEvent;
@@ -45,8 +46,8 @@ pub struct ShadowItem {
     pub published: Vec<(String, Payload)>,
     /// The running version's outcome.
     pub outcome: Seen,
-    /// The running version's requests' answers, in order.
-    pub requests: Vec<Answer>,
+    /// What the running version's requests and clock readings got, in order.
+    pub requests: Replies,
 }
 
 impl ShadowItem {
@@ -163,6 +164,7 @@ struct Turn {
     published: Vec<(String, Value)>,
     replies: VecDeque<Answer>,
     asked: usize,
+    clock: VecDeque<i64>,
 }
 
 impl ShadowApi {
@@ -185,12 +187,14 @@ impl ShadowApi {
         self.turn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts an event: these are the answers its requests get.
-    fn begin(&self, replies: Vec<Answer>) {
+    /// Starts an event: these are the answers its requests get and the
+    /// readings its clock gives.
+    fn begin(&self, replies: Replies) {
         *self.turn() = Turn {
             published: Vec::new(),
-            replies: replies.into(),
+            replies: replies.answers.into(),
             asked: 0,
+            clock: replies.clock.into(),
         };
     }
 
@@ -240,6 +244,15 @@ impl HostApi for ShadowApi {
 
     fn log(&self, plugin: &PluginInfo, record: LogRecord<'_>) {
         self.services.log(plugin, record);
+    }
+
+    /// The running version's reading for this event, in order; past its
+    /// last (the candidate reads the clock more often), the wall clock.
+    fn now_ms(&self, _plugin: &PluginInfo) -> i64 {
+        self.turn()
+            .clock
+            .pop_front()
+            .unwrap_or_else(plughost_bindings::host_api::wall_clock_ms)
     }
 
     fn metric(
@@ -330,7 +343,7 @@ pub(crate) fn run(
     } = c;
     let spec = def.spec(state);
     let mut plugin = match plughost_bindings::load(&spec, api.clone()).and_then(|mut p| {
-        api.begin(Vec::new());
+        api.begin(Replies::default());
         p.init().map(|()| p)
     }) {
         Ok(p) => p,
@@ -386,7 +399,7 @@ pub(crate) fn run(
             tell(v);
         }
     }
-    api.begin(Vec::new());
+    api.begin(Replies::default());
     if let Err(e) = plugin.shutdown() {
         tracing::debug!(plugin = name, "shadow candidate's shutdown: {e}");
     }
@@ -401,5 +414,50 @@ fn compare_one(plugin: &mut dyn PluginInstance, api: &ShadowApi, item: &ShadowIt
     Observed {
         publishes: api.published(),
         outcome: Seen::of(&result),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plughost_bindings::RuntimeKind;
+
+    use super::*;
+    use crate::functions::Functions;
+
+    fn api() -> ShadowApi {
+        let bus = Arc::new(Bus::new());
+        let metrics = Arc::new(Metrics::off(&bus));
+        ShadowApi::new(
+            Arc::new(Services::new(bus, Functions::default(), metrics)),
+            None,
+        )
+    }
+
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "p".into(),
+            version: "2.0.0".into(),
+            runtime: RuntimeKind::Lua,
+        }
+    }
+
+    #[test]
+    fn the_candidate_reads_the_running_versions_clock() {
+        let api = api();
+        api.begin(Replies {
+            answers: Vec::new(),
+            clock: vec![5, 7],
+        });
+        assert_eq!(api.now_ms(&info()), 5);
+        assert_eq!(api.now_ms(&info()), 7);
+        // Read more often than the running version did: the wall clock.
+        let before = plughost_bindings::host_api::wall_clock_ms();
+        assert!(api.now_ms(&info()) >= before);
+        // The next event starts from its own readings.
+        api.begin(Replies {
+            answers: Vec::new(),
+            clock: vec![11],
+        });
+        assert_eq!(api.now_ms(&info()), 11);
     }
 }

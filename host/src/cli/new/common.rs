@@ -8,6 +8,8 @@ use std::path::Path;
 
 use crate::RuntimeKind;
 
+use super::SchemaLink;
+
 /// `plughost check` for `dir` (no argument for the default `plugins`).
 pub(super) fn check_command(dir: &Path) -> String {
     match dir_argument(dir) {
@@ -38,12 +40,15 @@ pub(super) fn shell_quote(s: &str) -> String {
     }
 }
 
-/// The manifest of plugin `name` for `runtime`: the scaffold's plugin.yaml.
-pub(super) fn manifest(name: &str, runtime: RuntimeKind) -> String {
+/// The manifest of plugin `name` for `runtime`: the scaffold's plugin.yaml,
+/// its first line pointing editors at the JSON Schema at `schema` (a path
+/// relative to the plugin folder).
+pub(super) fn manifest(name: &str, runtime: RuntimeKind, schema: &str) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
         "\
+# yaml-language-server: $schema={schema}
 # {name}: a plughost plugin. Every key a manifest may hold is shown, with a
 # comment, in plugin.yaml.example at the root of the plughost repository
 # (reference: docs/manifest.md).
@@ -173,8 +178,14 @@ pub(super) fn test_expect(name: &str) -> String {
 }
 
 /// The scaffold's README.md: what the plugin does, what to edit, and the
-/// commands to try it, with `plugins_dir` as the user named it.
-pub(super) fn readme(name: &str, runtime: RuntimeKind, plugins_dir: &Path) -> String {
+/// commands to try it, with `plugins_dir` as the user named it; `schema`
+/// says where the manifest's first line points editors.
+pub(super) fn readme(
+    name: &str,
+    runtime: RuntimeKind,
+    plugins_dir: &Path,
+    schema: &SchemaLink,
+) -> String {
     let (language, script, doc) = match runtime {
         RuntimeKind::Lua => ("Lua", "main.lua", "docs/lua.md"),
         RuntimeKind::Rhai => ("Rhai", "main.rhai", "docs/rhai.md"),
@@ -194,6 +205,15 @@ pub(super) fn readme(name: &str, runtime: RuntimeKind, plugins_dir: &Path) -> St
         .unwrap_or_default();
     let check = check_command(plugins_dir);
     let test = test_command(plugins_dir, name);
+    let schema = match schema {
+        SchemaLink::Checkout(path) => {
+            format!("the JSON Schema of the manifest, `{path}`\n  in the plughost checkout")
+        }
+        SchemaLink::Beside => "`plugin.schema.json`, the JSON Schema of the\n  \
+             manifest; after upgrading plughost, refresh it with\n  \
+             `plughost schema plugin > plugin.schema.json`"
+            .to_owned(),
+    };
     let mut out = format!(
         "\
 # {name}
@@ -208,6 +228,8 @@ string is dropped, which dead-letters it.
 
 - `plugin.yaml`: the `description`, the topics in `subscriptions` and
   `publications`, and `config`; uncomment `limits` or `retry` to change them.
+  Its first line points editors with a YAML language server (VS Code's YAML
+  extension) at {schema}, for completion and checks as you type.
 - `{script}`: the hooks. `init` runs once after load (and after each reload),
   `on_event` for each event, `on_config` when only `config` changed, `shutdown`
   before the plugin stops. {optional}
@@ -283,7 +305,7 @@ host runs reloads the plugin.
 #[cfg(test)]
 mod tests {
     use super::super::tests::{rendered, text};
-    use super::super::{SdkDependency, render};
+    use super::super::{SchemaLink, SdkDependency, Surroundings, render};
     use super::*;
     use crate::manifest::{self, Limits, Retry};
 
@@ -367,7 +389,10 @@ mod tests {
             "hello",
             RuntimeKind::Native,
             Path::new("my plugins"),
-            &SdkDependency::Version("0.1".into()),
+            &Surroundings {
+                sdk: SdkDependency::Version("0.1".into()),
+                schema: SchemaLink::Beside,
+            },
         );
         let readme = text(&native, "README.md");
         assert!(

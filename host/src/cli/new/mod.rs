@@ -59,12 +59,40 @@ pub enum NewError {
 /// How the native crate depends on `plughost-sdk`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SdkDependency {
-    /// By path, relative to the plugin folder (`../../bindings/sdk`): the
-    /// folder is inside a plughost checkout.
+    /// By path: relative to the plugin folder (`../../bindings/sdk`) when the
+    /// folder is inside a plughost checkout, else the absolute path of the
+    /// SDK this `plughost` was built from.
     Path(String),
-    /// By version requirement (`0.1`).
+    /// By version requirement (`0.1`): no SDK was found on this machine.
+    /// `plughost-sdk` is not published, so the author must point the line at
+    /// a checkout's `bindings/sdk`; the line's comment and
+    /// [`summary`] say so.
     Version(String),
 }
+
+/// Where the scaffold's manifest finds the JSON Schema of `plugin.yaml`
+/// (its first line, `# yaml-language-server: $schema=…`, names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaLink {
+    /// `schemas/plugin.schema.json` of the enclosing plughost checkout, by a
+    /// path relative to the plugin folder (`../../schemas/plugin.schema.json`).
+    Checkout(String),
+    /// A copy written beside the manifest, `plugin.schema.json` (what
+    /// `plughost schema plugin` prints): the folder is outside a checkout.
+    Beside,
+}
+
+/// What a scaffold points at, which depends on where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Surroundings {
+    /// The native crate's SDK dependency (unused by script plugins).
+    pub sdk: SdkDependency,
+    /// The manifest's schema.
+    pub schema: SchemaLink,
+}
+
+/// The file name of the schema copy a scaffold outside a checkout gets.
+pub const SCHEMA_COPY: &str = "plugin.schema.json";
 
 /// One file of the scaffold: its path relative to the plugin folder, and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,12 +149,13 @@ const RUST_KEYWORDS: &[&str] = &[
 const BUILTIN_CRATES: &[&str] = &["alloc", "core", "proc_macro", "std", "test"];
 /// The files of a new plugin `name` for `runtime`, in the order they are
 /// written. `plugins_dir` is the plugins directory as the user named it,
-/// quoted into the README's commands; `sdk` is used by native plugins only.
+/// quoted into the README's commands; `around` says where the SDK (native
+/// plugins only) and the manifest's schema are.
 pub fn render(
     name: &str,
     runtime: RuntimeKind,
     plugins_dir: &Path,
-    sdk: &SdkDependency,
+    around: &Surroundings,
 ) -> Vec<File> {
     let fill = |template: &str| {
         template
@@ -134,26 +163,31 @@ pub fn render(
             .replace("@Type@", &native::type_name(name))
             .replace("@lib@", &name.replace('-', "_"))
     };
-    let readme = readme(name, runtime, plugins_dir);
+    let readme = readme(name, runtime, plugins_dir, &around.schema);
+    let schema_path = match &around.schema {
+        SchemaLink::Checkout(path) => path.as_str(),
+        SchemaLink::Beside => SCHEMA_COPY,
+    };
+    let manifest = || file("plugin.yaml", manifest(name, runtime, schema_path));
     let tests = [
         file("tests/events.jsonl", test_events(name)),
         file("tests/expect.jsonl", test_expect(name)),
     ];
     let mut files = match runtime {
         RuntimeKind::Lua => vec![
-            file("plugin.yaml", manifest(name, runtime)),
+            manifest(),
             file("main.lua", fill(lua::MAIN_LUA)),
             file("README.md", readme),
         ],
         RuntimeKind::Rhai => vec![
-            file("plugin.yaml", manifest(name, runtime)),
+            manifest(),
             file("main.rhai", fill(rhai::MAIN_RHAI)),
             file("README.md", readme),
         ],
         RuntimeKind::Native => {
-            let dependency = native::sdk_line(sdk);
+            let dependency = native::sdk_line(&around.sdk);
             vec![
-                file("plugin.yaml", manifest(name, runtime)),
+                manifest(),
                 file(
                     "Cargo.toml",
                     fill(native::CARGO_TOML).replace("@dependency@", &dependency),
@@ -164,6 +198,9 @@ pub fn render(
             ]
         }
     };
+    if around.schema == SchemaLink::Beside {
+        files.push(file(SCHEMA_COPY, crate::cli::schema::PLUGIN.to_owned()));
+    }
     files.extend(tests);
     files
 }
@@ -172,22 +209,52 @@ fn file(path: &'static str, text: String) -> File {
     File { path, text }
 }
 
-/// The SDK dependency for a crate in `folder` (an absolute path): by path
-/// when an ancestor of `folder` is a plughost checkout (holds
-/// `bindings/sdk/Cargo.toml` of `plughost-sdk`), else by this host's version.
-pub fn sdk_dependency(folder: &Path) -> SdkDependency {
-    let checkout = folder.ancestors().skip(1).find(|dir| {
-        std::fs::read_to_string(dir.join("bindings/sdk/Cargo.toml"))
+/// What a scaffold in `folder` (an absolute path) points at: inside a
+/// plughost checkout (an ancestor holds `bindings/sdk/Cargo.toml` of
+/// `plughost-sdk`), the checkout's SDK and schema by relative paths;
+/// elsewhere, the SDK this binary was built from (by absolute path) and a
+/// copy of the schema beside the manifest.
+pub fn surroundings(folder: &Path) -> Surroundings {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bindings/sdk");
+    surroundings_with(folder, built_from.canonicalize().ok().as_deref())
+}
+
+/// [`surroundings`], with the SDK the binary was built from given (`None`:
+/// it is gone, or the binary was built elsewhere).
+fn surroundings_with(folder: &Path, built_from: Option<&Path>) -> Surroundings {
+    let is_sdk = |dir: &Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
             .is_ok_and(|text| text.contains("name = \"plughost-sdk\""))
-    });
-    match checkout {
-        Some(root) => SdkDependency::Path(relative_sdk_path(folder, root)),
-        None => SdkDependency::Version(sdk_version_req(env!("CARGO_PKG_VERSION"))),
+    };
+    let checkout = folder
+        .ancestors()
+        .skip(1)
+        .find(|dir| is_sdk(&dir.join("bindings/sdk")));
+    let Some(root) = checkout else {
+        let sdk = match built_from.filter(|dir| is_sdk(dir)) {
+            Some(dir) => SdkDependency::Path(dir.display().to_string()),
+            None => SdkDependency::Version(sdk_version_req(env!("CARGO_PKG_VERSION"))),
+        };
+        return Surroundings {
+            sdk,
+            schema: SchemaLink::Beside,
+        };
+    };
+    let up = relative_root(folder, root);
+    let schema = if root.join("schemas/plugin.schema.json").is_file() {
+        SchemaLink::Checkout(format!("{up}schemas/plugin.schema.json"))
+    } else {
+        SchemaLink::Beside
+    };
+    Surroundings {
+        sdk: SdkDependency::Path(format!("{up}bindings/sdk")),
+        schema,
     }
 }
 
-/// `bindings/sdk` of `root` as seen from `folder`, a folder under `root`.
-fn relative_sdk_path(folder: &Path, root: &Path) -> String {
+/// `root` as seen from `folder`, a folder under `root`: `../../` (empty
+/// when they are the same).
+fn relative_root(folder: &Path, root: &Path) -> String {
     let depth = folder
         .strip_prefix(root)
         .map(|rel| {
@@ -196,7 +263,7 @@ fn relative_sdk_path(folder: &Path, root: &Path) -> String {
                 .count()
         })
         .unwrap_or(0);
-    format!("{}bindings/sdk", "../".repeat(depth))
+    "../".repeat(depth)
 }
 
 /// The requirement cargo reads as "compatible with `version`": `0.1` for
@@ -224,8 +291,8 @@ pub fn create(dir: &Path, name: &str, runtime: RuntimeKind) -> Result<Vec<PathBu
         move |source| NewError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let sdk = match dir.canonicalize() {
-        Ok(abs) => sdk_dependency(&abs.join(name)),
+    let around = match dir.canonicalize() {
+        Ok(abs) => surroundings(&abs.join(name)),
         Err(source) => return Err(io(dir)(source)),
     };
     // `create_dir`, not `create_dir_all`: it fails when the folder appeared
@@ -235,7 +302,7 @@ pub fn create(dir: &Path, name: &str, runtime: RuntimeKind) -> Result<Vec<PathBu
         _ => io(&folder)(e),
     })?;
     let mut written = Vec::new();
-    for f in render(name, runtime, dir, &sdk) {
+    for f in render(name, runtime, dir, &around) {
         let path = folder.join(f.path);
         let result = path
             .parent()
@@ -277,15 +344,18 @@ pub fn summary(dir: &Path, name: &str, runtime: RuntimeKind, written: &[PathBuf]
 mod tests {
     use super::*;
 
-    /// The files of plugin `name` for `runtime`, in `plugins`, with the SDK
-    /// by path.
+    /// The files of plugin `name` for `runtime`, in `plugins` of a
+    /// checkout: the SDK and the schema by relative path.
     pub(super) fn rendered(name: &str, runtime: RuntimeKind) -> Vec<File> {
-        render(
-            name,
-            runtime,
-            Path::new("plugins"),
-            &SdkDependency::Path("../../bindings/sdk".into()),
-        )
+        render(name, runtime, Path::new("plugins"), &in_checkout())
+    }
+
+    /// The surroundings of a plugin in `plugins/` of a checkout.
+    pub(super) fn in_checkout() -> Surroundings {
+        Surroundings {
+            sdk: SdkDependency::Path("../../bindings/sdk".into()),
+            schema: SchemaLink::Checkout("../../schemas/plugin.schema.json".into()),
+        }
     }
 
     /// The text of `path` among `files`.
@@ -326,39 +396,107 @@ mod tests {
     }
 
     #[test]
-    fn sdk_paths_climb_to_the_checkout() {
+    fn paths_climb_to_the_checkout() {
         let root = Path::new("/src/plughost");
-        assert_eq!(
-            relative_sdk_path(&root.join("plugins/hello"), root),
-            "../../bindings/sdk"
-        );
-        assert_eq!(
-            relative_sdk_path(&root.join("hello"), root),
-            "../bindings/sdk"
-        );
+        assert_eq!(relative_root(&root.join("plugins/hello"), root), "../../");
+        assert_eq!(relative_root(&root.join("hello"), root), "../");
         assert_eq!(sdk_version_req("0.1.0"), "0.1");
         assert_eq!(sdk_version_req("1.4.2"), "1");
     }
 
-    #[test]
-    fn the_sdk_is_found_by_path_inside_a_checkout_only() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        let folder = root.join("plugins/deep/hello");
-        assert_eq!(
-            sdk_dependency(&folder),
-            SdkDependency::Version(sdk_version_req(env!("CARGO_PKG_VERSION")))
-        );
-        std::fs::create_dir_all(root.join("bindings/sdk")).unwrap();
+    /// Writes a `plughost-sdk` crate manifest into `dir`.
+    fn fake_sdk(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
-            root.join("bindings/sdk/Cargo.toml"),
+            dir.join("Cargo.toml"),
             "[package]\nname = \"plughost-sdk\"\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn inside_a_checkout_the_sdk_and_schema_are_found_by_relative_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let folder = root.join("plugins/deep/hello");
+        fake_sdk(&root.join("bindings/sdk"));
+        let elsewhere = root.join("elsewhere/sdk");
+        fake_sdk(&elsewhere);
+        // A checkout without schemas/ (an older one): the schema goes beside.
         assert_eq!(
-            sdk_dependency(&folder),
-            SdkDependency::Path("../../../bindings/sdk".into())
+            surroundings_with(&folder, Some(&elsewhere)),
+            Surroundings {
+                sdk: SdkDependency::Path("../../../bindings/sdk".into()),
+                schema: SchemaLink::Beside,
+            }
         );
+        std::fs::create_dir_all(root.join("schemas")).unwrap();
+        std::fs::write(root.join("schemas/plugin.schema.json"), "{}").unwrap();
+        assert_eq!(
+            surroundings_with(&folder, Some(&elsewhere)),
+            Surroundings {
+                sdk: SdkDependency::Path("../../../bindings/sdk".into()),
+                schema: SchemaLink::Checkout("../../../schemas/plugin.schema.json".into()),
+            }
+        );
+    }
+
+    /// Outside a checkout: the SDK the binary was built from, by absolute
+    /// path, while it is there; else a version, which the author must
+    /// replace (the SDK is not published).
+    #[test]
+    fn outside_a_checkout_the_sdk_is_the_one_the_binary_was_built_from() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let folder = root.join("plugins/hello");
+        let built_from = root.join("src/plughost/bindings/sdk");
+        assert_eq!(
+            surroundings_with(&folder, Some(&built_from)),
+            Surroundings {
+                sdk: SdkDependency::Version(sdk_version_req(env!("CARGO_PKG_VERSION"))),
+                schema: SchemaLink::Beside,
+            }
+        );
+        fake_sdk(&built_from);
+        assert_eq!(
+            surroundings_with(&folder, Some(&built_from)).sdk,
+            SdkDependency::Path(built_from.display().to_string())
+        );
+        assert_eq!(
+            surroundings_with(&folder, None).sdk,
+            SdkDependency::Version(sdk_version_req(env!("CARGO_PKG_VERSION")))
+        );
+        // This binary's own: the checkout it was built in.
+        let ours = surroundings(&folder);
+        let SdkDependency::Path(path) = ours.sdk else {
+            panic!("{ours:?}")
+        };
+        assert!(Path::new(&path).join("src/lib.rs").is_file(), "{path}");
+    }
+
+    #[test]
+    fn a_scaffold_outside_a_checkout_gets_the_schema_beside_its_manifest() {
+        let around = Surroundings {
+            sdk: SdkDependency::Version("0.1".into()),
+            schema: SchemaLink::Beside,
+        };
+        for runtime in RuntimeKind::ALL {
+            let files = render("hello", runtime, Path::new("plugins"), &around);
+            assert_eq!(text(&files, SCHEMA_COPY), crate::cli::schema::PLUGIN);
+            assert!(
+                text(&files, "plugin.yaml")
+                    .starts_with("# yaml-language-server: $schema=plugin.schema.json\n"),
+                "{runtime}"
+            );
+            let inside = rendered("hello", runtime);
+            assert!(inside.iter().all(|f| f.path != SCHEMA_COPY), "{runtime}");
+            assert!(
+                text(&inside, "plugin.yaml").starts_with(
+                    "# yaml-language-server: $schema=../../schemas/plugin.schema.json\n"
+                ),
+                "{runtime}"
+            );
+        }
     }
 
     #[test]
@@ -426,12 +564,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("plugins");
         let written = create(&dir, "hello", RuntimeKind::Lua).unwrap();
+        // Outside a checkout: the manifest's schema is written beside it.
         assert_eq!(
             written,
             [
                 "plugin.yaml",
                 "main.lua",
                 "README.md",
+                SCHEMA_COPY,
                 "tests/events.jsonl",
                 "tests/expect.jsonl"
             ]

@@ -42,12 +42,26 @@ pub(super) fn type_name(name: &str) -> String {
     out
 }
 
-/// The `plughost-sdk` line of `Cargo.toml`'s `[dependencies]`.
+/// The `plughost-sdk` line of `Cargo.toml`'s `[dependencies]`; a version
+/// comes with a comment saying how to point it at an SDK, since
+/// `plughost-sdk` is not published.
 pub(super) fn sdk_line(sdk: &SdkDependency) -> String {
     match sdk {
-        SdkDependency::Path(p) => format!("plughost-sdk = {{ path = \"{p}\" }}"),
-        SdkDependency::Version(v) => format!("plughost-sdk = \"{v}\""),
+        SdkDependency::Path(p) => format!("plughost-sdk = {{ path = {} }}", toml_string(p)),
+        SdkDependency::Version(v) => format!(
+            "# No plughost checkout was found on this machine, and plughost-sdk is not on\n\
+             # crates.io: replace this line with the path to `bindings/sdk` of the\n\
+             # plughost checkout your plughost was built from, e.g.\n\
+             # plughost-sdk = {{ path = \"/src/plughost/bindings/sdk\" }}\n\
+             plughost-sdk = \"{v}\""
+        ),
     }
+}
+
+/// `s` as a TOML basic string: quoted, with `\\` and `"` escaped (a Windows
+/// path has backslashes).
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// `Cargo.toml`.
@@ -176,7 +190,7 @@ mod tests {
     use std::path::Path;
 
     use super::super::tests::{rendered, text};
-    use super::super::{SdkDependency, render};
+    use super::super::{SchemaLink, SdkDependency, Surroundings, render};
     use super::*;
     use crate::RuntimeKind;
 
@@ -210,8 +224,20 @@ mod tests {
             "word-count",
             RuntimeKind::Native,
             Path::new("plugins"),
-            &SdkDependency::Version("0.1".into()),
+            &Surroundings {
+                sdk: SdkDependency::Version("0.1".into()),
+                schema: SchemaLink::Beside,
+            },
         );
-        assert!(text(&by_version, "Cargo.toml").contains("\nplughost-sdk = \"0.1\"\n"));
+        let cargo = text(&by_version, "Cargo.toml");
+        assert!(cargo.contains("\nplughost-sdk = \"0.1\"\n"), "{cargo}");
+        assert!(
+            cargo.contains("plughost-sdk is not on\n# crates.io"),
+            "{cargo}"
+        );
+        assert_eq!(
+            sdk_line(&SdkDependency::Path(r"C:\p\sdk".into())),
+            r#"plughost-sdk = { path = "C:\\p\\sdk" }"#
+        );
     }
 }

@@ -331,32 +331,6 @@ function renderDeadLetters(dl) {
   $("no-dead-letters").hidden = recent.length > 0;
 }
 
-/** How many dead letters the page lists. */
-const RECENT_DEAD_LETTERS = 20;
-let deadLettersAsked = false;
-
-/**
- * For an overview without its `dead_letters` field: reads `GET /dead_letters`
- * (oldest first) and shows the newest, one request at a time.
- */
-async function fetchDeadLetters() {
-  if (deadLettersAsked) return;
-  deadLettersAsked = true;
-  try {
-    const r = await fetch("/dead_letters", { headers: authHeaders(), cache: "no-store" });
-    if (r.ok) {
-      const all = await r.json();
-      if (Array.isArray(all)) {
-        renderDeadLetters({ kept: all.length, recent: all.slice(-RECENT_DEAD_LETTERS).reverse() });
-      }
-    }
-  } catch (_) {
-    // The feed's own reconnection says when the host is away.
-  } finally {
-    deadLettersAsked = false;
-  }
-}
-
 // ---- the header ----------------------------------------------------------
 
 function renderCluster(cluster) {
@@ -385,8 +359,7 @@ function render(o) {
   renderCluster(o.cluster);
   renderPlugins(plugins);
   renderRollouts(plugins);
-  if (o.dead_letters) renderDeadLetters(o.dead_letters);
-  else fetchDeadLetters();
+  renderDeadLetters(o.dead_letters);
   document.title = "plughost · " + (o.status === "ok" ? plugins.length + " plugins" : o.status);
 }
 

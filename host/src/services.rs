@@ -280,6 +280,13 @@ impl Services {
 }
 
 impl HostApi for Services {
+    /// The wall clock, recorded for a shadow candidate when one watches.
+    fn now_ms(&self, _plugin: &PluginInfo) -> i64 {
+        let ms = plughost_bindings::host_api::wall_clock_ms();
+        crate::rollout::record::clock(ms);
+        ms
+    }
+
     fn publish(
         &self,
         plugin: &PluginInfo,

@@ -106,7 +106,10 @@ fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
     let overview = request(port, "GET", "/overview", &[], b"");
     assert_eq!(overview.status, 200, "{overview:?}");
     let shown = &overview.body["dead_letters"];
-    assert_eq!((shown["kept"].clone(), shown["total"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (shown["kept"].clone(), shown["total"].clone()),
+        (json!(1), json!(1))
+    );
     assert_eq!(shown["recent"], json!(kept), "{shown}");
     assert!(letters(port, "?plugin=watcher").is_empty());
 

@@ -14,6 +14,7 @@ behaviours!(
     nested_quantifiers_answer_in_linear_time,
     a_loop_of_regex_replace_is_stopped_by_the_time_limit,
     decoding_a_huge_document_hits_the_memory_limit,
+    a_shadow_candidate_reads_the_running_versions_clock,
 );
 
 /// A plugin `p` subscribed to `in` with `limits`, running `src`.
@@ -363,4 +364,75 @@ fn decoding_a_huge_document_hits_the_memory_limit(rt: Runtime) {
         vec![json!({"kind": "ok"})],
         "{run}"
     );
+}
+
+const CLOCK: Src = Src {
+    lua: r#"
+function on_event(e)
+  -- Reads until the clock moves: a candidate reading its own clock,
+  -- later, could never publish the same `at`.
+  local at = time.now_ms()
+  while time.now_ms() == at do end
+  bus.publish("out", { n = e.payload.n, at = at })
+end
+"#,
+    rhai: r#"
+fn on_event(e) {
+  // Reads until the clock moves: a candidate reading its own clock,
+  // later, could never publish the same `at`.
+  let at = time::now_ms();
+  while time::now_ms() == at {}
+  bus::publish("out", #{ n: e.payload.n, at: at });
+}
+"#,
+    native: None,
+};
+
+/// A shadow candidate's `time.now_ms()` reads what the running version's
+/// read for the same event, so a plugin publishing the time is promoted
+/// rather than found to differ.
+fn a_shadow_candidate_reads_the_running_versions_clock(rt: Runtime) {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use plughost::Host;
+
+    let limit = Duration::from_secs(20);
+    let fx = Fixture::new();
+    let manifest = |version: &str, rollout: &str| {
+        format!("name: clock\nversion: {version}\nsubscriptions: [in]\n{rollout}")
+    };
+    fx.file(&format!("clock/{}", rt.entry()), CLOCK.get(rt));
+    fx.file("clock/plugin.yaml", &manifest("1.0.0", ""));
+    crate::support::tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut out = host.subscribe("out").unwrap();
+        let mut events = host.subscribe_all(&["plughost.plugin.*"]).unwrap();
+        host.start().await;
+        let rollout = "rollout:\n  strategy: shadow\n  promote_after: 5\n";
+        fx.file("clock/plugin.yaml", &manifest("2.0.0", rollout));
+        host.reload_plugin("clock").await.expect("running");
+        for n in 0..5 {
+            host.publish("in", json!({ "n": n })).await.unwrap();
+            tokio::time::timeout(limit, out.next())
+                .await
+                .expect("an output");
+        }
+        let verdict = loop {
+            let e = tokio::time::timeout(limit, events.next())
+                .await
+                .expect("a verdict")
+                .expect("stream open");
+            if e.topic == "plughost.plugin.promoted" || e.topic == "plughost.plugin.shadow_diff" {
+                break e;
+            }
+        };
+        assert_eq!(
+            verdict.topic,
+            "plughost.plugin.promoted",
+            "{:?}",
+            verdict.payload.value()
+        );
+        host.shutdown(Duration::from_secs(10)).await;
+    });
 }

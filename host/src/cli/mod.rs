@@ -10,7 +10,7 @@ pub mod list;
 pub mod logging;
 pub mod new;
 pub mod run;
-pub mod tap;
 pub mod schema;
+pub mod tap;
 pub mod test;
 pub mod top;

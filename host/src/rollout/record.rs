@@ -68,13 +68,6 @@ pub(crate) fn request(answer: Answer) {
 }
 
 /// Records a `time.now_ms()` reading, when this thread records.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "called by `Services::now_ms` (services.rs), which lands at the merge"
-    )
-)]
 pub(crate) fn clock(ms: i64) {
     RECORDING.with(|r| {
         if let Some(rec) = r.borrow_mut().as_mut() {

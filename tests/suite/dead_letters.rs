@@ -111,6 +111,12 @@ fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
         (json!(1), json!(1))
     );
     assert_eq!(shown["recent"], json!(kept), "{shown}");
+    let picky = overview.body["plugins"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "picky"))
+        .expect("picky in the overview");
+    let last = picky["last_error"].as_str().unwrap_or_default();
+    assert!(last.contains("cannot handle 7"), "{picky}");
     assert!(letters(port, "?plugin=watcher").is_empty());
 
     let table = cli(port, &["list"]);

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -27,37 +27,49 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
-/// Refuses (401) a request without `Authorization: Bearer TOKEN` when a token is set.
+/// Whether `headers` carry `Authorization: Bearer TOKEN` with `token`; only
+/// the bearer scheme counts.
+pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// Refuses (401) a request without `Authorization: Bearer TOKEN` when a
+/// token is set: with JSON, or for the dashboard (`GET /`) with the page
+/// that asks for the token (SPEC §15).
 pub(crate) async fn require_token(
     State(state): State<Arc<super::State>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = &state.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
-        if !ok {
-            let mut response =
-                ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-                    .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
-        }
+    if let Some(token) = &state.token
+        && !bearer_matches(request.headers(), token)
+    {
+        let page =
+            request.uri().path() == "/" && matches!(*request.method(), Method::GET | Method::HEAD);
+        let mut response = if page {
+            super::dashboard::sign_in_page()
+        } else {
+            ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response()
+        };
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
     }
     next.run(request).await
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{constant_time_eq, token_from};
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::{bearer_matches, constant_time_eq, token_from};
 
     #[test]
     fn a_blank_value_is_no_token() {
@@ -73,5 +85,20 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secre"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_with_the_token_counts() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            h
+        };
+        assert!(bearer_matches(&with("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(&with("Bearer s3cret  "), "s3cret"));
+        assert!(!bearer_matches(&with("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(&with("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(&with("s3cret"), "s3cret"));
+        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
     }
 }

@@ -10,15 +10,12 @@
 //! inline script and style (by SHA-256), same-origin `fetch` and nothing
 //! else, so a page cannot be framed, load a remote asset or post a form.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-
-use super::auth::constant_time_eq;
 
 /// The dashboard's HTML, with `/*STYLE*/` and `/*SCRIPT*/` to fill.
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
@@ -79,17 +76,6 @@ fn policy(scripts: &[&str], styles: &[&str]) -> String {
     )
 }
 
-/// Whether `headers` carry `Authorization: Bearer TOKEN` with the host's
-/// token, as the admin middleware reads it (`admin::auth`).
-fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
-}
-
 /// `body` as an HTML answer with `status` and the page's security headers.
 fn html(status: StatusCode, body: &'static str) -> Response {
     let mut response = (status, body).into_response();
@@ -114,21 +100,14 @@ fn html(status: StatusCode, body: &'static str) -> Response {
     response
 }
 
-/// `GET /`: the dashboard, or (a token set, none valid given) the 401
-/// sign-in page. This route checks the token itself, with the same rule as
-/// the admin middleware, so that its refusal is a page and not JSON.
-pub(super) async fn page(State(state): State<Arc<super::State>>, headers: HeaderMap) -> Response {
-    let pages: &'static Pages = &PAGES;
-    match &state.token {
-        Some(token) if !bearer_matches(&headers, token) => {
-            let mut response = html(StatusCode::UNAUTHORIZED, &pages.login);
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-        _ => html(StatusCode::OK, &pages.dashboard),
-    }
+/// `GET /`: the dashboard (the token, when set, was checked on the way).
+pub(super) async fn page() -> Response {
+    html(StatusCode::OK, &PAGES.dashboard)
+}
+
+/// The 401 sign-in page the token check answers `GET /` with (SPEC §15).
+pub(super) fn sign_in_page() -> Response {
+    html(StatusCode::UNAUTHORIZED, &PAGES.login)
 }
 
 #[cfg(test)]
@@ -184,20 +163,5 @@ mod tests {
             assert!(!page.contains("insertAdjacentHTML") && !page.contains("eval("));
         }
         assert!(!PAGES.dashboard.contains("EventSource"));
-    }
-
-    #[test]
-    fn only_the_bearer_scheme_with_the_token_counts() {
-        let with = |value: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-            h
-        };
-        assert!(bearer_matches(&with("Bearer s3cret"), "s3cret"));
-        assert!(bearer_matches(&with("Bearer s3cret  "), "s3cret"));
-        assert!(!bearer_matches(&with("Bearer s3cre"), "s3cret"));
-        assert!(!bearer_matches(&with("Basic s3cret"), "s3cret"));
-        assert!(!bearer_matches(&with("s3cret"), "s3cret"));
-        assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
     }
 }

@@ -1,4 +1,5 @@
-//! The admin endpoint (SPEC §10): a small HTTP API on the running host.
+//! The admin endpoint (SPEC §10, §15): a small HTTP API on the running host,
+//! and the dashboard at `GET /`.
 //!
 //! `GET /health`, `GET /plugins`, `GET /plugins/{name}`,
 //! `POST /plugins/{name}/enable|disable|reload` (`?persist=true` writes an

@@ -123,7 +123,12 @@ fn plugin(state: &AdminState, name: &str) -> Option<Value> {
         "p50_ms": recent.as_ref().and_then(|r| r.p50_ms).map(round),
         "p99_ms": recent.as_ref().and_then(|r| r.p99_ms).map(round),
         "restarts": d["restarts"],
-        "last_error": d["last_error"],
+        // A start or reload error first, else what the last dead letter said.
+        "last_error": if d["last_error"].is_null() {
+            d["last_dead_letter"]["error"].clone()
+        } else {
+            d["last_error"].clone()
+        },
         "last_reload": last_reload,
         "rollout": d["rollout"],
     }))

@@ -26,6 +26,7 @@ pub(super) type Shared = Arc<AdminState>;
 
 pub(crate) fn router(state: Shared) -> Router {
     Router::new()
+        .route("/", get(super::dashboard::page))
         .route("/health", get(health))
         .route("/plugins", get(plugins))
         .route("/plugins/{name}", get(plugin))
@@ -51,8 +52,6 @@ pub(crate) fn router(state: Shared) -> Router {
             state.clone(),
             super::auth::require_token,
         ))
-        // After the token layer: `GET /` checks the token itself, refusing with a sign-in page.
-        .route("/", get(super::dashboard::page))
         .layer(axum::middleware::from_fn(
             super::extract::limit_declared_length,
         ))

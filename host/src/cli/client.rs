@@ -190,7 +190,16 @@ impl Client {
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, ClientError> {
-        let mut request = request;
+        let text = self.dispatch(request)?.text().unwrap_or_default();
+        Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends `request` with the bearer token; a success status is the
+    /// response, to read, and an error status the host's JSON error.
+    fn dispatch(
+        &self,
+        mut request: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -202,11 +211,11 @@ impl Client {
             ))
         })?;
         let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
         let text = response.text().unwrap_or_default();
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status.is_success() {
-            return Ok(body);
-        }
         let message = body["error"]
             .as_str()
             .map_or_else(|| body.to_string(), str::to_owned);
@@ -242,30 +251,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::Failed(format!("cannot make an HTTP client: {e}")))?;
-        let mut request = http.get(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().map_err(|e| {
-            ClientError::Failed(format!(
-                "cannot reach the admin endpoint at {}: {}",
-                self.base,
-                root_cause(&e)
-            ))
-        })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let text = response.text().unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        let message = body["error"]
-            .as_str()
-            .map_or_else(|| body.to_string(), str::to_owned);
-        Err(ClientError::Failed(format!(
-            "{message} (HTTP {})",
-            status.as_u16()
-        )))
+        self.dispatch(http.get(format!("{}{path}", self.base)))
     }
 }
 
@@ -295,20 +281,7 @@ pub fn status_table(plugins: &[Value]) -> String {
             text(&p["counts"]["dead_lettered"]),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::table::aligned(&rows, usize::MAX)
 }
 
 /// The cluster's line under `plughost status`'s table, from `GET /health`'s

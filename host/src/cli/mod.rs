@@ -11,6 +11,7 @@ pub mod logging;
 pub mod new;
 pub mod run;
 pub mod schema;
+pub mod table;
 pub mod tap;
 pub mod test;
 pub mod top;

@@ -103,27 +103,7 @@ pub fn table(plugins: &[Value]) -> String {
             int("restarts"),
         ]);
     }
-    let widths: Vec<usize> = (0..HEAD.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i < 2 {
-                    format!("{cell:<w$}")
-                } else {
-                    format!("{cell:>w$}")
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::table::aligned(&rows, 2)
 }
 
 /// A rollout in short, for the state column: `shadow` or `gradual N%`.

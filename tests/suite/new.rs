@@ -19,7 +19,7 @@ use crate::support::{Run, ev, run_binary};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// `plughost new NAME --runtime RUNTIME --dir DIR`.
-fn new_plugin(dir: &Path, name: &str, runtime: &str) -> Run {
+pub(crate) fn new_plugin(dir: &Path, name: &str, runtime: &str) -> Run {
     run_binary(
         &[
             "new",

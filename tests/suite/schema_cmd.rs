@@ -129,17 +129,7 @@ fn the_bundled_manifests_follow_the_schema_and_name_it() {
 
 /// `plughost new NAME --runtime RUNTIME --dir DIR`, checked to succeed.
 fn scaffold(dir: &Path, name: &str, runtime: &str) -> PathBuf {
-    let run = run_binary(
-        &[
-            "new",
-            name,
-            "--runtime",
-            runtime,
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        None,
-    );
+    let run = crate::new::new_plugin(dir, name, runtime);
     run.expect_code(0);
     dir.join(name)
 }

@@ -54,7 +54,7 @@ pub struct ClusterConfig {
     pub creds: Option<PathBuf>,
     /// TLS files, for `tls://` servers or client certificates.
     pub tls: Option<TlsConfig>,
-    /// Stored delivery (validated; not used yet).
+    /// Stored delivery: the topics kept in a JetStream stream.
     pub jetstream: Option<JetStreamConfig>,
 }
 
@@ -87,7 +87,8 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
 }
 
-/// `cluster.jetstream:`: the topics stored in a stream (a later step uses it).
+/// `cluster.jetstream:`: the topics stored in a JetStream stream, delivered
+/// from durable consumers (see `cluster::groups`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JetStreamConfig {
     /// The stream's name.

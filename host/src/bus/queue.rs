@@ -476,10 +476,9 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        let waited = rt.block_on(tokio::time::timeout(
-            Duration::from_millis(20),
-            q.push_async(ev(2)),
-        ));
+        let waited = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(20), q.push_async(ev(2))).await
+        });
         assert!(waited.is_err(), "the queue was full: {waited:?}");
         assert_eq!(q.lock().producers_waiting, 0);
         assert_eq!(q.len(), 1);

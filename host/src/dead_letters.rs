@@ -133,21 +133,32 @@ impl DeadLetter {
     }
 
     /// Appends the letter as `GET /dead_letters` answers it, as JSON
-    /// text: `{"event": <the original event>, "id", "plugin", "error",
-    /// "attempts", "at", "truncated"}`. The event is written from its
-    /// packed payload straight to text: no JSON tree is built, and none
-    /// decoded into the store.
+    /// text: `{"at", "attempts", "error", "event", "id", "plugin",
+    /// "truncated"}` (keys in order, as `serde_json` writes a map), `event`
+    /// the original event. The event is written from its packed payload
+    /// straight to text: no JSON tree is built, and none decoded into the
+    /// store.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"event\":");
-        crate::json::write_event(&self.event, out);
-        if let Value::Object(fields) = self.fields() {
-            for (key, value) in &fields {
+        let Value::Object(fields) = self.fields() else {
+            unreachable!("the fields are an object")
+        };
+        let mut event = Some(&self.event);
+        out.push(b'{');
+        for (i, (key, value)) in fields.iter().enumerate() {
+            if i > 0 {
                 out.push(b',');
-                // Writing a string or a small JSON value cannot fail.
-                let _ = serde_json::to_writer(&mut *out, key);
-                out.push(b':');
-                let _ = serde_json::to_writer(&mut *out, value);
             }
+            if key.as_str() > "event"
+                && let Some(event) = event.take()
+            {
+                out.extend_from_slice(b"\"event\":");
+                crate::json::write_event(event, out);
+                out.push(b',');
+            }
+            // Writing a string or a small JSON value cannot fail.
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, value);
         }
         out.push(b'}');
     }
@@ -550,6 +561,18 @@ mod tests {
         assert!(l.event.payload.packed().is_some());
         assert!(j["at"].as_str().is_some_and(|s| s.ends_with('Z')), "{j}");
         assert_eq!(j.as_object().map(|o| o.len()), Some(7), "{j}");
+        // The keys in the order a JSON tree of the letter writes them, the
+        // event as `--tap` prints it.
+        let mut text = Vec::new();
+        l.write_json(&mut text);
+        let mut event = Vec::new();
+        crate::json::write_event(&l.event, &mut event);
+        let expected = format!(
+            r#"{{"at":{},"attempts":3,"error":"p/main.lua:2:1: boom","event":{},"id":"dl1","plugin":"p","truncated":false}}"#,
+            j["at"],
+            String::from_utf8(event).unwrap()
+        );
+        assert_eq!(String::from_utf8(text).unwrap(), expected);
     }
 
     #[test]

@@ -132,17 +132,52 @@ impl DeadLetter {
         self.bytes
     }
 
-    /// The letter as `GET /dead_letters` answers it.
-    pub fn to_json(&self) -> Value {
-        // Written from the packed payload: reading it as a value would
-        // keep a decoded copy in the store.
-        let mut text = Vec::new();
-        crate::json::write_event(&self.event, &mut text);
-        let event: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+    /// Appends the letter as `GET /dead_letters` answers it, as JSON
+    /// text: `{"at", "attempts", "error", "event", "id", "plugin",
+    /// "truncated"}` (keys in order, as `serde_json` writes a map), `event`
+    /// the original event. The event is written from its packed payload
+    /// straight to text: no JSON tree is built, and none decoded into the
+    /// store.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let Value::Object(fields) = self.fields() else {
+            unreachable!("the fields are an object")
+        };
+        let mut event = Some(&self.event);
+        out.push(b'{');
+        for (i, (key, value)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            if key.as_str() > "event"
+                && let Some(event) = event.take()
+            {
+                out.extend_from_slice(b"\"event\":");
+                crate::json::write_event(event, out);
+                out.push(b',');
+            }
+            // Writing a string or a small JSON value cannot fail.
+            let _ = serde_json::to_writer(&mut *out, key);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, value);
+        }
+        out.push(b'}');
+    }
+
+    /// The letter without its event's payload, as the overview shows it:
+    /// `id`, `plugin`, `topic` and `event_id` (the original event's),
+    /// `error`, `attempts`, `at`, `truncated`.
+    pub fn summary(&self) -> Value {
+        let mut summary = self.fields();
+        summary["topic"] = json!(self.event.topic);
+        summary["event_id"] = json!(self.event.id);
+        summary
+    }
+
+    /// Every field but the event.
+    fn fields(&self) -> Value {
         json!({
             "id": self.id,
             "plugin": self.plugin,
-            "event": event,
             "error": self.error,
             "attempts": self.attempts,
             "at": humantime::format_rfc3339_millis(self.at).to_string(),
@@ -369,6 +404,12 @@ mod tests {
         DeadLetter::new(id, plugin, &event(payload), 1, "boom")
     }
 
+    fn as_json(letter: &DeadLetter) -> Value {
+        let mut text = Vec::new();
+        letter.write_json(&mut text);
+        serde_json::from_slice(&text).expect("valid JSON")
+    }
+
     fn ids(store: &Store) -> Vec<String> {
         store.list(None).iter().map(|l| l.id.clone()).collect()
     }
@@ -437,7 +478,7 @@ mod tests {
         assert_eq!(kept.len(), TRUNCATED_PREFIX);
         assert!(kept.starts_with("{\"blob\":\"zzz"), "{}", &kept[..20]);
         assert!(l.size() < 2 * TRUNCATED_PREFIX);
-        assert_eq!(l.to_json()["truncated"], true);
+        assert_eq!(as_json(&l)["truncated"], true);
 
         // Exactly 1 MiB of JSON is kept whole.
         let exact = "a".repeat(MAX_EVENT_BYTES - 2);
@@ -508,7 +549,7 @@ mod tests {
             3,
             "p/main.lua:2:1: boom",
         );
-        let j = l.to_json();
+        let j = as_json(&l);
         assert_eq!(j["id"], "dl1");
         assert_eq!(j["plugin"], "p");
         assert_eq!(j["event"]["topic"], "orders.created");
@@ -519,5 +560,31 @@ mod tests {
         // Kept packed, and listing it decodes nothing into the store.
         assert!(l.event.payload.packed().is_some());
         assert!(j["at"].as_str().is_some_and(|s| s.ends_with('Z')), "{j}");
+        assert_eq!(j.as_object().map(|o| o.len()), Some(7), "{j}");
+        // The keys in the order a JSON tree of the letter writes them, the
+        // event as `--tap` prints it.
+        let mut text = Vec::new();
+        l.write_json(&mut text);
+        let mut event = Vec::new();
+        crate::json::write_event(&l.event, &mut event);
+        let expected = format!(
+            r#"{{"at":{},"attempts":3,"error":"p/main.lua:2:1: boom","event":{},"id":"dl1","plugin":"p","truncated":false}}"#,
+            j["at"],
+            String::from_utf8(event).unwrap()
+        );
+        assert_eq!(String::from_utf8(text).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_summary_is_the_letter_without_its_payload() {
+        let event = event(json!({"blob": "x".repeat(1000)}));
+        let l = DeadLetter::new("dl1", "p", &event, 2, "boom");
+        let mut expected = as_json(&l);
+        let fields = expected.as_object_mut().unwrap();
+        fields.remove("event");
+        fields.insert("topic".into(), json!("orders.created"));
+        fields.insert("event_id".into(), json!(event.id));
+        assert_eq!(l.summary(), expected);
+        assert!(l.summary().to_string().len() < 300, "{}", l.summary());
     }
 }

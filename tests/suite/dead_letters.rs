@@ -110,7 +110,21 @@ fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
         (shown["kept"].clone(), shown["total"].clone()),
         (json!(1), json!(1))
     );
-    assert_eq!(shown["recent"], json!(kept), "{shown}");
+    // Each summed up without the payload: the overview is resent every second.
+    assert_eq!(
+        shown["recent"],
+        json!([{
+            "id": letter_id,
+            "plugin": "picky",
+            "topic": "orders.created",
+            "event_id": event_id,
+            "error": l["error"],
+            "attempts": 1,
+            "at": l["at"],
+            "truncated": false,
+        }]),
+        "{shown}"
+    );
     let picky = overview.body["plugins"]
         .as_array()
         .and_then(|all| all.iter().find(|p| p["name"] == "picky"))
@@ -150,8 +164,12 @@ fn a_fixed_plugin_takes_its_dead_letter_again_and_alone() {
         e["topic"] == "fixed.orders"
     });
     assert_eq!(fixed["payload"], json!({"id": event_id, "n": 7}));
-    // Anything the replay would have sent elsewhere has had time to show.
-    live.read_for(Duration::from_millis(300));
+    // Anything the replay would have sent elsewhere shows before an event
+    // published after it: events to one plugin (and to the tap) keep their order.
+    let sentinel = publish(port, "orders.created", json!({"n": 8}));
+    live.wait_for("the watcher's handling of the event after", |e| {
+        e["topic"] == "seen.by_watcher" && e["payload"]["id"] == sentinel.as_str()
+    });
     let events = live.events();
     let seen = |topic: &str, id_at: &dyn Fn(&Value) -> &Value| {
         events
@@ -429,5 +447,72 @@ fn an_application_lists_and_replays_through_the_host() {
             host.replay_dead_letter(&any.id).await,
             Err(ReplayError::ShuttingDown)
         );
+    });
+}
+
+/// Fails an event asking to, else busy-waits `hold` ms.
+const HOLDING: &str = r#"
+function on_event(e)
+  if e.payload.fail then error('cannot handle') end
+  local t = time.now_ms()
+  while time.now_ms() - t < e.payload.hold do end
+end
+"#;
+
+/// A replay or a publish waiting for room in a full `block` queue whose
+/// caller gives up (a dropped future, as an HTTP client that hangs up):
+/// the letter stays kept, and nothing is left counted pending, so the host
+/// goes idle and drains at once.
+#[test]
+fn a_replay_or_publish_given_up_while_waiting_keeps_the_letter_and_leaks_nothing() {
+    use futures::StreamExt;
+    use plughost::Host;
+
+    let fx = Fixture::new();
+    fx.plugin(
+        Runtime::Lua,
+        "slow",
+        &format!(
+            "subscriptions: [work.*]\nlimits:\n  queue: 1\n  overflow: block\n  event_timeout_ms: 20000\n{NEVER_SUSPENDED}"
+        ),
+        HOLDING,
+    );
+    crate::support::tokio_rt().block_on(async {
+        let host = Host::builder().plugins_dir(fx.path()).build().unwrap();
+        let mut letters_seen = host.subscribe("plughost.dead_letter").unwrap();
+        host.start().await;
+        host.publish("work.item", json!({"fail": true}))
+            .await
+            .unwrap();
+        tokio::time::timeout(crate::live::LIMIT, letters_seen.next())
+            .await
+            .expect("a dead letter in time")
+            .expect("stream open");
+        let id = host.dead_letters().list(None)[0].id.clone();
+
+        // One event being handled for 1.5 s, one filling the queue.
+        host.publish("work.item", json!({"hold": 1500}))
+            .await
+            .unwrap();
+        host.publish("work.item", json!({"hold": 0})).await.unwrap();
+        let short = Duration::from_millis(200);
+        let replay = tokio::time::timeout(short, host.replay_dead_letter(&id)).await;
+        assert!(replay.is_err(), "the queue was full: {replay:?}");
+        assert!(
+            host.dead_letters().get(&id).is_some(),
+            "a replay given up lost its letter"
+        );
+        let publish =
+            tokio::time::timeout(short, host.publish("work.item", json!({"hold": 0}))).await;
+        assert!(publish.is_err(), "the queue was full: {publish:?}");
+
+        tokio::time::timeout(crate::live::LIMIT, host.wait_idle())
+            .await
+            .expect("idle once the queued events are handled: nothing leaked pending");
+        assert_eq!(host.pending(), 0);
+        let done = host.replay_dead_letter(&id).await.expect("replayed now");
+        assert_eq!(done.id, id);
+        let report = host.shutdown(Duration::from_secs(10)).await;
+        assert!(report.drained, "{report:?}");
     });
 }

@@ -344,6 +344,89 @@ fn a_slow_client_loses_events_and_never_slows_the_bus() {
     live.finish().expect_code(0);
 }
 
+/// Fewer events than the per-client message bound, but far more bytes than
+/// the per-client byte bound (8 MiB) and the sockets hold: a client that
+/// does not read loses some, rather than the host buffering them all.
+#[test]
+fn a_slow_client_holds_a_bounded_number_of_bytes() {
+    const EVENTS: u64 = 48;
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "quiet", "subscriptions: [in.*]\n", QUIET);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let mut live = Live::spawn(&[
+        "run",
+        "--plugins",
+        &plugins,
+        "--admin",
+        &addr,
+        "--input",
+        "-",
+    ]);
+    wait_ready(port, &[]);
+    let mut sse = Sse::open(port, "/stream?topics=%3E", &[]).expect("200");
+    // 48 events of 900 KiB: about 43 MiB, and only 48 messages.
+    let filler = "x".repeat(900 * 1024);
+    for n in 0..EVENTS {
+        live.send(&json!({"topic": "in.n", "payload": {"n": n, "filler": filler}}));
+    }
+    let o = overview_until(port, Duration::from_secs(60), "every event handled", |o| {
+        entry(o, "quiet")["handled"] == EVENTS
+    });
+    let lost = o["stream_lost"].as_u64().unwrap_or(0);
+    assert!(
+        lost > 0 && lost < EVENTS,
+        "the client that did not read lost {lost} of {EVENTS} events"
+    );
+    let (told, _) = sse.until("`: lost N events` comment", |l| l.starts_with(": lost "));
+    assert!(told.ends_with(" events"), "{told}");
+    live.close_stdin();
+    live.signal("TERM");
+    live.finish().expect_code(0);
+}
+
+/// At most 64 streams are open at once: one more is answered 503, and a
+/// slot frees once a client leaves.
+#[test]
+fn streams_past_the_cap_are_refused_until_one_ends() {
+    let port = free_port();
+    let (_fx, live) = echo_host(port, &[]);
+    wait_ready(port, &[]);
+    let mut open: Vec<Sse> = (0..64)
+        .map(|i| {
+            Sse::open(port, "/stream?topics=out.*", &[])
+                .unwrap_or_else(|a| panic!("stream {i}: {a:?}"))
+        })
+        .collect();
+    let refused = Sse::open(port, "/stream?topics=out.*", &[])
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 503, "{refused:?}");
+    let error = refused.body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("64 streams"), "{error}");
+    // The overview stream is not one of them.
+    Sse::open(port, "/overview/stream", &[]).expect("the overview stream");
+
+    drop(open.pop());
+    let deadline = Instant::now() + LIMIT;
+    let mut again = loop {
+        match Sse::open(port, "/stream?topics=out.*", &[]) {
+            Ok(sse) => break sse,
+            Err(a) => {
+                assert_eq!(a.status, 503, "{a:?}");
+                assert!(Instant::now() < deadline, "no slot freed: {a:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    publish(port, "in.a", &json!({"n": 1}));
+    again.until("data line", |l| l.starts_with("data:"));
+    drop(open);
+    live.signal("TERM");
+    live.finish().expect_code(0);
+}
+
 #[test]
 fn the_stream_ends_when_the_host_shuts_down() {
     let port = free_port();

@@ -7,7 +7,8 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::errors::ApiError;
@@ -19,15 +20,24 @@ use crate::dead_letters::ReplayError;
 pub(super) async fn list(
     State(state): State<Shared>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let plugin = plugin_filter(query.as_deref())?;
     if let Some(name) = &plugin {
         check_name(name)?;
     }
     let letters = state.host.dead_letters().list(plugin.as_deref());
-    Ok(Json(Value::Array(
-        letters.iter().map(|l| l.to_json()).collect(),
-    )))
+    // Written straight to the body: a JSON tree of every letter would
+    // cost many times the letters' size.
+    let mut body = Vec::with_capacity(letters.iter().map(|l| l.size() + 256).sum::<usize>() + 2);
+    body.push(b'[');
+    for (i, letter) in letters.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        letter.write_json(&mut body);
+    }
+    body.push(b']');
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `POST /dead_letters/{id}/replay`: the letter's event goes to its plugin again.

@@ -27,7 +27,7 @@ mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::Host;
@@ -116,6 +116,8 @@ pub(crate) struct State {
     pub(crate) sampler: sampler::Sampler,
     /// Events `/stream` clients lost because they read too slowly.
     pub(crate) stream_lost: AtomicU64,
+    /// `/stream` clients connected now (at most `stream::MAX_CLIENTS`).
+    pub(crate) stream_clients: AtomicUsize,
     /// Turns `true` when the server stops: the streams end.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -174,6 +176,7 @@ impl Bound {
             started: std::time::Instant::now(),
             sampler: sampler::Sampler::default(),
             stream_lost: AtomicU64::new(0),
+            stream_clients: AtomicUsize::new(0),
             stopping: tokio::sync::watch::channel(false).0,
         });
         let sampling = tokio::spawn(sample(state.clone()));

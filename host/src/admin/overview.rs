@@ -77,7 +77,9 @@ pub(super) fn snapshot(state: &AdminState) -> Value {
 }
 
 /// How many dead letters are kept and were ever recorded, and the newest
-/// few (newest first), as `GET /dead_letters` shows them.
+/// few (newest first), each summed up without its event's payload
+/// ([`crate::dead_letters::DeadLetter::summary`]): the snapshot is resent
+/// every second, and a payload can be 1 MiB.
 fn dead_letters(state: &AdminState) -> Value {
     let store = state.host.dead_letters();
     let (kept, total) = store.counts();
@@ -86,7 +88,7 @@ fn dead_letters(state: &AdminState) -> Value {
         .iter()
         .rev()
         .take(RECENT_DEAD_LETTERS)
-        .map(|letter| letter.to_json())
+        .map(|letter| letter.summary())
         .collect();
     json!({"kept": kept, "total": total, "recent": recent})
 }

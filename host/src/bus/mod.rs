@@ -45,6 +45,7 @@
 //! [`Bus::answer`] delivers a reply here or hands it to the cluster.
 
 mod cluster;
+mod counted;
 pub mod inbox;
 pub(crate) mod index;
 pub mod queue;
@@ -62,6 +63,7 @@ pub use self::replies::{ReplySink, Waiter};
 use crate::cluster::outbox::Outbox;
 use crate::cluster::receipts::Receipts;
 use crate::topic::PatternSet;
+use counted::Counted;
 
 pub use crate::host_events::DEAD_LETTER_TOPIC;
 use crate::host_events::HostEvent;
@@ -469,8 +471,9 @@ impl Bus {
         }
         self.notify_subscribers(&event, false);
         for route in routes {
-            self.pending.fetch_add(1, Ordering::SeqCst);
+            let counted = Counted::new(self);
             let outcome = route.queue_for(&event).push_async(event.clone()).await;
+            counted.handed();
             let outcome = self.retry_closed(&route, outcome);
             self.account(&route, outcome);
         }
@@ -587,8 +590,9 @@ impl Bus {
         };
         event.payload.pack_in_place();
         let event = Arc::new(event);
-        self.pending.fetch_add(1, Ordering::SeqCst);
+        let counted = Counted::new(self);
         let outcome = route.queue_for(&event).push_async(event.clone()).await;
+        counted.handed();
         match self.retry_closed(&route, outcome) {
             Push::Closed(_) => {
                 self.done();

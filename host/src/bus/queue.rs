@@ -129,6 +129,22 @@ pub struct Queue {
     room_async: tokio::sync::Notify,
 }
 
+/// An async publisher counted in `producers_waiting` while it lives.
+struct Waiting<'a>(&'a Queue);
+
+impl<'a> Waiting<'a> {
+    fn new(queue: &'a Queue) -> Self {
+        queue.lock().producers_waiting += 1;
+        Waiting(queue)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.lock().producers_waiting -= 1;
+    }
+}
+
 impl Queue {
     /// A queue holding at most `capacity` events.
     pub fn new(capacity: usize, overflow: Overflow) -> Self {
@@ -228,19 +244,19 @@ impl Queue {
             Push::Full(e) => e,
             other => return other,
         };
+        // Counted as waiting until this returns or the future is dropped
+        // mid-wait (a publisher that gave up): the guard uncounts it either way.
+        let _waiting = Waiting::new(self);
         loop {
             let notified = self.room_async.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.lock().producers_waiting += 1;
-            let pushed = self.try_push(event, false);
-            if let Push::Full(e) = pushed {
-                notified.await;
-                event = e;
-                self.lock().producers_waiting -= 1;
-            } else {
-                self.lock().producers_waiting -= 1;
-                return pushed;
+            match self.try_push(event, false) {
+                Push::Full(e) => {
+                    notified.await;
+                    event = e;
+                }
+                other => return other,
             }
         }
     }
@@ -450,6 +466,22 @@ mod tests {
         assert_eq!(topic(q.pop(None, true, || {})), "t.1");
         assert!(matches!(publisher.join().unwrap(), Push::Queued));
         assert_eq!(topic(q.pop(None, true, || {})), "t.2");
+    }
+
+    #[test]
+    fn an_async_publisher_that_gives_up_is_no_longer_counted_as_waiting() {
+        let q = Queue::new(1, Overflow::Block);
+        q.try_push(ev(1), false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let waited = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(20), q.push_async(ev(2))).await
+        });
+        assert!(waited.is_err(), "the queue was full: {waited:?}");
+        assert_eq!(q.lock().producers_waiting, 0);
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

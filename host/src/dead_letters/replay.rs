@@ -7,7 +7,7 @@ use crate::Host;
 use crate::actor::Health;
 use crate::bus::Replay;
 
-use super::DeadLetters;
+use super::{DeadLetters, Taken};
 
 /// What a replay queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +88,17 @@ impl Host {
             return Err(not_running(state));
         }
         // Taken out first: two replays of one letter cannot both deliver it.
+        // Put back unless queued, even when this future is dropped while it
+        // waits for room (the client gave up, the server stopped).
         let taken = store
             .take(id)
             .ok_or_else(|| ReplayError::Unknown(id.to_owned()))?;
         let event = taken.letter.event.clone();
         let event_id = event.id.clone();
+        let mut held = Held {
+            store,
+            taken: Some(taken),
+        };
         let refused = match self.inner.bus.replay(&letter.plugin, event).await {
             Replay::Queued => None,
             Replay::NotRunning => Some(not_running("stopped")),
@@ -103,15 +109,16 @@ impl Host {
             }),
         };
         match refused {
-            Some(e) => {
-                store.restore(taken);
-                Err(e)
+            // `held` still holds the letter: it goes back in its place.
+            Some(e) => Err(e),
+            None => {
+                held.taken = None;
+                Ok(Replayed {
+                    id: id.to_owned(),
+                    plugin: letter.plugin.clone(),
+                    event_id,
+                })
             }
-            None => Ok(Replayed {
-                id: id.to_owned(),
-                plugin: letter.plugin.clone(),
-                event_id,
-            }),
         }
     }
 
@@ -124,6 +131,21 @@ impl Host {
             None if self.is_enabled(plugin) == Some(false) => Some("disabled"),
             None if self.catalog().find(plugin).is_none() => Some("unknown now"),
             None => Some("stopped"),
+        }
+    }
+}
+
+/// A letter taken out for a replay, put back in its place when dropped
+/// still holding it (the replay was refused or cancelled before queuing).
+struct Held<'a> {
+    store: &'a DeadLetters,
+    taken: Option<Taken>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.store.restore(taken);
         }
     }
 }

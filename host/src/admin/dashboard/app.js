@@ -293,13 +293,13 @@ function deadRow(d) {
   const at = el("td", "", fmtAgo(d.at));
   at.title = d.at;
   const plugin = el("td", "name", d.plugin);
-  const topic = el("td", "mono", d.event && d.event.topic);
+  const topic = el("td", "mono", d.topic);
   const error = el("td", "error", firstLine(d.error));
   error.title = d.error;
   const attempts = el("td", "num", d.attempts);
   const action = el("td");
   const replay = confirmButton("Replay", "",
-    () => "Replay " + (d.event && d.event.topic) + " to " + d.plugin + "?",
+    () => "Replay " + (d.topic) + " to " + d.plugin + "?",
     () => post("/dead_letters/" + encodeURIComponent(id) + "/replay", "replay " + id + " to " + d.plugin));
   replay.button.dataset.id = id;
   if (d.truncated) {

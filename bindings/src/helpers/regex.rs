@@ -42,6 +42,9 @@ pub(crate) const CACHE_SIZE: usize = 6;
 /// The most a plugin's pattern cache may hold: outside the plugin's memory
 /// limit (the runtimes count only what scripts allocate), so kept small.
 pub(crate) const CACHE_BOUND: usize = 32 << 20;
+
+// A full cache of the largest patterns fits the bound.
+const _: () = assert!(CACHE_SIZE * PATTERN_BOUND <= CACHE_BOUND);
 /// Matches `replace` handles between two looks at the time limit.
 const LOOK_EVERY: usize = 1024;
 

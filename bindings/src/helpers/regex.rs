@@ -5,7 +5,9 @@
 //! size of the compiled program ([`SIZE_LIMIT`]) and of the lazy DFA's
 //! cache ([`DFA_SIZE_LIMIT`]). Each plugin keeps its compiled patterns in a
 //! [`Cache`] of at most [`CACHE_SIZE`] entries, the least recently used
-//! going first; a reload builds a new plugin and so a new cache. A bad
+//! going first, so the cache, which the plugin's memory limit does not
+//! count, holds at most [`CACHE_BOUND`] (32 MiB) whatever the patterns; a
+//! reload builds a new plugin and so a new cache. A bad
 //! pattern's error names its column (`regex: a(b: column 2: unclosed
 //! group`). `replace` refuses a result past the memory the plugin has left
 //! before it is built, and gives up when the hook's time is up.
@@ -18,12 +20,31 @@ use super::HelperError;
 
 /// The longest pattern accepted, in bytes.
 pub(crate) const MAX_PATTERN: usize = 4096;
-/// The most a compiled pattern may take (`RegexBuilder::size_limit`).
+/// The most one compiled automaton of a pattern may take
+/// (`RegexBuilder::size_limit`): the forward and reverse NFAs each.
 pub(crate) const SIZE_LIMIT: usize = 1 << 20;
-/// The most a pattern's lazy DFA may cache (`RegexBuilder::dfa_size_limit`).
-pub(crate) const DFA_SIZE_LIMIT: usize = 2 << 20;
+/// The most one lazy DFA of a pattern may cache
+/// (`RegexBuilder::dfa_size_limit`): a pattern has a forward and one or two
+/// reverse ones. Small enough that a whole cache of them stays within
+/// [`CACHE_BOUND`]; a pattern whose lazy DFA needs more is run by the
+/// (slower, still linear) NFA simulation.
+pub(crate) const DFA_SIZE_LIMIT: usize = 256 << 10;
+/// What `regex` keeps per pattern that the builder does not bound: the
+/// one-pass DFA (1 MiB at most), the bounded backtracker's visited set
+/// (256 KiB) and the small full DFAs (40 KiB each way).
+const UNBOUNDED_BY_BUILDER: usize = (1 << 20) + (256 << 10) + 2 * (40 << 10);
+/// The most one cached pattern may hold, all its automata and caches
+/// counted: up to three NFAs and three lazy DFAs (forward, reverse, and the
+/// reverse of a literal-split prefix), plus the rest.
+pub(crate) const PATTERN_BOUND: usize = 3 * SIZE_LIMIT + 3 * DFA_SIZE_LIMIT + UNBOUNDED_BY_BUILDER;
 /// Compiled patterns kept per plugin.
-pub(crate) const CACHE_SIZE: usize = 256;
+pub(crate) const CACHE_SIZE: usize = 6;
+/// The most a plugin's pattern cache may hold: outside the plugin's memory
+/// limit (the runtimes count only what scripts allocate), so kept small.
+pub(crate) const CACHE_BOUND: usize = 32 << 20;
+
+// A full cache of the largest patterns fits the bound.
+const _: () = assert!(CACHE_SIZE * PATTERN_BOUND <= CACHE_BOUND);
 /// Matches `replace` handles between two looks at the time limit.
 const LOOK_EVERY: usize = 1024;
 
@@ -318,6 +339,24 @@ mod tests {
         let started = Instant::now();
         assert!(!r.is_match(&hay));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_full_cache_of_the_largest_patterns_stays_within_its_bound() {
+        // Each entry is built with the limits PATTERN_BOUND counts; a
+        // pattern needing more than SIZE_LIMIT is refused, not cached.
+        let mut cache = Cache::default();
+        assert!(cache.get(r"\w{1000}").is_err());
+        assert_eq!(cache.len(), 0);
+        for i in 0..CACHE_SIZE * 2 {
+            cache.get(&format!("p{i}")).unwrap();
+        }
+        let worst = cache.len() * PATTERN_BOUND;
+        assert!(
+            worst <= CACHE_BOUND,
+            "{} patterns of up to {PATTERN_BOUND} bytes: {worst} > {CACHE_BOUND}",
+            cache.len()
+        );
     }
 
     #[test]

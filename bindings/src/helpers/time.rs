@@ -5,7 +5,8 @@
 //! and parsing takes any RFC 3339 time, honouring its offset. A format is
 //! strftime-style (`%Y-%m-%d %H:%M`), handled by jiff's `strtime`, which
 //! answers a bad directive with an error rather than a panic. Text parsed
-//! with a format that names no offset is taken as UTC.
+//! with a format that names no offset is taken as UTC; `%s` reads seconds
+//! since the epoch.
 
 use jiff::Timestamp;
 use jiff::fmt::strtime;
@@ -54,6 +55,11 @@ pub(crate) fn parse(helper: &str, text: &str, fmt: Option<&str>) -> Result<i64, 
             let fmt = checked_format(fmt).map_err(fail)?;
             let parsed = strtime::parse(fmt, text)
                 .map_err(|e| fail(format!("{shown:?} does not match {fmt:?}: {e}")))?;
+            // `%s` reads seconds since the epoch: an instant of its own,
+            // with no calendar date to build.
+            if let Some(ts) = parsed.timestamp() {
+                return Ok(ts.as_millisecond());
+            }
             let dt = parsed
                 .to_datetime()
                 .map_err(|e| fail(format!("{shown:?} does not name a time: {e}")))?;
@@ -131,6 +137,14 @@ mod tests {
         assert_eq!(
             parse("t", "2024/05/01 14:00 +0200", Some("%Y/%m/%d %H:%M %z")).unwrap(),
             1_714_564_800_000
+        );
+        assert_eq!(
+            parse("t", "1714564800", Some("%s")).unwrap(),
+            1_714_564_800_000
+        );
+        assert_eq!(
+            parse("t", "-86400 UTC", Some("%s UTC")).unwrap(),
+            -86_400_000
         );
         let err = parse("time.parse", "2024/05/xx", Some("%Y/%m/%d")).unwrap_err();
         assert!(

@@ -94,8 +94,14 @@ fn register_json(lua: &Lua, h: &Helpers) -> mlua::Result<()> {
         "decode",
         lua.create_function(move |lua, text: LuaString| {
             c.check(lua)?;
-            // The interpreter's allocator counts the values built from it.
-            let value = json::decode("json.decode", &text.as_bytes(), json::Bounds::default())
+            // The interpreter's allocator counts the values built from it;
+            // the JSON tree they are built from, on the host's heap, must
+            // fit the room left before it is built.
+            let bounds = json::Bounds {
+                bytes: Some(c.room(lua)),
+                ..json::Bounds::default()
+            };
+            let value = json::decode("json.decode", &text.as_bytes(), bounds)
                 .map_err(|e| c.error(lua, e))?;
             to_lua(lua, &value)
         })?,

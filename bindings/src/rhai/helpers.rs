@@ -89,6 +89,9 @@ fn json_module(ctx: &Ctx) -> Module {
                     strings: limit(engine.max_string_size()),
                     items: limit(engine.max_array_size()),
                     entries: limit(engine.max_map_size()),
+                    // Those bound the tree too: a quarter of the memory in
+                    // strings, a sixteenth each in items and entries.
+                    bytes: None,
                 };
                 json::decode("json::decode", text.as_bytes(), bounds)
                     .map(|v| to_dynamic(&v))

@@ -11,6 +11,12 @@ use serde_json::Value;
 
 use crate::services::RequestError;
 
+/// The most `time.now_ms()` readings kept for one event: a hook that
+/// busy-waits on the clock would otherwise record without bound. Past
+/// them the candidate reads the wall clock, as it does when it reads the
+/// clock more often than the running version did.
+pub(crate) const MAX_CLOCK_READINGS: usize = 4096;
+
 /// What one `bus.request` got: the reply's payload, or why none.
 pub(crate) type Answer = Result<Value, RequestError>;
 
@@ -67,10 +73,13 @@ pub(crate) fn request(answer: Answer) {
     });
 }
 
-/// Records a `time.now_ms()` reading, when this thread records.
+/// Records a `time.now_ms()` reading, when this thread records and has
+/// kept fewer than [`MAX_CLOCK_READINGS`] for this event.
 pub(crate) fn clock(ms: i64) {
     RECORDING.with(|r| {
-        if let Some(rec) = r.borrow_mut().as_mut() {
+        if let Some(rec) = r.borrow_mut().as_mut()
+            && rec.requests.clock.len() < MAX_CLOCK_READINGS
+        {
             rec.requests.clock.push(ms);
         }
     });
@@ -113,5 +122,20 @@ mod tests {
         assert_eq!(rec.requests.answers, [Err(timeout)]);
         assert_eq!(rec.requests.clock, [1_714_564_800_123]);
         assert!(!is_on());
+    }
+
+    #[test]
+    fn clock_readings_stop_at_the_cap() {
+        start();
+        for ms in 0..MAX_CLOCK_READINGS as i64 + 1000 {
+            clock(ms);
+        }
+        let rec = take().unwrap();
+        assert_eq!(rec.requests.clock.len(), MAX_CLOCK_READINGS);
+        assert_eq!(rec.requests.clock.first(), Some(&0));
+        assert_eq!(
+            rec.requests.clock.last(),
+            Some(&(MAX_CLOCK_READINGS as i64 - 1))
+        );
     }
 }

@@ -247,7 +247,9 @@ impl HostApi for ShadowApi {
     }
 
     /// The running version's reading for this event, in order; past its
-    /// last (the candidate reads the clock more often), the wall clock.
+    /// last (the candidate reads the clock more often, or the running
+    /// version read it more than `record::MAX_CLOCK_READINGS` times), the
+    /// wall clock.
     fn now_ms(&self, _plugin: &PluginInfo) -> i64 {
         self.turn()
             .clock

@@ -33,7 +33,7 @@ pub(crate) fn format(helper: &str, ms: i64, fmt: Option<&str>) -> Result<String,
         helper: helper.to_owned(),
         message,
     };
-    let fmt = checked_format(fmt).map_err(fail)?;
+    let fmt = checked_format(fmt, fail)?;
     let ts = Timestamp::from_millisecond(ms)
         .map_err(|_| fail(format!("{ms} ms is out of the supported range of times")))?;
     strtime::format(fmt, ts).map_err(|e| fail(format!("bad format {fmt:?}: {e}")))
@@ -52,7 +52,7 @@ pub(crate) fn parse(helper: &str, text: &str, fmt: Option<&str>) -> Result<i64, 
             .parse::<Timestamp>()
             .map_err(|e| fail(format!("{shown:?} is not an RFC 3339 time: {e}")))?,
         Some(_) => {
-            let fmt = checked_format(fmt).map_err(fail)?;
+            let fmt = checked_format(fmt, fail)?;
             let parsed = strtime::parse(fmt, text)
                 .map_err(|e| fail(format!("{shown:?} does not match {fmt:?}: {e}")))?;
             // `%s` reads seconds since the epoch: an instant of its own,
@@ -73,14 +73,15 @@ pub(crate) fn parse(helper: &str, text: &str, fmt: Option<&str>) -> Result<i64, 
     Ok(ts.as_millisecond())
 }
 
-/// The format to use: the default, or `fmt` when it is not too long.
-fn checked_format(fmt: Option<&str>) -> Result<&str, String> {
+/// The format to use: the default, or `fmt` when it is not too long (else
+/// the message saying so, for `fail`).
+fn checked_format<E>(fmt: Option<&str>, fail: impl Fn(String) -> E) -> Result<&str, E> {
     match fmt {
         None => Ok(RFC3339_MS),
-        Some(f) if f.len() > MAX_FORMAT => Err(format!(
+        Some(f) if f.len() > MAX_FORMAT => Err(fail(format!(
             "the format is {} bytes long, more than {MAX_FORMAT}",
             f.len()
-        )),
+        ))),
         Some(f) => Ok(f),
     }
 }

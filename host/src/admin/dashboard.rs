@@ -10,6 +10,7 @@
 //! inline script and style (by SHA-256), same-origin `fetch` and nothing
 //! else, so a page cannot be framed, load a remote asset or post a form.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -35,11 +36,47 @@ struct Pages {
     policy: String,
 }
 
-static PAGES: LazyLock<Pages> = LazyLock::new(|| Pages {
-    dashboard: fill(INDEX_HTML, STYLE, APP_JS),
-    login: fill(LOGIN_HTML, STYLE, LOGIN_JS),
-    policy: policy(&[APP_JS, LOGIN_JS], &[STYLE]),
+static PAGES: LazyLock<Pages> = LazyLock::new(|| {
+    Pages::build(&Sources {
+        index: INDEX_HTML,
+        login: LOGIN_HTML,
+        style: STYLE,
+        app: APP_JS,
+        login_js: LOGIN_JS,
+    })
 });
+
+/// The texts the pages are made of.
+struct Sources<'a> {
+    index: &'a str,
+    login: &'a str,
+    style: &'a str,
+    app: &'a str,
+    login_js: &'a str,
+}
+
+impl Pages {
+    /// Both pages and their policy, from `src` with its line ends made `\n`
+    /// first (a CRLF checkout must serve what the hashes allow).
+    fn build(src: &Sources<'_>) -> Pages {
+        let (style, app, login_js) = (lf(src.style), lf(src.app), lf(src.login_js));
+        Pages {
+            dashboard: fill(&lf(src.index), &style, &app),
+            login: fill(&lf(src.login), &style, &login_js),
+            policy: policy(&[&app, &login_js], &[&style]),
+        }
+    }
+}
+
+/// `text` with every `\r\n` and lone `\r` made `\n`, as a browser reads an
+/// inline block before hashing it (HTML's input stream preprocessing).
+fn lf(text: &str) -> Cow<'_, str> {
+    if text.contains('\r') {
+        Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
 
 /// `html` with its style and script placeholders replaced.
 fn fill(html: &str, style: &str, script: &str) -> String {
@@ -142,6 +179,54 @@ mod tests {
         assert!(PAGES.policy.starts_with("default-src 'none'; "));
         assert!(!PAGES.policy.contains("unsafe"), "{}", PAGES.policy);
         assert!(PAGES.policy.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn a_crlf_checkout_serves_lf_pages_under_the_same_policy() {
+        let crlf = |s: &str| s.replace('\n', "\r\n");
+        let (index, login, style, app, login_js) = (
+            crlf(INDEX_HTML),
+            crlf(LOGIN_HTML),
+            crlf(STYLE),
+            crlf(APP_JS),
+            crlf(LOGIN_JS),
+        );
+        assert!(app.contains("\r\n"));
+        let pages = Pages::build(&Sources {
+            index: &index,
+            login: &login,
+            style: &style,
+            app: &app,
+            login_js: &login_js,
+        });
+        assert_eq!(pages.policy, PAGES.policy);
+        assert_eq!(pages.dashboard, PAGES.dashboard);
+        assert_eq!(pages.login, PAGES.login);
+        assert!(!pages.dashboard.contains('\r') && !pages.login.contains('\r'));
+        // A browser hashes `a\r\nb` and `a\rb` as `a\nb`.
+        assert_eq!(lf("a\r\nb\rc"), "a\nb\nc");
+        let one = policy(&["x\r\ny"], &[]);
+        assert!(!one.contains(&hash_source("x\ny")), "{one}");
+        let pages = Pages::build(&Sources {
+            index: "<script>/*SCRIPT*/</script><style>/*STYLE*/</style>",
+            login: "",
+            style: "",
+            app: "x\r\ny",
+            login_js: "",
+        });
+        assert!(pages.policy.contains(&hash_source("x\ny")), "{}", pages.policy);
+    }
+
+    #[test]
+    fn the_token_field_is_not_one_a_password_manager_keeps() {
+        let input = PAGES
+            .login
+            .split("<input")
+            .nth(1)
+            .and_then(|rest| rest.split('>').next())
+            .expect("the token field");
+        assert!(input.contains("id=\"token\""), "{input}");
+        assert!(input.contains("autocomplete=\"one-time-code\""), "{input}");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 const TOKEN_KEY = "plughost.admin.token";
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
+// Snapshots come every second: this long without a byte means the feed is dead.
+const STALL_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -99,15 +101,29 @@ async function post(path, what) {
 }
 
 /**
- * A button that asks for a confirmation in place before it acts: the first
- * click shows "sure?" with Yes and No; Yes runs `act`.
+ * Enables or disables every button inside `group` (a card or a row), except
+ * those locked off for good (`data-locked`).
  */
-function confirmButton(label, cls, question, act) {
+function setBusy(group, busy) {
+  group.dataset.busy = busy ? "1" : "";
+  for (const b of group.querySelectorAll("button")) b.disabled = busy || b.dataset.locked === "1";
+}
+
+/**
+ * A button that asks for a confirmation in place before it acts: the first
+ * click shows "sure?" with Yes and No; Yes runs `act`. `stamp()` names what
+ * the question was about (e.g. the candidate's version): when it differs on
+ * Yes, nothing is sent and the log asks to ask again. While `act` runs,
+ * every button of `group` is disabled, so two actions on one thing never
+ * run at once.
+ */
+function confirmButton(label, cls, question, act, group, stamp) {
   const box = el("span", "actions");
   const button = el("button", cls, label);
   button.type = "button";
   button.dataset.action = label.toLowerCase();
   button.addEventListener("click", () => {
+    const asked = stamp();
     const q = el("span", "confirm", question() + " ");
     const yes = el("button", "danger", "Yes");
     yes.type = "button";
@@ -117,9 +133,19 @@ function confirmButton(label, cls, question, act) {
     no.dataset.confirm = "no";
     const restore = () => { q.remove(); button.hidden = false; };
     yes.addEventListener("click", async () => {
-      yes.disabled = true; no.disabled = true;
-      await act();
-      restore();
+      const now = stamp();
+      if (now !== asked) {
+        log(label.toLowerCase() + ": " + asked + " changed to " + now + " since you were asked; ask again", false);
+        restore();
+        return;
+      }
+      setBusy(group, true);
+      try {
+        await act();
+      } finally {
+        restore();
+        setBusy(group, false);
+      }
     });
     no.addEventListener("click", restore);
     q.append(yes, " ", no);
@@ -162,19 +188,40 @@ function pluginRow(name) {
   return row;
 }
 
+/**
+ * Puts `node` at index `i` among `parent`'s children, moving it only when it
+ * is out of place: a moved node loses the selection and focus inside it.
+ */
+function placeAt(parent, node, i) {
+  const here = parent.children[i];
+  if (here !== node) parent.insertBefore(node, here || null);
+}
+
+/** Drops the entries of `map` not in `seen`, with their nodes. */
+function dropUnseen(map, seen, node) {
+  for (const [key, v] of map) {
+    if (!seen.has(key)) { node(v).remove(); map.delete(key); }
+  }
+}
+
+function byName(a, b) {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 function renderPlugins(plugins) {
   const body = $("plugins").tBodies[0];
-  const seen = new Set();
-  const sorted = plugins.slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  const sorted = plugins.map((p) => Object.assign({}, p, { name: String(p.name) })).sort(byName);
+  dropUnseen(pluginRows, new Set(sorted.map((p) => p.name)), (r) => r.tr);
+  let i = 0;
   for (const p of sorted) {
-    const name = String(p.name);
-    seen.add(name);
+    const name = p.name;
     const r = pluginRow(name);
     const c = r.cells;
     setText(c.name, name);
     setText(r.badge, p.state);
     r.badge.className = "badge badge-" + String(p.state).replace(/[^a-z_]/g, "");
-    if (p.enabled === false && p.state !== "disabled") r.badge.title = "disabled";
+    const title = p.enabled === false && p.state !== "disabled" ? "disabled" : "";
+    if (r.badge.title !== title) r.badge.title = title;
     setText(c.version, p.version ?? "–");
     setText(c.runtime, p.runtime ?? "–");
     setText(c.events_per_s, fmtRate(p.events_per_s));
@@ -208,10 +255,7 @@ function renderPlugins(plugins) {
       r.details.hidden = true;
       r.details.open = false;
     }
-    body.append(r.tr); // keeps the sorted order
-  }
-  for (const [name, r] of pluginRows) {
-    if (!seen.has(name)) { r.tr.remove(); pluginRows.delete(name); }
+    placeAt(body, r.tr, i++); // keeps the sorted order
   }
   $("no-plugins").hidden = plugins.length > 0;
 }
@@ -239,12 +283,14 @@ function rolloutCard(name) {
     count[key] = { box: c, value: b };
   }
   card = { box, versions, count, rollout: null };
+  // What a question was about: the rollout's two versions.
+  const stamp = () => (card.rollout ? card.rollout.from + " → " + card.rollout.to : "no rollout");
   const promote = confirmButton("Promote", "primary",
     () => "Promote " + name + " to " + (card.rollout ? card.rollout.to : "the candidate") + "?",
-    () => post("/plugins/" + encodeURIComponent(name) + "/promote", "promote " + name));
+    () => post("/plugins/" + encodeURIComponent(name) + "/promote", "promote " + name), box, stamp);
   const rollback = confirmButton("Rollback", "",
     () => "Roll " + name + " back to " + (card.rollout ? card.rollout.from : "the running version") + "?",
-    () => post("/plugins/" + encodeURIComponent(name) + "/rollback", "rollback " + name));
+    () => post("/plugins/" + encodeURIComponent(name) + "/rollback", "rollback " + name), box, stamp);
   promote.button.dataset.plugin = name;
   rollback.button.dataset.plugin = name;
   const actions = el("div", "actions");
@@ -256,12 +302,13 @@ function rolloutCard(name) {
 
 function renderRollouts(plugins) {
   const holder = $("rollouts");
-  const seen = new Set();
-  for (const p of plugins) {
+  const rolling = plugins.filter((p) => p.rollout).map((p) => Object.assign({}, p, { name: String(p.name) }));
+  const seen = new Set(rolling.map((p) => p.name));
+  dropUnseen(rolloutCards, seen, (c) => c.box);
+  let i = 0;
+  for (const p of rolling) {
     const ro = p.rollout;
-    if (!ro) continue;
-    const name = String(p.name);
-    seen.add(name);
+    const name = p.name;
     const card = rolloutCard(name);
     card.rollout = ro;
     setText(card.versions, String(ro.strategy) + "  " + ro.from + " → " + ro.to);
@@ -272,10 +319,7 @@ function renderRollouts(plugins) {
       card.count[key].box.classList.toggle("hot", (key === "differed" || key === "candidate_errors") && v > 0);
     }
     card.count.percent.box.hidden = ro.strategy !== "gradual";
-    holder.append(card.box);
-  }
-  for (const [name, card] of rolloutCards) {
-    if (!seen.has(name)) { card.box.remove(); rolloutCards.delete(name); }
+    placeAt(holder, card.box, i++);
   }
   $("no-rollouts").hidden = seen.size > 0;
 }
@@ -300,9 +344,11 @@ function deadRow(d) {
   const action = el("td");
   const replay = confirmButton("Replay", "",
     () => "Replay " + (d.topic) + " to " + d.plugin + "?",
-    () => post("/dead_letters/" + encodeURIComponent(id) + "/replay", "replay " + id + " to " + d.plugin));
+    () => post("/dead_letters/" + encodeURIComponent(id) + "/replay", "replay " + id + " to " + d.plugin),
+    tr, () => id);
   replay.button.dataset.id = id;
   if (d.truncated) {
+    replay.button.dataset.locked = "1";
     replay.button.disabled = true;
     replay.button.title = "kept truncated (over 1 MiB): cannot be replayed";
   }
@@ -316,15 +362,12 @@ function deadRow(d) {
 function renderDeadLetters(dl) {
   const body = $("dead-letters").tBodies[0];
   const recent = (dl && Array.isArray(dl.recent)) ? dl.recent : [];
-  const seen = new Set();
+  dropUnseen(deadRows, new Set(recent.map((d) => String(d.id))), (r) => r.tr);
+  let i = 0;
   for (const d of recent) {
     const r = deadRow(d);
-    seen.add(String(d.id));
     setText(r.at, fmtAgo(d.at));
-    body.append(r.tr); // newest first, as the host sends them
-  }
-  for (const [id, r] of deadRows) {
-    if (!seen.has(id)) { r.tr.remove(); deadRows.delete(id); }
+    placeAt(body, r.tr, i++); // newest first, as the host sends them
   }
   const counts = !dl ? "" : dl.total == null ? "(" + dl.kept + " kept)" : "(" + dl.kept + " kept, " + dl.total + " in all)";
   setText($("dl-counts"), counts);
@@ -384,61 +427,117 @@ function signOut() {
 }
 
 /**
- * Parses Server-Sent Events out of `buffer`: returns the complete messages
- * ({event, data}) and the rest, still incomplete. Comments are skipped.
+ * A Server-Sent Events parser fed chunk by chunk: `push(text)` returns the
+ * messages ({event, data}) completed by `text`. Only new text is normalised
+ * and scanned (a `\r` ending a chunk waits for the next, which may start
+ * with its `\n`); comments are skipped.
  */
-function parseEvents(buffer) {
-  const messages = [];
-  const text = buffer.replace(/\r\n?/g, "\n");
-  let start = 0;
-  let end;
-  while ((end = text.indexOf("\n\n", start)) >= 0) {
-    const block = text.slice(start, end);
-    start = end + 2;
-    let event = "message";
-    const data = [];
-    for (const line of block.split("\n")) {
-      if (line === "" || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? "" : line.slice(colon + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "event") event = value;
-      else if (field === "data") data.push(value);
-    }
-    if (data.length) messages.push({ event, data: data.join("\n") });
+function sseParser() {
+  let text = "";   // normalised, not yet consumed
+  let scanned = 0; // how far `text` holds no blank line
+  let heldCR = false;
+  return {
+    push(chunk) {
+      if (heldCR) { chunk = "\r" + chunk; heldCR = false; }
+      if (chunk.endsWith("\r")) { chunk = chunk.slice(0, -1); heldCR = true; }
+      text += chunk.replace(/\r\n?/g, "\n");
+      const messages = [];
+      let start = 0;
+      let end;
+      while ((end = text.indexOf("\n\n", Math.max(start, scanned - 1))) >= 0) {
+        const block = text.slice(start, end);
+        start = end + 2;
+        let event = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line === "" || line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let value = colon < 0 ? "" : line.slice(colon + 1);
+          if (value.startsWith(" ")) value = value.slice(1);
+          if (field === "event") event = value;
+          else if (field === "data") data.push(value);
+        }
+        if (data.length) messages.push({ event, data: data.join("\n") });
+      }
+      if (start > 0) text = text.slice(start);
+      scanned = text.length;
+      return messages;
+    },
+  };
+}
+
+/** Shows the newest of `messages`' snapshots; false when there was none. */
+function showLatest(messages) {
+  let latest = null;
+  for (const m of messages) if (m.event === "overview") latest = m;
+  if (!latest) return false;
+  try {
+    render(JSON.parse(latest.data));
+    notice("");
+  } catch (e) {
+    // One bad snapshot is shown as such; the feed goes on.
+    notice("Could not show the host's latest snapshot: " + e.message);
   }
-  return { messages, rest: text.slice(start) };
+  return true;
+}
+
+/**
+ * Reads one connection to GET /overview/stream until it ends, fails, or
+ * stays silent for STALL_MS (then it is aborted); calls `onSnapshot` after
+ * each snapshot shown. Always leaves the connection closed.
+ */
+async function readFeed(onSnapshot) {
+  const abort = new AbortController();
+  let reader = null;
+  let stalled = false;
+  let timer = 0;
+  const watch = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      stalled = true;
+      abort.abort();
+      if (reader) reader.cancel().catch(() => {});
+    }, STALL_MS);
+  };
+  watch();
+  try {
+    const r = await fetch("/overview/stream", {
+      headers: Object.assign({ Accept: "text/event-stream" }, authHeaders()),
+      cache: "no-store",
+      signal: abort.signal,
+    });
+    if (r.status === 401) return "signed out";
+    if (!r.ok || !r.body) throw new Error("GET /overview/stream answered " + r.status);
+    reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    const parser = sseParser();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (stalled) break;
+      if (done) throw new Error("the host closed the feed");
+      watch();
+      if (showLatest(parser.push(decoder.decode(value, { stream: true })))) onSnapshot();
+    }
+  } catch (e) {
+    if (!stalled) throw e;
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+    if (reader) reader.cancel().catch(() => {});
+  }
+  throw new Error("no data for " + STALL_MS / 1000 + " s");
 }
 
 async function follow() {
   let backoff = BACKOFF_MIN_MS;
   for (;;) {
     try {
-      const r = await fetch("/overview/stream", {
-        headers: Object.assign({ Accept: "text/event-stream" }, authHeaders()),
-        cache: "no-store",
+      const ended = await readFeed(() => {
+        setLink(true, "live");
+        backoff = BACKOFF_MIN_MS;
       });
-      if (r.status === 401) { signOut(); return; }
-      if (!r.ok || !r.body) throw new Error("GET /overview/stream answered " + r.status);
-      const reader = r.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += decoder.decode(value, { stream: true });
-        const parsed = parseEvents(buffer);
-        buffer = parsed.rest;
-        for (const m of parsed.messages) {
-          if (m.event !== "overview") continue;
-          render(JSON.parse(m.data));
-          setLink(true, "live");
-          notice("");
-          backoff = BACKOFF_MIN_MS;
-        }
-      }
-      throw new Error("the host closed the feed");
+      if (ended === "signed out") { signOut(); return; }
     } catch (e) {
       setLink(false, "reconnecting");
       notice("Not connected to the host (" + e.message + "); retrying in " + (backoff / 1000) + " s.");

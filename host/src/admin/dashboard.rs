@@ -214,7 +214,11 @@ mod tests {
             app: "x\r\ny",
             login_js: "",
         });
-        assert!(pages.policy.contains(&hash_source("x\ny")), "{}", pages.policy);
+        assert!(
+            pages.policy.contains(&hash_source("x\ny")),
+            "{}",
+            pages.policy
+        );
     }
 
     #[test]

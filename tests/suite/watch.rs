@@ -827,11 +827,14 @@ fn overview_stream_clients_get_one_shared_snapshot() {
     let (_fx, live) = echo_host(port, &[]);
     wait_ready(port, &[]);
     let mut a = Sse::open(port, "/overview/stream", &[]).expect("200");
+    // Apart by more than `uptime_ms`'s resolution: snapshots each client
+    // built for itself would differ.
+    std::thread::sleep(Duration::from_millis(300));
     let mut b = Sse::open(port, "/overview/stream", &[]).expect("200");
     // Each client's first snapshot is its own, built at connect.
     next_snapshot(&mut a);
     next_snapshot(&mut b);
-    // `b` connected just after `a`: its first shared one is among `a`'s next.
+    // `b` connected 0.3 s after `a`: its first shared one is among `a`'s next.
     let from_a: Vec<String> = (0..3).map(|_| next_snapshot(&mut a)).collect();
     let from_b = next_snapshot(&mut b);
     assert!(

@@ -28,14 +28,23 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether `headers` carry `Authorization: Bearer TOKEN` with `token`; only
-/// the bearer scheme counts.
+/// the bearer scheme counts, spelt in any case.
 pub(crate) fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(strip_bearer)
         .map(str::trim)
         .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// The credentials after the `Bearer ` scheme, whose name is matched in
+/// any case (RFC 7235 §2.1); `None` for another scheme.
+fn strip_bearer(value: &str) -> Option<&str> {
+    const SCHEME: &str = "Bearer ";
+    let head = value.get(..SCHEME.len())?;
+    head.eq_ignore_ascii_case(SCHEME)
+        .then(|| &value[SCHEME.len()..])
 }
 
 /// Refuses (401) a request without `Authorization: Bearer TOKEN` when a
@@ -100,5 +109,21 @@ mod tests {
         assert!(!bearer_matches(&with("Basic s3cret"), "s3cret"));
         assert!(!bearer_matches(&with("s3cret"), "s3cret"));
         assert!(!bearer_matches(&HeaderMap::new(), "s3cret"));
+    }
+
+    #[test]
+    fn the_scheme_is_matched_in_any_case() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            h
+        };
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            assert!(bearer_matches(&with(&format!("{scheme} s3cret")), "s3cret"));
+        }
+        // The token itself is still compared exactly.
+        assert!(!bearer_matches(&with("bearer S3CRET"), "s3cret"));
+        assert!(!bearer_matches(&with("bearers3cret"), "s3cret"));
+        assert!(!bearer_matches(&with("béarer s3cret"), "s3cret"));
     }
 }

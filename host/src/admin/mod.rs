@@ -118,6 +118,10 @@ pub(crate) struct State {
     pub(crate) stream_lost: AtomicU64,
     /// `/stream` clients connected now (at most `stream::MAX_CLIENTS`).
     pub(crate) stream_clients: AtomicUsize,
+    /// `/overview/stream` clients connected now (at most `overview::MAX_CLIENTS`).
+    pub(crate) overview_clients: AtomicUsize,
+    /// The overview snapshot the sampler task shares each second, as JSON text.
+    pub(crate) overview: tokio::sync::watch::Sender<Arc<str>>,
     /// Turns `true` when the server stops: the streams end.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -177,6 +181,8 @@ impl Bound {
             sampler: sampler::Sampler::default(),
             stream_lost: AtomicU64::new(0),
             stream_clients: AtomicUsize::new(0),
+            overview_clients: AtomicUsize::new(0),
+            overview: overview::channel(),
             stopping: tokio::sync::watch::channel(false).0,
         });
         let sampling = tokio::spawn(sample(state.clone()));
@@ -199,13 +205,15 @@ impl Bound {
     }
 }
 
-/// The sampler task: samples every plugin each [`sampler::PERIOD`] until aborted.
+/// The sampler task: samples every plugin each [`sampler::PERIOD`], then
+/// shares the overview snapshot with the stream's clients, until aborted.
 async fn sample(state: Arc<State>) {
     let mut every = tokio::time::interval(sampler::PERIOD);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         state.sampler.tick(&state.host);
+        overview::share(&state);
     }
 }
 

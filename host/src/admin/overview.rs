@@ -3,55 +3,142 @@
 //! snapshot as Server-Sent Events every second.
 //!
 //! Each plugin's entry is built from what `GET /plugins/{name}` says
-//! (`routes::describe`) plus the sampler's recent rates and processing times.
+//! (`routes::describe`, from memory: no file is read) plus the sampler's
+//! recent rates and processing times. The stream's snapshot is built once a
+//! second by the sampler task ([`share`]) and handed to every client as the
+//! same text through a `watch` channel; each client gets one of its own at
+//! connect. At most [`MAX_CLIENTS`] streams are open; past that, 503.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use super::State as AdminState;
+use super::errors::ApiError;
 use super::routes::{Shared, describe, names};
 
-/// How often `GET /overview/stream` sends a snapshot.
-const EVERY: Duration = Duration::from_secs(1);
+/// How often `GET /overview/stream` sends a snapshot (the sampler's period).
+const EVERY: Duration = super::sampler::PERIOD;
 
-/// `GET /overview`.
+/// How many `GET /overview/stream` clients may be connected at once.
+pub(crate) const MAX_CLIENTS: usize = 64;
+
+/// `GET /overview`: a snapshot built for this request, so that it shows a
+/// change the moment it is in effect.
 pub(super) async fn overview(State(state): State<Shared>) -> Json<Value> {
     Json(snapshot(&state))
 }
 
-/// `GET /overview/stream`: a snapshot at once, then every second, until the
-/// server stops.
+/// Builds the snapshot and hands it to every `/overview/stream` client, as
+/// one shared text; nothing when none is connected. Called by the sampler
+/// task once a period.
+pub(super) fn share(state: &AdminState) {
+    if state.overview.receiver_count() > 0 {
+        state
+            .overview
+            .send_replace(Arc::from(snapshot(state).to_string()));
+    }
+}
+
+/// A fresh channel for [`share`]: empty until the first snapshot.
+pub(super) fn channel() -> watch::Sender<Arc<str>> {
+    watch::channel(Arc::from("")).0
+}
+
+/// `GET /overview/stream`: a snapshot at once, then the shared one every
+/// second, until the server stops. 503 when [`MAX_CLIENTS`] are connected.
 pub(super) async fn overview_stream(
     State(state): State<Shared>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stopping = state.stopping.subscribe();
-    let mut every = tokio::time::interval(EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures::stream::unfold(
-        (state, every, stopping),
-        |(state, mut every, mut stopping)| async move {
-            if *stopping.borrow_and_update() {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let client = Client::join(state.clone()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_CLIENTS} overview streams are open already: try again once one ends"),
+        )
+    })?;
+    let mut shared = state.overview.subscribe();
+    shared.borrow_and_update();
+    let first = Some(snapshot(&state).to_string());
+    let reader = Reader {
+        stopping: state.stopping.subscribe(),
+        _client: client,
+        shared,
+        first,
+        connected: Instant::now(),
+    };
+    let stream = futures::stream::unfold(reader, |mut r| async move {
+        let text = r.next().await?;
+        Some((Ok(Event::default().event("overview").data(&*text)), r))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One `/overview/stream` client's place in the shared snapshots.
+struct Reader {
+    stopping: watch::Receiver<bool>,
+    shared: watch::Receiver<Arc<str>>,
+    /// The snapshot built at connect, until sent.
+    first: Option<String>,
+    connected: Instant,
+    /// Holds the client's slot while the stream lives.
+    _client: Client,
+}
+
+impl Reader {
+    /// The next snapshot to send; `None` once the server stops.
+    async fn next(&mut self) -> Option<Arc<str>> {
+        loop {
+            if *self.stopping.borrow_and_update() {
                 return None;
             }
-            tokio::select! {
-                _ = every.tick() => {}
-                // Stopped (or the server is gone).
-                _ = stopping.changed() => return None,
+            if let Some(first) = self.first.take() {
+                return Some(Arc::from(first));
             }
-            let event = Event::default()
-                .event("overview")
-                .data(snapshot(&state).to_string());
-            Some((Ok(event), (state, every, stopping)))
-        },
-    );
-    Sse::new(stream).keep_alive(KeepAlive::default())
+            tokio::select! {
+                changed = self.shared.changed() => changed.ok()?,
+                // Stopped (or the server is gone).
+                _ = self.stopping.changed() => return None,
+            }
+            // One shared soon after the snapshot sent at connect waits for
+            // the next: messages stay about a second apart.
+            if self.connected.elapsed() >= EVERY / 2 {
+                return Some(self.shared.borrow_and_update().clone());
+            }
+        }
+    }
+}
+
+/// One connected `/overview/stream` client, counted while it lives.
+struct Client(Shared);
+
+impl Client {
+    /// A slot for one more client, `None` when [`MAX_CLIENTS`] are connected.
+    fn join(state: Shared) -> Option<Client> {
+        join(&state.overview_clients, MAX_CLIENTS).then_some(Client(state))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.0.overview_clients.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts one more in `open` unless `max` are there already.
+fn join(open: &AtomicUsize, max: usize) -> bool {
+    open.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        (n < max).then_some(n + 1)
+    })
+    .is_ok()
 }
 
 /// What `GET /overview` answers.
@@ -139,4 +226,18 @@ fn plugin(state: &AdminState, name: &str) -> Option<Value> {
 /// `x` to three decimals: enough for a rate or a time in ms, and short.
 fn round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_join_up_to_the_cap_and_leave() {
+        let open = AtomicUsize::new(0);
+        assert!((0..MAX_CLIENTS).all(|_| join(&open, MAX_CLIENTS)));
+        assert!(!join(&open, MAX_CLIENTS));
+        open.fetch_sub(1, Ordering::SeqCst);
+        assert!(join(&open, MAX_CLIENTS));
+    }
 }

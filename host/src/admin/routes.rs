@@ -304,8 +304,9 @@ pub(super) fn names(state: &AdminState) -> Vec<String> {
         .iter()
         .filter_map(|e| e.name().map(str::to_owned))
         .collect();
+    let listed: std::collections::HashSet<String> = names.iter().cloned().collect();
     for n in state.host.running() {
-        if !names.contains(&n) {
+        if !listed.contains(&n) {
             names.push(n);
         }
     }

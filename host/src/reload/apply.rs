@@ -309,6 +309,9 @@ impl Host {
             return ReloadOutcome::Unchanged;
         }
         let mut found = manifest.is_file().then(|| read_entry(dir.to_path_buf()));
+        // What the file says, before an operator's override: `enabled` is
+        // reported from this record, not from the disk.
+        self.saw_manifest(dir, found.as_ref());
         if let Some(def) = found.as_mut().and_then(|e| e.def.as_mut()) {
             def.manifest.enabled = self.inner.live.effective_enabled(dir, def.manifest.enabled);
         }

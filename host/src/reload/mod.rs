@@ -16,6 +16,7 @@ pub(crate) mod events;
 pub(crate) mod fingerprint;
 pub(crate) mod library;
 pub(crate) mod plan;
+pub(crate) mod seen;
 pub(crate) mod settle;
 pub(crate) mod state;
 pub(crate) mod toggle;

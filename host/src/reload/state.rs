@@ -9,12 +9,15 @@
 //! `?persist=true` the host writes `plugin.yaml` itself; the watcher then
 //! sees that write, which is already in effect and must not reload the
 //! plugin a second time. It also holds the lock that makes changes apply one
-//! at a time. Pure data otherwise: [`LiveState`] does no I/O.
+//! at a time, and the manifests last read (`seen`), so that reporting a
+//! plugin's `enabled` reads no file. Pure data otherwise: [`LiveState`] does no I/O.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
+
+use super::seen::SeenManifests;
 
 /// How many reloads of each plugin are remembered.
 pub const HISTORY_LEN: usize = 10;
@@ -49,6 +52,8 @@ pub struct LiveState {
     overrides: Mutex<HashMap<PathBuf, Override>>,
     written: Mutex<HashMap<PathBuf, (String, Instant)>>,
     history: Mutex<HashMap<String, VecDeque<ReloadRecord>>>,
+    /// The manifests last read, once first asked for (filled from the catalog).
+    manifests: Mutex<Option<SeenManifests>>,
     /// Held while a change (start, stop, reload) is applied.
     changes: tokio::sync::Mutex<()>,
     /// Set when the host shuts down: no change applies any more.
@@ -121,6 +126,12 @@ impl LiveState {
         lock(&self.written)
             .remove(dir)
             .is_some_and(|(t, at)| t == text && at.elapsed() < WRITTEN_TTL)
+    }
+
+    /// The manifests last read: `None` until first filled (by
+    /// `Host::seen_manifests`, from the catalog).
+    pub(crate) fn manifests(&self) -> std::sync::MutexGuard<'_, Option<SeenManifests>> {
+        lock(&self.manifests)
     }
 
     /// Adds a reload of plugin `name` to its history (the last

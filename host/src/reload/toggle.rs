@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::apply::ReloadOutcome;
+use super::seen::SeenManifests;
 use super::state::LiveState;
 use crate::discovery::MANIFEST_FILE;
 use crate::host::Host;
@@ -74,6 +75,7 @@ impl Host {
             .ok_or_else(|| ToggleError::Unknown(name.to_owned()))?;
         if persist {
             write_enabled(&dir, enabled, live)?;
+            self.seen_manifests().set_enabled(&dir, enabled);
             live.clear_override(&dir);
         } else {
             let file_enabled = manifest_in(&dir).map(|m| m.enabled);
@@ -100,30 +102,78 @@ impl Host {
 
     /// Whether plugin `name` is enabled now: the operator's override, or its
     /// manifest's `enabled`. `None` for an unknown plugin or a manifest that
-    /// does not parse.
+    /// does not parse. Reads no file: the manifest as the host last read it
+    /// ([`Host::seen_manifests`]).
     pub fn is_enabled(&self, name: &str) -> Option<bool> {
         let dir = self.plugin_folder(name)?;
-        let file = manifest_in(&dir)?.enabled;
+        let file = self.seen_manifests().enabled_in(&dir)?;
         Some(self.inner.live.effective_enabled(&dir, file))
     }
 
-    /// The folder plugin `name` runs from, or was last found in.
+    /// The folder plugin `name` runs from, else the one whose manifest named
+    /// it when last read, else the catalog's. Reads no file.
     pub fn plugin_folder(&self, name: &str) -> Option<PathBuf> {
         if let Some(v) = self.inner.plugins.named(name) {
             return Some(v.dir);
         }
-        let known: Vec<PathBuf> = self
-            .inner
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        known
-            .into_iter()
-            .find(|d| manifest_in(d).is_some_and(|m| m.name == name))
-            .or_else(|| self.catalog().find(name).map(|e| e.dir.clone()))
+        let last_read = self.seen_manifests().folder_of(name).map(Path::to_path_buf);
+        last_read.or_else(|| self.catalog().find(name).map(|e| e.dir.clone()))
+    }
+
+    /// The manifests as the host last read them, filled from the catalog on
+    /// first use (a folder whose entry did not resolve, e.g. a native plugin
+    /// not built yet, has its manifest parsed then, once).
+    pub(crate) fn seen_manifests(&self) -> SeenGuard<'_> {
+        let mut guard = self.inner.live.manifests();
+        if guard.is_none() {
+            let mut seen = SeenManifests::default();
+            for entry in &self.catalog().entries {
+                match &entry.def {
+                    Some(def) => seen.saw(&entry.dir, &def.manifest.name, def.manifest.enabled),
+                    None => {
+                        if let Some(m) = manifest_in(&entry.dir) {
+                            seen.saw(&entry.dir, &m.name, m.enabled);
+                        }
+                    }
+                }
+            }
+            *guard = Some(seen);
+        }
+        SeenGuard(guard)
+    }
+
+    /// Records the manifest just read from `dir` (`found`, as the catalog
+    /// reads a folder; `None`: no manifest). A manifest that parses but
+    /// whose entry did not resolve is parsed again here for its name.
+    pub(crate) fn saw_manifest(&self, dir: &Path, found: Option<&crate::catalog::Entry>) {
+        let parsed = match found {
+            None => None,
+            Some(entry) => match &entry.def {
+                Some(def) => Some((def.manifest.name.clone(), def.manifest.enabled)),
+                None => manifest_in(dir).map(|m| (m.name, m.enabled)),
+            },
+        };
+        let mut seen = self.seen_manifests();
+        match parsed {
+            Some((name, enabled)) => seen.saw(dir, &name, enabled),
+            None => seen.forget(dir),
+        }
+    }
+}
+
+/// The lock on the manifests last read, once filled.
+pub(crate) struct SeenGuard<'a>(std::sync::MutexGuard<'a, Option<SeenManifests>>);
+
+impl std::ops::Deref for SeenGuard<'_> {
+    type Target = SeenManifests;
+    fn deref(&self) -> &SeenManifests {
+        self.0.as_ref().expect("filled before the guard is made")
+    }
+}
+
+impl std::ops::DerefMut for SeenGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SeenManifests {
+        self.0.as_mut().expect("filled before the guard is made")
     }
 }
 

@@ -111,9 +111,7 @@ async fn reload(State(state): State<Shared>, Segment(name): Segment) -> Result<R
             // Known but not running (failed to start, or stopped): try its folder again.
             let dir = state
                 .host
-                .catalog()
-                .find(&name)
-                .map(|e| e.dir.clone())
+                .plugin_folder(&name)
                 .ok_or_else(|| unknown(&name))?;
             state.host.reload_folder(&dir, true).await
         }
@@ -303,6 +301,8 @@ pub(super) fn names(state: &AdminState) -> Vec<String> {
         .entries
         .iter()
         .filter_map(|e| e.name().map(str::to_owned))
+        // A folder renamed since start lists under its new name only.
+        .filter(|n| state.host.plugin_folder(n).is_some())
         .collect();
     let listed: std::collections::HashSet<String> = names.iter().cloned().collect();
     for n in state.host.running() {
@@ -343,7 +343,11 @@ pub(super) fn describe(state: &AdminState, name: &str) -> Option<Value> {
     let entry = state.host.catalog().find(name);
     let def = match &running {
         Some((def, _, _)) => Some(def.clone()),
-        None => entry?.def.clone(),
+        // Not running: known only while some folder still holds it.
+        None => {
+            state.host.plugin_folder(name)?;
+            entry?.def.clone()
+        }
     };
     let mut last_error = state.last_error(name);
     if last_error.is_none() {

@@ -72,6 +72,11 @@ impl SeenManifests {
         self.by_dir.get(dir).map(|s| s.enabled)
     }
 
+    /// The name `dir`'s manifest gave, `None` when it did not parse.
+    pub(crate) fn name_in(&self, dir: &Path) -> Option<&str> {
+        self.by_dir.get(dir).map(|s| s.name.as_str())
+    }
+
     /// The folder whose manifest names `name` (the first by path when
     /// several do).
     pub(crate) fn folder_of(&self, name: &str) -> Option<&Path> {
@@ -98,12 +103,14 @@ mod tests {
         s.saw(a, "c", false);
         assert_eq!(s.folder_of("c"), Some(a));
         assert_eq!(s.folder_of("b"), Some(b));
+        assert_eq!(s.name_in(a), Some("c"));
         s.set_enabled(a, true);
         assert_eq!(s.enabled_in(a), Some(true));
         // `b`'s manifest breaks: nothing is known of it any more.
         s.forget(b);
         assert_eq!(s.folder_of("b"), None);
         assert_eq!(s.enabled_in(b), None);
+        assert_eq!(s.name_in(b), None);
         s.set_enabled(b, true);
         assert_eq!(s.enabled_in(b), None, "no manifest to write into");
         assert!(!s.by_name.contains_key("b"), "no empty name left behind");

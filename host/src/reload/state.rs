@@ -114,6 +114,17 @@ impl LiveState {
         }
     }
 
+    /// The `enabled` in effect for `dir` as a read sees it: the operator's,
+    /// else `file_enabled` (the manifest as the host last read it). A read
+    /// never drops an override: only applying a changed file does
+    /// ([`LiveState::effective_enabled`]), so a file edited but not yet
+    /// applied cannot undo an operator's later word.
+    pub fn peek_enabled(&self, dir: &Path, file_enabled: bool) -> bool {
+        lock(&self.overrides)
+            .get(dir)
+            .map_or(file_enabled, |o| o.enabled)
+    }
+
     /// Remembers that the host wrote `text` as `dir`'s manifest.
     pub fn wrote_manifest(&self, dir: &Path, text: String) {
         lock(&self.written).insert(dir.to_path_buf(), (text, Instant::now()));
@@ -173,6 +184,22 @@ mod tests {
         assert!(s.effective_enabled(dir, false), "unknown file word: kept");
         s.clear_override(dir);
         assert!(!s.effective_enabled(dir, false));
+    }
+
+    #[test]
+    fn a_read_never_drops_an_override() {
+        let s = LiveState::default();
+        let dir = Path::new("plugins/p");
+        assert!(s.peek_enabled(dir, true));
+        // Disabled while the file (edited, not yet applied) says false and
+        // the host still holds true: reads keep the operator's word.
+        s.set_override(dir, false, Some(false));
+        assert!(!s.peek_enabled(dir, true));
+        assert!(!s.peek_enabled(dir, true), "still, on the next read");
+        assert!(
+            !s.effective_enabled(dir, false),
+            "applying the same file keeps it"
+        );
     }
 
     #[test]

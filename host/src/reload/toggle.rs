@@ -107,17 +107,23 @@ impl Host {
     pub fn is_enabled(&self, name: &str) -> Option<bool> {
         let dir = self.plugin_folder(name)?;
         let file = self.seen_manifests().enabled_in(&dir)?;
-        Some(self.inner.live.effective_enabled(&dir, file))
+        Some(self.inner.live.peek_enabled(&dir, file))
     }
 
     /// The folder plugin `name` runs from, else the one whose manifest named
-    /// it when last read, else the catalog's. Reads no file.
+    /// it when last read, else the catalog's, unless that folder's manifest
+    /// has since named another plugin (a rename). Reads no file.
     pub fn plugin_folder(&self, name: &str) -> Option<PathBuf> {
         if let Some(v) = self.inner.plugins.named(name) {
             return Some(v.dir);
         }
-        let last_read = self.seen_manifests().folder_of(name).map(Path::to_path_buf);
-        last_read.or_else(|| self.catalog().find(name).map(|e| e.dir.clone()))
+        let seen = self.seen_manifests();
+        if let Some(dir) = seen.folder_of(name) {
+            return Some(dir.to_path_buf());
+        }
+        let dir = self.catalog().find(name).map(|e| e.dir.clone())?;
+        let renamed = seen.name_in(&dir).is_some_and(|n| n != name);
+        (!renamed).then_some(dir)
     }
 
     /// The manifests as the host last read them, filled from the catalog on

@@ -224,3 +224,74 @@ fn enabled_is_what_the_host_read_not_an_unapplied_edit() {
     live.signal("TERM");
     live.finish().expect_code(0);
 }
+
+/// An operator's disable holds in what the host reports although the file,
+/// edited but not applied (no watching), says something else: a read never
+/// drops the operator's word.
+#[test]
+fn an_operators_disable_holds_over_an_unapplied_edit() {
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "echo", "subscriptions: [in.*]\n", ECHO);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--no-watch"]);
+    wait_ready(port, &[]);
+    let manifest = fx.path().join("echo/plugin.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, format!("{text}enabled: false\n")).unwrap();
+    let disable = request(port, "POST", "/plugins/echo/disable", &[], b"");
+    assert_eq!(disable.status, 200, "{disable:?}");
+    for _ in 0..3 {
+        assert_eq!(enabled_and_state(port), (json!(false), json!("disabled")));
+    }
+    live.signal("TERM");
+    live.finish().expect_code(0);
+}
+
+/// A plugin renamed in its manifest (live reload on) is known by its new
+/// name only: the old name no longer reaches the folder, so a command on
+/// it cannot act on the renamed plugin.
+#[test]
+fn a_renamed_plugin_answers_to_its_new_name_only() {
+    let fx = Fixture::new();
+    fx.plugin(Runtime::Lua, "alpha", "subscriptions: [in.*]\n", ECHO);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let plugins = fx.path().to_str().unwrap().to_owned();
+    let live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr]);
+    wait_ready(port, &[]);
+    let manifest = fx.path().join("alpha/plugin.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("name: alpha", "name: beta")).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let beta = request(port, "GET", "/plugins/beta", &[], b"");
+        if beta.status == 200 && beta.body["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "beta never ran: {beta:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let alpha = request(port, "GET", "/plugins/alpha", &[], b"");
+    assert_eq!(alpha.status, 404, "{alpha:?}");
+    let disable = request(port, "POST", "/plugins/alpha/disable", &[], b"");
+    assert_eq!(disable.status, 404, "{disable:?}");
+    let reload = request(port, "POST", "/plugins/alpha/reload", &[], b"");
+    assert_eq!(reload.status, 404, "{reload:?}");
+    let beta = request(port, "GET", "/plugins/beta", &[], b"");
+    assert_eq!(
+        beta.body["state"], "running",
+        "the old name stopped it: {beta:?}"
+    );
+    let snap = overview(port);
+    let names: Vec<&str> = snap["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["beta"], "{snap}");
+    live.signal("TERM");
+    live.finish().expect_code(0);
+}

@@ -202,13 +202,11 @@ fn enabled_follows_live_edits_and_toggles() {
     live.finish().expect_code(0);
 }
 
-/// `enabled` is the host's word, not the file's: an edit no reload has
-/// applied (no watching) changes nothing the host reports.
-#[test]
-fn enabled_is_what_the_host_read_not_an_unapplied_edit() {
+/// A host on one `echo` plugin, watching no file, whose manifest has then
+/// been edited to `enabled: false` (an edit nothing has applied).
+fn unwatched_echo_edited_to_disabled(port: u16) -> (Fixture, Live) {
     let fx = Fixture::new();
     fx.plugin(Runtime::Lua, "echo", "subscriptions: [in.*]\n", ECHO);
-    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let plugins = fx.path().to_str().unwrap().to_owned();
     let live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--no-watch"]);
@@ -216,6 +214,15 @@ fn enabled_is_what_the_host_read_not_an_unapplied_edit() {
     let manifest = fx.path().join("echo/plugin.yaml");
     let text = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(&manifest, format!("{text}enabled: false\n")).unwrap();
+    (fx, live)
+}
+
+/// `enabled` is the host's word, not the file's: an edit no reload has
+/// applied (no watching) changes nothing the host reports.
+#[test]
+fn enabled_is_what_the_host_read_not_an_unapplied_edit() {
+    let port = free_port();
+    let (_fx, live) = unwatched_echo_edited_to_disabled(port);
     assert_eq!(enabled_and_state(port), (json!(true), json!("running")));
     // A reload reads the file: now it is the host's word.
     let reload = request(port, "POST", "/plugins/echo/reload", &[], b"");
@@ -230,16 +237,8 @@ fn enabled_is_what_the_host_read_not_an_unapplied_edit() {
 /// drops the operator's word.
 #[test]
 fn an_operators_disable_holds_over_an_unapplied_edit() {
-    let fx = Fixture::new();
-    fx.plugin(Runtime::Lua, "echo", "subscriptions: [in.*]\n", ECHO);
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let plugins = fx.path().to_str().unwrap().to_owned();
-    let live = Live::spawn(&["run", "--plugins", &plugins, "--admin", &addr, "--no-watch"]);
-    wait_ready(port, &[]);
-    let manifest = fx.path().join("echo/plugin.yaml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, format!("{text}enabled: false\n")).unwrap();
+    let (_fx, live) = unwatched_echo_edited_to_disabled(port);
     let disable = request(port, "POST", "/plugins/echo/disable", &[], b"");
     assert_eq!(disable.status, 200, "{disable:?}");
     for _ in 0..3 {

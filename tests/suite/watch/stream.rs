@@ -39,9 +39,11 @@ fn the_stream_sends_matching_events_as_tap_prints_them() {
     live.finish().expect_code(0);
 }
 
-#[test]
-fn a_slow_client_loses_events_and_never_slows_the_bus() {
-    const EVENTS: u64 = 50_000;
+/// A host on one `quiet` plugin fed from stdin, a `/stream` client on
+/// everything that does not read, and `events` events of `filler` bytes
+/// published past it; returns once every event is handled, with the
+/// overview then.
+fn flood_a_client_that_does_not_read(events: u64, filler: usize) -> (Fixture, Live, Sse, Value) {
     let fx = Fixture::new();
     fx.plugin(Runtime::Lua, "quiet", "subscriptions: [in.*]\n", QUIET);
     let port = free_port();
@@ -57,16 +59,22 @@ fn a_slow_client_loses_events_and_never_slows_the_bus() {
         "-",
     ]);
     wait_ready(port, &[]);
-    // Subscribed to everything, and never read while the events flow.
-    let mut sse = Sse::open(port, "/stream?topics=%3E", &[]).expect("200");
-    // Large payloads: more than the sockets' buffers hold.
-    let filler = "x".repeat(1000);
-    for n in 0..EVENTS {
+    let sse = Sse::open(port, "/stream?topics=%3E", &[]).expect("200");
+    let filler = "x".repeat(filler);
+    for n in 0..events {
         live.send(&json!({"topic": "in.n", "payload": {"n": n, "filler": filler}}));
     }
     let o = overview_until(port, Duration::from_secs(60), "every event handled", |o| {
-        entry(o, "quiet")["handled"] == EVENTS
+        entry(o, "quiet")["handled"] == events
     });
+    (fx, live, sse, o)
+}
+
+#[test]
+fn a_slow_client_loses_events_and_never_slows_the_bus() {
+    const EVENTS: u64 = 50_000;
+    // Large payloads: more than the sockets' buffers hold.
+    let (_fx, mut live, mut sse, o) = flood_a_client_that_does_not_read(EVENTS, 1000);
     assert!(
         o["stream_lost"].as_u64().unwrap_or(0) > 0,
         "the slow client lost nothing: {o}"
@@ -90,30 +98,8 @@ fn a_slow_client_loses_events_and_never_slows_the_bus() {
 #[test]
 fn a_slow_client_holds_a_bounded_number_of_bytes() {
     const EVENTS: u64 = 48;
-    let fx = Fixture::new();
-    fx.plugin(Runtime::Lua, "quiet", "subscriptions: [in.*]\n", QUIET);
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let plugins = fx.path().to_str().unwrap().to_owned();
-    let mut live = Live::spawn(&[
-        "run",
-        "--plugins",
-        &plugins,
-        "--admin",
-        &addr,
-        "--input",
-        "-",
-    ]);
-    wait_ready(port, &[]);
-    let mut sse = Sse::open(port, "/stream?topics=%3E", &[]).expect("200");
     // 48 events of 900 KiB: about 43 MiB, and only 48 messages.
-    let filler = "x".repeat(900 * 1024);
-    for n in 0..EVENTS {
-        live.send(&json!({"topic": "in.n", "payload": {"n": n, "filler": filler}}));
-    }
-    let o = overview_until(port, Duration::from_secs(60), "every event handled", |o| {
-        entry(o, "quiet")["handled"] == EVENTS
-    });
+    let (_fx, mut live, mut sse, o) = flood_a_client_that_does_not_read(EVENTS, 900 * 1024);
     let lost = o["stream_lost"].as_u64().unwrap_or(0);
     assert!(
         lost > 0 && lost < EVENTS,
